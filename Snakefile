@@ -1,0 +1,28 @@
+# smoothbench: Mezzini, "Empirical study on label smoothing in neural networks", as a workflow.
+# Stages live in workflow/rules/; the config is validated (workflow/schemas/config.schema.yaml)
+# by workflow/rules/common.smk before anything is planned.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A config file names a whole study (the schema fills every key it leaves out), so
+# config.yaml, the paper's study, is read only when no --configfile is given: the
+# demo's config replaces it rather than being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(sorted(DATASETS, key=len, reverse=True)),
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),

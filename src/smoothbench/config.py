@@ -1,0 +1,304 @@
+"""Load, validate and resolve a smoothbench config into a :class:`Study`.
+
+Validation happens in two layers, both before Snakemake plans a single job:
+
+1. the JSON schema (``workflow/schemas/config.schema.yaml``): types, ranges,
+   unknown keys (typos), with every default filled in;
+2. the facts the schema cannot express: the dataset exists, each gamma lies in
+   (1/K, 1] for that dataset's K, depths fit the ResNet family, the schedule is
+   increasing.
+
+Every error names the config key at fault, e.g. ``experiments.svhn.gammas[0]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from smoothbench.registry import DatasetSpec, UnknownDatasetError, get_dataset
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPOSITORY_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; the message names the key."""
+
+
+def format_key(path) -> str:
+    """``["experiments", "svhn", "gammas", 0]`` -> ``experiments.svhn.gammas[0]``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<top level>"
+
+
+def load_schema(schema_path: Path | str = SCHEMA_PATH) -> dict:
+    with open(schema_path) as handle:
+        return yaml.safe_load(handle)
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    """Merge a ``$ref`` target with its sibling keywords (draft 2020-12 semantics)."""
+    while "$ref" in schema:
+        reference = schema["$ref"]
+        target = root
+        for part in reference.lstrip("#/").split("/"):
+            target = target[part]
+        siblings = {key: value for key, value in schema.items() if key != "$ref"}
+        schema = {**target, **siblings}
+    return schema
+
+
+def fill_defaults(instance: dict, schema: dict, root: dict | None = None) -> dict:
+    """Fill schema defaults for missing keys, recursing into named properties only.
+
+    Maps keyed by user names (``experiments``, ``source_dirs``, ...) are left as
+    written, so an experiment inherits from ``protocol`` instead of from the
+    schema's defaults.
+    """
+    root = root if root is not None else schema
+    schema = _resolve(schema, root)
+    for key, subschema in schema.get("properties", {}).items():
+        subschema = _resolve(subschema, root)
+        if key not in instance and "default" in subschema:
+            instance[key] = copy.deepcopy(subschema["default"])
+        if isinstance(instance.get(key), dict):
+            fill_defaults(instance[key], subschema, root)
+    return instance
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        known = list(error.schema.get("properties", {}))
+        messages = []
+        for name in sorted(set(error.instance) - set(known)):
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            allowed = ", ".join(known)
+            messages.append(
+                f"config key {format_key(path + [name])!r} is not a known key{hint}; "
+                f"allowed here: {allowed}"
+            )
+        return "\n".join(messages)
+    if error.validator == "oneOf" and path and path[-1] == "gammas":
+        return f"config key {format_key(path)!r}: {error.instance!r} is neither 'grid' nor a list of numbers"
+    return f"config key {format_key(path)!r}: {error.message}"
+
+
+def validate_config(config: dict, schema_path: Path | str = SCHEMA_PATH) -> dict:
+    """Return a deep copy of ``config`` with defaults filled, or raise ConfigError."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"the config must be a mapping of keys, got {type(config).__name__}")
+    schema = load_schema(schema_path)
+    filled = fill_defaults(copy.deepcopy(config), schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(filled), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+    return filled
+
+
+def gamma_grid(num_classes: int, denominator: int = 10, min_numerator: int = 1, max_numerator: int = 10) -> list[float]:
+    """The paper's grid: k / denominator, descending, kept where gamma > 1/K.
+
+    The comparison is done in integers (k * K > denominator), so no floating-point
+    accumulation decides whether a value is in the grid.
+    """
+    numerators = range(max_numerator, min_numerator - 1, -1)
+    return [k / denominator for k in numerators if k <= denominator and k * num_classes > denominator]
+
+
+def format_gamma(gamma: float) -> str:
+    """Path-safe decimal text with at least one decimal: 0.9 -> '0.9', 1 -> '1.0', 1e-05 -> '0.00001'."""
+    text = format(Decimal(repr(float(gamma))), "f")
+    if "." not in text:
+        text += ".0"
+    return text
+
+
+def depth_is_valid(model: str, depth: int) -> bool:
+    step = 6 if model == "resnet_v1" else 9
+    return depth >= step + 2 and (depth - 2) % step == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One row of the paper's tables: a dataset trained under one protocol."""
+
+    name: str
+    dataset: DatasetSpec
+    model: str
+    depth: int
+    epochs: int
+    batch_size: int
+    optimizer: dict
+    augmentation: dict
+    mean_subtraction: bool
+    gammas: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    experiment: str
+    gamma: float
+    seed: int
+
+    @property
+    def gamma_text(self) -> str:
+        return format_gamma(self.gamma)
+
+
+@dataclasses.dataclass
+class Study:
+    """A validated config: experiments resolved against the protocol and registry."""
+
+    config: dict
+    experiments: dict[str, Experiment]
+
+    @property
+    def datasets(self) -> list[str]:
+        """Datasets the experiments need, in config order, each once."""
+        names: list[str] = []
+        for experiment in self.experiments.values():
+            if experiment.dataset.name not in names:
+                names.append(experiment.dataset.name)
+        return names
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.config["seeds"])
+
+    def runs(self) -> list[Run]:
+        return [
+            Run(name, gamma, seed)
+            for name, experiment in self.experiments.items()
+            for gamma in experiment.gammas
+            for seed in self.seeds
+        ]
+
+    def splits(self, dataset: str) -> dict[str, str]:
+        """The TFDS split names read for training and validation of ``dataset``."""
+        spec = get_dataset(dataset)
+        chosen = {"train": spec.train_split, "validation": spec.validation_split}
+        chosen.update(self.config["data"]["splits"].get(dataset, {}))
+        return chosen
+
+    def data_settings(self, dataset: str) -> dict[str, Any]:
+        """Everything the download and prepare steps of ``dataset`` depend on."""
+        data = self.config["data"]
+        data_dir = data["tfds_data_dir"]
+        spec = get_dataset(dataset)
+        settings = {
+            "dataset": dataset,
+            "tfds_data_dir": os.path.expanduser(data_dir) if data_dir else None,
+            "download": data["download"],
+            "network_timeout_seconds": data["network_timeout_seconds"],
+            "source_dir": data["source_dirs"].get(dataset),
+            "splits": self.splits(dataset),
+            "mock": data["mock"],
+        }
+        if spec.is_decathlon:
+            settings["image_size"] = data["image_size"]
+            settings["square_method"] = data["square_method"]
+        if spec.source == "sklearn":
+            settings["validation_fraction"] = data["digits_validation_fraction"]
+        return settings
+
+
+def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:
+    key = f"experiments.{name}"
+    dataset_name = merged.get("dataset", name)
+    try:
+        spec = get_dataset(dataset_name)
+    except UnknownDatasetError as error:
+        where = f"{key}.dataset" if "dataset" in merged else key
+        raise ConfigError(f"config key {where!r}: {error.args[0]}") from None
+    if not depth_is_valid(merged["model"], merged["depth"]):
+        rule = "6n+2 (20, 32, 44, 56, ...)" if merged["model"] == "resnet_v1" else "9n+2 (29, 56, 83, 110, ...)"
+        source = key if name in config["experiments"] and "depth" in (config["experiments"][name] or {}) else "protocol"
+        raise ConfigError(f"config key '{source}.depth': {merged['depth']} is not a {merged['model']} depth; use {rule}")
+    schedule = merged["optimizer"]["schedule"]
+    boundaries = [step["after_epoch"] for step in schedule]
+    if boundaries != sorted(set(boundaries)):
+        raise ConfigError(f"config key '{key}.optimizer.schedule': after_epoch values must increase strictly, got {boundaries}")
+    K = spec.num_classes
+    if merged["gammas"] == "grid":
+        gammas = gamma_grid(K, **config["gamma_grid"])
+        if not gammas:
+            raise ConfigError(
+                f"config key 'gamma_grid': no gamma of the grid lies in (1/K, 1] for {name} (K={K})"
+            )
+    else:
+        gammas = []
+        for index, gamma in enumerate(merged["gammas"]):
+            if not (gamma * K > 1 and gamma <= 1):
+                raise ConfigError(
+                    f"config key '{key}.gammas[{index}]': gamma = {gamma} must lie in (1/K, 1] = "
+                    f"({1 / K:.4g}, 1] for dataset {spec.name} (K={K})"
+                )
+            gammas.append(float(gamma))
+        texts = [format_gamma(g) for g in gammas]
+        if len(set(texts)) != len(texts):
+            raise ConfigError(f"config key '{key}.gammas': two gammas share one output path: {texts}")
+    return Experiment(
+        name=name,
+        dataset=spec,
+        model=merged["model"],
+        depth=merged["depth"],
+        epochs=merged["epochs"],
+        batch_size=merged["batch_size"],
+        optimizer=merged["optimizer"],
+        augmentation=merged["augmentation"],
+        mean_subtraction=merged["mean_subtraction"],
+        gammas=tuple(gammas),
+    )
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
+    """Validate ``config`` (a dict as Snakemake loads it) and resolve its experiments."""
+    filled = validate_config(config, schema_path)
+    if not filled["experiments"]:
+        raise ConfigError("config key 'experiments': the study lists no experiment")
+    experiments = {}
+    for name, override in filled["experiments"].items():
+        merged = _merge(filled["protocol"], override or {})
+        experiments[name] = _check_experiment(name, merged, filled)
+    for dataset in filled["data"]["source_dirs"]:
+        _check_known(dataset, "data.source_dirs")
+    for dataset in filled["data"]["splits"]:
+        _check_known(dataset, "data.splits")
+    return Study(config=filled, experiments=experiments)
+
+
+def _check_known(dataset: str, key: str) -> None:
+    try:
+        get_dataset(dataset)
+    except UnknownDatasetError as error:
+        raise ConfigError(f"config key '{key}.{dataset}': {error.args[0]}") from None
+
+
+def load_study_file(path: Path | str) -> Study:
+    """Read a YAML config file and resolve it (for scripts and tests outside Snakemake)."""
+    with open(path) as handle:
+        return load_study(yaml.safe_load(handle) or {})

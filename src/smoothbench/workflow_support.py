@@ -1,0 +1,40 @@
+"""What the thin ``workflow/scripts`` adapters share: logging to the rule's log file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def logged(log_path: str | os.PathLike):
+    """Send everything the job prints (TensorFlow's C++ output included) to ``log_path``.
+
+    On an exception the traceback goes to the log and a one-paragraph error to the
+    terminal the workflow runs in, then the exception propagates so the job fails.
+    """
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    saved_out = os.dup(1)
+    with open(log_path, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except BaseException as error:
+            traceback.print_exc()
+            sys.stderr.flush()
+            os.write(terminal, f"\nerror: {error}\n(full log: {log_path})\n".encode())
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(terminal, 2)
+            os.close(saved_out)
+            os.close(terminal)

@@ -1,0 +1,40 @@
+# Data stage: get each dataset into the TFDS data dir, then into uint8 arrays + mean.
+
+
+rule download:
+    """Build the dataset in the TFDS data dir (or check it is there). Runs on the submit
+    host: cluster compute nodes often have no internet."""
+    output:
+        record=f"{RESULTS}/downloads/{{dataset}}.json",
+    log:
+        f"{LOGS}/download/{{dataset}}.log",
+    localrule: True
+    conda:
+        ENVIRONMENT
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        settings=lambda wildcards: STUDY.data_settings(wildcards.dataset),
+    script:
+        "../scripts/download.py"
+
+
+rule prepare:
+    """Square-crop (Decathlon), store uint8 images + labels, the per-pixel training
+    mean and a manifest with sha256 of every array; memory-mapped by training."""
+    input:
+        record=rules.download.output.record,
+    output:
+        **prepared_files("{dataset}"),
+    log:
+        f"{LOGS}/prepare/{{dataset}}.log",
+    conda:
+        ENVIRONMENT
+    threads: 2
+    resources:
+        mem_mb=8000,
+    params:
+        settings=lambda wildcards: STUDY.data_settings(wildcards.dataset),
+    script:
+        "../scripts/prepare.py"
