@@ -24,13 +24,14 @@ from typing import Any
 import jsonschema
 import yaml
 
+from smoothbench.errors import SmoothbenchError
 from smoothbench.registry import DatasetSpec, UnknownDatasetError, get_dataset
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPOSITORY_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(SmoothbenchError, ValueError):
     """A config value that cannot run; the message names the key."""
 
 

@@ -14,11 +14,12 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from smoothbench.errors import SmoothbenchError
 from smoothbench.registry import DatasetSpec, get_dataset
 from smoothbench.storage import sha256_of_file
 
 
-class DownloadError(RuntimeError):
+class DownloadError(SmoothbenchError, RuntimeError):
     """A dataset that cannot be obtained; the message says what to do."""
 
 

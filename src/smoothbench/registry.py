@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from urllib.parse import urlparse
 
+from smoothbench.errors import SmoothbenchError
+
 DECATHLON_BUILDER = "visual_domain_decathlon"
 _VGG = "http://www.robots.ox.ac.uk/~vgg/share/"
 _DECATHLON_FILES = (_VGG + "decathlon-1.0-devkit.tar.gz", _VGG + "decathlon-1.0-data.tar.gz")
@@ -194,7 +196,7 @@ PAPER_DATASETS = (
 )
 
 
-class UnknownDatasetError(KeyError):
+class UnknownDatasetError(SmoothbenchError, KeyError):
     pass
 
 

@@ -30,6 +30,8 @@ from typing import Iterator
 
 import numpy as np
 
+from smoothbench.errors import SmoothbenchError
+
 ARRAY_NAMES = ("train_images", "train_labels", "validation_images", "validation_labels", "mean")
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -38,7 +40,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class PreparedDataError(RuntimeError):
+class PreparedDataError(SmoothbenchError, RuntimeError):
     """Prepared data that is missing, incomplete, corrupted or inconsistent."""
 
 

@@ -8,6 +8,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from smoothbench.errors import SmoothbenchError
+
 
 @contextlib.contextmanager
 def logged(log_path: str | os.PathLike):
@@ -21,6 +23,7 @@ def logged(log_path: str | os.PathLike):
     sys.stderr.flush()
     terminal = os.dup(2)
     saved_out = os.dup(1)
+    failed = False
     with open(log_path, "a", buffering=1) as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
@@ -30,7 +33,10 @@ def logged(log_path: str | os.PathLike):
             traceback.print_exc()
             sys.stderr.flush()
             os.write(terminal, f"\nerror: {error}\n(full log: {log_path})\n".encode())
-            raise
+            if isinstance(error, SmoothbenchError):
+                failed = True  # a message for the user: no second traceback on the terminal
+            else:
+                raise
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -38,3 +44,5 @@ def logged(log_path: str | os.PathLike):
             os.dup2(terminal, 2)
             os.close(saved_out)
             os.close(terminal)
+    if failed:
+        raise SystemExit(1)
