@@ -130,6 +130,10 @@ def staging_folder(destination: Path | str) -> Iterator[Path]:
     """A hidden temporary folder beside ``destination``, removed if the block fails."""
     destination = Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
+    # A job killed mid-write leaves its staging folder behind; Snakemake runs one job
+    # per output folder at a time, so any staging folder found here is stale.
+    for stale in destination.glob(".staging-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=destination, prefix=".staging-"))
     try:
         yield staging

@@ -1,0 +1,45 @@
+"""Shared helpers: run the real Snakemake workflow in a scratch folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+
+
+def run_workflow(workdir: Path, config: dict | None, *arguments: str, timeout: int = 900, env=None, prefix=()):
+    """Run the repository's Snakefile with ``workdir`` as working directory.
+
+    ``config`` is written to ``workdir/config.test.yaml`` and passed with --configfile
+    (None: the shipped config.yaml). Returns the CompletedProcess (output merged).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = [*prefix, SNAKEMAKE, "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir)]
+    if config is not None:
+        path = workdir / "config.test.yaml"
+        path.write_text(yaml.safe_dump(config))
+        command += ["--configfile", str(path)]
+    else:
+        command += ["--configfile", str(REPOSITORY / "config.yaml")]
+    return subprocess.run(
+        command + list(arguments),
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def workflow_runner():
+    return run_workflow

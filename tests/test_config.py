@@ -1,0 +1,214 @@
+"""The config: the paper's study as shipped, defaults, and every kind of bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from smoothbench.config import (
+    SCHEMA_PATH,
+    ConfigError,
+    _resolve,
+    format_gamma,
+    gamma_grid,
+    load_schema,
+    load_study,
+    load_study_file,
+)
+from conftest import REPOSITORY
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return load_study_file(REPOSITORY / "config.yaml")
+
+
+def test_shipped_config_is_the_papers_study(paper):
+    assert list(paper.experiments) == [
+        "aircraft", "cifar100", "daimlerpedcls", "dtd", "gtsrb", "omniglot", "svhn",
+        "ucf101", "vgg-flowers", "imagenet12_a", "imagenet12_b", "cifar10", "mnist",
+    ]
+    assert paper.datasets == [
+        "aircraft", "cifar100", "daimlerpedcls", "dtd", "gtsrb", "omniglot", "svhn",
+        "ucf101", "vgg-flowers", "imagenet12", "cifar10", "mnist",
+    ]
+    runs = paper.runs()
+    # 48 filled cells in the paper's Table 1 + 60 in Table 2 (the shared reference's
+    # "110" miscounts: the seven datasets with K > 10 keep gamma = 0.1).
+    assert len(runs) == 108
+    assert sum(not run.experiment.startswith("imagenet12") for run in runs) == 102
+    assert paper.seeds == [0]
+
+
+# Which gammas have a number in the paper's Tables 1-2 (the rest print '-').
+ALL = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0}
+PAPER_CELLS = {
+    **{name: ALL for name in ["aircraft", "cifar100", "dtd", "gtsrb", "omniglot", "ucf101", "vgg-flowers"]},
+    **{name: ALL - {0.1} for name in ["svhn", "cifar10", "mnist"]},
+    "daimlerpedcls": {0.6, 0.7, 0.8, 0.9, 1.0},
+    "imagenet12_a": {0.9, 1.0},
+    "imagenet12_b": {0.5, 0.8, 0.9, 1.0},
+}
+
+
+def test_planned_gammas_are_exactly_the_papers_filled_cells(paper):
+    assert {name: set(experiment.gammas) for name, experiment in paper.experiments.items()} == PAPER_CELLS
+
+
+def test_shipped_protocol_per_experiment(paper):
+    mnist, svhn = paper.experiments["mnist"], paper.experiments["svhn"]
+    a, b = paper.experiments["imagenet12_a"], paper.experiments["imagenet12_b"]
+    assert (mnist.model, mnist.depth, mnist.epochs, mnist.batch_size) == ("resnet_v1", 20, 200, 32)
+    assert (svhn.model, svhn.depth, svhn.mean_subtraction) == ("resnet_v2", 83, True)
+    assert (a.model, a.depth, a.epochs, a.batch_size, a.mean_subtraction) == ("resnet_v2", 83, 100, 64, False)
+    assert (b.model, b.depth, b.epochs, b.batch_size) == ("resnet_v1", 20, 200, 64)
+    assert a.gammas == (1.0, 0.9) and b.gammas == (1.0, 0.9, 0.8, 0.5)
+    assert a.dataset.name == b.dataset.name == "imagenet12"
+    assert svhn.optimizer["schedule"] == [
+        {"after_epoch": 80, "factor": 0.1},
+        {"after_epoch": 120, "factor": 0.01},
+        {"after_epoch": 160, "factor": 0.001},
+        {"after_epoch": 180, "factor": 0.0005},
+    ]
+    assert svhn.augmentation == {"shift": 0.1, "horizontal_flip": True}
+    assert paper.splits("mnist") == {"train": "train", "validation": "test"}
+    assert paper.splits("dtd") == {"train": "train", "validation": "validation"}
+
+
+def test_gamma_grid_follows_gamma_greater_than_one_over_k(paper):
+    tenths = [k / 10 for k in range(10, 0, -1)]
+    assert paper.experiments["dtd"].gammas == tuple(tenths)  # K=47 keeps 0.1, as the paper's table
+    assert paper.experiments["svhn"].gammas == tuple(tenths[:-1])  # K=10: 0.1 = 1/K is out
+    assert paper.experiments["daimlerpedcls"].gammas == (1.0, 0.9, 0.8, 0.7, 0.6)  # K=2
+    # built from integers: exactly the floats 3/10 etc., not accumulated sums
+    assert gamma_grid(10)[-1] == 0.2 and 0.3 in gamma_grid(10)
+    assert gamma_grid(2, denominator=4) == [1.0, 0.75]
+    assert gamma_grid(10, min_numerator=6) == [1.0, 0.9, 0.8, 0.7, 0.6]
+
+
+@pytest.mark.parametrize(
+    "gamma, text",
+    [(0.9, "0.9"), (1, "1.0"), (1.0, "1.0"), (0.95, "0.95"), (1e-05, "0.00001"), (0.3, "0.3"), (3 / 10, "0.3")],
+)
+def test_gamma_path_text(gamma, text):
+    assert format_gamma(gamma) == text
+
+
+def test_defaults_fill_an_almost_empty_config():
+    study = load_study({"experiments": {"cifar10": None}})
+    experiment = study.experiments["cifar10"]
+    assert (experiment.model, experiment.depth, experiment.epochs, experiment.batch_size) == ("resnet_v2", 83, 200, 32)
+    assert experiment.optimizer["learning_rate"] == 1e-3
+    data = study.config["data"]
+    assert data["image_size"] == 72 and data["square_method"] == "center_crop" and data["download"] is True
+    assert study.config["seeds"] == [0]
+
+
+def test_experiment_overrides_merge_into_protocol():
+    config = {
+        "protocol": {"optimizer": {"schedule": [{"after_epoch": 5, "factor": 0.5}]}},
+        "experiments": {"cifar10": {"optimizer": {"learning_rate": 0.01}, "epochs": 7}},
+    }
+    experiment = load_study(config).experiments["cifar10"]
+    assert experiment.optimizer == {"name": "adam", "learning_rate": 0.01, "schedule": [{"after_epoch": 5, "factor": 0.5}]}
+    assert experiment.epochs == 7
+
+
+def _error(config) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_study(config)
+    return str(caught.value)
+
+
+def test_typo_in_a_key_names_it_and_suggests_the_right_one():
+    message = _error({"protocol": {"epoch": 3}, "experiments": {"cifar10": {}}})
+    assert "'protocol.epoch' is not a known key" in message and "did you mean 'epochs'" in message
+    message = _error({"experimens": {}, "experiments": {"cifar10": {}}})
+    assert "'experimens'" in message and "did you mean 'experiments'" in message
+    message = _error({"experiments": {"cifar10": {"batchsize": 3}}})
+    assert "'experiments.cifar10.batchsize'" in message
+
+
+@pytest.mark.parametrize("epochs", [-1, 0])
+def test_non_positive_epochs_are_refused(epochs):
+    message = _error({"protocol": {"epochs": epochs}, "experiments": {"cifar10": {}}})
+    assert "config key 'protocol.epochs'" in message and "minimum" in message
+    message = _error({"experiments": {"mnist": {"epochs": epochs}}})
+    assert "config key 'experiments.mnist.epochs'" in message
+
+
+def test_unknown_dataset_is_named():
+    message = _error({"experiments": {"cifar11": {}}})
+    assert "config key 'experiments.cifar11'" in message and "unknown dataset 'cifar11'" in message
+    message = _error({"experiments": {"mine": {"dataset": "imagenet"}}})
+    assert "config key 'experiments.mine.dataset'" in message and "imagenet12" in message
+    message = _error({"data": {"source_dirs": {"fashion-mnist": "/x"}}, "experiments": {"cifar10": {}}})
+    assert "config key 'data.source_dirs.fashion-mnist'" in message
+
+
+@pytest.mark.parametrize(
+    "experiment, gammas, index",
+    [("svhn", [0.1], 0), ("svhn", [1.0, 1.1], 1), ("daimlerpedcls", [0.9, 0.5], 1), ("cifar100", [0.0], 0), ("dtd", [-0.5], 0)],
+)
+def test_gamma_outside_one_over_k_to_one_is_refused(experiment, gammas, index):
+    message = _error({"experiments": {experiment: {"gammas": gammas}}})
+    assert f"config key 'experiments.{experiment}.gammas[{index}]'" in message and "(1/K, 1]" in message
+
+
+def test_gamma_equal_to_one_over_k_boundary():
+    assert load_study({"experiments": {"dtd": {"gammas": [0.1]}}}).experiments["dtd"].gammas == (0.1,)
+    assert "gammas[0]" in _error({"experiments": {"daimlerpedcls": {"gammas": [0.5]}}})
+
+
+def test_other_semantic_errors_name_their_key():
+    assert "'protocol.depth': 21 is not a resnet_v2 depth" in _error({"protocol": {"depth": 21}, "experiments": {"cifar10": {}}})
+    assert "'experiments.mnist.depth'" in _error({"experiments": {"mnist": {"model": "resnet_v1", "depth": 83}}})
+    message = _error(
+        {"experiments": {"cifar10": {"optimizer": {"schedule": [{"after_epoch": 9, "factor": 0.1}, {"after_epoch": 3, "factor": 0.1}]}}}}
+    )
+    assert "'experiments.cifar10.optimizer.schedule'" in message
+    assert "'experiments.cifar10.gammas'" in _error({"experiments": {"cifar10": {"gammas": "all"}}})
+    assert "'data.square_method'" in _error({"data": {"square_method": "pad"}, "experiments": {"cifar10": {}}})
+    assert "'seeds'" in _error({"seeds": [], "experiments": {"cifar10": {}}})
+    assert "'experiments'" in _error({"experiments": {}})
+
+
+def test_validation_does_not_change_the_callers_dict():
+    config = {"experiments": {"cifar10": {}}}
+    before = copy.deepcopy(config)
+    load_study(config)
+    assert config == before
+
+
+def _walk(schema, root, path=""):
+    schema = _resolve(schema, root)
+    for name, subschema in schema.get("properties", {}).items():
+        yield f"{path}{name}", _resolve(subschema, root)
+        yield from _walk(subschema, root, f"{path}{name}.")
+    for keyword in ("additionalProperties", "items"):
+        if isinstance(schema.get(keyword), dict):
+            yield from _walk(schema[keyword], root, f"{path}<{keyword}>.")
+
+
+def test_every_schema_key_has_a_description_and_top_level_keys_defaults():
+    schema = load_schema(SCHEMA_PATH)
+    keys = list(_walk(schema, schema))
+    assert len(keys) > 40
+    undocumented = [key for key, subschema in keys if not subschema.get("description")]
+    assert undocumented == []
+    # Keys outside user-named maps (experiments, splits, ...) all have defaults.
+    without_default = [
+        key for key, subschema in keys if "<" not in key and "default" not in subschema
+    ]
+    assert without_default == []
+
+
+def test_demo_config_is_valid_and_small():
+    study = load_study_file(REPOSITORY / "config" / "demo.yaml")
+    assert study.datasets == ["digits"]
+    assert study.experiments["digits"].gammas == (1.0, 0.9, 0.8, 0.7, 0.6)
+    assert study.config["data"]["download"] is False
+    with open(REPOSITORY / "config" / "demo.yaml") as handle:
+        assert "experiments" in yaml.safe_load(handle)
