@@ -100,6 +100,23 @@ def _decathlon(name: str, num_classes: int, description: str, **extra) -> Datase
     )
 
 
+def _mnist_family(name: str, base_url: str, description: str, note: str = "") -> DatasetSpec:
+    # No validation split: the paper's recipe validates MNIST on its test set.
+    return DatasetSpec(
+        name=name,
+        source="tfds",
+        tfds_name=name,
+        num_classes=10,
+        train_split="train",
+        validation_split="test",
+        native_shape=(28, 28, 1),
+        source_urls=tuple(base_url + filename for filename in _IDX_FILES),
+        url_attribute=True,
+        note=note,
+        description=description,
+    )
+
+
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
@@ -125,19 +142,7 @@ DATASETS: dict[str, DatasetSpec] = {
         _decathlon("svhn", 10, "Street View House Numbers"),
         _decathlon("ucf101", 101, "UCF101 dynamic images"),
         _decathlon("vgg-flowers", 102, "VGG Flowers 102"),
-        DatasetSpec(
-            name="mnist",
-            source="tfds",
-            tfds_name="mnist",
-            num_classes=10,
-            # No validation split: the paper's recipe validates on the test set.
-            train_split="train",
-            validation_split="test",
-            native_shape=(28, 28, 1),
-            source_urls=tuple(_MNIST_URL + name for name in _IDX_FILES),
-            url_attribute=True,
-            description="MNIST handwritten digits",
-        ),
+        _mnist_family("mnist", _MNIST_URL, "MNIST handwritten digits"),
         DatasetSpec(
             name="cifar10",
             source="tfds",
@@ -149,21 +154,14 @@ DATASETS: dict[str, DatasetSpec] = {
             source_urls=("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
             description="CIFAR-10",
         ),
-        DatasetSpec(
-            name="fashion_mnist",
-            source="tfds",
-            tfds_name="fashion_mnist",
-            num_classes=10,
-            train_split="train",
-            validation_split="test",
-            native_shape=(28, 28, 1),
-            source_urls=tuple(_FASHION_URL + name for name in _IDX_FILES),
-            url_attribute=True,
+        _mnist_family(
+            "fashion_mnist",
+            _FASHION_URL,
+            "Fashion-MNIST (not in the paper: real images available offline)",
             note=(
                 "Offline, Debian's package dataset-fashion-mnist installs the four files "
                 "in /usr/share/datasets/fashion-mnist/."
             ),
-            description="Fashion-MNIST (not in the paper: real images available offline)",
         ),
         DatasetSpec(
             name="digits",
