@@ -1,6 +1,6 @@
 # smoothbench: Mezzini, "Empirical study on label smoothing in neural networks", as a workflow.
-# Stages live in workflow/rules/; the config is validated (workflow/schemas/config.schema.yaml)
-# by workflow/rules/common.smk before anything is planned.
+# Stages live in workflow/rules/; the config is checked against
+# workflow/schemas/config.schema.yaml before anything is planned.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -15,6 +15,11 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+
+
+STUDY = validated_study(config)
+
+
 include: "workflow/rules/data.smk"
 
 

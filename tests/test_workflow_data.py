@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from smoothbench import storage
 from smoothbench.registry import PAPER_DATASETS
@@ -109,15 +110,25 @@ def test_decathlon_mean_is_the_mean_of_the_square_training_images(mock_run, data
     assert arrays["train_images"].std() > 10  # real (random) pixels, not padding
 
 
-def test_nothing_reruns_once_prepared(mock_run):
-    config_path = mock_run / "config.test.yaml"
-    process = subprocess.run(
-        [SNAKEMAKE, "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(mock_run), "--configfile", str(config_path), "--dry-run"],
-        capture_output=True,
-        text=True,
-    )
-    assert process.returncode == 0, process.stdout + process.stderr
-    assert "Nothing to be done" in process.stdout + process.stderr
+def _dry_run_jobs(workdir: Path, config: dict) -> list[tuple[str, str | None]]:
+    process = run_workflow(workdir, config, "--dry-run")
+    assert process.returncode == 0, process.stdout
+    return sorted(job for job in planned_jobs(process.stdout) if job[0] != "all")
+
+
+def test_only_settings_that_change_the_data_replan_jobs(mock_run):
+    config = yaml.safe_load((mock_run / "config.test.yaml").read_text())
+    assert _dry_run_jobs(mock_run, config) == []
+    # network settings change nothing that was computed: nothing to redo
+    config["data"].update(download=True, network_timeout_seconds=2)
+    assert _dry_run_jobs(mock_run, config) == []
+    # a new square size redoes the Decathlon preparations only
+    config["data"]["image_size"] = 64
+    assert _dry_run_jobs(mock_run, config) == [("prepare", "daimlerpedcls"), ("prepare", "dtd")]
+    # the split read for mnist validation redoes mnist only
+    config["data"]["image_size"] = 72
+    config["data"]["splits"] = {"mnist": {"train": "train", "validation": "train[:10]"}}
+    assert _dry_run_jobs(mock_run, config) == [("prepare", "mnist")]
 
 
 def test_fashion_mnist_built_offline_from_debians_files(tmp_path):

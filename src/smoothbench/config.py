@@ -196,15 +196,18 @@ class Study:
         return chosen
 
     def data_settings(self, dataset: str) -> dict[str, Any]:
-        """Everything the download and prepare steps of ``dataset`` depend on."""
+        """What the prepared arrays of ``dataset`` depend on.
+
+        Snakemake reruns a job when these change, so nothing that leaves the result
+        unchanged belongs here (whether the network may be used, and for how long:
+        see :meth:`network_settings`).
+        """
         data = self.config["data"]
         data_dir = data["tfds_data_dir"]
         spec = get_dataset(dataset)
         settings = {
             "dataset": dataset,
             "tfds_data_dir": os.path.expanduser(data_dir) if data_dir else None,
-            "download": data["download"],
-            "network_timeout_seconds": data["network_timeout_seconds"],
             "source_dir": data["source_dirs"].get(dataset),
             "splits": self.splits(dataset),
             "mock": data["mock"],
@@ -215,6 +218,16 @@ class Study:
         if spec.source == "sklearn":
             settings["validation_fraction"] = data["digits_validation_fraction"]
         return settings
+
+    def download_settings(self, dataset: str) -> dict[str, Any]:
+        """The part of :meth:`data_settings` that the download result depends on."""
+        settings = self.data_settings(dataset)
+        return {key: settings[key] for key in ("dataset", "tfds_data_dir", "source_dir", "mock")}
+
+    def network_settings(self) -> dict[str, Any]:
+        """Whether and how long the download step may try the network."""
+        data = self.config["data"]
+        return {"download": data["download"], "network_timeout_seconds": data["network_timeout_seconds"]}
 
 
 def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:

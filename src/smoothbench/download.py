@@ -80,10 +80,11 @@ def _split_counts(builder) -> dict[str, int]:
     return {name: int(info.num_examples) for name, info in builder.info.splits.items()}
 
 
-def download(settings: dict) -> dict:
+def download(settings: dict, network: dict) -> dict:
     """Make ``settings['dataset']`` readable by the prepare step; return a record of how.
 
-    ``settings`` is :meth:`smoothbench.config.Study.data_settings`.
+    ``settings`` is :meth:`smoothbench.config.Study.data_settings`, ``network``
+    :meth:`smoothbench.config.Study.network_settings`.
     """
     spec = get_dataset(settings["dataset"])
     record = {"dataset": spec.name, "source": spec.source, "tfds_name": spec.tfds_name, "finished": None}
@@ -126,9 +127,9 @@ def download(settings: dict) -> dict:
             source_files={name: sha256_of_file(folder / name) for name in spec.source_filenames},
         )
     else:
-        if not settings["download"]:
+        if not network["download"]:
             raise DownloadError(missing_message(spec, data_dir, "downloads are switched off (config key 'data.download' is false)"))
-        failure = probe_hosts(spec.source_hosts, settings["network_timeout_seconds"])
+        failure = probe_hosts(spec.source_hosts, network["network_timeout_seconds"])
         if failure:
             raise DownloadError(missing_message(spec, data_dir, failure))
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))

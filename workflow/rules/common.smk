@@ -10,14 +10,17 @@ if SOURCE_FOLDER not in sys.path:
 from smoothbench.config import ConfigError, load_study
 from smoothbench.registry import DATASETS
 
-# Validate against workflow/schemas/config.schema.yaml (defaults filled) and resolve
-# the experiments; a bad config stops here, before any job is planned.
-try:
-    STUDY = load_study(
-        config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
-    )
-except ConfigError as error:
-    raise WorkflowError(str(error)) from None
+
+def validated_study(config):
+    """The config checked against workflow/schemas/config.schema.yaml (defaults filled)
+    and resolved into experiments; a bad config stops here, before any job is planned.
+    """
+    schema = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    try:
+        return load_study(config, schema)
+    except ConfigError as error:
+        raise WorkflowError(str(error)) from None
+
 
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"

@@ -3,7 +3,9 @@
 
 rule download:
     """Build the dataset in the TFDS data dir (or check it is there). Runs on the submit
-    host: cluster compute nodes often have no internet."""
+    host: cluster compute nodes often have no internet. Whether it may use the network
+    is read from the config by the script, not passed as a param: changing it must not
+    make Snakemake redo finished downloads and preparations."""
     output:
         record=f"{RESULTS}/downloads/{{dataset}}.json",
     log:
@@ -15,7 +17,7 @@ rule download:
     resources:
         mem_mb=4000,
     params:
-        settings=lambda wildcards: STUDY.data_settings(wildcards.dataset),
+        settings=lambda wildcards: STUDY.download_settings(wildcards.dataset),
     script:
         "../scripts/download.py"
 
