@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -38,8 +37,3 @@ def run_workflow(workdir: Path, config: dict | None, *arguments: str, timeout: i
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
-
-
-@pytest.fixture
-def workflow_runner():
-    return run_workflow

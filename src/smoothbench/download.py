@@ -101,7 +101,7 @@ def download(settings: dict, network: dict) -> dict:
     import tensorflow_datasets as tfds
 
     builder = _builder(spec, settings["tfds_data_dir"])
-    data_dir = str(builder.data_dir_root) if hasattr(builder, "data_dir_root") else str(Path(builder.data_dir).parents[1])
+    data_dir = str(builder.data_dir_root)
     record.update(tfds_data_dir=data_dir, tfds_version=str(builder.version))
     source_dir = settings.get("source_dir")
     if builder.is_prepared():
