@@ -9,6 +9,7 @@ if SOURCE_FOLDER not in sys.path:
 
 from smoothbench.config import ConfigError, load_study
 from smoothbench.registry import DATASETS
+from smoothbench.storage import ARRAY_NAMES, MANIFEST_NAME
 
 
 def validated_study(config):
@@ -30,15 +31,8 @@ ENVIRONMENT = "../../envs/smoothbench.yaml"
 def prepared_files(dataset):
     """The files of one prepared dataset (see smoothbench.storage)."""
     folder = f"{RESULTS}/prepared/{dataset}"
-    names = [
-        "train_images",
-        "train_labels",
-        "validation_images",
-        "validation_labels",
-        "mean",
-    ]
-    return {name: f"{folder}/{name}.npy" for name in names} | {
-        "manifest": f"{folder}/manifest.json"
+    return {name: f"{folder}/{name}.npy" for name in ARRAY_NAMES} | {
+        "manifest": f"{folder}/{MANIFEST_NAME}"
     }
 
 
