@@ -240,7 +240,7 @@ def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:
         raise ConfigError(f"config key {where!r}: {error.args[0]}") from None
     if not depth_is_valid(merged["model"], merged["depth"]):
         rule = "6n+2 (20, 32, 44, 56, ...)" if merged["model"] == "resnet_v1" else "9n+2 (29, 56, 83, 110, ...)"
-        source = key if name in config["experiments"] and "depth" in (config["experiments"][name] or {}) else "protocol"
+        source = key if "depth" in (config["experiments"][name] or {}) else "protocol"
         raise ConfigError(f"config key '{source}.depth': {merged['depth']} is not a {merged['model']} depth; use {rule}")
     schedule = merged["optimizer"]["schedule"]
     boundaries = [step["after_epoch"] for step in schedule]
