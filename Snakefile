@@ -21,10 +21,14 @@ STUDY = validated_study(config)
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 
 
 wildcard_constraints:
     dataset="|".join(sorted(DATASETS, key=len, reverse=True)),
+    experiment="|".join(sorted(STUDY.experiments, key=len, reverse=True)),
+    gamma=r"[0-9]+\.[0-9]+",
+    seed=r"[0-9]+",
 
 
 rule all:

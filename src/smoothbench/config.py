@@ -26,6 +26,7 @@ import yaml
 
 from smoothbench.errors import SmoothbenchError
 from smoothbench.registry import DatasetSpec, UnknownDatasetError, get_dataset
+from smoothbench.shapes import FIXED_POOL_SIZE, final_map_size
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPOSITORY_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -146,7 +147,23 @@ class Experiment:
     optimizer: dict
     augmentation: dict
     mean_subtraction: bool
+    pooling: str
+    min_image_size: int
+    image_shape: tuple[int, int, int]
     gammas: tuple[float, ...]
+
+    @property
+    def model_name(self) -> str:
+        """``resnet_v1-20``: family and depth, as tables print it."""
+        return f"{self.model}-{self.depth}"
+
+    def gamma_for(self, text: str) -> float:
+        """The gamma whose path text (:func:`format_gamma`) is ``text``."""
+        for gamma in self.gammas:
+            if format_gamma(gamma) == text:
+                return gamma
+        known = ", ".join(format_gamma(gamma) for gamma in self.gammas)
+        raise ConfigError(f"experiment {self.name!r} has no gamma {text!r} in its config (it has {known})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,6 +241,50 @@ class Study:
         settings = self.data_settings(dataset)
         return {key: settings[key] for key in ("dataset", "tfds_data_dir", "source_dir", "mock")}
 
+    def train_settings(self, experiment: str, gamma_text: str, seed: int) -> dict[str, Any]:
+        """What one training run's result depends on: the protocol, gamma and seed.
+
+        Snakemake reruns a job when these change; how the job runs (devices, threads,
+        evaluation batch size) is in :meth:`compute_settings` instead.
+        """
+        if experiment not in self.experiments:
+            raise ConfigError(f"no experiment {experiment!r} in config key 'experiments'")
+        chosen = self.experiments[experiment]
+        seed = int(seed)
+        if seed not in self.seeds:
+            raise ConfigError(f"seed {seed} is not in config key 'seeds' ({self.seeds})")
+        return {
+            "experiment": chosen.name,
+            "dataset": chosen.dataset.name,
+            "num_classes": chosen.dataset.num_classes,
+            "image_shape": list(chosen.image_shape),
+            "model": chosen.model,
+            "depth": chosen.depth,
+            "pooling": chosen.pooling,
+            "min_image_size": chosen.min_image_size,
+            "epochs": chosen.epochs,
+            "batch_size": chosen.batch_size,
+            "optimizer": copy.deepcopy(chosen.optimizer),
+            "augmentation": copy.deepcopy(chosen.augmentation),
+            "mean_subtraction": chosen.mean_subtraction,
+            "gamma": chosen.gamma_for(gamma_text),
+            "seed": seed,
+        }
+
+    def compute_settings(self) -> dict[str, Any]:
+        """How training jobs run; nothing here changes a result."""
+        return copy.deepcopy(self.config["compute"])
+
+    def train_resources(self, experiment: str) -> dict[str, int]:
+        """``gpu``, ``mem_mb`` and ``runtime`` (minutes) for one experiment's train jobs."""
+        compute = self.config["compute"]
+        own = compute["experiments"].get(experiment, {})
+        return {
+            "gpu": compute["gpus_per_job"],
+            "mem_mb": own.get("mem_mb", compute["mem_mb"]),
+            "runtime": own.get("runtime_minutes", compute["runtime_minutes"]),
+        }
+
     def network_settings(self) -> dict[str, Any]:
         """Whether and how long the download step may try the network."""
         data = self.config["data"]
@@ -246,6 +307,16 @@ def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:
     boundaries = [step["after_epoch"] for step in schedule]
     if boundaries != sorted(set(boundaries)):
         raise ConfigError(f"config key '{key}.optimizer.schedule': after_epoch values must increase strictly, got {boundaries}")
+    image_shape = spec.prepared_shape(config["data"]["image_size"])
+    if merged["pooling"] == "fixed_8x8":
+        side = max(min(image_shape[:2]), merged["min_image_size"])
+        if final_map_size(side) < FIXED_POOL_SIZE:
+            source = key if "pooling" in (config["experiments"][name] or {}) else "protocol"
+            raise ConfigError(
+                f"config key '{source}.pooling': fixed_8x8 needs inputs of at least 29 pixels, but {spec.name} "
+                f"images are {image_shape[0]}x{image_shape[1]} and 'min_image_size' is {merged['min_image_size']}; "
+                "set min_image_size to 32 (pads the images) or pooling to global"
+            )
     K = spec.num_classes
     if merged["gammas"] == "grid":
         gammas = gamma_grid(K, **config["gamma_grid"])
@@ -275,6 +346,9 @@ def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:
         optimizer=merged["optimizer"],
         augmentation=merged["augmentation"],
         mean_subtraction=merged["mean_subtraction"],
+        pooling=merged["pooling"],
+        min_image_size=merged["min_image_size"],
+        image_shape=tuple(image_shape),
         gammas=tuple(gammas),
     )
 
@@ -302,6 +376,12 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
         _check_known(dataset, "data.source_dirs")
     for dataset in filled["data"]["splits"]:
         _check_known(dataset, "data.splits")
+    for name in filled["compute"]["experiments"]:
+        if name not in experiments:
+            raise ConfigError(
+                f"config key 'compute.experiments.{name}': no experiment of that name "
+                f"(the study has {', '.join(experiments)})"
+            )
     return Study(config=filled, experiments=experiments)
 
 

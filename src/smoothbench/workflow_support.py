@@ -10,6 +10,10 @@ from pathlib import Path
 
 from smoothbench.errors import SmoothbenchError
 
+# TensorFlow's C++ INFO lines (CUDA probing, CPU features) bury the progress lines in a
+# job's log; warnings and errors still show. A value set by the user wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
 
 @contextlib.contextmanager
 def logged(log_path: str | os.PathLike):

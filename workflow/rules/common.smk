@@ -24,6 +24,7 @@ def validated_study(config):
 
 
 RESULTS = "results"
+RUNS = f"{RESULTS}/runs"
 LOGS = f"{RESULTS}/logs"
 ENVIRONMENT = "../../envs/smoothbench.yaml"
 
@@ -36,9 +37,29 @@ def prepared_files(dataset):
     }
 
 
-def final_targets():
-    """The targets of the default rule - every dataset of the study, prepared.
+def experiment_dataset(experiment):
+    """The registry name of the dataset an experiment trains on."""
+    return STUDY.experiments[experiment].dataset.name
 
-    Later stages (training, tables) extend this list.
+
+def train_settings(wildcards):
+    """The settings one training run depends on (a change retrains it)."""
+    try:
+        return STUDY.train_settings(wildcards.experiment, wildcards.gamma, int(wildcards.seed))
+    except ConfigError as error:
+        raise WorkflowError(str(error)) from None
+
+
+def run_files(run):
+    """history.csv and metrics.json of one smoothbench.config.Run."""
+    folder = f"{RUNS}/{run.experiment}/gamma~{run.gamma_text}/seed~{run.seed}"
+    return {"history": f"{folder}/history.csv", "metrics": f"{folder}/metrics.json"}
+
+
+def final_targets():
+    """The targets of the default rule: every dataset prepared, every run trained.
+
+    Later stages (tables, plots) extend this list.
     """
-    return [prepared_files(dataset)["manifest"] for dataset in STUDY.datasets]
+    prepared = [prepared_files(dataset)["manifest"] for dataset in STUDY.datasets]
+    return prepared + [run_files(run)["metrics"] for run in STUDY.runs()]

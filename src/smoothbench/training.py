@@ -1,0 +1,429 @@
+"""One training run of the paper's protocol: resumable, reproducible, loud on failure.
+
+``train(settings, compute, prepared_folder, run_folder)`` trains one
+(experiment, gamma, seed) and writes, in ``run_folder``:
+
+- ``history.csv``: one row per epoch, ``epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds``
+  (0-based epochs, as the paper's schedule counts them; accuracies are fractions);
+- ``metrics.json``: the numbers a table needs (best validation accuracy and its epoch, ...)
+  and where they came from (settings, prepared data, software, device). Written last:
+  a run folder without it is not finished.
+
+While it runs, ``run_folder/checkpoint/`` holds ``state.npz`` (every model and
+optimizer variable, the epoch and the history so far), rewritten atomically at each
+epoch end, and ``progress.csv``. A job killed at any moment - SIGKILL, a scheduler's
+SIGTERM - and started again resumes after its last finished epoch; the checkpoint is
+deleted once the outputs are written. The checkpoint carries a fingerprint of the
+settings: one left by different settings is discarded, never resumed.
+
+The shuffle order of every epoch depends only on (seed, epoch) (:mod:`smoothbench.data`),
+the initial weights and augmentation on the seed; with ``compute.deterministic`` the
+same seed gives the same numbers on the same machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from smoothbench import storage
+from smoothbench.errors import SmoothbenchError
+from smoothbench.shapes import padded_shape, padding_to
+
+HISTORY_COLUMNS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+CHECKPOINT_FOLDER = "checkpoint"
+CHECKPOINT_FILE = "state.npz"
+PROGRESS_FILE = "progress.csv"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_FORMAT = 1
+
+
+class TrainingDivergedError(SmoothbenchError, RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class CheckpointError(SmoothbenchError, RuntimeError):
+    """A checkpoint that cannot be resumed."""
+
+
+def say(message: str) -> None:
+    """Print a progress line now (stdout is a log file under Snakemake, block-buffered otherwise)."""
+    print(message, flush=True)
+
+
+def learning_rate_at(epoch: int, learning_rate: float, schedule: list[dict]) -> float:
+    """The paper's step schedule on the 0-based ``epoch``: the last step with epoch > after_epoch wins.
+
+    With the paper's steps (80: x0.1, 120: x0.01, 160: x0.001, 180: x0.0005) and 1e-3:
+    epochs 0-80 give 1e-3, 81-120 1e-4, 121-160 1e-5, 161-180 1e-6, 181- 5e-7.
+    """
+    factor = 1.0
+    for step in schedule:
+        if epoch > step["after_epoch"]:
+            factor = step["factor"]
+    return learning_rate * factor
+
+
+def settings_fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def check_manifest(manifest: dict, settings: dict, folder: Path) -> None:
+    """Refuse prepared data that is not the dataset, K or image shape the run expects."""
+    where = Path(folder) / storage.MANIFEST_NAME
+    expected = {
+        "dataset": settings["dataset"],
+        "num_classes": settings["num_classes"],
+        "image_shape": list(settings["image_shape"]),
+    }
+    for key, value in expected.items():
+        if manifest.get(key) != value:
+            raise storage.PreparedDataError(
+                f"{where}: {key} is {manifest.get(key)!r}, but experiment {settings['experiment']!r} expects {value!r}; "
+                "the prepared data does not belong to this config - delete the folder and prepare again"
+            )
+
+
+def configure_backend(threads: int, deterministic: bool) -> str:
+    """Thread pools and determinism of the Keras backend in use; returns the backend's name.
+
+    Must run before the backend has built anything (a fresh process, as Snakemake's).
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with contextlib.suppress(RuntimeError):  # already initialised: keep its pools
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+    elif backend == "jax" and deterministic:
+        os.environ.setdefault("XLA_FLAGS", "--xla_gpu_deterministic_ops=true")
+    return backend
+
+
+def describe_devices() -> str:
+    """The accelerators the backend sees, or 'CPU'."""
+    import keras
+
+    backend = keras.backend.backend()
+    names: list[str] = []
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            for device in tf.config.list_physical_devices("GPU"):
+                details = tf.config.experimental.get_device_details(device)
+                names.append(details.get("device_name", device.name))
+        elif backend == "jax":
+            import jax
+
+            names = [str(device.device_kind) for device in jax.devices() if device.platform != "cpu"]
+        elif backend == "torch":
+            import torch
+
+            names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # a description only; never fail a run over it
+        pass
+    return ", ".join(names) if names else "CPU"
+
+
+def _variables(model, optimizer) -> list:
+    return list(model.variables) + list(optimizer.variables)
+
+
+def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
+    """Every model and optimizer variable plus ``state`` (JSON) in one .npz, replaced atomically."""
+    import keras
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"variable_{index:05d}": keras.ops.convert_to_numpy(variable) for index, variable in enumerate(_variables(model, optimizer))}
+    arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def read_checkpoint_state(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return json.loads(archive["state"].tobytes().decode())
+    except Exception as error:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({error}); delete it to start the run over") from None
+
+
+def restore_checkpoint(path: Path, model, optimizer) -> dict:
+    """Load variables saved by :func:`save_checkpoint` into ``model`` and ``optimizer``; return the state."""
+    variables = _variables(model, optimizer)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            state = json.loads(archive["state"].tobytes().decode())
+            names = sorted(name for name in archive.files if name.startswith("variable_"))
+            if len(names) != len(variables):
+                raise CheckpointError(
+                    f"{path}: holds {len(names)} variables, the model and optimizer have {len(variables)}; "
+                    "it was written by another version of the code - delete it to start the run over"
+                )
+            for name, variable in zip(names, variables):
+                value = archive[name]
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise CheckpointError(
+                        f"{path}: variable {variable.path} has shape {tuple(variable.shape)}, the checkpoint "
+                        f"{tuple(value.shape)} - delete it to start the run over"
+                    )
+                variable.assign(value)
+    except CheckpointError:
+        raise
+    except Exception as error:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({error}); delete it to start the run over") from None
+    return state
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: row[key] for key in HISTORY_COLUMNS})
+    return buffer.getvalue()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def read_history(path: Path | str) -> list[dict]:
+    """history.csv as a list of dicts with numbers (epoch int, the rest float)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()} for row in rows]
+
+
+def _software() -> dict:
+    import keras
+
+    versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}
+    backend = keras.backend.backend()
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
+    if module and module in sys.modules:
+        versions[module] = getattr(sys.modules[module], "__version__", "?")
+    return versions
+
+
+def build_model(settings: dict, mean: np.ndarray):
+    """(classifier, training model) for ``settings``; the training model takes uint8 images."""
+    from smoothbench.models import build_resnet, build_training_model
+
+    image_shape = tuple(settings["image_shape"])
+    classifier = build_resnet(
+        settings["model"],
+        settings["depth"],
+        padded_shape(image_shape, settings["min_image_size"]),
+        settings["num_classes"],
+        settings["pooling"],
+    )
+    model = build_training_model(
+        classifier,
+        image_shape,
+        mean,
+        padding=padding_to(image_shape, settings["min_image_size"]),
+        subtract_mean=settings["mean_subtraction"],
+        shift=settings["augmentation"]["shift"],
+        horizontal_flip=settings["augmentation"]["horizontal_flip"],
+    )
+    return classifier, model
+
+
+def train(
+    settings: dict,
+    compute: dict,
+    prepared_folder: Path | str,
+    run_folder: Path | str,
+    log: Callable[[str], None] = say,
+) -> dict:
+    """Train one run (see the module docstring); return its metrics."""
+    prepared_folder, run_folder = Path(prepared_folder), Path(run_folder)
+    started = time.perf_counter()
+    manifest, arrays = storage.open_prepared(prepared_folder, verify_checksums=compute["verify_checksums"])
+    check_manifest(manifest, settings, prepared_folder)
+    backend = configure_backend(compute["threads_per_job"], compute["deterministic"])
+
+    import keras
+
+    from smoothbench.data import ArrayBatches, epoch_order
+    from smoothbench.losses import SmoothedCrossEntropy
+    from smoothbench.models import count_parameters
+
+    seed = settings["seed"]
+    keras.utils.set_random_seed(seed)
+    classifier, model = build_model(settings, np.asarray(arrays["mean"]))
+    optimizer = keras.optimizers.Adam(learning_rate=settings["optimizer"]["learning_rate"])
+    model.compile(
+        optimizer=optimizer,
+        loss=SmoothedCrossEntropy(settings["gamma"]),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    optimizer.build(model.trainable_variables)
+    parameters = count_parameters(classifier)
+
+    fingerprint = settings_fingerprint(settings)
+    checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
+    rows: list[dict] = []
+    attempts: list[dict] = []
+    if checkpoint.exists():
+        state = read_checkpoint_state(checkpoint)
+        if state.get("fingerprint") != fingerprint or state.get("format") != CHECKPOINT_FORMAT:
+            log(f"discarding {checkpoint}: it was written with other settings")
+            shutil.rmtree(checkpoint.parent)
+        else:
+            state = restore_checkpoint(checkpoint, model, optimizer)
+            rows, attempts = state["history"], state["attempts"]
+            log(f"resuming from {checkpoint}: {len(rows)} of {settings['epochs']} epochs done")
+    start_epoch = len(rows)
+    attempts.append(
+        {
+            "started_at_epoch": start_epoch,
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "host": socket.gethostname(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        }
+    )
+    device = describe_devices()
+    train_images, train_labels = arrays["train_images"], arrays["train_labels"]
+    validation = ArrayBatches(arrays["validation_images"], arrays["validation_labels"], compute["evaluation_batch_size"])
+    log(
+        f"{settings['experiment']} gamma={settings['gamma']} seed={seed}: {settings['model']}-{settings['depth']} "
+        f"({parameters:,} parameters) on {device} with Keras {keras.__version__} ({backend}); "
+        f"{len(train_labels)} training / {len(validation.labels)} validation images; "
+        f"epochs {start_epoch}..{settings['epochs'] - 1}"
+    )
+
+    for epoch in range(start_epoch, settings["epochs"]):
+        rate = learning_rate_at(epoch, settings["optimizer"]["learning_rate"], settings["optimizer"]["schedule"])
+        optimizer.learning_rate.assign(rate)
+        batches = ArrayBatches(train_images, train_labels, settings["batch_size"], order=epoch_order(len(train_labels), seed, epoch))
+        epoch_start = time.perf_counter()
+        result = model.fit(
+            batches,
+            validation_data=validation,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN()],
+        )
+        seconds = time.perf_counter() - epoch_start
+        logs = {key: float(values[-1]) for key, values in result.history.items()}
+        if not all(math.isfinite(logs.get(key, math.nan)) for key in ("loss", "val_loss")):
+            raise TrainingDivergedError(
+                f"{settings['experiment']} gamma={settings['gamma']} seed={seed}: the loss became "
+                f"{logs.get('loss', math.nan)} in epoch {epoch} (learning rate {rate:g}); no metrics were written. "
+                f"The checkpoint of the last finite epoch, if any, is in {checkpoint.parent}"
+            )
+        row = {
+            "epoch": epoch,
+            "lr": rate,
+            # float32 metrics: 7 significant digits is all they hold
+            "loss": float(f"{logs['loss']:.7g}"),
+            "accuracy": float(f"{logs['accuracy']:.7g}"),
+            "val_loss": float(f"{logs['val_loss']:.7g}"),
+            "val_accuracy": float(f"{logs['val_accuracy']:.7g}"),
+            "seconds": round(seconds, 3),
+        }
+        rows.append(row)
+        state = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "history": rows, "attempts": attempts}
+        save_checkpoint(checkpoint, model, optimizer, state)
+        write_text_atomic(checkpoint.parent / PROGRESS_FILE, _csv_text(rows))
+        log(
+            f"epoch {epoch + 1}/{settings['epochs']}  lr {rate:.3g}  loss {row['loss']:.4f}  "
+            f"accuracy {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
+            f"val_accuracy {row['val_accuracy']:.4f}  {seconds:.1f} s"
+        )
+
+    metrics = summarize(settings, rows, attempts, parameters, manifest, prepared_folder, device, backend)
+    metrics["wall_seconds_last_attempt"] = round(time.perf_counter() - started, 3)
+    write_text_atomic(run_folder / HISTORY_FILE, _csv_text(rows))
+    storage.write_json_atomic(run_folder / METRICS_FILE, metrics)
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    log(
+        f"done: best val_accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}, "
+        f"final {metrics['final_val_accuracy']:.4f}, {metrics['train_seconds']:.0f} s of training"
+    )
+    return metrics
+
+
+def summarize(settings, rows, attempts, parameters, manifest, prepared_folder, device, backend) -> dict:
+    """metrics.json's content, from the history and the run's context."""
+    accuracies = [row["val_accuracy"] for row in rows]
+    best_epoch = int(np.argmax(accuracies))  # the first epoch reaching the best value
+    return {
+        "experiment": settings["experiment"],
+        "dataset": settings["dataset"],
+        "method": "gamma",
+        "gamma": settings["gamma"],
+        "seed": settings["seed"],
+        "num_classes": settings["num_classes"],
+        "model": f"{settings['model']}-{settings['depth']}",
+        "params": parameters,
+        "epochs": len(rows),
+        "best_val_accuracy": accuracies[best_epoch],
+        "best_epoch": best_epoch,
+        "final_val_accuracy": accuracies[-1],
+        "best_val_loss": min(row["val_loss"] for row in rows),
+        "final_loss": rows[-1]["loss"],
+        "train_seconds": round(sum(row["seconds"] for row in rows), 3),
+        "epoch_numbering": "0-based (the schedule's epoch)",
+        "attempts": attempts,
+        "device": device,
+        "backend": backend,
+        "software": _software(),
+        "prepared_data": {
+            "folder": str(prepared_folder),
+            "manifest_sha256": storage.sha256_of_file(Path(prepared_folder) / storage.MANIFEST_NAME),
+            "train_examples": manifest["splits"]["train"]["count"],
+            "validation_examples": manifest["splits"]["validation"]["count"],
+            "validation_split": manifest["splits"]["validation"]["split"],
+            "mock_data": manifest.get("mock_data", False),
+        },
+        "settings": settings,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
