@@ -49,7 +49,8 @@ def test_dry_run_of_the_shipped_config_plans_the_papers_data_stage(tmp_path):
     assert process.returncode == 0, process.stdout
     jobs = planned_jobs(process.stdout)
     expected = sorted([("download", name) for name in PAPER_DATASETS] + [("prepare", name) for name in PAPER_DATASETS])
-    assert sorted(job for job in jobs if job[0] != "all") == expected
+    assert sorted(job for job in jobs if job[0] not in ("all", "train")) == expected
+    assert sum(1 for job in jobs if job[0] == "train") == 108
     assert [job for job in jobs if job[0] == "all"] == [("all", None)]
     # imagenet12 is prepared once for its two experiments
     assert sum(1 for job in jobs if job == ("prepare", "imagenet12")) == 1
@@ -65,7 +66,7 @@ def mock_run(tmp_path_factory):
         "data": {"tfds_data_dir": str(workdir / "tfds"), "download": False, "mock": {"enabled": True, "num_examples": 24}},
         "experiments": {"mnist": {"model": "resnet_v1", "depth": 20}, "cifar10": {}, "dtd": {}, "daimlerpedcls": {}},
     }
-    process = run_workflow(workdir, config, "--cores", "2")
+    process = run_workflow(workdir, config, "--cores", "2", "--until", "prepare")
     assert process.returncode == 0, process.stdout
     return workdir
 
@@ -111,7 +112,7 @@ def test_decathlon_mean_is_the_mean_of_the_square_training_images(mock_run, data
 
 
 def _dry_run_jobs(workdir: Path, config: dict) -> list[tuple[str, str | None]]:
-    process = run_workflow(workdir, config, "--dry-run")
+    process = run_workflow(workdir, config, "--dry-run", "--until", "prepare")
     assert process.returncode == 0, process.stdout
     return sorted(job for job in planned_jobs(process.stdout) if job[0] != "all")
 
@@ -140,7 +141,7 @@ def test_fashion_mnist_built_offline_from_debians_files(tmp_path):
         "data": {"tfds_data_dir": str(tmp_path / "tfds"), "download": False, "source_dirs": {"fashion_mnist": str(FASHION_MNIST_DIR)}},
         "experiments": {"fashion_mnist": {"model": "resnet_v1", "depth": 20}},
     }
-    process = run_workflow(tmp_path, config, "--cores", "2")
+    process = run_workflow(tmp_path, config, "--cores", "2", "--until", "prepare")
     assert process.returncode == 0, process.stdout
     manifest, arrays = storage.open_prepared(tmp_path / "results" / "prepared" / "fashion_mnist")
     assert arrays["train_images"].shape == (60000, 28, 28, 1)
@@ -201,26 +202,12 @@ def test_source_dir_missing_files_names_the_config_key(tmp_path):
 
 def test_bad_config_stops_before_any_job_and_keeps_existing_outputs(tmp_path):
     good = {"experiments": {"digits": {"model": "resnet_v1", "depth": 20}}, "data": {"download": False}}
-    assert run_workflow(tmp_path, good, "--cores", "1").returncode == 0
+    assert run_workflow(tmp_path, good, "--cores", "1", "--until", "prepare").returncode == 0
     manifest = tmp_path / "results" / "prepared" / "digits" / "manifest.json"
     before = manifest.read_bytes(), manifest.stat().st_mtime_ns
     bad = {**good, "protocol": {"epoch": 3}}
-    process = run_workflow(tmp_path, bad, "--cores", "1", "--forceall")
+    process = run_workflow(tmp_path, bad, "--cores", "1", "--forceall", "--until", "prepare")
     assert process.returncode != 0
     assert "config key 'protocol.epoch' is not a known key (did you mean 'epochs'?)" in process.stdout
     assert "rule download" not in process.stdout and "Job stats" not in process.stdout
     assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before
-
-
-def test_the_demo_runs_offline_end_to_end(tmp_path):
-    started = time.monotonic()
-    process = subprocess.run(
-        [SNAKEMAKE, "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(REPOSITORY / "config" / "demo.yaml"), "--cores", "2"],
-        capture_output=True,
-        text=True,
-    )
-    assert process.returncode == 0, process.stdout + process.stderr
-    assert time.monotonic() - started < 600
-    manifest, arrays = storage.open_prepared(tmp_path / "results" / "prepared" / "digits")
-    assert manifest["splits"]["train"]["count"] + manifest["splits"]["validation"]["count"] == 1797
-    assert (tmp_path / "results" / "logs" / "prepare" / "digits.log").exists()

@@ -350,6 +350,7 @@ def train(
             epochs=epoch + 1,
             verbose=0,
             callbacks=[keras.callbacks.TerminateOnNaN()],
+            shuffle=False,  # the order is epoch_order(seed, epoch); Keras would reshuffle batches with the global RNG
         )
         seconds = time.perf_counter() - epoch_start
         logs = {key: float(values[-1]) for key, values in result.history.items()}

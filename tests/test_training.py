@@ -1,0 +1,210 @@
+"""The training loop in-process: schedule, batches, checkpoints, failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+from smoothbench import storage, training  # noqa: E402
+from smoothbench.config import load_study  # noqa: E402
+from smoothbench.data import ArrayBatches, epoch_order  # noqa: E402
+from smoothbench.prepare import prepare  # noqa: E402
+
+PAPER_SCHEDULE = [
+    {"after_epoch": 80, "factor": 1e-1},
+    {"after_epoch": 120, "factor": 1e-2},
+    {"after_epoch": 160, "factor": 1e-3},
+    {"after_epoch": 180, "factor": 5e-4},
+]
+TINY = {
+    "data": {"download": False},
+    "protocol": {
+        "model": "resnet_v1",
+        "depth": 8,
+        "epochs": 2,
+        "batch_size": 128,
+        "pooling": "global",
+        "min_image_size": 0,
+        "augmentation": {"horizontal_flip": False},
+    },
+    "compute": {"threads_per_job": 2},
+    "experiments": {"digits": {"gammas": [1.0, 0.9]}},
+}
+
+
+@pytest.mark.parametrize(
+    "epoch, expected",
+    [(0, 1e-3), (80, 1e-3), (81, 1e-4), (120, 1e-4), (121, 1e-5), (160, 1e-5), (161, 1e-6), (180, 1e-6), (181, 5e-7), (199, 5e-7)],
+)
+def test_the_papers_schedule_on_zero_based_epochs(epoch, expected):
+    assert training.learning_rate_at(epoch, 1e-3, PAPER_SCHEDULE) == pytest.approx(expected, rel=1e-12)
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    first = epoch_order(100, seed=3, epoch=7)
+    assert sorted(first) == list(range(100))
+    np.testing.assert_array_equal(first, epoch_order(100, seed=3, epoch=7))
+    assert not np.array_equal(first, epoch_order(100, seed=3, epoch=8))
+    assert not np.array_equal(first, epoch_order(100, seed=4, epoch=7))
+
+
+def test_batches_follow_the_order_and_cover_every_example_once():
+    images = np.arange(10 * 2 * 2 * 1, dtype=np.uint8).reshape(10, 2, 2, 1)
+    labels = np.arange(10, dtype=np.int32)
+    order = epoch_order(10, 0, 0)
+    batches = ArrayBatches(images, labels, 4, order=order)
+    assert len(batches) == 3
+    seen = np.concatenate([batches[index][1] for index in range(len(batches))])
+    np.testing.assert_array_equal(seen, order)
+    image_batch, label_batch = batches[2]
+    assert image_batch.shape == (2, 2, 2, 1) and image_batch.dtype == np.uint8
+    np.testing.assert_array_equal(image_batch, images[label_batch])
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    study = load_study(TINY)
+    folder = tmp_path_factory.mktemp("prepared") / "digits"
+    prepare(study.data_settings("digits"), folder)
+    return study, folder
+
+
+def _settings(study, gamma="1.0", **changes):
+    settings = study.train_settings("digits", gamma, 0)
+    settings.update(changes)
+    return settings
+
+
+def test_a_run_writes_history_and_metrics_and_removes_its_checkpoint(digits, tmp_path):
+    study, prepared = digits
+    metrics = training.train(_settings(study), study.compute_settings(), prepared, tmp_path, log=lambda message: None)
+    history = training.read_history(tmp_path / "history.csv")
+    assert list(history[0]) == list(training.HISTORY_COLUMNS)
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert all(0 <= row["val_accuracy"] <= 1 and row["seconds"] > 0 for row in history)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    for key in ("dataset", "gamma", "seed", "num_classes", "model", "params", "epochs", "best_val_accuracy", "best_epoch", "final_val_accuracy", "train_seconds"):
+        assert key in saved, key
+    assert saved["best_val_accuracy"] == max(row["val_accuracy"] for row in history)
+    assert history[saved["best_epoch"]]["val_accuracy"] == saved["best_val_accuracy"]
+    assert saved["final_val_accuracy"] == history[-1]["val_accuracy"]
+    assert saved["model"] == "resnet_v1-8" and saved["num_classes"] == 10 and saved["epochs"] == 2
+    assert saved["prepared_data"]["manifest_sha256"] == storage.sha256_of_file(prepared / "manifest.json")
+    assert not (tmp_path / "checkpoint").exists()
+
+
+def test_a_checkpoint_restores_every_variable_and_the_state(digits, tmp_path):
+    import keras
+
+    study, prepared = digits
+    _, arrays = storage.open_prepared(prepared)
+    settings = _settings(study)
+    keras.utils.set_random_seed(1)
+    _, model = training.build_model(settings, np.asarray(arrays["mean"]))
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    for variable in model.trainable_variables[:3]:
+        variable.assign(variable + 1.0)
+    optimizer.iterations.assign(41)
+    path = tmp_path / "checkpoint" / "state.npz"
+    training.save_checkpoint(path, model, optimizer, {"history": [1, 2]})
+    keras.utils.set_random_seed(2)
+    _, other = training.build_model(settings, np.asarray(arrays["mean"]))
+    other_optimizer = keras.optimizers.Adam()
+    other_optimizer.build(other.trainable_variables)
+    assert training.restore_checkpoint(path, other, other_optimizer) == {"history": [1, 2]}
+    for saved, restored in zip(model.variables + optimizer.variables, other.variables + other_optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(restored))
+    assert int(keras.ops.convert_to_numpy(other_optimizer.iterations)) == 41
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_a_checkpoint_from_other_settings_is_discarded_not_resumed(digits, tmp_path):
+    study, prepared = digits
+    compute = study.compute_settings()
+    settings = _settings(study, epochs=1)
+    messages = []
+    import keras
+
+    _, arrays = storage.open_prepared(prepared)
+    _, model = training.build_model(settings, np.asarray(arrays["mean"]))
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    state = {"format": training.CHECKPOINT_FORMAT, "fingerprint": training.settings_fingerprint(settings), "history": [], "attempts": []}
+    # A checkpoint left by a run of gamma 1.0, found by a job of gamma 0.9 in the same folder.
+    training.save_checkpoint(tmp_path / training.CHECKPOINT_FOLDER / training.CHECKPOINT_FILE, model, optimizer, state)
+    other = _settings(study, gamma="0.9", epochs=1)
+    training.train(other, compute, prepared, tmp_path, log=messages.append)
+    assert any("discarding" in message for message in messages)
+    assert not any("resuming" in message for message in messages)
+    assert json.loads((tmp_path / "metrics.json").read_text())["gamma"] == 0.9
+
+
+def test_a_diverging_loss_stops_the_run_without_metrics(digits, tmp_path):
+    study, prepared = digits
+    settings = _settings(study, epochs=3)
+    settings["optimizer"] = {**settings["optimizer"], "learning_rate": 1e12}
+    with pytest.raises(training.TrainingDivergedError, match="the loss became (nan|inf)"):
+        training.train(settings, study.compute_settings(), prepared, tmp_path, log=lambda message: None)
+    assert not (tmp_path / "metrics.json").exists()
+    assert not (tmp_path / "history.csv").exists()
+
+
+def test_prepared_data_of_another_dataset_fails_before_training(digits, tmp_path):
+    study, prepared = digits
+    settings = _settings(study, num_classes=47, dataset="dtd", image_shape=[72, 72, 3])
+    with pytest.raises(storage.PreparedDataError, match=r"manifest.json: dataset is 'digits', but experiment 'digits' expects 'dtd'"):
+        training.train(settings, study.compute_settings(), prepared, tmp_path, log=lambda message: None)
+    assert not any(tmp_path.iterdir())
+
+
+def test_corrupted_prepared_data_fails_before_training(digits, tmp_path):
+    study, prepared = digits
+    copy = tmp_path / "digits"
+    shutil.copytree(prepared, copy)
+    data = bytearray((copy / "train_images.npy").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "train_images.npy").write_bytes(bytes(data))
+    with pytest.raises(storage.PreparedDataError, match="sha256"):
+        training.train(_settings(study), study.compute_settings(), copy, tmp_path / "run", log=lambda message: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(digits, tmp_path, monkeypatch):
+    study, prepared = digits
+    settings = _settings(study, gamma="0.9", epochs=4)
+    settings["augmentation"] = {"shift": 0.1, "horizontal_flip": True}  # the augmentation RNG must resume too
+    compute = study.compute_settings()
+    training.train(settings, compute, prepared, tmp_path / "whole", log=lambda message: None)
+
+    save = training.save_checkpoint
+    saved = []
+
+    def save_then_die_after_two_epochs(*arguments, **keywords):
+        save(*arguments, **keywords)
+        saved.append(1)
+        if len(saved) == 2:
+            raise KeyboardInterrupt  # stands in for a kill between epochs 2 and 3
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(settings, compute, prepared, tmp_path / "resumed", log=lambda message: None)
+    monkeypatch.setattr(training, "save_checkpoint", save)
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
+    messages = []
+    training.train(settings, compute, prepared, tmp_path / "resumed", log=messages.append)
+    assert any("resuming from" in message and "2 of 4 epochs done" in message for message in messages)
+    whole = training.read_history(tmp_path / "whole" / "history.csv")
+    resumed = training.read_history(tmp_path / "resumed" / "history.csv")
+    assert [row["epoch"] for row in resumed] == [0, 1, 2, 3]
+    for row_whole, row_resumed in zip(whole, resumed):
+        del row_whole["seconds"], row_resumed["seconds"]
+        assert row_resumed == row_whole
+    attempts = json.loads((tmp_path / "resumed" / "metrics.json").read_text())["attempts"]
+    assert [attempt["started_at_epoch"] for attempt in attempts] == [0, 2]

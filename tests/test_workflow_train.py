@@ -1,0 +1,216 @@
+"""The training stage through the real Snakefile: planning, the demo, real images, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smoothbench import storage, training
+from smoothbench.config import load_study_file
+from conftest import FASHION_MNIST_DIR, REPOSITORY, SNAKEMAKE, run_workflow
+
+pytestmark = pytest.mark.workflow
+
+HISTORY_VALUES = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def train_jobs(output: str) -> dict[tuple[str, str, str], dict[str, str]]:
+    """(experiment, gamma, seed) -> resources of every train job in a dry run's output."""
+    jobs = {}
+    for block in re.split(r"\n(?=\[[^\n]*\]\n(?:local)?rule )", output):
+        if not re.search(r"^rule train:", block, re.MULTILINE):
+            continue
+        wildcards = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"wildcards: (.*)", block).group(1)))
+        resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block).group(1)))
+        jobs[(wildcards["experiment"], wildcards["gamma"], wildcards["seed"])] = resources
+    return jobs
+
+
+def test_the_paper_study_plans_one_train_job_per_run_with_its_resources(tmp_path):
+    process = run_workflow(tmp_path, None, "--dry-run")
+    assert process.returncode == 0, process.stdout
+    jobs = train_jobs(process.stdout)
+    study = load_study_file(REPOSITORY / "config.yaml")
+    assert set(jobs) == {(run.experiment, run.gamma_text, str(run.seed)) for run in study.runs()}
+    assert len(jobs) == 108
+    assert all(resources["gpu"] == "1" for resources in jobs.values())
+    assert jobs[("imagenet12_a", "0.9", "0")]["mem_mb"] == "32000" and jobs[("imagenet12_a", "0.9", "0")]["runtime"] == "2880"
+    assert jobs[("cifar10", "0.5", "0")]["mem_mb"] == "8000" and jobs[("cifar10", "0.5", "0")]["runtime"] == "720"
+    assert ("mnist", "0.1", "0") not in jobs and ("daimlerpedcls", "0.5", "0") not in jobs
+
+
+def _demo_command(workdir: Path, *arguments: str) -> list[str]:
+    return [
+        SNAKEMAKE, "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(REPOSITORY / "config" / "demo.yaml"), *arguments,
+    ]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    started = time.monotonic()
+    process = subprocess.run(_demo_command(workdir, "--cores", "2"), capture_output=True, text=True)
+    assert process.returncode == 0, process.stdout + process.stderr
+    return workdir, time.monotonic() - started
+
+
+def test_the_demo_runs_offline_end_to_end_and_trains_every_gamma(demo):
+    workdir, seconds = demo
+    assert seconds < 600, f"the demo took {seconds:.0f} s"
+    manifest, _ = storage.open_prepared(workdir / "results" / "prepared" / "digits")
+    assert manifest["splits"]["train"]["count"] + manifest["splits"]["validation"]["count"] == 1797
+    study = load_study_file(REPOSITORY / "config" / "demo.yaml")
+    runs = study.runs()
+    assert len(runs) == 5
+    for run in runs:
+        folder = workdir / "results" / "runs" / "digits" / f"gamma~{run.gamma_text}" / "seed~0"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        history = training.read_history(folder / "history.csv")
+        assert [row["epoch"] for row in history] == list(range(8))
+        assert metrics["gamma"] == run.gamma and metrics["epochs"] == 8
+        assert metrics["best_val_accuracy"] > 0.8, metrics  # 10 classes: chance is 0.1
+        assert not (folder / "checkpoint").exists()
+        log = (workdir / "results" / "logs" / "train" / "digits" / f"gamma~{run.gamma_text}" / "seed~0.log").read_text()
+        assert "epoch 8/8" in log and "done: best val_accuracy" in log
+        assert (workdir / "results" / "benchmarks" / "train" / "digits" / f"gamma~{run.gamma_text}" / "seed~0.tsv").exists()
+
+
+def _planned(workdir: Path, config: dict) -> list[str]:
+    process = run_workflow(workdir, config, "--dry-run")
+    assert process.returncode == 0, process.stdout
+    return sorted(f"{wildcards}" for wildcards in train_jobs(process.stdout))
+
+
+def test_only_settings_that_change_a_result_retrain(demo):
+    workdir, _ = demo
+    config = yaml.safe_load((REPOSITORY / "config" / "demo.yaml").read_text())
+    assert _planned(workdir, config) == []
+    config["compute"].update(threads_per_job=1, evaluation_batch_size=64, verify_checksums=False, mem_mb=1000)
+    assert _planned(workdir, config) == []
+    config["protocol"]["epochs"] = 9
+    assert len(_planned(workdir, config)) == 5
+    config["protocol"]["epochs"] = 8
+    config["seeds"] = [0, 1]
+    assert _planned(workdir, config) == sorted(str(("digits", gamma, "1")) for gamma in ("1.0", "0.9", "0.8", "0.7", "0.6"))
+
+
+def test_resnet20_learns_real_fashion_mnist_images_in_two_epochs(tmp_path):
+    assert (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(), (
+        f"{FASHION_MNIST_DIR} lacks Fashion-MNIST: `apt-get install dataset-fashion-mnist`"
+    )
+    config = {
+        "data": {
+            "tfds_data_dir": str(tmp_path / "tfds"),
+            "download": False,
+            "source_dirs": {"fashion_mnist": str(FASHION_MNIST_DIR)},
+            "splits": {"fashion_mnist": {"train": "train[:6000]", "validation": "test[:1000]"}},
+        },
+        # The paper's ResNet-20 v1 recipe: 28x28 padded to 32, fixed 8x8 pool, batch 32, Adam 1e-3.
+        "protocol": {"model": "resnet_v1", "depth": 20, "epochs": 2, "gammas": [0.9]},
+        "compute": {"threads_per_job": 2},
+        "experiments": {"fashion_mnist": {}},
+    }
+    process = run_workflow(tmp_path, config, "--cores", "2")
+    assert process.returncode == 0, process.stdout
+    folder = tmp_path / "results" / "runs" / "fashion_mnist" / "gamma~0.9" / "seed~0"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    history = training.read_history(folder / "history.csv")
+    assert metrics["params"] == 274_154  # ResNet-20 v1 on 32x32x1, K = 10
+    assert metrics["prepared_data"]["train_examples"] == 6000 and metrics["prepared_data"]["mock_data"] is False
+    # Chance is 0.10. After 2 epochs the training accuracy is ~0.75; the validation accuracy
+    # lags (BatchNorm's moving statistics trail the fast-moving weights early on).
+    assert history[-1]["accuracy"] > 0.65, history
+    assert metrics["best_val_accuracy"] > 0.55, history
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+RESUME_CONFIG = {
+    "data": {"download": False},
+    "protocol": {
+        "model": "resnet_v1",
+        "depth": 8,
+        "epochs": 8,
+        "batch_size": 32,
+        "pooling": "global",
+        "min_image_size": 0,
+        "augmentation": {"horizontal_flip": True},
+        "optimizer": {"schedule": [{"after_epoch": 4, "factor": 0.1}]},
+        "gammas": [0.8],
+    },
+    "compute": {"threads_per_job": 2},
+    "experiments": {"digits": {}},
+}
+RUN = Path("results") / "runs" / "digits" / "gamma~0.8" / "seed~0"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    process = run_workflow(workdir, RESUME_CONFIG, "--cores", "2")
+    assert process.returncode == 0, process.stdout
+    return training.read_history(workdir / RUN / "history.csv")
+
+
+def _training_process(session: int) -> int | None:
+    """PID of the train script's Python process inside the workflow's session."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if ".train.py" in command and os.getsid(int(entry.name)) == session:
+                return int(entry.name)
+        except (OSError, ProcessLookupError):
+            continue
+    return None
+
+
+@pytest.mark.parametrize("how", ["SIGKILL to the whole workflow", "SIGTERM to the training job"])
+def test_a_killed_job_resumes_from_its_last_epoch(tmp_path, uninterrupted, how):
+    config_path = tmp_path / "config.test.yaml"
+    config_path.write_text(yaml.safe_dump(RESUME_CONFIG))
+    command = [SNAKEMAKE, "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(config_path), "--cores", "2"]
+    workflow = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    progress = tmp_path / RUN / "checkpoint" / "progress.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (progress.exists() and len(training.read_history(progress)) >= 2):
+        assert workflow.poll() is None, "the workflow ended before it could be killed"
+        time.sleep(0.05)
+    assert progress.exists(), "no epoch finished within 300 s"
+    if how.startswith("SIGKILL"):
+        os.killpg(workflow.pid, signal.SIGKILL)
+    else:
+        pid = _training_process(workflow.pid)
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+    workflow.wait(timeout=120)
+    assert not (tmp_path / RUN / "metrics.json").exists()
+    done_before = len(training.read_history(progress))
+    assert 2 <= done_before < 8
+
+    if how.startswith("SIGKILL"):  # a killed Snakemake leaves its lock behind, as after a crash
+        subprocess.run([*command, "--unlock"], cwd=tmp_path, capture_output=True, check=True)
+    process = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert process.returncode == 0, process.stdout + process.stderr
+
+    history = training.read_history(tmp_path / RUN / "history.csv")
+    assert [row["epoch"] for row in history] == list(range(8))
+    metrics = json.loads((tmp_path / RUN / "metrics.json").read_text())
+    attempts = metrics["attempts"]
+    assert [attempt["started_at_epoch"] for attempt in attempts][0] == 0
+    assert attempts[-1]["started_at_epoch"] >= done_before - 1 >= 1  # continued, did not restart
+    log = (tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.8" / "seed~0.log").read_text()
+    assert re.search(r"resuming from .*checkpoint/state.npz: \d+ of 8 epochs done", log)
+    assert not (tmp_path / RUN / "checkpoint").exists()
+    # Same seed, same machine: the resumed run's numbers are the uninterrupted run's.
+    for resumed, reference in zip(history, uninterrupted):
+        assert {key: resumed[key] for key in HISTORY_VALUES} == {key: reference[key] for key in HISTORY_VALUES}
