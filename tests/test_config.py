@@ -212,3 +212,36 @@ def test_demo_config_is_valid_and_small():
     assert study.config["data"]["download"] is False
     with open(REPOSITORY / "config" / "demo.yaml") as handle:
         assert "experiments" in yaml.safe_load(handle)
+
+
+def test_paper_model_choices_and_compute_estimates(paper):
+    for experiment in paper.experiments.values():
+        assert experiment.pooling == "fixed_8x8" and experiment.min_image_size == 32
+    assert paper.experiments["mnist"].image_shape == (28, 28, 1)
+    assert paper.experiments["svhn"].image_shape == (72, 72, 3)
+    assert paper.train_resources("imagenet12_a") == {"gpu": 1, "mem_mb": 32000, "runtime": 2880}
+    assert paper.train_resources("cifar10") == {"gpu": 1, "mem_mb": 8000, "runtime": 720}
+    settings = paper.train_settings("mnist", "0.9", 0)
+    assert settings["gamma"] == 0.9 and settings["model"] == "resnet_v1" and settings["depth"] == 20
+    assert settings["image_shape"] == [28, 28, 1] and settings["epochs"] == 200 and settings["batch_size"] == 32
+
+
+def test_fixed_pool_on_images_too_small_names_the_keys():
+    message = _error({"protocol": {"min_image_size": 0}, "experiments": {"mnist": {"model": "resnet_v1", "depth": 20}}})
+    assert "config key 'protocol.pooling': fixed_8x8 needs inputs of at least 29 pixels" in message
+    assert "mnist images are 28x28" in message and "min_image_size" in message
+    # global pooling, or padding to 32, makes the same experiment valid
+    load_study({"protocol": {"min_image_size": 0, "pooling": "global"}, "experiments": {"mnist": {}}})
+    load_study({"experiments": {"mnist": {}}})
+
+
+def test_compute_estimates_for_an_unknown_experiment_are_refused():
+    message = _error({"compute": {"experiments": {"svnh": {"mem_mb": 1000}}}, "experiments": {"svhn": {}}})
+    assert "config key 'compute.experiments.svnh': no experiment of that name" in message
+
+
+def test_a_run_outside_the_config_is_refused(paper):
+    with pytest.raises(ConfigError, match=r"experiment 'mnist' has no gamma '0.1'"):
+        paper.train_settings("mnist", "0.1", 0)
+    with pytest.raises(ConfigError, match="seed 7 is not in config key 'seeds'"):
+        paper.train_settings("mnist", "0.9", 7)

@@ -197,6 +197,8 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(digits,
         training.train(settings, compute, prepared, tmp_path / "resumed", log=lambda message: None)
     monkeypatch.setattr(training, "save_checkpoint", save)
     assert not (tmp_path / "resumed" / "metrics.json").exists()
+    stale = tmp_path / "resumed" / "checkpoint" / ".state.npz.killed-mid-write.tmp"
+    stale.write_bytes(b"half a checkpoint")
     messages = []
     training.train(settings, compute, prepared, tmp_path / "resumed", log=messages.append)
     assert any("resuming from" in message and "2 of 4 epochs done" in message for message in messages)
@@ -208,3 +210,4 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(digits,
         assert row_resumed == row_whole
     attempts = json.loads((tmp_path / "resumed" / "metrics.json").read_text())["attempts"]
     assert [attempt["started_at_epoch"] for attempt in attempts] == [0, 2]
+    assert not stale.exists() and not (tmp_path / "resumed" / "checkpoint").exists()

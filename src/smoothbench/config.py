@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import json
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -129,6 +130,16 @@ def format_gamma(gamma: float) -> str:
     return text
 
 
+def canonical(value):
+    """``value`` with every mapping's keys sorted, recursively.
+
+    Snakemake decides whether params changed by comparing their text, so the order in
+    which a YAML file lists keys must not leak into them: reordering a config would
+    otherwise redo every job.
+    """
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
 def depth_is_valid(model: str, depth: int) -> bool:
     step = 6 if model == "resnet_v1" else 9
     return depth >= step + 2 and (depth - 2) % step == 0
@@ -234,7 +245,7 @@ class Study:
             settings["square_method"] = data["square_method"]
         if spec.source == "sklearn":
             settings["validation_fraction"] = data["digits_validation_fraction"]
-        return settings
+        return canonical(settings)
 
     def download_settings(self, dataset: str) -> dict[str, Any]:
         """The part of :meth:`data_settings` that the download result depends on."""
@@ -253,7 +264,7 @@ class Study:
         seed = int(seed)
         if seed not in self.seeds:
             raise ConfigError(f"seed {seed} is not in config key 'seeds' ({self.seeds})")
-        return {
+        return canonical({
             "experiment": chosen.name,
             "dataset": chosen.dataset.name,
             "num_classes": chosen.dataset.num_classes,
@@ -269,7 +280,7 @@ class Study:
             "mean_subtraction": chosen.mean_subtraction,
             "gamma": chosen.gamma_for(gamma_text),
             "seed": seed,
-        }
+        })
 
     def compute_settings(self) -> dict[str, Any]:
         """How training jobs run; nothing here changes a result."""

@@ -308,6 +308,9 @@ def train(
 
     fingerprint = settings_fingerprint(settings)
     checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
+    # A job killed while writing leaves a temporary file; one job runs per folder at a time.
+    for stale in [*run_folder.glob(".*.tmp"), *checkpoint.parent.glob(".*.tmp")]:
+        stale.unlink(missing_ok=True)
     rows: list[dict] = []
     attempts: list[dict] = []
     if checkpoint.exists():

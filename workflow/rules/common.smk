@@ -45,7 +45,9 @@ def experiment_dataset(experiment):
 def train_settings(wildcards):
     """The settings one training run depends on (a change retrains it)."""
     try:
-        return STUDY.train_settings(wildcards.experiment, wildcards.gamma, int(wildcards.seed))
+        return STUDY.train_settings(
+            wildcards.experiment, wildcards.gamma, int(wildcards.seed)
+        )
     except ConfigError as error:
         raise WorkflowError(str(error)) from None
 

@@ -7,7 +7,9 @@ rule train:
     again. How it runs (devices, threads) is read from the config by the script, not
     passed as a param: changing it must not retrain finished runs."""
     input:
-        unpack(lambda wildcards: prepared_files(experiment_dataset(wildcards.experiment))),
+        unpack(
+            lambda wildcards: prepared_files(experiment_dataset(wildcards.experiment))
+        ),
     output:
         history=f"{RUNS}/{{experiment}}/gamma~{{gamma}}/seed~{{seed}}/history.csv",
         metrics=f"{RUNS}/{{experiment}}/gamma~{{gamma}}/seed~{{seed}}/metrics.json",
