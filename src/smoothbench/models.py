@@ -29,7 +29,7 @@ import math
 
 import keras
 
-from smoothbench.shapes import FIXED_POOL_SIZE, final_map_size, padding_to  # noqa: F401 (re-exported)
+from smoothbench.shapes import FIXED_POOL_SIZE, final_map_size
 
 L2_WEIGHT = 1e-4
 POOLINGS = ("fixed_8x8", "global")

@@ -52,15 +52,19 @@ def sha256_of_file(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def write_json_atomic(path: Path | str, payload: dict) -> None:
-    """Write JSON to ``path`` via a temporary file in the same folder and a rename."""
+@contextlib.contextmanager
+def atomic_file(path: Path | str, mode: str = "w") -> Iterator:
+    """A stream whose content appears at ``path`` only when the block ends without error.
+
+    It writes a hidden ``.{name}.*.tmp`` file in the same folder, syncs it and renames it
+    over ``path``; on an error the temporary file is removed and ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=False)
-            stream.write("\n")
+        with os.fdopen(handle, mode) as stream:
+            yield stream
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp creates 0600; honour the umask instead
@@ -69,6 +73,13 @@ def write_json_atomic(path: Path | str, payload: dict) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def write_json_atomic(path: Path | str, payload: dict) -> None:
+    """Write JSON to ``path`` via a temporary file in the same folder and a rename."""
+    with atomic_file(path) as stream:
+        json.dump(payload, stream, indent=2, sort_keys=False)
+        stream.write("\n")
 
 
 class StreamingArrayWriter:

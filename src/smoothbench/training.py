@@ -27,7 +27,6 @@ import contextlib
 import csv
 import datetime
 import hashlib
-import io
 import json
 import math
 import os
@@ -35,7 +34,6 @@ import platform
 import shutil
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -159,17 +157,8 @@ def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"variable_{index:05d}": keras.ops.convert_to_numpy(variable) for index, variable in enumerate(_variables(model, optimizer))}
     arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with storage.atomic_file(path, "wb") as stream:
+        np.savez(stream, **arrays)
 
 
 def read_checkpoint_state(path: Path) -> dict:
@@ -207,29 +196,12 @@ def restore_checkpoint(path: Path, model, optimizer) -> dict:
     return state
 
 
-def _csv_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: row[key] for key in HISTORY_COLUMNS})
-    return buffer.getvalue()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+def _write_history(path: Path, rows: list[dict]) -> None:
+    with storage.atomic_file(path) as stream:
+        writer = csv.DictWriter(stream, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: row[key] for key in HISTORY_COLUMNS})
 
 
 def read_history(path: Path | str) -> list[dict]:
@@ -376,7 +348,7 @@ def train(
         rows.append(row)
         state = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "history": rows, "attempts": attempts}
         save_checkpoint(checkpoint, model, optimizer, state)
-        write_text_atomic(checkpoint.parent / PROGRESS_FILE, _csv_text(rows))
+        _write_history(checkpoint.parent / PROGRESS_FILE, rows)
         log(
             f"epoch {epoch + 1}/{settings['epochs']}  lr {rate:.3g}  loss {row['loss']:.4f}  "
             f"accuracy {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
@@ -385,7 +357,7 @@ def train(
 
     metrics = summarize(settings, rows, attempts, parameters, manifest, prepared_folder, device, backend)
     metrics["wall_seconds_last_attempt"] = round(time.perf_counter() - started, 3)
-    write_text_atomic(run_folder / HISTORY_FILE, _csv_text(rows))
+    _write_history(run_folder / HISTORY_FILE, rows)
     storage.write_json_atomic(run_folder / METRICS_FILE, metrics)
     shutil.rmtree(checkpoint.parent, ignore_errors=True)
     log(
