@@ -29,6 +29,7 @@ import math
 
 import keras
 
+from smoothbench.config import depth_is_valid
 from smoothbench.shapes import FIXED_POOL_SIZE, final_map_size
 
 L2_WEIGHT = 1e-4
@@ -93,12 +94,17 @@ def _check_input(input_shape, pooling: str) -> None:
             )
 
 
+def _blocks_per_stage(model: str, depth: int, layers_per_block: int) -> int:
+    """n of a depth 6n+2 (v1) or 9n+2 (v2) network; the rule is the config's own check."""
+    if not depth_is_valid(model, depth):
+        raise ValueError(f"{model} depth must be {layers_per_block}n+2, got {depth}")
+    return (depth - 2) // layers_per_block
+
+
 def resnet_v1(input_shape, depth: int, num_classes: int, pooling: str = "fixed_8x8", name: str | None = None) -> keras.Model:
     """ResNet v1 (He et al. 2016a) for small images; depth 6n+2 (20 in the paper)."""
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"resnet_v1 depth must be 6n+2, got {depth}")
+    blocks = _blocks_per_stage("resnet_v1", depth, 6)
     _check_input(input_shape, pooling)
-    blocks = (depth - 2) // 6
     inputs = keras.Input(shape=tuple(input_shape), name="images")
     filters = 16
     x = _convolution_block(inputs, filters, name="stem")
@@ -122,10 +128,8 @@ def resnet_v1(input_shape, depth: int, num_classes: int, pooling: str = "fixed_8
 
 def resnet_v2(input_shape, depth: int, num_classes: int, pooling: str = "fixed_8x8", name: str | None = None) -> keras.Model:
     """ResNet v2 (He et al. 2016b), pre-activation bottlenecks; depth 9n+2 (83 in the paper)."""
-    if depth < 11 or (depth - 2) % 9:
-        raise ValueError(f"resnet_v2 depth must be 9n+2, got {depth}")
+    blocks = _blocks_per_stage("resnet_v2", depth, 9)
     _check_input(input_shape, pooling)
-    blocks = (depth - 2) // 9
     inputs = keras.Input(shape=tuple(input_shape), name="images")
     filters_in = 16
     x = _convolution_block(inputs, filters_in, convolution_first=True, name="stem")
