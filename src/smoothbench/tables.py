@@ -1,0 +1,535 @@
+"""The paper's Tables 1-3 regenerated from the runs, beside the paper's own numbers.
+
+Every number comes from a run's ``metrics.json`` (its ``best_val_accuracy``: the best
+validation accuracy over the epochs, the paper's metric); the tidy ``.csv`` files
+name the file each value was read from. The paper's Tables 1-2 are data
+(``paper/mezzini_tables_1_2.csv``); its Table 3 is computed from them the same way as
+ours, and the printed Table 3 (``paper/mezzini_table_3_printed.csv``) is read only to
+check the paper's own arithmetic.
+
+Layout as the paper prints it: data sets as rows, gamma as columns (Table 1: gamma
+<= 0.5, Table 2: gamma > 0.5), best validation accuracy in percent with two decimals,
+'-' where gamma <= 1/K or the cell was not run. With several seeds a cell shows
+``mean ± std`` (sample standard deviation over seeds) and the csv keeps every seed.
+Table 3: the best mean over gamma, the gamma(s) giving it, the mean at gamma = 1 and
+diff % = (best - base) / best x 100, the formula twelve of the paper's thirteen rows
+follow.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from smoothbench import storage
+from smoothbench.config import Study, format_gamma
+from smoothbench.errors import SmoothbenchError
+
+PAPER_FOLDER = Path(__file__).with_name("paper")
+PAPER_CELLS_FILE = PAPER_FOLDER / "mezzini_tables_1_2.csv"
+PAPER_TABLE3_FILE = PAPER_FOLDER / "mezzini_table_3_printed.csv"
+PAPER = 'M. Mezzini, "Empirical study on label smoothing in neural networks"'
+# The paper's columns; a study's other gammas join the table whose range holds them.
+TABLE_GAMMAS = {1: (0.1, 0.2, 0.3, 0.4, 0.5), 2: (0.6, 0.7, 0.8, 0.9, 1.0)}
+TABLE1_LAST_GAMMA = 0.5
+DEFAULT_TOLERANCE = 0.02
+# What a table reads from metrics.json, and the type each value must have.
+REQUIRED_METRICS = {
+    "experiment": (str,),
+    "gamma": (int, float),
+    "seed": (int,),
+    "best_val_accuracy": (int, float),
+    "best_epoch": (int,),
+    "epochs": (int,),
+}
+TABLE_NAMES = ("table1", "table2", "table3")
+OUTPUT_FILES = (
+    *(f"{name}.{suffix}" for name in TABLE_NAMES for suffix in ("csv", "md", "tex", "html")),
+    "comparison.csv",
+    "comparison_table3.csv",
+    "comparison.md",
+    "comparison.html",
+)
+RUN_COLUMNS = [
+    "row", "experiment", "dataset", "num_classes", "model", "epochs", "gamma", "seed",
+    "best_val_accuracy_percent", "best_epoch", "metrics_file",
+]
+
+
+class ResultsError(SmoothbenchError, ValueError):
+    """A run file the tables cannot use; the message names the file."""
+
+
+# ---------------------------------------------------------------- reading runs
+
+
+def _check_type(path: Path, payload: dict, key: str) -> None:
+    kinds = REQUIRED_METRICS[key]
+    if key not in payload:
+        raise ResultsError(
+            f"{path}: has no {key!r}, so it is not a finished run's metrics.json; "
+            "delete the run folder and run the workflow again to retrain it"
+        )
+    value = payload[key]
+    if isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and not math.isfinite(value)):
+        expected = " or ".join(kind.__name__ for kind in kinds)
+        raise ResultsError(f"{path}: {key!r} is {value!r}, expected a finite {expected}")
+
+
+def read_run_metrics(path: Path | str, study: Study) -> dict:
+    """One run's table values from its ``metrics.json``, checked against the study.
+
+    The file must name an experiment, gamma and seed of the study; when it lies in the
+    sweep's path grammar (``.../gamma~G/seed~S/metrics.json``) its folder must agree.
+    """
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: missing; this run has not finished (run the workflow to train it)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ResultsError(f"{path}: not valid JSON ({error}); delete it and run the workflow again to retrain this run") from None
+    if not isinstance(payload, dict):
+        raise ResultsError(f"{path}: expected a JSON object, found {type(payload).__name__}")
+    for key in REQUIRED_METRICS:
+        _check_type(path, payload, key)
+    method = payload.get("method", "gamma")
+    if method != "gamma":
+        raise ResultsError(f"{path}: method {method!r} is not one these tables show (only 'gamma', eq. 7)")
+    name = payload["experiment"]
+    if name not in study.experiments:
+        raise ResultsError(
+            f"{path}: experiment {name!r} is not in config key 'experiments' ({', '.join(study.experiments)})"
+        )
+    experiment = study.experiments[name]
+    gamma_text = format_gamma(payload["gamma"])
+    known = [format_gamma(gamma) for gamma in experiment.gammas]
+    if gamma_text not in known:
+        K = experiment.dataset.num_classes
+        why = f"gamma must lie in (1/K, 1] = ({1 / K:.4g}, 1]; " if not 1 / K < payload["gamma"] <= 1 else ""
+        raise ResultsError(
+            f"{path}: gamma {payload['gamma']} is outside experiment {name!r}'s grid ({why}the config has {', '.join(known)})"
+        )
+    if payload["seed"] not in study.seeds:
+        raise ResultsError(f"{path}: seed {payload['seed']} is not in config key 'seeds' ({study.seeds})")
+    accuracy = payload["best_val_accuracy"]
+    if not 0 <= accuracy <= 1:
+        raise ResultsError(f"{path}: best_val_accuracy {accuracy} is not a fraction in [0, 1]")
+    if not 0 <= payload["best_epoch"] < payload["epochs"]:
+        raise ResultsError(f"{path}: best_epoch {payload['best_epoch']} is not one of its {payload['epochs']} epochs")
+    seed_folder, gamma_folder = path.parent.name, path.parent.parent.name
+    if seed_folder.startswith("seed~") and gamma_folder.startswith("gamma~"):
+        if (gamma_folder, seed_folder) != (f"gamma~{gamma_text}", f"seed~{payload['seed']}"):
+            raise ResultsError(
+                f"{path}: the file says gamma {gamma_text}, seed {payload['seed']} but lies in "
+                f"{gamma_folder}/{seed_folder}; it was moved or copied by hand"
+            )
+        if path.parent.parent.parent.name != name:
+            raise ResultsError(f"{path}: the file says experiment {name!r} but lies in {path.parent.parent.parent.name}/")
+    return {
+        "experiment": name,
+        "dataset": experiment.dataset.name,
+        "num_classes": experiment.dataset.num_classes,
+        "model": experiment.model_name,
+        "epochs": payload["epochs"],
+        "gamma": float(payload["gamma"]),
+        "seed": payload["seed"],
+        "best_val_accuracy_percent": round(100 * accuracy, 5),
+        "best_epoch": payload["best_epoch"],
+        "metrics_file": str(path),
+    }
+
+
+def collect_runs(study: Study, metrics_files) -> pd.DataFrame:
+    """Every run's table values (one row per file), in the study's experiment order."""
+    records, seen = [], {}
+    for path in metrics_files:
+        record = read_run_metrics(path, study)
+        key = (record["experiment"], format_gamma(record["gamma"]), record["seed"])
+        if key in seen:
+            raise ResultsError(f"{path}: the same run as {seen[key]} (experiment {key[0]}, gamma {key[1]}, seed {key[2]})")
+        seen[key] = path
+        records.append(record)
+    labels = row_labels(study)
+    frame = pd.DataFrame.from_records(records, columns=[column for column in RUN_COLUMNS if column != "row"])
+    frame.insert(0, "row", frame["experiment"].map(labels))
+    order = {name: index for index, name in enumerate(study.experiments)}
+    frame = frame.sort_values(["experiment", "gamma", "seed"], key=lambda c: c.map(order) if c.name == "experiment" else c)
+    return frame.reset_index(drop=True)
+
+
+def summarize_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (experiment, gamma): mean and sample std over seeds, in percent."""
+    grouped = runs.groupby(["experiment", "gamma"], sort=False)["best_val_accuracy_percent"]
+    cells = grouped.agg(mean_percent="mean", std_percent=lambda values: values.std(ddof=1), seeds="count")
+    return cells.reset_index()
+
+
+# ---------------------------------------------------------------- the paper's numbers
+
+
+def paper_cells() -> pd.DataFrame:
+    """The paper's Tables 1-2 as cells (one seed each): experiment, gamma, mean_percent, ..."""
+    frame = pd.read_csv(PAPER_CELLS_FILE, comment="#")
+    frame = frame.rename(columns={"accuracy_percent": "mean_percent"})
+    frame["std_percent"] = math.nan
+    frame["seeds"] = 1
+    return frame
+
+
+def printed_table3() -> pd.DataFrame:
+    """The paper's Table 3 as printed (only for checking the paper's arithmetic)."""
+    return pd.read_csv(PAPER_TABLE3_FILE, comment="#")
+
+
+def paper_row_labels() -> dict[str, str]:
+    return dict(zip(*paper_cells()[["experiment", "row"]].drop_duplicates().to_numpy().T))
+
+
+def row_labels(study: Study) -> dict[str, str]:
+    """experiment -> the label its row gets: the paper's (``ImageN.(a)``) or its own name."""
+    known = paper_row_labels()
+    return {name: known.get(name, name) for name in study.experiments}
+
+
+# ---------------------------------------------------------------- Table 3
+
+
+def _same_gamma(left: float, right: float) -> bool:
+    return format_gamma(left) == format_gamma(right)
+
+
+def best_versus_baseline(cells: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
+    """Table 3 from cells: per experiment the best mean over gamma, the gamma(s) giving
+    it, the mean at gamma = 1 and diff % = (best - base) / best x 100."""
+    rows = []
+    names = order if order is not None else list(dict.fromkeys(cells["experiment"]))
+    for name in names:
+        own = cells[cells["experiment"] == name]
+        if own.empty:
+            continue
+        best = own["mean_percent"].max()
+        winners = own[own["mean_percent"] == best].sort_values("gamma")
+        base = own[[_same_gamma(gamma, 1.0) for gamma in own["gamma"]]]
+        base_mean = float(base["mean_percent"].iloc[0]) if len(base) else math.nan
+        base_std = float(base["std_percent"].iloc[0]) if len(base) else math.nan
+        rows.append(
+            {
+                "experiment": name,
+                "best_percent": float(best),
+                "best_std_percent": float(winners["std_percent"].iloc[0]),
+                "best_gamma": ", ".join(format_gamma(gamma) for gamma in winners["gamma"]),
+                "baseline_percent": base_mean,
+                "baseline_std_percent": base_std,
+                "diff_percent": (best - base_mean) / best * 100 if best > 0 else math.nan,
+                "seeds": int(own["seeds"].min()),
+            }
+        )
+    columns = ["experiment", "best_percent", "best_std_percent", "best_gamma", "baseline_percent",
+               "baseline_std_percent", "diff_percent", "seeds"]
+    return pd.DataFrame.from_records(rows, columns=columns)
+
+
+def check_paper_arithmetic(tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
+    """The paper's printed Table 3 next to Table 3 recomputed from its Tables 1-2.
+
+    ``holds`` is False where a printed value (best, base or diff %) differs from the
+    recomputed one by more than ``tolerance`` percentage points; ``diff_over_base``
+    shows the other formula, (best - base) / base x 100, for such rows.
+    """
+    printed = printed_table3()
+    recomputed = best_versus_baseline(paper_cells(), list(printed["experiment"]))
+    recomputed = recomputed[["experiment", "best_percent", "best_gamma", "baseline_percent", "diff_percent"]]
+    recomputed = recomputed.rename(columns={"best_gamma": "best_gamma_recomputed"})
+    merged = printed.merge(recomputed, on="experiment", suffixes=("_printed", "_recomputed"), how="left")
+    slack = tolerance + 1e-9  # values are decimals; keep 0.02 vs 0.0199999 from flipping
+    merged["holds"] = (
+        ((merged["best_percent_printed"] - merged["best_percent_recomputed"]).abs() <= slack)
+        & ((merged["baseline_percent_printed"] - merged["baseline_percent_recomputed"]).abs() <= slack)
+        & ((merged["diff_percent_printed"] - merged["diff_percent_recomputed"]).abs() <= slack)
+    )
+    merged["diff_over_base_percent"] = (
+        (merged["best_percent_recomputed"] - merged["baseline_percent_recomputed"]) / merged["baseline_percent_recomputed"] * 100
+    )
+    return merged
+
+
+# ---------------------------------------------------------------- layout
+
+
+def format_cell(mean: float, std: float = math.nan, decimals: int = 2) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{decimals}f}"
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def table_gammas(study: Study, number: int) -> list[float]:
+    """The columns of Table ``number``: the paper's, plus the study's other gammas in range."""
+    studied = {gamma for experiment in study.experiments.values() for gamma in experiment.gammas}
+    columns = {format_gamma(gamma): gamma for gamma in TABLE_GAMMAS[number]}
+    for gamma in studied:
+        if (gamma <= TABLE1_LAST_GAMMA) == (number == 1):
+            columns.setdefault(format_gamma(gamma), gamma)
+    return sorted(columns.values())
+
+
+def gamma_is_possible(gamma: float, num_classes: int) -> bool:
+    """gamma > 1/K, decided without floating-point noise (0.1 x 10 is not > 1)."""
+    return round(gamma * num_classes, 9) > 1
+
+
+def accuracy_rows(cells: pd.DataFrame, study: Study, gammas: list[float]) -> list[list[str]]:
+    """Table 1 or 2 as text rows: label, then one cell per gamma ('-': impossible or not run)."""
+    labels = row_labels(study)
+    rows = []
+    for name, experiment in study.experiments.items():
+        own = cells[cells["experiment"] == name]
+        row = [labels[name]]
+        for gamma in gammas:
+            cell = own[[_same_gamma(value, gamma) for value in own["gamma"]]]
+            if cell.empty or not gamma_is_possible(gamma, experiment.dataset.num_classes):
+                row.append("-")
+            else:
+                row.append(format_cell(cell["mean_percent"].iloc[0], cell["std_percent"].iloc[0]))
+        rows.append(row)
+    return rows
+
+
+def table3_rows(table3: pd.DataFrame, study: Study) -> list[list[str]]:
+    labels = row_labels(study)
+    rows = []
+    for name in study.experiments:
+        own = table3[table3["experiment"] == name]
+        if own.empty:
+            rows.append([labels[name], "-", "-", "-", "-"])
+            continue
+        record = own.iloc[0]
+        rows.append([
+            labels[name],
+            format_cell(record["best_percent"], record["best_std_percent"]),
+            record["best_gamma"],
+            format_cell(record["baseline_percent"], record["baseline_std_percent"]),
+            format_cell(record["diff_percent"]),
+        ])
+    return rows
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def render_markdown(title: str, header: list[str], rows: list[list[str]], notes: list[str] = ()) -> str:
+    def line(cells):
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    alignment = ["---"] + ["---:"] * (len(header) - 1)
+    parts = [f"## {title}", ""]
+    if rows:  # an empty table renders as a lone header: leave it to the notes
+        parts += [line(header), "| " + " | ".join(alignment) + " |", *map(line, rows)]
+    if notes:
+        parts += ["", *notes]
+    return "\n".join(parts) + "\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    text = "".join(_LATEX_ESCAPES.get(character, character) for character in str(text))
+    return text.replace(" ± ", r" $\pm$ ").replace("γ", r"$\gamma$").replace("−", "-")
+
+
+def render_latex(caption: str, label: str, header: list[str], rows: list[list[str]]) -> str:
+    """A booktabs table (``\\usepackage{booktabs}``)."""
+    columns = "l" + "r" * (len(header) - 1)
+    lines = [
+        "% generated by smoothbench (rule aggregate); needs \\usepackage{booktabs}",
+        "\\begin{table}[t]",
+        "\\centering",
+        f"\\caption{{{latex_escape(caption)}}}",
+        f"\\label{{{label}}}",
+        f"\\begin{{tabular}}{{{columns}}}",
+        "\\toprule",
+        " & ".join(latex_escape(cell) for cell in header) + " \\\\",
+        "\\midrule",
+        *(" & ".join(latex_escape(cell) for cell in row) + " \\\\" for row in rows),
+        "\\bottomrule",
+        "\\end{tabular}",
+        "\\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:1em}table{border-collapse:collapse;margin:0.5em 0 1em}"
+    "th,td{padding:0.2em 0.6em;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child"
+    "{text-align:left}th{border-bottom:2px solid #444}p.note{color:#444;font-size:0.9em;max-width:60em}"
+    "td.flag{color:#b00;font-weight:bold}"
+)
+
+
+def render_html(sections: list[tuple[str, list[str], list[list[str]], list[str]]]) -> str:
+    """A standalone HTML page of (title, header, rows, notes) sections."""
+    body = []
+    for title, header, rows, notes in sections:
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        if not rows:
+            body.extend(f"<p class=\"note\">{html.escape(note)}</p>" for note in notes)
+            continue
+        body.append("<table><thead><tr>" + "".join(f"<th>{html.escape(cell)}</th>" for cell in header) + "</tr></thead><tbody>")
+        for row in rows:
+            cells = "".join(
+                f"<td class=\"flag\">{html.escape(str(cell))}</td>" if str(cell).startswith("NO") else f"<td>{html.escape(str(cell))}</td>"
+                for cell in row
+            )
+            body.append(f"<tr>{cells}</tr>")
+        body.append("</tbody></table>")
+        body.extend(f"<p class=\"note\">{html.escape(note)}</p>" for note in notes)
+    title = html.escape(sections[0][0]) if sections else "smoothbench"
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+        f"<style>{_HTML_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+# ---------------------------------------------------------------- the comparison
+
+
+def compare_cells(cells: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """Every (experiment, gamma) in both the paper's Tables 1-2 and our runs."""
+    paper = paper_cells()[["row", "experiment", "gamma", "mean_percent"]]
+    paper = paper.assign(gamma_text=paper["gamma"].map(format_gamma)).drop(columns="gamma")
+    ours = cells.assign(gamma_text=cells["gamma"].map(format_gamma))
+    both = ours.merge(paper, on=["experiment", "gamma_text"], suffixes=("", "_paper"), sort=False)
+    compared = pd.DataFrame({
+        "row": both["row"],
+        "experiment": both["experiment"],
+        "gamma": both["gamma"],
+        "paper_percent": both["mean_percent_paper"],
+        "ours_percent": both["mean_percent"].round(5),
+        "ours_std_percent": both["std_percent"].round(5),
+        "seeds": both["seeds"],
+        "difference_points": (both["mean_percent"] - both["mean_percent_paper"]).round(5),
+        "ours_model": [study.experiments[name].model_name for name in both["experiment"]],
+        "ours_epochs": [study.experiments[name].epochs for name in both["experiment"]],
+    })
+    return compared.reset_index(drop=True)
+
+
+def compare_table3(ours: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """The paper's printed Table 3, the same recomputed from its Tables 1-2, and ours."""
+    check = check_paper_arithmetic(tolerance)
+    ours = ours.rename(columns={column: f"ours_{column}" for column in ours.columns if column != "experiment"})
+    return check.merge(ours, on="experiment", how="left")
+
+
+# ---------------------------------------------------------------- writing everything
+
+
+def _write(path: Path, text: str) -> None:
+    with storage.atomic_file(path) as stream:
+        stream.write(text)
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with storage.atomic_file(path) as stream:
+        frame.to_csv(stream, index=False, lineterminator="\n")
+
+
+def _seed_note(cells: pd.DataFrame) -> str:
+    counts = sorted(set(cells["seeds"])) if len(cells) else [0]
+    if counts == [1]:
+        return "One seed per cell, as in the paper."
+    return (f"Seeds per cell: {', '.join(map(str, counts))}; cells show mean ± sample standard deviation over "
+            "seeds (a single seed shows no ±); the csv lists every seed.")
+
+
+def write_tables(study: Study, metrics_files, folder: Path | str, tolerance: float = DEFAULT_TOLERANCE) -> dict:
+    """Read every run and write ``OUTPUT_FILES`` into ``folder``; return the frames."""
+    folder = Path(folder)
+    runs = collect_runs(study, metrics_files)
+    cells = summarize_cells(runs)
+    ours3 = best_versus_baseline(cells, list(study.experiments))
+    dash = "'-': gamma <= 1/K (no smoothing possible) or not run in this study."
+    metric = "Best validation accuracy (%) over the epochs, per data set and gamma (eq. 7 targets)."
+    seeds = _seed_note(cells)
+
+    for number in (1, 2):
+        gammas = table_gammas(study, number)
+        header = ["Data set", *(f"γ = {gamma:.2f}" for gamma in gammas)]
+        rows = accuracy_rows(cells, study, gammas)
+        title = f"Table {number}: best validation accuracy (%), γ {'≤ 0.5' if number == 1 else '> 0.5'}"
+        notes = [metric, dash, seeds, f"Source: {len(runs)} run files (metrics.json), listed in table{number}.csv."]
+        in_table = runs[[(gamma <= TABLE1_LAST_GAMMA) == (number == 1) for gamma in runs["gamma"]]]
+        _write_csv(folder / f"table{number}.csv", in_table)
+        _write(folder / f"table{number}.md", render_markdown(title, header, rows, notes))
+        _write(folder / f"table{number}.tex", render_latex(f"{title}. {metric} {dash}", f"tab:smoothbench-table{number}", header, rows))
+        _write(folder / f"table{number}.html", render_html([(title, header, rows, notes)]))
+
+    header3 = ["Data set", "Best", "γ best", "Acc. γ = 1", "diff %"]
+    rows3 = table3_rows(ours3, study)
+    title3 = "Table 3: the best accuracy over γ against γ = 1"
+    notes3 = ["diff % = (best - base) / best x 100, base = the accuracy at γ = 1 ('-' where γ = 1 was not run).",
+              "γ best lists every γ that reaches the best value.", seeds]
+    table3_csv = ours3.copy()
+    table3_csv.insert(0, "row", table3_csv["experiment"].map(row_labels(study)))
+    _write_csv(folder / "table3.csv", table3_csv.round(5))
+    _write(folder / "table3.md", render_markdown(title3, header3, rows3, notes3))
+    _write(folder / "table3.tex", render_latex(f"{title3}. {notes3[0]}", "tab:smoothbench-table3", header3, rows3))
+    _write(folder / "table3.html", render_html([(title3, header3, rows3, notes3)]))
+
+    compared = compare_cells(cells, study)
+    against = compare_table3(ours3, tolerance)
+    _write_csv(folder / "comparison.csv", compared)
+    _write_csv(folder / "comparison_table3.csv", against.round(5))
+    sections = comparison_sections(compared, against, tolerance)
+    _write(folder / "comparison.md", "".join(render_markdown(*section) + "\n" for section in sections))
+    _write(folder / "comparison.html", render_html(sections))
+    return {"runs": runs, "cells": cells, "table3": ours3, "comparison": compared, "comparison_table3": against}
+
+
+def comparison_sections(compared: pd.DataFrame, against: pd.DataFrame, tolerance: float) -> list:
+    """The comparison as (title, header, rows, notes) sections."""
+    header = ["Data set", "γ", "paper", "ours", "ours − paper", "seeds", "our model, epochs"]
+    rows = [
+        [record.row, f"{record.gamma:.2f}", format_cell(record.paper_percent),
+         format_cell(record.ours_percent, record.ours_std_percent), f"{record.difference_points:+.2f}",
+         str(record.seeds), f"{record.ours_model}, {record.ours_epochs}"]
+        for record in compared.itertuples()
+    ]
+    notes = [f"Best validation accuracy (%): the paper's Tables 1-2 ({PAPER}) and this study's runs, for every "
+             "(data set, γ) in both. The paper ran one seed per cell."]
+    if not rows:
+        notes.append("No data set of this study is in the paper's tables, so there is nothing to compare cell by cell.")
+    header3 = ["Data set", "printed best", "printed γ = 1", "printed diff %", "recomputed diff %",
+               "paper's arithmetic", "our best (γ)", "our γ = 1", "our diff %"]
+    rows3 = []
+    for record in against.itertuples():
+        holds = "holds" if record.holds else (
+            f"NO: {record.diff_percent_printed:.2f} printed, {record.diff_percent_recomputed:.2f} from Tables 1-2 "
+            f"((best - base) / base gives {record.diff_over_base_percent:.2f})"
+        )
+        ours_best = "-" if pd.isna(record.ours_best_percent) else (
+            f"{format_cell(record.ours_best_percent, record.ours_best_std_percent)} ({record.ours_best_gamma})")
+        rows3.append([
+            record.row, format_cell(record.best_percent_printed), format_cell(record.baseline_percent_printed),
+            format_cell(record.diff_percent_printed), format_cell(record.diff_percent_recomputed), holds, ours_best,
+            format_cell(record.ours_baseline_percent, record.ours_baseline_std_percent), format_cell(record.ours_diff_percent),
+        ])
+    broken = [record.row for record in against.itertuples() if not record.holds]
+    notes3 = [
+        "Printed: the paper's Table 3. Recomputed: Table 3 computed from the paper's Tables 1-2 with "
+        "diff % = (best - base) / best x 100, as this project computes its own.",
+        f"The paper's arithmetic holds where every printed value is within {tolerance:g} points of the recomputed one. "
+        + (f"It does not hold for: {', '.join(broken)}." if broken else "It holds on every row."),
+    ]
+    return [
+        ("Comparison with the paper: Tables 1-2, cell by cell", header, rows, notes),
+        ("Comparison with the paper: Table 3", header3, rows3, notes3),
+    ]
