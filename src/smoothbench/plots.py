@@ -1,0 +1,226 @@
+"""Figures of the results stage, each written as PNG (for the report) and PDF (for papers).
+
+- :func:`plot_accuracy_versus_gamma`: best validation accuracy against gamma, one panel
+  per data set, ours (mean, error bar = std over seeds, a dot per seed) and the paper's
+  on the same axes;
+- :func:`plot_gain_over_baseline`: Table 3's diff % per data set as bars, ours beside
+  the paper's (recomputed from its Tables 1-2);
+- :func:`plot_training_curves`: loss and accuracy per epoch for one data set's gammas,
+  training solid, validation dashed, each loss with its floor.
+
+Why the floor: with smoothed targets q the cross-entropy cannot fall below the entropy
+H(q) = -gamma log gamma - (1 - gamma) log((1 - gamma) / (K - 1)), which grows as gamma
+falls, so raw losses of different gammas are not comparable, and the training loss
+(augmented images, BatchNorm in training mode, weights moving through the epoch) can
+sit above the validation loss. The middle panel shows the loss above its floor on a
+log scale, where the curves of all gammas and both splits can be read together.
+
+Figures are built with ``matplotlib.figure.Figure`` (no pyplot state, no display
+needed) and written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from smoothbench import storage
+from smoothbench.config import format_gamma
+
+FORMATS = ("png", "pdf")
+OURS_COLOR = "#1f5fa8"
+PAPER_COLOR = "#c2410c"
+
+
+def target_entropy(gamma: float, num_classes: int) -> float:
+    """H(q) in nats for eq. 7's targets: the least value the smoothed loss can take."""
+    entropy = -gamma * math.log(gamma) if gamma > 0 else 0.0
+    if gamma < 1:
+        other = (1 - gamma) / (num_classes - 1)
+        entropy -= (1 - gamma) * math.log(other)
+    return entropy
+
+
+def save_figure(figure, stem: Path | str) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf`` atomically (no timestamps: same input, same bytes)."""
+    stem = Path(stem)
+    written = []
+    for suffix in FORMATS:
+        path = stem.with_suffix(f".{suffix}")
+        metadata = {"CreationDate": None} if suffix == "pdf" else {}
+        with storage.atomic_file(path, "wb") as stream:
+            figure.savefig(stream, format=suffix, dpi=150, metadata=metadata, bbox_inches="tight")
+        written.append(path)
+    return written
+
+
+def _figure(columns: int, rows: int, width: float = 3.2, height: float = 2.6):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    return figure, axes
+
+
+def _grid(count: int, max_columns: int = 4) -> tuple[int, int]:
+    columns = min(max_columns, max(count, 1))
+    return columns, math.ceil(max(count, 1) / columns)
+
+
+def plot_accuracy_versus_gamma(runs: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str], stem: Path | str) -> list[Path]:
+    """One panel per experiment (in ``labels``' order): accuracy (%) against gamma."""
+    names = list(labels)
+    columns, rows = _grid(len(names))
+    figure, axes = _figure(columns, rows)
+    for index, name in enumerate(names):
+        axis = axes.flat[index]
+        own = runs[runs["experiment"] == name]
+        summary = own.groupby("gamma")["best_val_accuracy_percent"].agg(["mean", "std", "count"]).reset_index()
+        seeds = int(summary["count"].max()) if len(summary) else 0
+        axis.errorbar(
+            summary["gamma"], summary["mean"], yerr=summary["std"].fillna(0), color=OURS_COLOR, marker="o",
+            markersize=4, capsize=3, label="ours" + (f" (mean ± std, {seeds} seeds)" if seeds > 1 else ""),
+        )
+        if seeds > 1:
+            axis.scatter(own["gamma"], own["best_val_accuracy_percent"], color=OURS_COLOR, s=8, alpha=0.4, zorder=3)
+        theirs = paper[paper["experiment"] == name].sort_values("gamma")
+        if len(theirs):
+            axis.plot(theirs["gamma"], theirs["mean_percent"], color=PAPER_COLOR, marker="s", markersize=4,
+                      linestyle="--", label="paper")
+        axis.set_title(labels[name])
+        axis.set_xlabel("γ")
+        axis.set_ylabel("best val. accuracy (%)")
+        axis.set_xlim(0.05, 1.05)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="x-small")
+    for axis in axes.flat[len(names):]:
+        axis.set_visible(False)
+    figure.suptitle("Best validation accuracy against γ (γ = 1: plain cross-entropy)")
+    return save_figure(figure, stem)
+
+
+def plot_gain_over_baseline(ours: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str], stem: Path | str) -> list[Path]:
+    """Table 3's diff % per data set: ours beside the paper's (recomputed from its Tables 1-2)."""
+    names = list(labels)
+    figure, axes = _figure(1, 1, width=max(4.0, 0.75 * len(names) + 2), height=3.4)
+    axis = axes[0, 0]
+    positions = np.arange(len(names))
+    width = 0.38
+
+    def values(frame):
+        lookup = dict(zip(frame["experiment"], frame["diff_percent"]))
+        return np.array([lookup.get(name, np.nan) for name in names], dtype=float)
+
+    ours_values, paper_values = values(ours), values(paper)
+    with_paper = not np.all(np.isnan(paper_values))
+    offset = width / 2 if with_paper else 0.0
+    axis.bar(positions - offset, np.nan_to_num(ours_values), width, color=OURS_COLOR, label="ours")
+    if with_paper:
+        axis.bar(positions + offset, np.nan_to_num(paper_values), width, color=PAPER_COLOR, label="paper (from its Tables 1-2)")
+    for position, value in zip(positions, ours_values):
+        if np.isnan(value):
+            axis.annotate("no γ = 1", (position - offset, 0), ha="center", va="bottom", fontsize="x-small", rotation=90)
+    axis.set_xlim(-0.75, len(names) - 0.25)
+    axis.axhline(0, color="black", linewidth=0.8)
+    axis.set_xticks(positions, [labels[name] for name in names], rotation=30, ha="right")
+    axis.set_ylabel("gain over γ = 1 (diff %)")
+    axis.set_title("Best γ against plain cross-entropy: (best - base) / best x 100")
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize="small")
+    return save_figure(figure, stem)
+
+
+def plot_training_curves(label: str, histories: list[tuple[float, int, list[dict]]], num_classes: int, stem: Path | str) -> list[Path]:
+    """Loss, loss above its floor, and accuracy per epoch for one experiment's gammas.
+
+    ``histories``: (gamma, seed, rows of history.csv). Several seeds of a gamma are
+    averaged epoch by epoch.
+    """
+    from matplotlib import colormaps
+
+    by_gamma: dict[float, list[list[dict]]] = {}
+    for gamma, _seed, rows in histories:
+        by_gamma.setdefault(gamma, []).append(rows)
+    gammas = sorted(by_gamma, reverse=True)
+    colours = colormaps["viridis"](np.linspace(0, 0.9, max(len(gammas), 1)))
+    figure, axes = _figure(3, 1, width=4.0, height=3.2)
+    loss_axis, excess_axis, accuracy_axis = axes[0]
+    seeds = max(len(runs) for runs in by_gamma.values()) if by_gamma else 0
+    for colour, gamma in zip(colours, gammas):
+        length = min(len(rows) for rows in by_gamma[gamma])
+        epochs = np.arange(1, length + 1)
+
+        def mean(key):
+            return np.mean([[row[key] for row in rows[:length]] for rows in by_gamma[gamma]], axis=0)
+
+        floor = target_entropy(gamma, num_classes)
+        text = f"γ = {format_gamma(gamma)}"
+        loss_axis.plot(epochs, mean("loss"), color=colour, label=text)
+        loss_axis.plot(epochs, mean("val_loss"), color=colour, linestyle="--")
+        loss_axis.axhline(floor, color=colour, linestyle=":", linewidth=0.8)
+        excess_axis.plot(epochs, np.maximum(mean("loss") - floor, 1e-6), color=colour)
+        excess_axis.plot(epochs, np.maximum(mean("val_loss") - floor, 1e-6), color=colour, linestyle="--")
+        accuracy_axis.plot(epochs, 100 * mean("accuracy"), color=colour)
+        accuracy_axis.plot(epochs, 100 * mean("val_accuracy"), color=colour, linestyle="--")
+    loss_axis.set_title("loss (dotted: its floor H(q))")
+    excess_axis.set_title("loss - H(q), log scale")
+    excess_axis.set_yscale("log")
+    accuracy_axis.set_title("accuracy (%)")
+    for axis in axes[0]:
+        axis.set_xlabel("epochs trained")
+        axis.grid(alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    styles = [Line2D([], [], color="black", label="training"), Line2D([], [], color="black", linestyle="--", label="validation")]
+    loss_axis.legend(fontsize="x-small", ncols=2)
+    accuracy_axis.legend(handles=styles, fontsize="x-small", loc="lower right")
+    averaged = f", mean of {seeds} seeds" if seeds > 1 else ""
+    figure.suptitle(f"{label}: training (solid) and validation (dashed) per epoch{averaged}")
+    return save_figure(figure, stem)
+
+
+# ---------------------------------------------------------------- what the rules call
+
+
+def write_summary_plots(study, metrics_files, folder: Path | str) -> list[Path]:
+    """``accuracy_vs_gamma`` and ``gain_over_baseline`` (.png, .pdf) from every run."""
+    from smoothbench import tables
+
+    folder = Path(folder)
+    runs = tables.collect_runs(study, metrics_files)
+    labels = tables.row_labels(study)
+    paper = tables.paper_cells()
+    ours = tables.best_versus_baseline(tables.summarize_cells(runs), list(study.experiments))
+    theirs = tables.best_versus_baseline(paper)
+    return [
+        *plot_accuracy_versus_gamma(runs, paper, labels, folder / "accuracy_vs_gamma"),
+        *plot_gain_over_baseline(ours, theirs, labels, folder / "gain_over_baseline"),
+    ]
+
+
+def write_training_curves(study, experiment: str, metrics_files, stem: Path | str) -> list[Path]:
+    """One experiment's training curves from its runs' history.csv (beside each metrics.json)."""
+    from smoothbench import tables
+    from smoothbench.training import HISTORY_FILE, read_history
+
+    runs = tables.collect_runs(study, metrics_files)
+    wrong = runs[runs["experiment"] != experiment]
+    if len(wrong):
+        raise tables.ResultsError(f"{wrong['metrics_file'].iloc[0]}: not a run of experiment {experiment!r}")
+    histories = []
+    for record in runs.itertuples():
+        path = Path(record.metrics_file).with_name(HISTORY_FILE)
+        try:
+            rows = read_history(path)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise tables.ResultsError(f"{path}: unreadable history ({error}); retrain the run") from None
+        missing = {"loss", "accuracy", "val_loss", "val_accuracy"} - set(rows[0] if rows else ())
+        if not rows or missing:
+            what = f"no column {', '.join(sorted(missing))}" if rows else "no epochs"
+            raise tables.ResultsError(f"{path}: {what} in the history; retrain the run")
+        histories.append((record.gamma, record.seed, rows))
+    spec = study.experiments[experiment]
+    return plot_training_curves(tables.row_labels(study)[experiment], histories, spec.dataset.num_classes, stem)
