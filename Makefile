@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/snakemake --cores 2 --configfile config/demo.yaml
+	$(BIN)/snakemake --cores 2 --configfile config/demo.yaml --report results/report.html --report-after-run
 
 # Real Fashion-MNIST images for the offline tests: Debian's package, installed when we are root.
 fashion-mnist:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -37,3 +39,27 @@ def run_workflow(workdir: Path, config: dict | None, *arguments: str, timeout: i
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def demo_command(workdir: Path, *arguments: str) -> list[str]:
+    """`make demo`'s Snakemake command, with ``workdir`` as the working directory."""
+    return [
+        SNAKEMAKE, "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(REPOSITORY / "config" / "demo.yaml"), *arguments,
+    ]
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """The offline demo run once, as `make demo` runs it (report included):
+    (working directory, seconds it took). Tests that change files copy it first."""
+    workdir = tmp_path_factory.mktemp("demo")
+    started = time.monotonic()
+    report = workdir / "results" / "report.html"
+    process = subprocess.run(
+        demo_command(workdir, "--cores", "2", "--report", str(report), "--report-after-run"),
+        capture_output=True,
+        text=True,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    return workdir, time.monotonic() - started

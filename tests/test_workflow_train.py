@@ -47,22 +47,6 @@ def test_the_paper_study_plans_one_train_job_per_run_with_its_resources(tmp_path
     assert ("mnist", "0.1", "0") not in jobs and ("daimlerpedcls", "0.5", "0") not in jobs
 
 
-def _demo_command(workdir: Path, *arguments: str) -> list[str]:
-    return [
-        SNAKEMAKE, "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(REPOSITORY / "config" / "demo.yaml"), *arguments,
-    ]
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo")
-    started = time.monotonic()
-    process = subprocess.run(_demo_command(workdir, "--cores", "2"), capture_output=True, text=True)
-    assert process.returncode == 0, process.stdout + process.stderr
-    return workdir, time.monotonic() - started
-
-
 def test_the_demo_runs_offline_end_to_end_and_trains_every_gamma(demo):
     workdir, seconds = demo
     assert seconds < 600, f"the demo took {seconds:.0f} s"

@@ -10,6 +10,7 @@ if SOURCE_FOLDER not in sys.path:
 from smoothbench.config import ConfigError, load_study
 from smoothbench.registry import DATASETS
 from smoothbench.storage import ARRAY_NAMES, MANIFEST_NAME
+from smoothbench.tables import OUTPUT_FILES, PAPER_CELLS_FILE, PAPER_TABLE3_FILE
 
 
 def validated_study(config):
@@ -26,6 +27,11 @@ def validated_study(config):
 RESULTS = "results"
 RUNS = f"{RESULTS}/runs"
 LOGS = f"{RESULTS}/logs"
+TABLES = f"{RESULTS}/tables"
+PLOTS = f"{RESULTS}/plots"
+# The paper's Tables 1-2 and its printed Table 3, as data (inputs of the results stage).
+PAPER_TABLES = str(PAPER_CELLS_FILE)
+PAPER_TABLE3 = str(PAPER_TABLE3_FILE)
 ENVIRONMENT = "../../envs/smoothbench.yaml"
 
 
@@ -58,10 +64,54 @@ def run_files(run):
     return {"history": f"{folder}/history.csv", "metrics": f"{folder}/metrics.json"}
 
 
-def final_targets():
-    """The targets of the default rule: every dataset prepared, every run trained.
+def all_run_files(kind):
+    """The ``kind`` file ("metrics" or "history") of every run of the study."""
+    return [run_files(run)[kind] for run in STUDY.runs()]
 
-    Later stages (tables, plots) extend this list.
-    """
+
+def experiment_run_files(experiment, kind):
+    """The ``kind`` file of every run of one experiment."""
+    return [
+        run_files(run)[kind] for run in STUDY.runs() if run.experiment == experiment
+    ]
+
+
+# Where the html version of each table is described in the report.
+TABLE_CAPTIONS = {
+    "table1": "Table 1",
+    "table2": "Table 2",
+    "table3": "Table 3",
+    "comparison": "Comparison with the paper",
+}
+
+
+def table_outputs():
+    """Rule aggregate's named outputs, e.g. table1_csv; the html files go in the report."""
+    outputs = {}
+    for name in OUTPUT_FILES:
+        stem, suffix = name.rsplit(".", 1)
+        path = f"{TABLES}/{name}"
+        if suffix == "html":
+            path = report(
+                path,
+                caption=f"../report/{stem}.rst",
+                category="Tables",
+                labels={"table": TABLE_CAPTIONS[stem]},
+            )
+        outputs[f"{stem}_{suffix}"] = path
+    return outputs
+
+
+def plot_targets():
+    """Every figure: the two summary plots and one training-curve figure per experiment."""
+    stems = ["accuracy_vs_gamma", "gain_over_baseline"]
+    stems += [f"training_curves/{experiment}" for experiment in STUDY.experiments]
+    return [f"{PLOTS}/{stem}.{suffix}" for stem in stems for suffix in ("png", "pdf")]
+
+
+def final_targets():
+    """The targets of the default rule: every dataset prepared, every run trained, the
+    tables and the plots. The report is made from these by `snakemake --report`."""
     prepared = [prepared_files(dataset)["manifest"] for dataset in STUDY.datasets]
-    return prepared + [run_files(run)["metrics"] for run in STUDY.runs()]
+    tables = [f"{TABLES}/{name}" for name in OUTPUT_FILES]
+    return prepared + all_run_files("metrics") + tables + plot_targets()

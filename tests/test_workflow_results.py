@@ -1,0 +1,116 @@
+"""The results stage through the real Snakefile: the demo's tables, plots and report;
+regenerating them never trains; a bad run file stops aggregation with its name."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from smoothbench.tables import OUTPUT_FILES
+from conftest import demo_command
+
+pytestmark = pytest.mark.workflow
+
+FIGURES = ["accuracy_vs_gamma", "gain_over_baseline", "training_curves/digits"]
+
+
+def report_files(path: Path) -> dict[str, bytes]:
+    """filename -> content of every file embedded in a Snakemake HTML report (data URIs)."""
+    text = path.read_text()
+    found = re.findall(r"data:[\w.+/-]+;charset=[^;\"']*;filename=([^;\"']+);base64,([A-Za-z0-9+/=]+)", text)
+    return {name: base64.b64decode(data) for name, data in found}
+
+
+def planned_rules(workdir: Path, *arguments: str) -> list[str]:
+    """The rule of every job a dry run plans (sorted; 'all' left out)."""
+    process = subprocess.run(demo_command(workdir, "--dry-run", *arguments), capture_output=True, text=True)
+    assert process.returncode == 0, process.stdout + process.stderr
+    rules = re.findall(r"^(?:local)?rule (\w+):", process.stdout, re.MULTILINE)
+    return sorted(rule for rule in rules if rule != "all")
+
+
+def copy_of(demo, tmp_path) -> Path:
+    """A copy of the finished demo (files, times and Snakemake's records) to change freely."""
+    workdir, _ = demo
+    copy = tmp_path / "demo"
+    shutil.copytree(workdir, copy, symlinks=True)
+    return copy
+
+
+def test_the_demo_ends_in_tables_and_plots_traced_to_its_runs(demo):
+    workdir, _ = demo
+    tables = workdir / "results" / "tables"
+    for name in OUTPUT_FILES:
+        assert (tables / name).stat().st_size > 0, name
+    for stem in FIGURES:
+        for suffix in ("png", "pdf"):
+            assert (workdir / "results" / "plots" / f"{stem}.{suffix}").stat().st_size > 1000
+    table2 = pd.read_csv(tables / "table2.csv")
+    assert sorted(table2["gamma"]) == [0.6, 0.7, 0.8, 0.9, 1.0]
+    for record in table2.itertuples():  # every number traces back to its run's file
+        metrics = json.loads((workdir / record.metrics_file).read_text())
+        assert record.best_val_accuracy_percent == pytest.approx(100 * metrics["best_val_accuracy"])
+        assert record.best_epoch == metrics["best_epoch"]
+    markdown = (tables / "table2.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| digits"))
+    expected = [f"{value:.2f}" for value in table2.sort_values("gamma")["best_val_accuracy_percent"]]
+    assert [cell.strip() for cell in row.strip("|").split("|")][1:] == expected
+    three = pd.read_csv(tables / "table3.csv").iloc[0]
+    best = table2["best_val_accuracy_percent"].max()
+    base = table2.loc[table2["gamma"] == 1.0, "best_val_accuracy_percent"].iloc[0]
+    assert three["best_percent"] == pytest.approx(best) and three["baseline_percent"] == pytest.approx(base)
+    assert three["diff_percent"] == pytest.approx((best - base) / best * 100, abs=1e-4)
+    # The paper's own Table 3 check is in every study's comparison, the demo's included.
+    assert "It does not hold for: ImageN.(a)." in (tables / "comparison.md").read_text()
+
+
+def test_the_demo_report_holds_every_table_and_plot(demo):
+    workdir, _ = demo
+    embedded = report_files(workdir / "results" / "report.html")
+    for name in ("table1.html", "table2.html", "table3.html", "comparison.html"):
+        assert name in embedded, sorted(embedded)
+        assert embedded[name] == (workdir / "results" / "tables" / name).read_bytes()
+    assert b"<td>digits</td>" in embedded["table2.html"] and b"ImageN.(a)" in embedded["comparison.html"]
+    for name in ("accuracy_vs_gamma.png", "gain_over_baseline.png", "digits.png"):
+        assert embedded[name].startswith(b"\x89PNG"), name
+    assert embedded["digits.png"] == (workdir / "results" / "plots" / "training_curves" / "digits.png").read_bytes()
+    text = (workdir / "results" / "report.html").read_text()
+    assert "Training curves" in text and "best validation accuracy" in text
+
+
+def test_tables_and_plots_regenerate_without_training(demo, tmp_path):
+    workdir = copy_of(demo, tmp_path)
+    assert planned_rules(workdir) == []  # touching nothing plans nothing
+    table = workdir / "results" / "tables" / "table1.md"
+    before = (workdir / "results" / "tables" / "table2.md").read_text()
+    table.unlink()
+    assert planned_rules(workdir) == ["aggregate"]
+    (workdir / "results" / "plots" / "training_curves" / "digits.png").unlink()
+    assert planned_rules(workdir) == ["aggregate", "plot_training_curves"]
+    process = subprocess.run(demo_command(workdir, "--cores", "2"), capture_output=True, text=True)
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert not re.search(r"^(?:local)?rule train:", process.stderr, re.MULTILINE)
+    assert table.exists() and (workdir / "results" / "tables" / "table2.md").read_text() == before
+    assert planned_rules(workdir) == []
+
+
+def test_a_malformed_run_file_stops_aggregation_with_its_name(demo, tmp_path):
+    workdir = copy_of(demo, tmp_path)
+    metrics = workdir / "results" / "runs" / "digits" / "gamma~0.8" / "seed~0" / "metrics.json"
+    payload = json.loads(metrics.read_text())
+    del payload["best_val_accuracy"]
+    metrics.write_text(json.dumps(payload))
+    assert planned_rules(workdir, "--until", "aggregate") == ["aggregate"]  # no retraining planned either
+    process = subprocess.run(demo_command(workdir, "--cores", "1", "--until", "aggregate"), capture_output=True, text=True)
+    assert process.returncode != 0
+    output = process.stdout + process.stderr
+    assert "results/runs/digits/gamma~0.8/seed~0/metrics.json: has no 'best_val_accuracy'" in output
+    # the runs are untouched: the other metrics files are still there
+    assert len(list((workdir / "results" / "runs").glob("digits/gamma~*/seed~0/metrics.json"))) == 5

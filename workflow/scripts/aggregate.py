@@ -1,0 +1,11 @@
+"""Snakemake adapter: rule aggregate -> smoothbench.tables.write_tables."""
+
+from pathlib import Path
+
+from smoothbench.config import load_study
+from smoothbench.tables import write_tables
+from smoothbench.workflow_support import logged
+
+with logged(snakemake.log[0]):
+    folder = Path(snakemake.output.table1_csv).parent
+    write_tables(load_study(snakemake.config), snakemake.input.metrics, folder, snakemake.params.tolerance)

@@ -1,0 +1,11 @@
+"""Snakemake adapter: rule plot_training_curves -> smoothbench.plots.write_training_curves."""
+
+from pathlib import Path
+
+from smoothbench.config import load_study
+from smoothbench.plots import write_training_curves
+from smoothbench.workflow_support import logged
+
+with logged(snakemake.log[0]):
+    stem = Path(snakemake.output.png).with_suffix("")
+    write_training_curves(load_study(snakemake.config), snakemake.wildcards.experiment, snakemake.input.metrics, stem)
