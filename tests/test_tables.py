@@ -223,3 +223,27 @@ def test_latex_escapes_names_and_formats_plus_minus():
     text = tables.render_latex("Table 9: 50% of γ", "tab:x", ["Data set", "γ = 0.90"], [["fashion_mnist", "91.00 ± 0.50"]])
     assert "fashion\\_mnist & 91.00 $\\pm$ 0.50 \\\\" in text
     assert "\\caption{Table 9: 50\\% of $\\gamma$}" in text
+
+
+def test_interim_tables_use_the_finished_runs_and_mark_the_rest(tmp_path, capsys):
+    from smoothbench.cli import tables_main
+
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        "data: {download: false}\n"
+        "protocol: {model: resnet_v1, depth: 20, pooling: global, min_image_size: 0}\n"
+        "gamma_grid: {min_numerator: 8}\nexperiments: {digits: {}}\n"
+    )
+    runs = tmp_path / "results" / "runs"
+    arguments = ["--configfile", str(config), "--runs", str(runs), "--output", str(tmp_path / "interim")]
+    assert tables_main(arguments) == 1
+    assert "none of the 3 runs" in capsys.readouterr().err
+    write_metrics(tmp_path / "results", "digits", 1.0, 0, 0.9)
+    write_metrics(tmp_path / "results", "digits", 0.9, 0, 0.95)
+    assert tables_main(arguments) == 0
+    assert "2 of 3 runs finished" in capsys.readouterr().out
+    row = markdown_cells(tmp_path / "interim" / "table2.md")["digits"]
+    assert row == ["-", "-", "-", "95.00", "90.00"]
+    assert "Interim: 2 of 3 runs finished" in (tmp_path / "interim" / "table2.md").read_text()
+    # the workflow's own tables folder is refused
+    assert tables_main([*arguments[:4], "--output", str(tmp_path / "results" / "tables")]) == 2

@@ -1,8 +1,15 @@
-"""``smoothbench-data``: small helpers around the data stage, for people and scripts.
+"""Command-line helpers for people and scripts.
+
+``smoothbench-data``: around the data stage.
 
     smoothbench-data datasets            the registry: K, splits, source
     smoothbench-data sources NAME        the files an air-gapped user must fetch for NAME
     smoothbench-data verify FOLDER       check a prepared dataset against its manifest
+
+``smoothbench-tables``: the tables of the runs finished so far, while a study still runs
+(the workflow's rule ``aggregate`` waits for every run).
+
+    smoothbench-tables [--configfile config.yaml] [--runs results/runs] [--output results/tables_interim]
 """
 
 from __future__ import annotations
@@ -10,6 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pathlib import Path
+
+from smoothbench.config import ConfigError, load_study_file
+from smoothbench.errors import SmoothbenchError
 from smoothbench.registry import DATASETS, get_dataset
 from smoothbench.storage import PreparedDataError, open_prepared
 
@@ -43,6 +54,42 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         shapes = ", ".join(f"{name} {list(array.shape)}" for name, array in arrays.items())
         print(f"{manifest['dataset']}: ok (K={manifest['num_classes']}; {shapes})")
+    return 0
+
+
+def tables_main(argv: list[str] | None = None) -> int:
+    """``smoothbench-tables``: Tables 1-3 and the comparison from the finished runs only."""
+    parser = argparse.ArgumentParser(
+        prog="smoothbench-tables",
+        description="Write Tables 1-3 and the comparison with the paper from the runs finished so far "
+        "('-' marks unfinished cells). The workflow's own results/tables/ is left alone.",
+    )
+    parser.add_argument("--configfile", default="config.yaml", help="the study's config (default: config.yaml)")
+    parser.add_argument("--runs", default="results/runs", help="the runs folder (default: results/runs)")
+    parser.add_argument("--output", default="results/tables_interim", help="where to write (default: results/tables_interim)")
+    arguments = parser.parse_args(argv)
+    from smoothbench import tables
+
+    if Path(arguments.output).resolve() == (Path(arguments.runs).resolve().parent / "tables"):
+        print(f"error: {arguments.output} is the workflow's own tables folder; choose another --output", file=sys.stderr)
+        return 2
+    try:
+        study = load_study_file(arguments.configfile)
+        finished, unfinished = tables.finished_runs(study, arguments.runs)
+        total = len(finished) + len(unfinished)
+        if not finished:
+            print(f"error: none of the {total} runs of {arguments.configfile} has finished under {arguments.runs}", file=sys.stderr)
+            return 1
+        status = f"Interim: {len(finished)} of {total} runs finished; '-' also marks the unfinished ones."
+        tables.write_tables(study, finished, arguments.output, study.config["tables"]["paper_check_tolerance"], status)
+    except (OSError, SmoothbenchError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{len(finished)} of {total} runs finished; tables written to {arguments.output}/")
+    for run in unfinished[:10]:
+        print(f"  unfinished: {run.experiment} gamma={run.gamma_text} seed={run.seed}")
+    if len(unfinished) > 10:
+        print(f"  ... and {len(unfinished) - 10} more")
     return 0
 
 

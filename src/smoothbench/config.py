@@ -187,6 +187,10 @@ class Run:
     def gamma_text(self) -> str:
         return format_gamma(self.gamma)
 
+    def folder(self, runs_root: str = "results/runs") -> str:
+        """The run's folder in the sweep's path grammar: ``{root}/{experiment}/gamma~{gamma}/seed~{seed}``."""
+        return f"{runs_root}/{self.experiment}/gamma~{self.gamma_text}/seed~{self.seed}"
+
 
 @dataclasses.dataclass
 class Study:

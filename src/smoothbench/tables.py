@@ -450,15 +450,31 @@ def _seed_note(cells: pd.DataFrame) -> str:
             "seeds (a single seed shows no ±); the csv lists every seed.")
 
 
-def write_tables(study: Study, metrics_files, folder: Path | str, tolerance: float = DEFAULT_TOLERANCE) -> dict:
-    """Read every run and write ``OUTPUT_FILES`` into ``folder``; return the frames."""
+def finished_runs(study: Study, runs_root: Path | str) -> tuple[list[Path], list]:
+    """The metrics.json of every finished run of the study under ``runs_root``, and the
+    runs (:class:`smoothbench.config.Run`) that have none yet."""
+    finished, unfinished = [], []
+    for run in study.runs():
+        path = Path(run.folder(str(runs_root))) / "metrics.json"
+        (finished if path.is_file() else unfinished).append(path if path.is_file() else run)
+    return finished, unfinished
+
+
+def write_tables(
+    study: Study, metrics_files, folder: Path | str, tolerance: float = DEFAULT_TOLERANCE, status: str | None = None
+) -> dict:
+    """Read every run and write ``OUTPUT_FILES`` into ``folder``; return the frames.
+
+    ``status``, when given, is added to every table's notes (e.g. that some runs of the
+    study have not finished).
+    """
     folder = Path(folder)
     runs = collect_runs(study, metrics_files)
     cells = summarize_cells(runs)
     ours3 = best_versus_baseline(cells, list(study.experiments))
     dash = "'-': gamma <= 1/K (no smoothing possible) or not run in this study."
     metric = "Best validation accuracy (%) over the epochs, per data set and gamma (eq. 7 targets)."
-    seeds = _seed_note(cells)
+    seeds = _seed_note(cells) + (f" {status}" if status else "")
 
     for number in (1, 2):
         gammas = table_gammas(study, number)

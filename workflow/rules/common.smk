@@ -60,7 +60,7 @@ def train_settings(wildcards):
 
 def run_files(run):
     """history.csv and metrics.json of one smoothbench.config.Run."""
-    folder = f"{RUNS}/{run.experiment}/gamma~{run.gamma_text}/seed~{run.seed}"
+    folder = run.folder(RUNS)
     return {"history": f"{folder}/history.csv", "metrics": f"{folder}/metrics.json"}
 
 
