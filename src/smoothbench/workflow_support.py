@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -13,6 +15,14 @@ from smoothbench.errors import SmoothbenchError
 # TensorFlow's C++ INFO lines (CUDA probing, CPU features) bury the progress lines in a
 # job's log; warnings and errors still show. A value set by the user wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+def where_this_runs() -> str:
+    """One line for the top of a job's log: when, on which host, in which SLURM job."""
+    job = os.environ.get("SLURM_JOB_ID")
+    place = f"SLURM job {job}" if job else "not a SLURM job"
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return f"{now} on {socket.gethostname()}, {place}"
 
 
 @contextlib.contextmanager
@@ -32,6 +42,7 @@ def logged(log_path: str | os.PathLike):
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
+            print(where_this_runs(), flush=True)
             yield
         except BaseException as error:
             traceback.print_exc()

@@ -1,0 +1,141 @@
+"""Which GPU a local training job uses: a lock per GPU slot, released when the job ends.
+
+Snakemake never tells a job which GPU to use (``--resources gpu=N`` only limits how many
+jobs run at once), so on a workstation every training job claims free slots itself and
+sets ``CUDA_VISIBLE_DEVICES`` before the backend starts. A slot is an exclusive
+``fcntl.flock`` on ``{lock folder}/gpu{id}.lock``: the kernel releases it when the
+process ends, however it ends (exception, SIGTERM, SIGKILL, a power cut leaves no lock
+file to clean up either, as a lock lives only in the kernel).
+
+- Under SLURM (``SLURM_JOB_ID`` set) nothing is claimed: the scheduler has already
+  chosen the GPUs and set ``CUDA_VISIBLE_DEVICES``.
+- A job that asks for 0 GPUs gets ``CUDA_VISIBLE_DEVICES=""``, so it neither trains on
+  nor reserves memory of a GPU another job holds.
+- The slots are ``SMOOTHBENCH_GPU_SLOTS`` (comma-separated ids) when set, else the
+  ``CUDA_VISIBLE_DEVICES`` the workflow was started with, else the GPUs ``nvidia-smi``
+  lists; with none, the job trains on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from smoothbench.errors import SmoothbenchError
+
+SLOTS_VARIABLE = "SMOOTHBENCH_GPU_SLOTS"
+LOCK_FOLDER_VARIABLE = "SMOOTHBENCH_GPU_LOCK_DIR"
+
+
+class GpuSlotError(SmoothbenchError, RuntimeError):
+    """No usable GPU slot (e.g. a job asks for more GPUs than the machine has)."""
+
+
+def available_slots(environment: dict | None = None) -> list[str]:
+    """The GPU ids this machine offers to training jobs (see the module docstring)."""
+    environment = os.environ if environment is None else environment
+    for variable in (SLOTS_VARIABLE, "CUDA_VISIBLE_DEVICES"):
+        value = environment.get(variable)
+        if value is not None:  # set, even to nothing: that is the answer ("" or -1: no GPU)
+            slots = [slot.strip() for slot in value.split(",") if slot.strip()]
+            return [] if slots in ([], ["-1"], ["NoDevFiles"]) else slots
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listing = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(index) for index, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def lock_folder(environment: dict | None = None) -> Path:
+    """Where the slot locks live: one folder per user and machine (GPUs are per machine)."""
+    environment = os.environ if environment is None else environment
+    folder = environment.get(LOCK_FOLDER_VARIABLE) or os.path.join(tempfile.gettempdir(), f"smoothbench-gpu-slots-{os.getuid()}")
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _try_lock(path: Path):
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")  # for people looking at the folder; the lock is the flock
+    handle.flush()
+    return handle
+
+
+@contextlib.contextmanager
+def claimed_slots(
+    count: int,
+    log: Callable[[str], None] = print,
+    environment: dict | None = None,
+    poll_seconds: float = 2.0,
+) -> Iterator[list[str]]:
+    """Hold ``count`` free GPU slots for the duration of the block, with
+    ``CUDA_VISIBLE_DEVICES`` set to them; yields the slot ids ([] on the CPU or under
+    SLURM). Waits while every slot is held by other jobs."""
+    environment = os.environ if environment is None else environment
+    if environment.get("SLURM_JOB_ID"):
+        log(f"GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES={environment.get('CUDA_VISIBLE_DEVICES', '')!r}")
+        yield []
+        return
+    if count == 0:
+        environment["CUDA_VISIBLE_DEVICES"] = ""
+        log("no GPU asked for (compute.gpus_per_job = 0): training on the CPU")
+        yield []
+        return
+    slots = available_slots(environment)
+    if not slots:
+        environment["CUDA_VISIBLE_DEVICES"] = ""
+        log(f"no GPU found (nvidia-smi, CUDA_VISIBLE_DEVICES, {SLOTS_VARIABLE}): training on the CPU")
+        yield []
+        return
+    if count > len(slots):
+        raise GpuSlotError(
+            f"a training job asks for {count} GPUs (config key 'compute.gpus_per_job') but this machine "
+            f"offers {len(slots)} ({', '.join(slots)}); lower compute.gpus_per_job or set {SLOTS_VARIABLE}"
+        )
+    folder = lock_folder(environment)
+    held: list[tuple[str, object]] = []
+    waited = False
+    try:
+        while True:
+            # all or nothing: two jobs holding one slot each of the two they need would wait forever
+            for slot in slots:
+                handle = _try_lock(folder / f"gpu{slot}.lock")
+                if handle is not None:
+                    held.append((slot, handle))
+                    if len(held) == count:
+                        break
+            if len(held) == count:
+                break
+            for _, handle in held:
+                handle.close()
+            held = []
+            if not waited:
+                log(f"waiting for a free GPU slot: all of {', '.join(slots)} are held by other jobs ({folder})")
+                waited = True
+            time.sleep(poll_seconds)
+        ids = [slot for slot, _ in held]
+        environment["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+        log(f"GPU slot {','.join(ids)} claimed at {time.time():.3f} (CUDA_VISIBLE_DEVICES={','.join(ids)})")
+        yield ids
+    finally:
+        for _, handle in held:
+            handle.close()  # closing the file drops the flock
+        if held:
+            log(f"GPU slot {','.join(slot for slot, _ in held)} released at {time.time():.3f}")
