@@ -11,6 +11,11 @@ from smoothbench.config import ConfigError, load_study
 from smoothbench.registry import DATASETS
 from smoothbench.storage import ARRAY_NAMES, MANIFEST_NAME
 from smoothbench.tables import OUTPUT_FILES, PAPER_CELLS_FILE, PAPER_TABLE3_FILE
+from smoothbench import slurm_compat
+
+# With --executor slurm, a job cancelled by scancel must count as failed (and be retried);
+# see smoothbench/slurm_compat.py.
+slurm_compat.install()
 
 
 def validated_study(config):
