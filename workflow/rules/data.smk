@@ -36,6 +36,7 @@ rule prepare:
     threads: 2
     resources:
         mem_mb=8000,
+        runtime=240,
     params:
         settings=lambda wildcards: STUDY.data_settings(wildcards.dataset),
     script:
