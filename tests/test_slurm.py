@@ -135,6 +135,28 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes(tmp_path):
     assert state.startswith("CANCELLED"), state
 
 
+TIME_LIMIT_CONFIG = {
+    **CANCEL_CONFIG,
+    "protocol": {**CANCEL_CONFIG["protocol"], "epochs": 30},
+    "compute": {"threads_per_job": 2, "runtime_minutes": 1},
+}
+
+
+def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(tmp_path):
+    start_cluster(gpus=2)
+    config = tmp_path / "time_limit.yaml"
+    config.write_text(json.dumps(TIME_LIMIT_CONFIG))
+    process = through_slurm(tmp_path, config=config, timeout=1200)
+    assert process.returncode == 0, process.stdout[-5000:] + process.stderr[-3000:]
+    run = tmp_path / "results" / "runs" / "digits" / "gamma~0.9" / "seed~0"
+    assert [row["epoch"] for row in training.read_history(run / "history.csv")] == list(range(30))
+    attempts = json.loads((run / "metrics.json").read_text())["attempts"]
+    assert len(attempts) >= 2 and 0 < attempts[1]["started_at_epoch"] < 30
+    first = attempts[0]["slurm_job_id"]
+    state = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State,Timelimit", "-j", first], capture_output=True, text=True).stdout
+    assert state.startswith("TIMEOUT|00:01:00"), state
+
+
 def test_asking_for_a_gpu_on_a_cluster_without_gpus_fails_with_slurms_error(tmp_path):
     start_cluster(gpus=0)
     try:
