@@ -37,9 +37,9 @@ def test_no_gpu_asked_hides_the_gpus_and_slurm_chooses_its_own(tmp_path):
     environment = _environment(tmp_path)
     with gpu_slots.claimed_slots(0, log=lambda _: None, environment=environment) as slots:
         assert slots == [] and environment["CUDA_VISIBLE_DEVICES"] == ""
-    environment = _environment(tmp_path) | {"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "3"}
+    environment = {"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "3", "SMOOTHBENCH_GPU_LOCK_DIR": str(tmp_path)}
     with gpu_slots.claimed_slots(1, log=lambda _: None, environment=environment) as slots:
-        assert slots == [] and environment["CUDA_VISIBLE_DEVICES"] == "3"
+        assert slots == [] and environment["CUDA_VISIBLE_DEVICES"] == "3"  # SLURM chose it
     assert not list(tmp_path.glob("gpu*.lock"))  # nothing was claimed
     environment = {"SMOOTHBENCH_GPU_SLOTS": "", "SMOOTHBENCH_GPU_LOCK_DIR": str(tmp_path)}
     with gpu_slots.claimed_slots(1, log=lambda _: None, environment=environment) as slots:
@@ -132,3 +132,11 @@ def test_a_job_needing_two_slots_holds_none_while_it_waits(tmp_path):
         holder.wait()
     greedy.join(timeout=30)
     assert greedy.exitcode == 0 and queue.get(timeout=5)[0] == ("0", "1")
+
+
+def test_inside_a_slurm_allocation_with_more_gpus_jobs_claim_among_them(tmp_path):
+    environment = {"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "2,5", "SMOOTHBENCH_GPU_LOCK_DIR": str(tmp_path)}
+    with gpu_slots.claimed_slots(1, log=lambda _: None, environment=dict(environment)) as first:
+        with gpu_slots.claimed_slots(1, log=lambda _: None, environment=dict(environment)) as second:
+            assert sorted(first + second) == ["2", "5"]
+    assert gpu_slots.lock_folder({"SLURM_JOB_ID": "8"}).name.endswith("-slurm-8")

@@ -7,8 +7,10 @@ sets ``CUDA_VISIBLE_DEVICES`` before the backend starts. A slot is an exclusive
 process ends, however it ends (exception, SIGTERM, SIGKILL, a power cut leaves no lock
 file to clean up either, as a lock lives only in the kernel).
 
-- Under SLURM (``SLURM_JOB_ID`` set) nothing is claimed: the scheduler has already
-  chosen the GPUs and set ``CUDA_VISIBLE_DEVICES``.
+- A SLURM job that sees exactly the GPUs it asked for (one job per training run, the
+  executor plugin's way) claims nothing: the scheduler chose them. Inside an allocation
+  with more GPUs (``salloc --gpus=4`` then a local run), jobs claim among the
+  allocation's GPUs, with locks private to that allocation.
 - A job that asks for 0 GPUs gets ``CUDA_VISIBLE_DEVICES=""``, so it neither trains on
   nor reserves memory of a GPU another job holds.
 - The slots are ``SMOOTHBENCH_GPU_SLOTS`` (comma-separated ids) when set, else the
@@ -56,9 +58,13 @@ def available_slots(environment: dict | None = None) -> list[str]:
 
 
 def lock_folder(environment: dict | None = None) -> Path:
-    """Where the slot locks live: one folder per user and machine (GPUs are per machine)."""
+    """Where the slot locks live: one folder per user and machine (GPUs are per machine),
+    or per SLURM allocation inside one."""
     environment = os.environ if environment is None else environment
-    folder = environment.get(LOCK_FOLDER_VARIABLE) or os.path.join(tempfile.gettempdir(), f"smoothbench-gpu-slots-{os.getuid()}")
+    name = f"smoothbench-gpu-slots-{os.getuid()}"
+    if environment.get("SLURM_JOB_ID"):
+        name += f"-slurm-{environment['SLURM_JOB_ID']}"
+    folder = environment.get(LOCK_FOLDER_VARIABLE) or os.path.join(tempfile.gettempdir(), name)
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -89,7 +95,7 @@ def claimed_slots(
     ``CUDA_VISIBLE_DEVICES`` set to them; yields the slot ids ([] on the CPU or under
     SLURM). Waits while every slot is held by other jobs."""
     environment = os.environ if environment is None else environment
-    if environment.get("SLURM_JOB_ID"):
+    if environment.get("SLURM_JOB_ID") and len(available_slots(environment)) <= count:
         log(f"GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES={environment.get('CUDA_VISIBLE_DEVICES', '')!r}")
         yield []
         return
