@@ -207,8 +207,13 @@ def test_unreadable_moved_duplicated_or_missing_run_files_are_named(tmp_path):
     moved = tmp_path / "runs" / "digits" / "gamma~1.0" / "seed~0" / "metrics.json"
     moved.parent.mkdir(parents=True)
     moved.write_text(good.read_text())
-    with pytest.raises(tables.ResultsError, match=re.escape(f"{moved}: the file says gamma 0.9, seed 0 but lies in gamma~1.0/seed~0")):
+    with pytest.raises(tables.ResultsError, match=re.escape(f"{moved}: the file says experiment digits, gamma 0.9, seed 0 but lies in digits/gamma~1.0/seed~0")):
         tables.collect_runs(study, [moved])
+    elsewhere = tmp_path / "runs" / "mnist" / "gamma~0.9" / "seed~0" / "metrics.json"
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_text(good.read_text())
+    with pytest.raises(tables.ResultsError, match=re.escape(f"{elsewhere}: the file says experiment digits, gamma 0.9, seed 0 but lies in mnist/")):
+        tables.collect_runs(study, [elsewhere])
     copy = tmp_path / "copy" / "metrics.json"
     copy.parent.mkdir()
     copy.write_text(good.read_text())

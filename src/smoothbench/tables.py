@@ -18,6 +18,7 @@ follow.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -26,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from smoothbench import storage
-from smoothbench.config import Study, format_gamma
+from smoothbench.config import Run, Study, format_gamma
 from smoothbench.errors import SmoothbenchError
 
 PAPER_FOLDER = Path(__file__).with_name("paper")
@@ -121,15 +122,14 @@ def read_run_metrics(path: Path | str, study: Study) -> dict:
         raise ResultsError(f"{path}: best_val_accuracy {accuracy} is not a fraction in [0, 1]")
     if not 0 <= payload["best_epoch"] < payload["epochs"]:
         raise ResultsError(f"{path}: best_epoch {payload['best_epoch']} is not one of its {payload['epochs']} epochs")
-    seed_folder, gamma_folder = path.parent.name, path.parent.parent.name
-    if seed_folder.startswith("seed~") and gamma_folder.startswith("gamma~"):
-        if (gamma_folder, seed_folder) != (f"gamma~{gamma_text}", f"seed~{payload['seed']}"):
+    if path.parent.name.startswith("seed~") and path.parent.parent.name.startswith("gamma~"):
+        # In the sweep's path grammar the folder must be the one the file's run owns.
+        belongs = Path(Run(name, payload["gamma"], payload["seed"]).folder(str(path.parents[3])))
+        if belongs != path.parent:
             raise ResultsError(
-                f"{path}: the file says gamma {gamma_text}, seed {payload['seed']} but lies in "
-                f"{gamma_folder}/{seed_folder}; it was moved or copied by hand"
+                f"{path}: the file says experiment {name}, gamma {gamma_text}, seed {payload['seed']} but lies in "
+                f"{path.parents[2].name}/{path.parent.parent.name}/{path.parent.name}; it was moved or copied by hand"
             )
-        if path.parent.parent.parent.name != name:
-            raise ResultsError(f"{path}: the file says experiment {name!r} but lies in {path.parent.parent.parent.name}/")
     return {
         "experiment": name,
         "dataset": experiment.dataset.name,
@@ -172,13 +172,19 @@ def summarize_cells(runs: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- the paper's numbers
 
 
-def paper_cells() -> pd.DataFrame:
-    """The paper's Tables 1-2 as cells (one seed each): experiment, gamma, mean_percent, ..."""
+@functools.lru_cache(maxsize=1)
+def _paper_cells() -> pd.DataFrame:
     frame = pd.read_csv(PAPER_CELLS_FILE, comment="#")
     frame = frame.rename(columns={"accuracy_percent": "mean_percent"})
     frame["std_percent"] = math.nan
     frame["seeds"] = 1
     return frame
+
+
+def paper_cells() -> pd.DataFrame:
+    """The paper's Tables 1-2 as cells (one seed each): experiment, gamma, mean_percent, ...
+    (read once per process; each caller gets its own copy)."""
+    return _paper_cells().copy()
 
 
 def printed_table3() -> pd.DataFrame:
