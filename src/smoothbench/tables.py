@@ -29,6 +29,7 @@ import pandas as pd
 from smoothbench import storage
 from smoothbench.config import Run, Study, format_gamma
 from smoothbench.errors import SmoothbenchError
+from smoothbench.training import METRICS_FILE
 
 PAPER_FOLDER = Path(__file__).with_name("paper")
 PAPER_CELLS_FILE = PAPER_FOLDER / "mezzini_tables_1_2.csv"
@@ -461,7 +462,7 @@ def finished_runs(study: Study, runs_root: Path | str) -> tuple[list[Path], list
     runs (:class:`smoothbench.config.Run`) that have none yet."""
     finished, unfinished = [], []
     for run in study.runs():
-        path = Path(run.folder(str(runs_root))) / "metrics.json"
+        path = Path(run.folder(str(runs_root))) / METRICS_FILE
         (finished if path.is_file() else unfinished).append(path if path.is_file() else run)
     return finished, unfinished
 
