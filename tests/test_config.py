@@ -221,6 +221,9 @@ def test_paper_model_choices_and_compute_estimates(paper):
     assert paper.experiments["svhn"].image_shape == (72, 72, 3)
     assert paper.train_resources("imagenet12_a") == {"gpu": 1, "mem_mb": 32000, "runtime": 2880}
     assert paper.train_resources("cifar10") == {"gpu": 1, "mem_mb": 8000, "runtime": 720}
+    assert paper.train_resources("cifar10", attempt=3)["runtime"] == 720  # a retry resumes: same limit
+    growing = load_study({"compute": {"runtime_minutes": 10, "runtime_grows_with_attempt": True}, "experiments": {"mnist": {}}})
+    assert [growing.train_resources("mnist", attempt)["runtime"] for attempt in (1, 2, 3)] == [10, 20, 30]
     settings = paper.train_settings("mnist", "0.9", 0)
     assert settings["gamma"] == 0.9 and settings["model"] == "resnet_v1" and settings["depth"] == 20
     assert settings["image_shape"] == [28, 28, 1] and settings["epochs"] == 200 and settings["batch_size"] == 32

@@ -290,15 +290,16 @@ class Study:
         """How training jobs run; nothing here changes a result."""
         return copy.deepcopy(self.config["compute"])
 
-    def train_resources(self, experiment: str) -> dict[str, int]:
-        """``gpu``, ``mem_mb`` and ``runtime`` (minutes) for one experiment's train jobs."""
+    def train_resources(self, experiment: str, attempt: int = 1) -> dict[str, int]:
+        """``gpu``, ``mem_mb`` and ``runtime`` (minutes) for one experiment's train jobs,
+        at Snakemake's ``attempt`` (1 for the first submission): with
+        ``compute.runtime_grows_with_attempt`` attempt n asks for n times the runtime."""
         compute = self.config["compute"]
         own = compute["experiments"].get(experiment, {})
-        return {
-            "gpu": compute["gpus_per_job"],
-            "mem_mb": own.get("mem_mb", compute["mem_mb"]),
-            "runtime": own.get("runtime_minutes", compute["runtime_minutes"]),
-        }
+        runtime = own.get("runtime_minutes", compute["runtime_minutes"])
+        if compute["runtime_grows_with_attempt"]:
+            runtime *= max(1, attempt)
+        return {"gpu": compute["gpus_per_job"], "mem_mb": own.get("mem_mb", compute["mem_mb"]), "runtime": runtime}
 
     def network_settings(self) -> dict[str, Any]:
         """Whether and how long the download step may try the network."""

@@ -23,7 +23,9 @@ rule train:
     resources:
         gpu=lambda wildcards: STUDY.train_resources(wildcards.experiment)["gpu"],
         mem_mb=lambda wildcards: STUDY.train_resources(wildcards.experiment)["mem_mb"],
-        runtime=lambda wildcards: STUDY.train_resources(wildcards.experiment)["runtime"],
+        runtime=lambda wildcards, attempt: STUDY.train_resources(
+            wildcards.experiment, attempt
+        )["runtime"],
     params:
         settings=lambda wildcards: train_settings(wildcards),
     script:
