@@ -31,7 +31,8 @@ include: "workflow/rules/results.smk"
 wildcard_constraints:
     dataset="|".join(sorted(DATASETS, key=len, reverse=True)),
     experiment="|".join(sorted(STUDY.experiments, key=len, reverse=True)),
-    gamma=r"[0-9]+\.[0-9]+",
+    method="gamma|alpha|lspp",
+    value=r"[0-9]+\.[0-9]+",
     seed=r"[0-9]+",
 
 

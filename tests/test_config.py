@@ -224,8 +224,8 @@ def test_paper_model_choices_and_compute_estimates(paper):
     assert paper.train_resources("cifar10", attempt=3)["runtime"] == 720  # a retry resumes: same limit
     growing = load_study({"compute": {"runtime_minutes": 10, "runtime_grows_with_attempt": True}, "experiments": {"mnist": {}}})
     assert [growing.train_resources("mnist", attempt)["runtime"] for attempt in (1, 2, 3)] == [10, 20, 30]
-    settings = paper.train_settings("mnist", "0.9", 0)
-    assert settings["gamma"] == 0.9 and settings["model"] == "resnet_v1" and settings["depth"] == 20
+    settings = paper.train_settings("mnist", "gamma", "0.9", 0)
+    assert settings["method"] == "gamma" and settings["value"] == 0.9 and settings["model"] == "resnet_v1" and settings["depth"] == 20
     assert settings["image_shape"] == [28, 28, 1] and settings["epochs"] == 200 and settings["batch_size"] == 32
 
 
@@ -245,6 +245,6 @@ def test_compute_estimates_for_an_unknown_experiment_are_refused():
 
 def test_a_run_outside_the_config_is_refused(paper):
     with pytest.raises(ConfigError, match=r"experiment 'mnist' has no gamma '0.1'"):
-        paper.train_settings("mnist", "0.1", 0)
+        paper.train_settings("mnist", "gamma", "0.1", 0)
     with pytest.raises(ConfigError, match="seed 7 is not in config key 'seeds'"):
-        paper.train_settings("mnist", "0.9", 7)
+        paper.train_settings("mnist", "gamma", "0.9", 7)

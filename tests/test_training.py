@@ -32,6 +32,7 @@ TINY = {
         "min_image_size": 0,
         "augmentation": {"horizontal_flip": False},
     },
+    "methods": {"lspp": {"values": [0.1], "experiments": "all"}},
     "compute": {"threads_per_job": 2},
     "experiments": {"digits": {"gammas": [1.0, 0.9]}},
 }
@@ -74,8 +75,8 @@ def digits(tmp_path_factory):
     return study, folder
 
 
-def _settings(study, gamma="1.0", **changes):
-    settings = study.train_settings("digits", gamma, 0)
+def _settings(study, gamma="1.0", method="gamma", **changes):
+    settings = study.train_settings("digits", method, gamma, 0)
     settings.update(changes)
     return settings
 
@@ -176,9 +177,10 @@ def test_corrupted_prepared_data_fails_before_training(digits, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(digits, tmp_path, monkeypatch):
+@pytest.mark.parametrize("method, value", [("gamma", "0.9"), ("lspp", "0.1")])
+def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(digits, tmp_path, monkeypatch, method, value):
     study, prepared = digits
-    settings = _settings(study, gamma="0.9", epochs=4)
+    settings = _settings(study, gamma=value, method=method, epochs=4)
     settings["augmentation"] = {"shift": 0.1, "horizontal_flip": True}  # the augmentation RNG must resume too
     compute = study.compute_settings()
     training.train(settings, compute, prepared, tmp_path / "whole", log=lambda message: None)
@@ -208,6 +210,9 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(digits,
     for row_whole, row_resumed in zip(whole, resumed):
         del row_whole["seconds"], row_resumed["seconds"]
         assert row_resumed == row_whole
-    attempts = json.loads((tmp_path / "resumed" / "metrics.json").read_text())["attempts"]
-    assert [attempt["started_at_epoch"] for attempt in attempts] == [0, 2]
+    metrics = {name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("whole", "resumed")}
+    assert [attempt["started_at_epoch"] for attempt in metrics["resumed"]["attempts"]] == [0, 2]
+    assert metrics["resumed"]["calibration"] == metrics["whole"]["calibration"]
+    if method == "lspp":  # the learned matrix resumes with the network
+        np.testing.assert_array_equal(np.load(tmp_path / "resumed" / "c_matrix.npy"), np.load(tmp_path / "whole" / "c_matrix.npy"))
     assert not stale.exists() and not (tmp_path / "resumed" / "checkpoint").exists()

@@ -6,7 +6,7 @@ Validation happens in two layers, both before Snakemake plans a single job:
    unknown keys (typos), with every default filled in;
 2. the facts the schema cannot express: the dataset exists, each gamma lies in
    (1/K, 1] for that dataset's K, depths fit the ResNet family, the schedule is
-   increasing.
+   increasing, each method names experiments of the study and valid values.
 
 Every error names the config key at fault, e.g. ``experiments.svhn.gammas[0]``.
 """
@@ -162,6 +162,8 @@ class Experiment:
     min_image_size: int
     image_shape: tuple[int, int, int]
     gammas: tuple[float, ...]
+    # method -> the values this experiment trains ("gamma" holds ``gammas`` when on)
+    methods: dict = dataclasses.field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -170,26 +172,49 @@ class Experiment:
 
     def gamma_for(self, text: str) -> float:
         """The gamma whose path text (:func:`format_gamma`) is ``text``."""
-        for gamma in self.gammas:
-            if format_gamma(gamma) == text:
-                return gamma
-        known = ", ".join(format_gamma(gamma) for gamma in self.gammas)
-        raise ConfigError(f"experiment {self.name!r} has no gamma {text!r} in its config (it has {known})")
+        return self.value_for("gamma", text)
+
+    def value_for(self, method: str, text: str) -> float:
+        """The value of ``method`` whose path text (:func:`format_gamma`) is ``text``."""
+        if method not in self.methods:
+            on = ", ".join(self.methods) or "none"
+            raise ConfigError(f"experiment {self.name!r} does not train method {method!r} (config key 'methods'; it trains: {on})")
+        for value in self.methods[method]:
+            if format_gamma(value) == text:
+                return value
+        known = ", ".join(format_gamma(value) for value in self.methods[method])
+        raise ConfigError(f"experiment {self.name!r} has no {method} {text!r} in its config (it has {known})")
+
+
+METHODS = ("gamma", "alpha", "lspp")
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
+    """One training run: an experiment, a method at one value (gamma, or alpha), a seed."""
+
     experiment: str
-    gamma: float
+    value: float
     seed: int
+    method: str = "gamma"
+
+    @property
+    def value_text(self) -> str:
+        return format_gamma(self.value)
 
     @property
     def gamma_text(self) -> str:
-        return format_gamma(self.gamma)
+        return self.value_text
+
+    @property
+    def gamma(self) -> float:
+        if self.method != "gamma":
+            raise AttributeError(f"a {self.method} run has no gamma")
+        return self.value
 
     def folder(self, runs_root: str = "results/runs") -> str:
-        """The run's folder in the sweep's path grammar: ``{root}/{experiment}/gamma~{gamma}/seed~{seed}``."""
-        return f"{runs_root}/{self.experiment}/gamma~{self.gamma_text}/seed~{self.seed}"
+        """The run's folder in the sweep's path grammar: ``{root}/{experiment}/{method}~{value}/seed~{seed}``."""
+        return f"{runs_root}/{self.experiment}/{self.method}~{self.value_text}/seed~{self.seed}"
 
 
 @dataclasses.dataclass
@@ -212,11 +237,14 @@ class Study:
     def seeds(self) -> list[int]:
         return list(self.config["seeds"])
 
-    def runs(self) -> list[Run]:
+    def runs(self, method: str | None = None) -> list[Run]:
+        """Every run of the study (of ``method`` only, when given)."""
         return [
-            Run(name, gamma, seed)
+            Run(name, value, seed, chosen)
             for name, experiment in self.experiments.items()
-            for gamma in experiment.gammas
+            for chosen, values in experiment.methods.items()
+            if method in (None, chosen)
+            for value in values
             for seed in self.seeds
         ]
 
@@ -256,8 +284,9 @@ class Study:
         settings = self.data_settings(dataset)
         return {key: settings[key] for key in ("dataset", "tfds_data_dir", "source_dir", "mock")}
 
-    def train_settings(self, experiment: str, gamma_text: str, seed: int) -> dict[str, Any]:
-        """What one training run's result depends on: the protocol, gamma and seed.
+    def train_settings(self, experiment: str, method: str, value_text: str, seed: int) -> dict[str, Any]:
+        """What one training run's result depends on: the protocol, the method and its
+        value (gamma or alpha), and the seed.
 
         Snakemake reruns a job when these change; how the job runs (devices, threads,
         evaluation batch size) is in :meth:`compute_settings` instead.
@@ -282,7 +311,8 @@ class Study:
             "optimizer": copy.deepcopy(chosen.optimizer),
             "augmentation": copy.deepcopy(chosen.augmentation),
             "mean_subtraction": chosen.mean_subtraction,
-            "gamma": chosen.gamma_for(gamma_text),
+            "method": method,
+            "value": chosen.value_for(method, value_text),
             "seed": seed,
         })
 
@@ -388,6 +418,7 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
     for name, override in filled["experiments"].items():
         merged = _merge(filled["protocol"], override or {})
         experiments[name] = _check_experiment(name, merged, filled)
+    _resolve_methods(filled, experiments)
     for dataset in filled["data"]["source_dirs"]:
         _check_known(dataset, "data.source_dirs")
     for dataset in filled["data"]["splits"]:
@@ -399,6 +430,45 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
                 f"(the study has {', '.join(experiments)})"
             )
     return Study(config=filled, experiments=experiments)
+
+
+def _resolve_methods(config: dict, experiments: dict[str, Experiment]) -> None:
+    """Fill each experiment's ``methods`` from config key ``methods``, checking names and values."""
+    chosen = {name: {} for name in experiments}
+    for method in METHODS:
+        section = config["methods"][method]
+        names = list(experiments) if section["experiments"] == "all" else section["experiments"]
+        for index, name in enumerate(names):
+            if name not in experiments:
+                close = difflib.get_close_matches(name, list(experiments), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"config key 'methods.{method}.experiments[{index}]': no experiment {name!r}{hint}; "
+                    f"the study has {', '.join(experiments)}"
+                )
+        if method == "gamma":
+            for name in names:
+                chosen[name]["gamma"] = experiments[name].gammas
+            continue
+        values = []
+        for index, value in enumerate(section["values"]):
+            low_ok = value >= 0 if method == "alpha" else value > 0
+            if not (low_ok and value < 1):
+                interval = "[0, 1)" if method == "alpha" else "(0, 1)"
+                raise ConfigError(f"config key 'methods.{method}.values[{index}]': alpha = {value} must lie in {interval}")
+            values.append(float(value))
+        texts = [format_gamma(value) for value in values]
+        if len(set(texts)) != len(texts):
+            raise ConfigError(f"config key 'methods.{method}.values': two values share one output path: {texts}")
+        for name in names:
+            chosen[name][method] = tuple(values)
+    for name, methods in chosen.items():
+        if not methods:
+            raise ConfigError(
+                f"config key 'methods': experiment {name!r} trains no method; list it under a method's "
+                "'experiments' (or remove it from 'experiments')"
+            )
+        experiments[name] = dataclasses.replace(experiments[name], methods=methods)
 
 
 def _check_known(dataset: str, key: str) -> None:

@@ -1,13 +1,18 @@
 """One training run of the paper's protocol: resumable, reproducible, loud on failure.
 
 ``train(settings, compute, prepared_folder, run_folder)`` trains one
-(experiment, gamma, seed) and writes, in ``run_folder``:
+(experiment, method at a value, seed) and writes, in ``run_folder``:
 
-- ``history.csv``: one row per epoch, ``epoch,lr,loss,accuracy,val_loss,val_accuracy,seconds``
-  (0-based epochs, as the paper's schedule counts them; accuracies are fractions);
-- ``metrics.json``: the numbers a table needs (best validation accuracy and its epoch, ...)
-  and where they came from (settings, prepared data, software, device). Written last:
-  a run folder without it is not finished.
+- ``history.csv``: one row per epoch, ``epoch,lr,loss,accuracy,val_loss,val_accuracy,
+  val_ece,val_nll,val_brier,val_confidence,seconds`` (0-based epochs, as the paper's
+  schedule counts them; accuracies are fractions; ``loss`` includes the weight decay,
+  ``val_loss`` is the method's loss on the validation split without it; the calibration
+  columns are :mod:`smoothbench.calibration`'s);
+- ``c_matrix.npy`` (Label Smoothing++ only): the learned K x K matrix C at the end;
+- ``metrics.json``: the numbers a table needs (best validation accuracy and its epoch,
+  calibration at the best and the final epoch with reliability bins, ...) and where they
+  came from (settings, prepared data, software, device). Written last: a run folder
+  without it is not finished.
 
 While it runs, ``run_folder/checkpoint/`` holds ``state.npz`` (every model and
 optimizer variable, the epoch and the history so far), rewritten atomically at each
@@ -44,13 +49,18 @@ from smoothbench import storage
 from smoothbench.errors import SmoothbenchError
 from smoothbench.shapes import padded_shape, padding_to
 
-HISTORY_COLUMNS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+HISTORY_COLUMNS = (
+    "epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy",
+    "val_ece", "val_nll", "val_brier", "val_confidence", "seconds",
+)
+CALIBRATION_KEYS = ("accuracy", "ece", "nll", "brier", "confidence")
 CHECKPOINT_FOLDER = "checkpoint"
 CHECKPOINT_FILE = "state.npz"
 PROGRESS_FILE = "progress.csv"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
-CHECKPOINT_FORMAT = 1
+C_MATRIX_FILE = "c_matrix.npy"
+CHECKPOINT_FORMAT = 2
 
 
 class TrainingDivergedError(SmoothbenchError, RuntimeError):
@@ -246,6 +256,44 @@ def build_model(settings: dict, mean: np.ndarray):
     return classifier, model
 
 
+def describe_method(settings: dict) -> str:
+    """``gamma=0.9``, ``alpha=0.1``, ``lspp alpha=0.1``: a run's method as logs print it."""
+    method, value = settings["method"], settings["value"]
+    return f"{method}={value}" if method in ("gamma", "alpha") else f"{method} alpha={value}"
+
+
+def compile_for_method(model, settings: dict, optimizer):
+    """``model`` compiled with the loss of ``settings['method']``; Label Smoothing++ wraps it
+    in :class:`smoothbench.losses.LabelSmoothingPlusPlusModel` (its C is a weight of the
+    wrapper). Returns the model to train."""
+    import keras
+
+    from smoothbench.losses import FixedTargetCrossEntropy, LabelSmoothingPlusPlusModel
+
+    accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    if settings["method"] == "lspp":
+        model = LabelSmoothingPlusPlusModel(model, settings["num_classes"], settings["value"], name="label_smoothing_plus_plus")
+        model.compile(optimizer=optimizer, metrics=[accuracy])
+    else:
+        model.compile(optimizer=optimizer, loss=FixedTargetCrossEntropy(settings["method"], settings["value"]), metrics=[accuracy])
+    return model
+
+
+def validation_loss(settings: dict, model, logits, labels) -> float:
+    """The method's loss (without weight decay) of ``logits`` against ``labels``."""
+    import keras
+
+    from smoothbench import losses
+
+    if settings["method"] == "lspp":
+        network, matrix = losses.label_smoothing_plus_plus_terms(labels, logits, model.target_matrix.logits, settings["value"])
+        values = (network + matrix) / 2.0
+    else:
+        targets = losses.fixed_targets(labels, settings["num_classes"], settings["method"], settings["value"])
+        values = losses.target_cross_entropy(targets, logits)
+    return float(np.mean(keras.ops.convert_to_numpy(values)))
+
+
 def train(
     settings: dict,
     compute: dict,
@@ -262,19 +310,15 @@ def train(
 
     import keras
 
+    from smoothbench.calibration import calibration_summary
     from smoothbench.data import ArrayBatches, epoch_order
-    from smoothbench.losses import SmoothedCrossEntropy
     from smoothbench.models import count_parameters
 
     seed = settings["seed"]
     keras.utils.set_random_seed(seed)
     classifier, model = build_model(settings, np.asarray(arrays["mean"]))
     optimizer = keras.optimizers.Adam(learning_rate=settings["optimizer"]["learning_rate"])
-    model.compile(
-        optimizer=optimizer,
-        loss=SmoothedCrossEntropy(settings["gamma"]),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    model = compile_for_method(model, settings, optimizer)
     optimizer.build(model.trainable_variables)
     parameters = count_parameters(classifier)
 
@@ -285,6 +329,7 @@ def train(
         stale.unlink(missing_ok=True)
     rows: list[dict] = []
     attempts: list[dict] = []
+    calibration = {"best_epoch": None, "final_epoch": None}
     if checkpoint.exists():
         state = read_checkpoint_state(checkpoint)
         if state.get("fingerprint") != fingerprint or state.get("format") != CHECKPOINT_FORMAT:
@@ -292,7 +337,7 @@ def train(
             shutil.rmtree(checkpoint.parent)
         else:
             state = restore_checkpoint(checkpoint, model, optimizer)
-            rows, attempts = state["history"], state["attempts"]
+            rows, attempts, calibration = state["history"], state["attempts"], state["calibration"]
             log(f"resuming from {checkpoint}: {len(rows)} of {settings['epochs']} epochs done")
     start_epoch = len(rows)
     attempts.append(
@@ -308,7 +353,7 @@ def train(
     train_images, train_labels = arrays["train_images"], arrays["train_labels"]
     validation = ArrayBatches(arrays["validation_images"], arrays["validation_labels"], compute["evaluation_batch_size"])
     log(
-        f"{settings['experiment']} gamma={settings['gamma']} seed={seed}: {settings['model']}-{settings['depth']} "
+        f"{settings['experiment']} {describe_method(settings)} seed={seed}: {settings['model']}-{settings['depth']} "
         f"({parameters:,} parameters) on {device} with Keras {keras.__version__} ({backend}); "
         f"{len(train_labels)} training / {len(validation.labels)} validation images; "
         f"epochs {start_epoch}..{settings['epochs'] - 1}"
@@ -321,18 +366,23 @@ def train(
         epoch_start = time.perf_counter()
         result = model.fit(
             batches,
-            validation_data=validation,
             initial_epoch=epoch,
             epochs=epoch + 1,
             verbose=0,
             callbacks=[keras.callbacks.TerminateOnNaN()],
             shuffle=False,  # the order is epoch_order(seed, epoch); Keras would reshuffle batches with the global RNG
         )
-        seconds = time.perf_counter() - epoch_start
         logs = {key: float(values[-1]) for key, values in result.history.items()}
+        # Validation: one inference pass gives accuracy, the method's loss and calibration.
+        logits = model.predict(validation, verbose=0)
+        if np.all(np.isfinite(logits)):
+            summary = calibration_summary(logits, validation.labels)
+            logs["val_loss"] = validation_loss(settings, model, logits, validation.labels)
+            logs.update({f"val_{key}": summary[key] for key in CALIBRATION_KEYS})
+        seconds = time.perf_counter() - epoch_start
         if not all(math.isfinite(logs.get(key, math.nan)) for key in ("loss", "val_loss")):
             raise TrainingDivergedError(
-                f"{settings['experiment']} gamma={settings['gamma']} seed={seed}: the loss became "
+                f"{settings['experiment']} {describe_method(settings)} seed={seed}: the loss became "
                 f"{logs.get('loss', math.nan)} in epoch {epoch} (learning rate {rate:g}); no metrics were written. "
                 f"The checkpoint of the last finite epoch, if any, is in {checkpoint.parent}"
             )
@@ -344,10 +394,15 @@ def train(
             "accuracy": float(f"{logs['accuracy']:.7g}"),
             "val_loss": float(f"{logs['val_loss']:.7g}"),
             "val_accuracy": float(f"{logs['val_accuracy']:.7g}"),
+            **{f"val_{key}": float(f"{logs[f'val_{key}']:.7g}") for key in CALIBRATION_KEYS if key != "accuracy"},
             "seconds": round(seconds, 3),
         }
         rows.append(row)
-        state = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "history": rows, "attempts": attempts}
+        calibration["final_epoch"] = {"epoch": epoch, **summary}
+        if calibration["best_epoch"] is None or row["val_accuracy"] > max(r["val_accuracy"] for r in rows[:-1]):
+            calibration["best_epoch"] = {"epoch": epoch, **summary}  # the first epoch reaching the best accuracy
+        state = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "history": rows, "attempts": attempts,
+                 "calibration": calibration}
         save_checkpoint(checkpoint, model, optimizer, state)
         _write_history(checkpoint.parent / PROGRESS_FILE, rows)
         log(
@@ -357,8 +412,13 @@ def train(
         )
 
     metrics = summarize(settings, rows, attempts, parameters, manifest, prepared_folder, device, backend)
+    metrics["calibration"] = {"bins": len(calibration["final_epoch"]["bins"]), **calibration}
     metrics["wall_seconds_last_attempt"] = round(time.perf_counter() - started, 3)
     _write_history(run_folder / HISTORY_FILE, rows)
+    if settings["method"] == "lspp":
+        with storage.atomic_file(run_folder / C_MATRIX_FILE, "wb") as stream:
+            np.save(stream, keras.ops.convert_to_numpy(model.target_matrix.matrix()).astype(np.float32))
+        metrics["c_matrix_file"] = C_MATRIX_FILE
     storage.write_json_atomic(run_folder / METRICS_FILE, metrics)
     shutil.rmtree(checkpoint.parent, ignore_errors=True)
     log(
@@ -368,6 +428,17 @@ def train(
     return metrics
 
 
+def _equivalent_gamma(settings: dict) -> dict:
+    """``gamma`` for gamma runs; for alpha runs the gamma of the same targets; for LS++
+    the gamma its targets start from (1 - alpha)."""
+    method, value, K = settings["method"], settings["value"], settings["num_classes"]
+    if method == "gamma":
+        return {"gamma": value}
+    if method == "alpha":
+        return {"equivalent_gamma": round(1.0 - value * (K - 1) / K, 12)}
+    return {"initial_equivalent_gamma": round(1.0 - value, 12)}
+
+
 def summarize(settings, rows, attempts, parameters, manifest, prepared_folder, device, backend) -> dict:
     """metrics.json's content, from the history and the run's context."""
     accuracies = [row["val_accuracy"] for row in rows]
@@ -375,8 +446,9 @@ def summarize(settings, rows, attempts, parameters, manifest, prepared_folder, d
     return {
         "experiment": settings["experiment"],
         "dataset": settings["dataset"],
-        "method": "gamma",
-        "gamma": settings["gamma"],
+        "method": settings["method"],
+        "value": settings["value"],
+        **_equivalent_gamma(settings),
         "seed": settings["seed"],
         "num_classes": settings["num_classes"],
         "model": f"{settings['model']}-{settings['depth']}",

@@ -57,21 +57,26 @@ def train_settings(wildcards):
     """The settings one training run depends on (a change retrains it)."""
     try:
         return STUDY.train_settings(
-            wildcards.experiment, wildcards.gamma, int(wildcards.seed)
+            wildcards.experiment, wildcards.method, wildcards.value, int(wildcards.seed)
         )
     except ConfigError as error:
         raise WorkflowError(str(error)) from None
 
 
 def run_files(run):
-    """history.csv and metrics.json of one smoothbench.config.Run."""
+    """history.csv and metrics.json (and, for Label Smoothing++, c_matrix.npy) of one
+    smoothbench.config.Run."""
     folder = run.folder(RUNS)
-    return {"history": f"{folder}/history.csv", "metrics": f"{folder}/metrics.json"}
+    files = {"history": f"{folder}/history.csv", "metrics": f"{folder}/metrics.json"}
+    if run.method == "lspp":
+        files["c_matrix"] = f"{folder}/c_matrix.npy"
+    return files
 
 
-def all_run_files(kind):
-    """The ``kind`` file ("metrics" or "history") of every run of the study."""
-    return [run_files(run)[kind] for run in STUDY.runs()]
+def all_run_files(kind, method=None):
+    """The ``kind`` file ("metrics", "history", "c_matrix") of every run of the study
+    (of one method, when given) that has one."""
+    return [run_files(run)[kind] for run in STUDY.runs(method) if kind in run_files(run)]
 
 
 def experiment_run_files(experiment, kind):

@@ -1,9 +1,11 @@
-# Training stage: one job per (experiment, gamma, seed), resumable from its last epoch.
+# Training stage: one job per (experiment, method, value, seed), resumable from its last
+# epoch. method is gamma (eq. 7, the paper's), alpha (uniform smoothing) or lspp (Label
+# Smoothing++, whose jobs also write the learned matrix C: rule train_lspp).
 
 
 rule train:
-    """Train one run of the paper's protocol on the prepared arrays; write history.csv
-    and, last, metrics.json. A killed job resumes from run_folder/checkpoint/ when run
+    """Train one run of the protocol with one smoothing method on the prepared arrays;
+    write history.csv and, last, metrics.json. A killed job resumes from run_folder/checkpoint/ when run
     again. How it runs (devices, threads) is read from the config by the script, not
     passed as a param: changing it must not retrain finished runs."""
     input:
@@ -11,12 +13,14 @@ rule train:
             lambda wildcards: prepared_files(experiment_dataset(wildcards.experiment))
         ),
     output:
-        history=f"{RUNS}/{{experiment}}/gamma~{{gamma}}/seed~{{seed}}/history.csv",
-        metrics=f"{RUNS}/{{experiment}}/gamma~{{gamma}}/seed~{{seed}}/metrics.json",
+        history=f"{RUNS}/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}/history.csv",
+        metrics=f"{RUNS}/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}/metrics.json",
     log:
-        f"{LOGS}/train/{{experiment}}/gamma~{{gamma}}/seed~{{seed}}.log",
+        f"{LOGS}/train/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{experiment}}/gamma~{{gamma}}/seed~{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/train/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}.tsv"
+    wildcard_constraints:
+        method="gamma|alpha",
     conda:
         ENVIRONMENT
     threads: STUDY.config["compute"]["threads_per_job"]
@@ -30,3 +34,12 @@ rule train:
         settings=lambda wildcards: train_settings(wildcards),
     script:
         "../scripts/train.py"
+
+
+use rule train as train_lspp with:
+    output:
+        history=f"{RUNS}/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}/history.csv",
+        c_matrix=f"{RUNS}/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}/c_matrix.npy",
+        metrics=f"{RUNS}/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}/metrics.json",
+    wildcard_constraints:
+        method="lspp",
