@@ -248,3 +248,33 @@ def test_a_run_outside_the_config_is_refused(paper):
         paper.train_settings("mnist", "gamma", "0.1", 0)
     with pytest.raises(ConfigError, match="seed 7 is not in config key 'seeds'"):
         paper.train_settings("mnist", "gamma", "0.9", 7)
+
+
+def test_the_default_study_trains_only_the_papers_method(paper):
+    assert {method for experiment in paper.experiments.values() for method in experiment.methods} == {"gamma"}
+    assert {run.method for run in paper.runs()} == {"gamma"} and len(paper.runs()) == 108
+
+
+def test_methods_choose_experiments_and_values_and_name_the_culprit():
+    study = load_study({
+        "methods": {"alpha": {"values": [0.1, 0.2], "experiments": ["mnist"]}, "lspp": {"experiments": "all"}},
+        "experiments": {"mnist": {}, "cifar10": {}},
+    })
+    assert study.experiments["mnist"].methods["alpha"] == (0.1, 0.2)
+    assert "alpha" not in study.experiments["cifar10"].methods
+    assert study.experiments["cifar10"].methods["lspp"] == (0.1,)  # the seed paper's alpha by default
+    folders = {run.folder() for run in study.runs() if run.method != "gamma"}
+    assert "results/runs/mnist/alpha~0.2/seed~0" in folders and "results/runs/cifar10/lspp~0.1/seed~0" in folders
+    settings = study.train_settings("mnist", "alpha", "0.2", 0)
+    assert settings["method"] == "alpha" and settings["value"] == 0.2
+    with pytest.raises(ConfigError, match="does not train method 'alpha'"):
+        study.train_settings("cifar10", "alpha", "0.1", 0)
+    message = _error({"methods": {"alpha": {"experiments": ["mnsit"]}}, "experiments": {"mnist": {}}})
+    assert "config key 'methods.alpha.experiments[0]': no experiment 'mnsit' (did you mean 'mnist'?)" in message
+    message = _error({"methods": {"alpha": {"values": [0.1, 1.0]}}, "experiments": {"mnist": {}}})
+    assert "config key 'methods.alpha.values[1]': alpha = 1.0 must lie in [0, 1)" in message
+    message = _error({"methods": {"lspp": {"values": [0.0]}}, "experiments": {"mnist": {}}})
+    assert "config key 'methods.lspp.values[0]': alpha = 0.0 must lie in (0, 1)" in message
+    message = _error({"methods": {"gamma": {"experiments": []}}, "experiments": {"mnist": {}}})
+    assert "experiment 'mnist' trains no method" in message
+    assert "methods.lspp.experiments" in _error({"methods": {"lspp": {"experiments": "some"}}, "experiments": {"mnist": {}}})

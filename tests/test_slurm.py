@@ -76,7 +76,7 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
         assert metrics["attempts"][-1]["slurm_job_id"] == match.group(1)
     assert len(job_ids) == 5
     # SLURM's own per-job logs exist for train (and prepare) only
-    assert sorted(path.name for path in (logs / "slurm").iterdir()) == ["rule_prepare", "rule_train"]
+    assert sorted(path.name for path in (logs / "slurm").iterdir()) == ["rule_prepare", "rule_train", "rule_train_lspp"]
     # download, aggregation and plots ran on the submit host
     for local in [logs / "download" / "digits.log", logs / "aggregate.log", logs / "plots" / "summary.log"]:
         assert "not a SLURM job" in local.read_text().splitlines()[0], local
@@ -84,7 +84,7 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
                                capture_output=True, text=True, check=True).stdout.split()
     assert sorted(accounted) == sorted(f"{job}|COMPLETED" for job in job_ids)
     # the same tables as the local run of the same config (same seed, same machine)
-    for name in ("table2.csv", "table3.csv"):
+    for name in ("table2.csv", "table3.csv", "methods.csv", "calibration.csv"):
         ours = pd.read_csv(workdir / "results" / "tables" / name)
         local = pd.read_csv(demo[0] / "results" / "tables" / name)
         assert ours.drop(columns=["metrics_file"], errors="ignore").equals(local.drop(columns=["metrics_file"], errors="ignore")), name

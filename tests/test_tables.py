@@ -168,7 +168,8 @@ def test_a_missing_gamma_one_leaves_base_and_diff_as_dashes(tmp_path):
         ({"gamma": 0.05}, "gamma 0.05 is outside experiment 'digits''s grid (gamma must lie in (1/K, 1] = (0.1, 1]"),
         ({"experiment": "cifar10"}, "experiment 'cifar10' is not in config key 'experiments' (digits)"),
         ({"seed": 7}, "seed 7 is not in config key 'seeds' ([0, 1, 2])"),
-        ({"method": "alpha"}, "method 'alpha' is not one these tables show"),
+        ({"method": "alpha", "value": 0.1}, "experiment 'digits' does not train method 'alpha' in this config"),
+        ({"method": "smooth"}, "method 'smooth' is not one of gamma, alpha, lspp"),
         ({"best_epoch": 10}, "best_epoch 10 is not one of its 10 epochs"),
     ],
 )

@@ -49,11 +49,12 @@ def test_dry_run_of_the_shipped_config_plans_the_papers_data_stage(tmp_path):
     assert process.returncode == 0, process.stdout
     jobs = planned_jobs(process.stdout)
     expected = sorted([("download", name) for name in PAPER_DATASETS] + [("prepare", name) for name in PAPER_DATASETS])
-    results_rules = ("aggregate", "plot_summary", "plot_training_curves")
+    results_rules = ("aggregate", "plot_summary", "plot_training_curves", "plot_reliability")
     assert sorted(job for job in jobs if job[0] not in ("all", "train", *results_rules)) == expected
     assert sum(1 for job in jobs if job[0] == "train") == 108
-    # the results stage: one aggregation, one summary plot, one training-curve figure per experiment
-    assert [sum(1 for job in jobs if job[0] == rule) for rule in results_rules] == [1, 1, 13]
+    # the results stage: one aggregation, one summary plot, training curves and reliability per experiment
+    assert [sum(1 for job in jobs if job[0] == rule) for rule in results_rules] == [1, 1, 13, 13]
+    assert not [job for job in jobs if job[0] in ("train_lspp", "plot_c_matrix")]  # the paper's study: gamma only
     assert [job for job in jobs if job[0] == "all"] == [("all", None)]
     # imagenet12 is prepared once for its two experiments
     assert sum(1 for job in jobs if job == ("prepare", "imagenet12")) == 1

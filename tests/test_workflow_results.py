@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,7 +19,7 @@ from conftest import demo_command
 
 pytestmark = pytest.mark.workflow
 
-FIGURES = ["accuracy_vs_gamma", "gain_over_baseline", "training_curves/digits"]
+FIGURES = ["accuracy_vs_gamma", "gain_over_baseline", "training_curves/digits", "reliability/digits", "c_matrix/digits/lspp~0.1"]
 
 
 def report_files(path: Path) -> dict[str, bytes]:
@@ -71,18 +72,55 @@ def test_the_demo_ends_in_tables_and_plots_traced_to_its_runs(demo):
     assert "It does not hold for: ImageN.(a)." in (tables / "comparison.md").read_text()
 
 
+def test_the_demo_compares_three_methods_over_two_seeds(demo):
+    workdir, _ = demo
+    tables = workdir / "results" / "tables"
+    runs = workdir / "results" / "runs" / "digits"
+    assert sorted(path.name for path in runs.iterdir()) == [
+        "alpha~0.1", "gamma~0.6", "gamma~0.7", "gamma~0.8", "gamma~0.9", "gamma~1.0", "lspp~0.1"]
+    calibration = pd.read_csv(tables / "calibration.csv")
+    assert len(calibration) == 7 and set(calibration["seeds"]) == {2}
+    for record in calibration.itertuples():  # means of the two runs' own metrics.json, at their best epoch
+        values = []
+        for seed in (0, 1):
+            metrics = json.loads((runs / f"{record.method}~{record.value}" / f"seed~{seed}" / "metrics.json").read_text())
+            assert metrics["calibration"]["best_epoch"]["epoch"] == metrics["best_epoch"]
+            values.append(metrics["calibration"]["best_epoch"]["ece"])
+        assert record.ece == pytest.approx(sum(values) / 2, abs=1e-6)
+    paired = pd.read_csv(tables / "paired_differences.csv")
+    assert len(paired) == 6 and set(paired["seeds"]) == {2}  # every method and value but gamma = 1
+    accuracy = {}
+    for seed in (0, 1):
+        for name in ("gamma~1.0", "lspp~0.1"):
+            accuracy[name, seed] = 100 * json.loads((runs / name / f"seed~{seed}" / "metrics.json").read_text())["best_val_accuracy"]
+    lspp = paired[paired["method"] == "lspp"].iloc[0]
+    differences = [accuracy["lspp~0.1", seed] - accuracy["gamma~1.0", seed] for seed in (0, 1)]
+    assert lspp["mean_difference_points"] == pytest.approx(sum(differences) / 2, abs=1e-4)
+    methods = (tables / "methods.md").read_text()
+    assert "| digits |" in methods and "LS++" in methods and "uniform α" in methods
+    matrix = np.load(runs / "lspp~0.1" / "seed~0" / "c_matrix.npy")
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-5)
+    assert np.all(np.diag(matrix) == 0)
+
+
 def test_the_demo_report_holds_every_table_and_plot(demo):
     workdir, _ = demo
     embedded = report_files(workdir / "results" / "report.html")
-    for name in ("table1.html", "table2.html", "table3.html", "comparison.html"):
+    for name in ("table1.html", "table2.html", "table3.html", "comparison.html", "methods.html", "calibration.html",
+                 "paired_differences.html"):
         assert name in embedded, sorted(embedded)
         assert embedded[name] == (workdir / "results" / "tables" / name).read_bytes()
     assert b"<td>digits</td>" in embedded["table2.html"] and b"ImageN.(a)" in embedded["comparison.html"]
-    for name in ("accuracy_vs_gamma.png", "gain_over_baseline.png", "digits.png"):
+    for name in ("accuracy_vs_gamma.png", "gain_over_baseline.png", "digits.png", "lspp~0.1.png"):
         assert embedded[name].startswith(b"\x89PNG"), name
-    assert embedded["digits.png"] == (workdir / "results" / "plots" / "training_curves" / "digits.png").read_bytes()
+    assert b"LS++" in embedded["methods.html"] and b"ECE" in embedded["calibration.html"]
+    # both digits.png figures (training curves, reliability) and the C heatmap, byte for byte
+    plots = workdir / "results" / "plots"
+    pngs = {content for content in embedded.values() if content.startswith(b"\x89PNG")}
+    for path in (plots / "training_curves" / "digits.png", plots / "reliability" / "digits.png", plots / "c_matrix" / "digits" / "lspp~0.1.png"):
+        assert path.read_bytes() in pngs, path
     text = (workdir / "results" / "report.html").read_text()
-    assert "Training curves" in text and "best validation accuracy" in text
+    assert "Training curves" in text and "best validation accuracy" in text and "Calibration" in text
 
 
 def test_tables_and_plots_regenerate_without_training(demo, tmp_path):

@@ -81,13 +81,14 @@ def tables_main(argv: list[str] | None = None) -> int:
             print(f"error: none of the {total} runs of {arguments.configfile} has finished under {arguments.runs}", file=sys.stderr)
             return 1
         status = f"Interim: {len(finished)} of {total} runs finished; '-' also marks the unfinished ones."
-        tables.write_tables(study, finished, arguments.output, study.config["tables"]["paper_check_tolerance"], status)
+        chosen = study.config["tables"]
+        tables.write_tables(study, finished, arguments.output, chosen["paper_check_tolerance"], status, chosen["calibration_epoch"])
     except (OSError, SmoothbenchError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{len(finished)} of {total} runs finished; tables written to {arguments.output}/")
     for run in unfinished[:10]:
-        print(f"  unfinished: {run.experiment} gamma={run.gamma_text} seed={run.seed}")
+        print(f"  unfinished: {run.experiment} {run.method}={run.value_text} seed={run.seed}")
     if len(unfinished) > 10:
         print(f"  ... and {len(unfinished) - 10} more")
     return 0

@@ -6,7 +6,12 @@
 - :func:`plot_gain_over_baseline`: Table 3's diff % per data set as bars, ours beside
   the paper's (recomputed from its Tables 1-2);
 - :func:`plot_training_curves`: loss and accuracy per epoch for one data set's gammas,
-  training solid, validation dashed, each loss with its floor.
+  training solid, validation dashed, each loss with its floor;
+- :func:`plot_reliability`: reliability diagrams of one data set (accuracy against
+  confidence per bin, seeds pooled): gamma = 1 against the best gamma, and the best
+  uniform alpha and LS++ where the study ran them;
+- :func:`plot_c_matrix`: Label Smoothing++'s learned matrix C as a heatmap with class
+  names (the LS++ paper's Figure 3), averaged over seeds.
 
 Why the floor: with smoothed targets q the cross-entropy cannot fall below the entropy
 H(q) = -gamma log gamma - (1 - gamma) log((1 - gamma) / (K - 1)), which grows as gamma
@@ -49,7 +54,7 @@ def save_figure(figure, stem: Path | str) -> list[Path]:
     stem = Path(stem)
     written = []
     for suffix in FORMATS:
-        path = stem.with_suffix(f".{suffix}")
+        path = stem.parent / f"{stem.name}.{suffix}"  # not with_suffix: a stem may hold a dot (lspp~0.1)
         metadata = {"CreationDate": None} if suffix == "pdf" else {}
         with storage.atomic_file(path, "wb") as stream:
             figure.savefig(stream, format=suffix, dpi=150, metadata=metadata, bbox_inches="tight")
@@ -191,6 +196,7 @@ def write_summary_plots(study, metrics_files, folder: Path | str) -> list[Path]:
 
     folder = Path(folder)
     runs = tables.collect_runs(study, metrics_files)
+    runs = runs[runs["method"] == "gamma"].reset_index(drop=True)  # the paper's method; the others are in the tables
     labels = tables.row_labels(study)
     paper = tables.paper_cells()
     ours = tables.best_versus_baseline(tables.summarize_cells(runs), list(study.experiments))
@@ -210,6 +216,7 @@ def write_training_curves(study, experiment: str, metrics_files, stem: Path | st
     wrong = runs[runs["experiment"] != experiment]
     if len(wrong):
         raise tables.ResultsError(f"{wrong['metrics_file'].iloc[0]}: not a run of experiment {experiment!r}")
+    runs = runs[runs["method"] == "gamma"]  # curves against gamma, each with eq. 7's floor
     histories = []
     for record in runs.itertuples():
         path = Path(record.metrics_file).with_name(HISTORY_FILE)
@@ -224,3 +231,122 @@ def write_training_curves(study, experiment: str, metrics_files, stem: Path | st
         histories.append((record.gamma, record.seed, rows))
     spec = study.experiments[experiment]
     return plot_training_curves(tables.row_labels(study)[experiment], histories, spec.dataset.num_classes, stem)
+
+
+def pooled_bins(bin_lists: list[list[dict]]) -> list[dict]:
+    """Reliability bins of several runs (seeds) pooled: counts add, confidence and accuracy
+    are count-weighted means."""
+    pooled = []
+    for rows in zip(*bin_lists):
+        count = sum(row["count"] for row in rows)
+        pooled.append({
+            "lower": rows[0]["lower"], "upper": rows[0]["upper"], "count": count,
+            "confidence": sum(row["count"] * row["confidence"] for row in rows if row["count"]) / count if count else None,
+            "accuracy": sum(row["count"] * row["accuracy"] for row in rows if row["count"]) / count if count else None,
+        })
+    return pooled
+
+
+def plot_reliability(label: str, curves: list[tuple[str, list[dict], float]], stem: Path | str) -> list[Path]:
+    """Reliability diagrams: one panel per (name, pooled bins, ECE): accuracy per confidence
+    bin as bars against the diagonal of perfect calibration, and the share of examples per bin."""
+    figure, axes = _figure(len(curves), 1, width=3.0, height=3.2)
+    for axis, (name, bins, ece) in zip(np.ravel(axes), curves):
+        total = sum(row["count"] for row in bins) or 1
+        filled = [row for row in bins if row["count"]]
+        width = bins[0]["upper"] - bins[0]["lower"]
+        axis.bar([row["lower"] for row in filled], [row["accuracy"] for row in filled], width=width, align="edge",
+                 color=OURS_COLOR, edgecolor="white", label="accuracy")
+        axis.bar([row["lower"] for row in filled], [row["confidence"] - row["accuracy"] for row in filled], width=width,
+                 bottom=[row["accuracy"] for row in filled], align="edge", color=PAPER_COLOR, alpha=0.35, label="gap to confidence")
+        axis.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=1)
+        axis.plot([row["lower"] + width / 2 for row in bins], [row["count"] / total for row in bins], color="#555555",
+                  linewidth=1, marker=".", label="share of examples")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1)
+        axis.set_xlabel("confidence")
+        axis.set_title(f"{name}\nECE {ece:.4f}", fontsize=9)
+    np.ravel(axes)[0].set_ylabel("accuracy")
+    np.ravel(axes)[0].legend(fontsize=7, loc="upper left")
+    figure.suptitle(f"{label}: reliability on the validation split", fontsize=10)
+    return save_figure(figure, stem)
+
+
+def plot_c_matrix(matrix: np.ndarray, class_names: list[str], title: str, stem: Path | str) -> list[Path]:
+    """C as a heatmap: row = the true class, column = where its smoothing mass goes."""
+    K = len(matrix)
+    side = min(10.0, 2.5 + 0.35 * K)
+    figure, axis = _figure(1, 1, width=side, height=side * 0.85)
+    axis = np.ravel(axis)[0]
+    image = axis.imshow(matrix, cmap="viridis", vmin=0)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    if K <= 40:
+        names = [str(name) for name in class_names] if len(class_names) == K else [str(k) for k in range(K)]
+        axis.set_xticks(range(K), names, rotation=90, fontsize=7)
+        axis.set_yticks(range(K), names, fontsize=7)
+        if K <= 12:
+            for row in range(K):
+                for column in range(K):
+                    if row != column:
+                        axis.text(column, row, f"{matrix[row, column]:.2f}", ha="center", va="center", fontsize=6, color="white")
+    axis.set_xlabel("class receiving the smoothing mass")
+    axis.set_ylabel("true class")
+    axis.set_title(title, fontsize=9)
+    return save_figure(figure, stem)
+
+
+def write_reliability(study, experiment: str, metrics_files, stem: Path | str, calibration_epoch: str = "best") -> list[Path]:
+    """One experiment's reliability diagrams from its runs' metrics.json: gamma = 1, the best
+    gamma, and the best uniform alpha and LS++ value where run (best by mean accuracy)."""
+    import json
+
+    from smoothbench import analysis, tables
+
+    runs = tables.collect_runs(study, metrics_files, calibration_epoch)
+    runs = runs[runs["experiment"] == experiment]
+    cells = analysis.calibration_cells(runs)
+    chosen = []
+    baseline = cells[(cells["method"] == "gamma") & (cells["value"].map(format_gamma) == "1.0")]
+    if len(baseline):
+        chosen.append(("one-hot (γ = 1)", baseline.iloc[0]))
+    for method, exclude in (("gamma", True), ("alpha", False), ("lspp", False)):
+        best = analysis.best_of_method(cells, experiment, method, exclude_baseline=exclude)
+        if best is not None:
+            chosen.append((f"best {analysis.describe(method, best['value'])}", best))
+    curves = []
+    for name, cell in chosen:
+        files = runs[(runs["method"] == cell["method"]) & (runs["value"] == cell["value"])]["metrics_file"]
+        bin_lists = []
+        for path in files:
+            calibration = json.loads(Path(path).read_text()).get("calibration") or {}
+            measured = calibration.get(f"{calibration_epoch}_epoch")
+            if not measured or "bins" not in measured:
+                raise tables.ResultsError(f"{path}: no calibration bins at the {calibration_epoch} epoch; retrain the run")
+            bin_lists.append(measured["bins"])
+        curves.append((name, pooled_bins(bin_lists), float(cell["ece"])))
+    if not curves:
+        raise tables.ResultsError(f"experiment {experiment!r}: no runs to draw a reliability diagram from")
+    return plot_reliability(tables.row_labels(study)[experiment], curves, stem)
+
+
+def write_c_matrix(study, experiment: str, value_text: str, matrix_files, manifest_file, stem: Path | str) -> list[Path]:
+    """The mean over seeds of one (experiment, LS++ alpha)'s learned C, with the class names
+    from the prepared data's manifest."""
+    import json
+
+    from smoothbench import tables
+
+    K = study.experiments[experiment].dataset.num_classes
+    matrices = []
+    for path in matrix_files:
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise tables.ResultsError(f"{path}: unreadable C matrix ({error}); retrain the run") from None
+        if matrix.shape != (K, K):
+            raise tables.ResultsError(f"{path}: C has shape {matrix.shape}, expected ({K}, {K}) for {experiment}")
+        matrices.append(matrix)
+    names = json.loads(Path(manifest_file).read_text()).get("class_names") or [str(k) for k in range(K)]
+    label = tables.row_labels(study)[experiment]
+    title = f"{label}: learned C of LS++ (α = {value_text}), mean of {len(matrices)} seed(s)"
+    return plot_c_matrix(np.mean(matrices, axis=0), names, title, stem)

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from smoothbench import storage
-from smoothbench.config import Run, Study, format_gamma
+from smoothbench.config import METHODS, Run, Study, format_gamma
 from smoothbench.errors import SmoothbenchError
 from smoothbench.training import METRICS_FILE
 
@@ -42,23 +42,27 @@ DEFAULT_TOLERANCE = 0.02
 # What a table reads from metrics.json, and the type each value must have.
 REQUIRED_METRICS = {
     "experiment": (str,),
-    "gamma": (int, float),
+    "value": (int, float),
     "seed": (int,),
     "best_val_accuracy": (int, float),
     "best_epoch": (int,),
     "epochs": (int,),
 }
 TABLE_NAMES = ("table1", "table2", "table3")
+# Beyond the paper (smoothbench.analysis): seeds, methods, calibration.
+ANALYSIS_NAMES = ("paired_differences", "methods", "calibration")
 OUTPUT_FILES = (
     *(f"{name}.{suffix}" for name in TABLE_NAMES for suffix in ("csv", "md", "tex", "html")),
     "comparison.csv",
     "comparison_table3.csv",
     "comparison.md",
     "comparison.html",
+    *(f"{name}.{suffix}" for name in ANALYSIS_NAMES for suffix in ("csv", "md", "html")),
 )
+CALIBRATION_COLUMNS = ["ece", "nll", "brier", "confidence"]
 RUN_COLUMNS = [
-    "row", "experiment", "dataset", "num_classes", "model", "epochs", "gamma", "seed",
-    "best_val_accuracy_percent", "best_epoch", "metrics_file",
+    "row", "experiment", "dataset", "num_classes", "model", "epochs", "method", "value", "gamma", "seed",
+    "best_val_accuracy_percent", "best_epoch", *CALIBRATION_COLUMNS, "calibration_epoch", "metrics_file",
 ]
 
 
@@ -82,11 +86,13 @@ def _check_type(path: Path, payload: dict, key: str) -> None:
         raise ResultsError(f"{path}: {key!r} is {value!r}, expected a finite {expected}")
 
 
-def read_run_metrics(path: Path | str, study: Study) -> dict:
+def read_run_metrics(path: Path | str, study: Study, calibration_epoch: str = "best") -> dict:
     """One run's table values from its ``metrics.json``, checked against the study.
 
-    The file must name an experiment, gamma and seed of the study; when it lies in the
-    sweep's path grammar (``.../gamma~G/seed~S/metrics.json``) its folder must agree.
+    The file must name an experiment, method, value and seed of the study; when it lies
+    in the sweep's path grammar (``.../{method}~V/seed~S/metrics.json``) its folder must
+    agree. Calibration (ECE, NLL, Brier, confidence) is read at ``calibration_epoch``
+    ('best': the epoch of the best accuracy, or 'final'); NaN where the file has none.
     """
     path = Path(path)
     try:
@@ -97,24 +103,29 @@ def read_run_metrics(path: Path | str, study: Study) -> dict:
         raise ResultsError(f"{path}: not valid JSON ({error}); delete it and run the workflow again to retrain this run") from None
     if not isinstance(payload, dict):
         raise ResultsError(f"{path}: expected a JSON object, found {type(payload).__name__}")
+    method = payload.get("method", "gamma")
+    if method not in METHODS:
+        raise ResultsError(f"{path}: method {method!r} is not one of {', '.join(METHODS)}")
+    if method == "gamma" and "value" not in payload and "gamma" in payload:
+        payload["value"] = payload["gamma"]  # eq. 7's value may be given as 'gamma' alone
     for key in REQUIRED_METRICS:
         _check_type(path, payload, key)
-    method = payload.get("method", "gamma")
-    if method != "gamma":
-        raise ResultsError(f"{path}: method {method!r} is not one these tables show (only 'gamma', eq. 7)")
     name = payload["experiment"]
     if name not in study.experiments:
         raise ResultsError(
             f"{path}: experiment {name!r} is not in config key 'experiments' ({', '.join(study.experiments)})"
         )
     experiment = study.experiments[name]
-    gamma_text = format_gamma(payload["gamma"])
-    known = [format_gamma(gamma) for gamma in experiment.gammas]
-    if gamma_text not in known:
+    if method not in experiment.methods:
+        raise ResultsError(f"{path}: experiment {name!r} does not train method {method!r} in this config (config key 'methods')")
+    value = payload["value"]
+    value_text = format_gamma(value)
+    known = [format_gamma(known_value) for known_value in experiment.methods[method]]
+    if value_text not in known:
         K = experiment.dataset.num_classes
-        why = f"gamma must lie in (1/K, 1] = ({1 / K:.4g}, 1]; " if not 1 / K < payload["gamma"] <= 1 else ""
+        why = f"gamma must lie in (1/K, 1] = ({1 / K:.4g}, 1]; " if method == "gamma" and not 1 / K < value <= 1 else ""
         raise ResultsError(
-            f"{path}: gamma {payload['gamma']} is outside experiment {name!r}'s grid ({why}the config has {', '.join(known)})"
+            f"{path}: {method} {value} is outside experiment {name!r}'s grid ({why}the config has {', '.join(known)})"
         )
     if payload["seed"] not in study.seeds:
         raise ResultsError(f"{path}: seed {payload['seed']} is not in config key 'seeds' ({study.seeds})")
@@ -123,48 +134,64 @@ def read_run_metrics(path: Path | str, study: Study) -> dict:
         raise ResultsError(f"{path}: best_val_accuracy {accuracy} is not a fraction in [0, 1]")
     if not 0 <= payload["best_epoch"] < payload["epochs"]:
         raise ResultsError(f"{path}: best_epoch {payload['best_epoch']} is not one of its {payload['epochs']} epochs")
-    if path.parent.name.startswith("seed~") and path.parent.parent.name.startswith("gamma~"):
+    in_grammar = path.parent.name.startswith("seed~") and path.parent.parent.name.split("~")[0] in METHODS
+    if in_grammar and len(path.parents) > 3:
         # In the sweep's path grammar the folder must be the one the file's run owns.
-        belongs = Path(Run(name, payload["gamma"], payload["seed"]).folder(str(path.parents[3])))
+        belongs = Path(Run(name, value, payload["seed"], method).folder(str(path.parents[3])))
         if belongs != path.parent:
             raise ResultsError(
-                f"{path}: the file says experiment {name}, gamma {gamma_text}, seed {payload['seed']} but lies in "
+                f"{path}: the file says experiment {name}, {method} {value_text}, seed {payload['seed']} but lies in "
                 f"{path.parents[2].name}/{path.parent.parent.name}/{path.parent.name}; it was moved or copied by hand"
             )
+    measured = ((payload.get("calibration") or {}).get(f"{calibration_epoch}_epoch")) or {}
     return {
         "experiment": name,
         "dataset": experiment.dataset.name,
         "num_classes": experiment.dataset.num_classes,
         "model": experiment.model_name,
         "epochs": payload["epochs"],
-        "gamma": float(payload["gamma"]),
+        "method": method,
+        "value": float(value),
+        "gamma": float(value) if method == "gamma" else math.nan,
         "seed": payload["seed"],
         "best_val_accuracy_percent": round(100 * accuracy, 5),
         "best_epoch": payload["best_epoch"],
+        **{key: float(measured[key]) if key in measured else math.nan for key in CALIBRATION_COLUMNS},
+        "calibration_epoch": measured.get("epoch", math.nan),
         "metrics_file": str(path),
     }
 
 
-def collect_runs(study: Study, metrics_files) -> pd.DataFrame:
-    """Every run's table values (one row per file), in the study's experiment order."""
+def collect_runs(study: Study, metrics_files, calibration_epoch: str = "best") -> pd.DataFrame:
+    """Every run's table values (one row per file), in the study's experiment and method order."""
     records, seen = [], {}
     for path in metrics_files:
-        record = read_run_metrics(path, study)
-        key = (record["experiment"], format_gamma(record["gamma"]), record["seed"])
+        record = read_run_metrics(path, study, calibration_epoch)
+        key = (record["experiment"], record["method"], format_gamma(record["value"]), record["seed"])
         if key in seen:
-            raise ResultsError(f"{path}: the same run as {seen[key]} (experiment {key[0]}, gamma {key[1]}, seed {key[2]})")
+            raise ResultsError(
+                f"{path}: the same run as {seen[key]} (experiment {key[0]}, {key[1]} {key[2]}, seed {key[3]})"
+            )
         seen[key] = path
         records.append(record)
     labels = row_labels(study)
     frame = pd.DataFrame.from_records(records, columns=[column for column in RUN_COLUMNS if column != "row"])
     frame.insert(0, "row", frame["experiment"].map(labels))
     order = {name: index for index, name in enumerate(study.experiments)}
-    frame = frame.sort_values(["experiment", "gamma", "seed"], key=lambda c: c.map(order) if c.name == "experiment" else c)
+    method_order = {method: index for index, method in enumerate(METHODS)}
+
+    def sort_key(column):
+        if column.name == "experiment":
+            return column.map(order)
+        return column.map(method_order) if column.name == "method" else column
+
+    frame = frame.sort_values(["experiment", "method", "value", "seed"], key=sort_key)
     return frame.reset_index(drop=True)
 
 
 def summarize_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (experiment, gamma): mean and sample std over seeds, in percent."""
+    """One row per (experiment, gamma) of eq. 7's runs: mean and sample std over seeds, in percent."""
+    runs = runs[runs["method"] == "gamma"] if "method" in runs else runs
     grouped = runs.groupby(["experiment", "gamma"], sort=False)["best_val_accuracy_percent"]
     cells = grouped.agg(mean_percent="mean", std_percent=lambda values: values.std(ddof=1), seeds="count")
     return cells.reset_index()
@@ -468,15 +495,21 @@ def finished_runs(study: Study, runs_root: Path | str) -> tuple[list[Path], list
 
 
 def write_tables(
-    study: Study, metrics_files, folder: Path | str, tolerance: float = DEFAULT_TOLERANCE, status: str | None = None
+    study: Study,
+    metrics_files,
+    folder: Path | str,
+    tolerance: float = DEFAULT_TOLERANCE,
+    status: str | None = None,
+    calibration_epoch: str = "best",
 ) -> dict:
     """Read every run and write ``OUTPUT_FILES`` into ``folder``; return the frames.
 
     ``status``, when given, is added to every table's notes (e.g. that some runs of the
-    study have not finished).
+    study have not finished). Calibration is read at ``calibration_epoch`` ('best' or 'final').
     """
     folder = Path(folder)
-    runs = collect_runs(study, metrics_files)
+    all_runs = collect_runs(study, metrics_files, calibration_epoch)
+    runs = all_runs[all_runs["method"] == "gamma"].reset_index(drop=True)
     cells = summarize_cells(runs)
     ours3 = best_versus_baseline(cells, list(study.experiments))
     dash = "'-': gamma <= 1/K (no smoothing possible) or not run in this study."
@@ -514,7 +547,80 @@ def write_tables(
     sections = comparison_sections(compared, against, tolerance)
     _write(folder / "comparison.md", "".join(render_markdown(*section) + "\n" for section in sections))
     _write(folder / "comparison.html", render_html(sections))
-    return {"runs": runs, "cells": cells, "table3": ours3, "comparison": compared, "comparison_table3": against}
+    frames = write_analysis(study, all_runs, folder, calibration_epoch, seeds)
+    return {"runs": runs, "cells": cells, "table3": ours3, "comparison": compared, "comparison_table3": against,
+            "all_runs": all_runs, **frames}
+
+
+def _value_cell(mean, std, value=None, decimals=2) -> str:
+    text = format_cell(mean, std, decimals)
+    return text if value is None or text == "-" or pd.isna(value) else f"{text} ({format_gamma(value)})"
+
+
+def write_analysis(study: Study, runs: pd.DataFrame, folder: Path, calibration_epoch: str, seeds_note: str) -> dict:
+    """paired_differences, methods and calibration (.csv, .md, .html) from every run of every method."""
+    from smoothbench import analysis
+
+    labels = row_labels(study)
+    calibration = analysis.calibration_cells(runs)
+    paired = analysis.paired_differences(runs, study)
+    methods = analysis.methods_table(calibration, study)
+    accuracy = {(r.experiment, r.method, format_gamma(r.value)): (r.accuracy_percent, r.accuracy_percent_std)
+                for r in calibration.itertuples()}
+
+    header = ["Data set", "method", "seeds", "accuracy %", "γ = 1 %", "mean difference (points)", "95 % interval",
+              "verdict"]
+    rows = []
+    for r in paired.itertuples():
+        ours, base = accuracy[(r.experiment, r.method, format_gamma(r.value))], accuracy[(r.experiment, "gamma", "1.0")]
+        interval = "-" if pd.isna(r.ci95_lower_points) else f"[{r.ci95_lower_points:+.2f}, {r.ci95_upper_points:+.2f}]"
+        rows.append([labels[r.experiment], analysis.describe(r.method, r.value), str(r.seeds), format_cell(*ours),
+                     format_cell(*base), f"{r.mean_difference_points:+.2f}", interval, r.verdict])
+    title = "Gains over γ = 1, paired by seed"
+    notes = ["Difference of best validation accuracy from γ = 1 (one-hot) trained with the same seed, in percentage "
+             "points: mean over seeds and a 95 % Student-t interval (n - 1 degrees of freedom). 'gain holds': the "
+             "whole interval is above 0; 'within seed noise': it contains 0.", seeds_note]
+    if not rows:
+        notes.insert(0, "No run pairs with γ = 1 in this study (γ = 1 was not run), so there is no paired difference.")
+    _write_csv(folder / "paired_differences.csv", paired.assign(row=paired["experiment"].map(labels)).round(5))
+    _write(folder / "paired_differences.md", render_markdown(title, header, rows, notes))
+    _write(folder / "paired_differences.html", render_html([(title, header, rows, notes)]))
+
+    header = ["Data set", "1-hot", "ECE", "uniform α (best α)", "ECE", "γ best (γ)", "ECE", "LS++ (α)", "ECE"]
+    rows = []
+    for r in methods.itertuples():
+        row = [labels[r.experiment]]
+        for key in ("one_hot", "alpha", "gamma", "lspp"):
+            value = None if key == "one_hot" else getattr(r, f"{key}_value")
+            row.append(_value_cell(getattr(r, f"{key}_accuracy_percent"), getattr(r, f"{key}_accuracy_percent_std"), value))
+            row.append(format_cell(getattr(r, f"{key}_ece"), getattr(r, f"{key}_ece_std"), 4))
+        rows.append(row)
+    title = "Methods side by side: accuracy (%) and ECE"
+    notes = ["Best validation accuracy (%) and expected calibration error (15 bins) on the validation split, mean ± "
+             "std over seeds. Each method shows its value with the best mean accuracy; '-': not run. 1-hot is γ = 1; "
+             "uniform α is q = (1 - α) onehot + α / K; LS++ is Label Smoothing++ (learned C).",
+             f"Calibration is measured at the {calibration_epoch} epoch (config key tables.calibration_epoch).", seeds_note]
+    _write_csv(folder / "methods.csv", methods.assign(row=methods["experiment"].map(labels) if len(methods) else []).round(6))
+    _write(folder / "methods.md", render_markdown(title, header, rows, notes))
+    _write(folder / "methods.html", render_html([(title, header, rows, notes)]))
+
+    header = ["Data set", "method", "seeds", "accuracy %", "ECE", "NLL", "Brier", "confidence"]
+    rows = [
+        [labels[r.experiment], analysis.describe(r.method, r.value), str(r.seeds), format_cell(r.accuracy_percent, r.accuracy_percent_std),
+         format_cell(r.ece, r.ece_std, 4), format_cell(r.nll, r.nll_std, 4), format_cell(r.brier, r.brier_std, 4),
+         format_cell(r.confidence, r.confidence_std, 4)]
+        for r in calibration.itertuples()
+    ]
+    title = "Calibration on the validation split"
+    notes = ["ECE: expected calibration error, 15 equal-width confidence bins; NLL: mean negative log-likelihood; "
+             "Brier: mean squared distance of the probabilities from the one-hot label (0 best, 2 worst); confidence: "
+             "mean top probability. Mean ± std over seeds.",
+             f"Measured at the {calibration_epoch} epoch of each run (config key tables.calibration_epoch); "
+             "'-': the run files hold no calibration.", seeds_note]
+    _write_csv(folder / "calibration.csv", calibration.assign(row=calibration["experiment"].map(labels)).round(6))
+    _write(folder / "calibration.md", render_markdown(title, header, rows, notes))
+    _write(folder / "calibration.html", render_html([(title, header, rows, notes)]))
+    return {"paired_differences": paired, "methods": methods, "calibration": calibration}
 
 
 def comparison_sections(compared: pd.DataFrame, against: pd.DataFrame, tolerance: float) -> list:

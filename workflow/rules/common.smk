@@ -76,13 +76,26 @@ def run_files(run):
 def all_run_files(kind, method=None):
     """The ``kind`` file ("metrics", "history", "c_matrix") of every run of the study
     (of one method, when given) that has one."""
-    return [run_files(run)[kind] for run in STUDY.runs(method) if kind in run_files(run)]
-
-
-def experiment_run_files(experiment, kind):
-    """The ``kind`` file of every run of one experiment."""
     return [
-        run_files(run)[kind] for run in STUDY.runs() if run.experiment == experiment
+        run_files(run)[kind] for run in STUDY.runs(method) if kind in run_files(run)
+    ]
+
+
+def experiment_run_files(experiment, kind, method=None):
+    """The ``kind`` file of every run of one experiment (of one method, when given)."""
+    return [
+        run_files(run)[kind]
+        for run in STUDY.runs(method)
+        if run.experiment == experiment and kind in run_files(run)
+    ]
+
+
+def lspp_matrix_files(experiment, value_text):
+    """c_matrix.npy of every seed of one experiment's LS++ runs at one alpha."""
+    return [
+        run_files(run)["c_matrix"]
+        for run in STUDY.runs("lspp")
+        if run.experiment == experiment and run.value_text == value_text
     ]
 
 
@@ -92,6 +105,9 @@ TABLE_CAPTIONS = {
     "table2": "Table 2",
     "table3": "Table 3",
     "comparison": "Comparison with the paper",
+    "paired_differences": "Gains over gamma = 1, paired by seed",
+    "methods": "Methods side by side",
+    "calibration": "Calibration",
 }
 
 
@@ -113,9 +129,20 @@ def table_outputs():
 
 
 def plot_targets():
-    """Every figure: the two summary plots and one training-curve figure per experiment."""
+    """Every figure: the two summary plots; per experiment its training curves (when it
+    trains gamma) and reliability diagrams; per LS++ experiment and alpha its C matrix.
+    """
     stems = ["accuracy_vs_gamma", "gain_over_baseline"]
-    stems += [f"training_curves/{experiment}" for experiment in STUDY.experiments]
+    for name, experiment in STUDY.experiments.items():
+        if "gamma" in experiment.methods:
+            stems.append(f"training_curves/{name}")
+        stems.append(f"reliability/{name}")
+        stems += [
+            f"c_matrix/{name}/lspp~{value_text}"
+            for value_text in sorted(
+                {run.value_text for run in STUDY.runs("lspp") if run.experiment == name}
+            )
+        ]
     return [f"{PLOTS}/{stem}.{suffix}" for stem in stems for suffix in ("png", "pdf")]
 
 

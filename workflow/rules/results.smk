@@ -1,11 +1,13 @@
-# Results stage: the paper's Tables 1-3 beside the paper's numbers, and the plots.
+# Results stage: the paper's Tables 1-3 beside the paper's numbers, the analysis beyond
+# the paper (paired differences over seeds, methods, calibration), and the plots.
 # Everything here reads the runs' metrics.json / history.csv and never trains: deleting
 # a table or a plot replans only the rule that writes it.
 
 
 rule aggregate:
-    """Tables 1-3 (csv with every seed, md, tex, html) and the comparison with the
-    paper's printed tables, from every run's metrics.json."""
+    """Tables 1-3 (csv with every seed, md, tex, html), the comparison with the paper's
+    printed tables, and the paired-difference, methods and calibration tables, from
+    every run's metrics.json."""
     input:
         metrics=lambda wildcards: all_run_files("metrics"),
         paper_tables=PAPER_TABLES,
@@ -23,6 +25,7 @@ rule aggregate:
         runtime=10,
     params:
         tolerance=STUDY.config["tables"]["paper_check_tolerance"],
+        calibration_epoch=STUDY.config["tables"]["calibration_epoch"],
     script:
         "../scripts/aggregate.py"
 
@@ -64,9 +67,11 @@ rule plot_summary:
 rule plot_training_curves:
     """Loss and accuracy per epoch of one experiment's gammas (train and validation)."""
     input:
-        metrics=lambda wildcards: experiment_run_files(wildcards.experiment, "metrics"),
+        metrics=lambda wildcards: experiment_run_files(
+            wildcards.experiment, "metrics", "gamma"
+        ),
         histories=lambda wildcards: experiment_run_files(
-            wildcards.experiment, "history"
+            wildcards.experiment, "history", "gamma"
         ),
     output:
         png=report(
@@ -87,3 +92,62 @@ rule plot_training_curves:
         runtime=10,
     script:
         "../scripts/plot_training_curves.py"
+
+
+rule plot_reliability:
+    """Reliability diagrams of one experiment: gamma = 1, the best gamma, and the best
+    uniform alpha and LS++ where run (seeds pooled)."""
+    input:
+        metrics=lambda wildcards: experiment_run_files(wildcards.experiment, "metrics"),
+    output:
+        png=report(
+            f"{PLOTS}/reliability/{{experiment}}.png",
+            caption="../report/reliability.rst",
+            category="Calibration",
+            labels={"data set": "{experiment}", "figure": "reliability"},
+        ),
+        pdf=f"{PLOTS}/reliability/{{experiment}}.pdf",
+    log:
+        f"{LOGS}/plots/reliability/{{experiment}}.log",
+    localrule: True
+    conda:
+        ENVIRONMENT
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        calibration_epoch=STUDY.config["tables"]["calibration_epoch"],
+    script:
+        "../scripts/plot_reliability.py"
+
+
+rule plot_c_matrix:
+    """Label Smoothing++'s learned C of one experiment and alpha, mean over seeds, with
+    the class names of the prepared data."""
+    input:
+        matrices=lambda wildcards: lspp_matrix_files(
+            wildcards.experiment, wildcards.value
+        ),
+        manifest=lambda wildcards: prepared_files(
+            experiment_dataset(wildcards.experiment)
+        )["manifest"],
+    output:
+        png=report(
+            f"{PLOTS}/c_matrix/{{experiment}}/lspp~{{value}}.png",
+            caption="../report/c_matrix.rst",
+            category="Calibration",
+            labels={"data set": "{experiment}", "figure": "LS++ C, alpha {value}"},
+        ),
+        pdf=f"{PLOTS}/c_matrix/{{experiment}}/lspp~{{value}}.pdf",
+    log:
+        f"{LOGS}/plots/c_matrix/{{experiment}}/lspp~{{value}}.log",
+    localrule: True
+    conda:
+        ENVIRONMENT
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/plot_c_matrix.py"

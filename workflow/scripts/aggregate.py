@@ -8,4 +8,5 @@ from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):
     folder = Path(snakemake.output.table1_csv).parent
-    write_tables(load_study(snakemake.config), snakemake.input.metrics, folder, snakemake.params.tolerance)
+    tolerance, epoch = snakemake.params.tolerance, snakemake.params.calibration_epoch
+    write_tables(load_study(snakemake.config), snakemake.input.metrics, folder, tolerance, calibration_epoch=epoch)

@@ -7,5 +7,5 @@ from smoothbench.plots import write_training_curves
 from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):
-    stem = Path(snakemake.output.png).with_suffix("")
+    stem = Path(snakemake.output.png[: -len(".png")])
     write_training_curves(load_study(snakemake.config), snakemake.wildcards.experiment, snakemake.input.metrics, stem)

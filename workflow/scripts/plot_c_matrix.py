@@ -1,0 +1,12 @@
+"""Snakemake adapter: rule plot_c_matrix -> smoothbench.plots.write_c_matrix."""
+
+from pathlib import Path
+
+from smoothbench.config import load_study
+from smoothbench.plots import write_c_matrix
+from smoothbench.workflow_support import logged
+
+with logged(snakemake.log[0]):
+    stem = Path(snakemake.output.png[: -len(".png")])
+    matrices, manifest = snakemake.input.matrices, snakemake.input.manifest
+    write_c_matrix(load_study(snakemake.config), snakemake.wildcards.experiment, snakemake.wildcards.value, matrices, manifest, stem)
