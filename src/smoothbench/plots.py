@@ -249,7 +249,9 @@ def pooled_bins(bin_lists: list[list[dict]]) -> list[dict]:
 
 def plot_reliability(label: str, curves: list[tuple[str, list[dict], float]], stem: Path | str) -> list[Path]:
     """Reliability diagrams: one panel per (name, pooled bins, ECE): accuracy per confidence
-    bin as bars against the diagonal of perfect calibration, and the share of examples per bin."""
+    bin as filled bars, the bin's mean confidence as an outline (outline above the bar:
+    overconfident; below: underconfident), the diagonal of perfect calibration, and the
+    share of examples per bin."""
     figure, axes = _figure(len(curves), 1, width=3.0, height=3.2)
     for axis, (name, bins, ece) in zip(np.ravel(axes), curves):
         total = sum(row["count"] for row in bins) or 1
@@ -257,8 +259,8 @@ def plot_reliability(label: str, curves: list[tuple[str, list[dict], float]], st
         width = bins[0]["upper"] - bins[0]["lower"]
         axis.bar([row["lower"] for row in filled], [row["accuracy"] for row in filled], width=width, align="edge",
                  color=OURS_COLOR, edgecolor="white", label="accuracy")
-        axis.bar([row["lower"] for row in filled], [row["confidence"] - row["accuracy"] for row in filled], width=width,
-                 bottom=[row["accuracy"] for row in filled], align="edge", color=PAPER_COLOR, alpha=0.35, label="gap to confidence")
+        axis.bar([row["lower"] for row in filled], [row["confidence"] for row in filled], width=width, align="edge",
+                 fill=False, edgecolor=PAPER_COLOR, linewidth=1.2, label="mean confidence")
         axis.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=1)
         axis.plot([row["lower"] + width / 2 for row in bins], [row["count"] / total for row in bins], color="#555555",
                   linewidth=1, marker=".", label="share of examples")
