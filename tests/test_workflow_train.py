@@ -23,14 +23,15 @@ HISTORY_VALUES = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def train_jobs(output: str) -> dict[tuple[str, str, str], dict[str, str]]:
-    """(experiment, gamma, seed) -> resources of every train job in a dry run's output."""
+    """(experiment, method~value, seed) -> resources of every train / train_lspp job in a dry run's output."""
     jobs = {}
     for block in re.split(r"\n(?=\[[^\n]*\]\n(?:local)?rule )", output):
-        if not re.search(r"^rule train:", block, re.MULTILINE):
+        if not re.search(r"^rule train(_lspp)?:", block, re.MULTILINE):
             continue
         wildcards = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"wildcards: (.*)", block).group(1)))
         resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block).group(1)))
-        jobs[(wildcards["experiment"], wildcards["gamma"], wildcards["seed"])] = resources
+        run = f"{wildcards['method']}~{wildcards['value']}"
+        jobs[(wildcards["experiment"], run, wildcards["seed"])] = resources
     return jobs
 
 
@@ -39,33 +40,37 @@ def test_the_paper_study_plans_one_train_job_per_run_with_its_resources(tmp_path
     assert process.returncode == 0, process.stdout
     jobs = train_jobs(process.stdout)
     study = load_study_file(REPOSITORY / "config.yaml")
-    assert set(jobs) == {(run.experiment, run.gamma_text, str(run.seed)) for run in study.runs()}
+    assert set(jobs) == {(run.experiment, f"gamma~{run.gamma_text}", str(run.seed)) for run in study.runs()}
     assert len(jobs) == 108
     assert all(resources["gpu"] == "1" for resources in jobs.values())
-    assert jobs[("imagenet12_a", "0.9", "0")]["mem_mb"] == "32000" and jobs[("imagenet12_a", "0.9", "0")]["runtime"] == "2880"
-    assert jobs[("cifar10", "0.5", "0")]["mem_mb"] == "8000" and jobs[("cifar10", "0.5", "0")]["runtime"] == "720"
-    assert ("mnist", "0.1", "0") not in jobs and ("daimlerpedcls", "0.5", "0") not in jobs
+    a, cifar = jobs[("imagenet12_a", "gamma~0.9", "0")], jobs[("cifar10", "gamma~0.5", "0")]
+    assert a["mem_mb"] == "32000" and a["runtime"] == "2880"
+    assert cifar["mem_mb"] == "8000" and cifar["runtime"] == "720"
+    assert ("mnist", "gamma~0.1", "0") not in jobs and ("daimlerpedcls", "gamma~0.5", "0") not in jobs
 
 
-def test_the_demo_runs_offline_end_to_end_and_trains_every_gamma(demo):
+def test_the_demo_runs_offline_end_to_end_and_trains_every_run(demo):
     workdir, seconds = demo
     assert seconds < 600, f"the demo took {seconds:.0f} s"
     manifest, _ = storage.open_prepared(workdir / "results" / "prepared" / "digits")
     assert manifest["splits"]["train"]["count"] + manifest["splits"]["validation"]["count"] == 1797
     study = load_study_file(REPOSITORY / "config" / "demo.yaml")
     runs = study.runs()
-    assert len(runs) == 5
+    assert len(runs) == 14  # (5 gammas + alpha + LS++) x 2 seeds
     for run in runs:
-        folder = workdir / "results" / "runs" / "digits" / f"gamma~{run.gamma_text}" / "seed~0"
+        folder = workdir / run.folder()
         metrics = json.loads((folder / "metrics.json").read_text())
         history = training.read_history(folder / "history.csv")
         assert [row["epoch"] for row in history] == list(range(8))
-        assert metrics["gamma"] == run.gamma and metrics["epochs"] == 8
+        assert (metrics["method"], metrics["value"], metrics["seed"]) == (run.method, run.value, run.seed)
+        assert metrics["epochs"] == 8
         assert metrics["best_val_accuracy"] > 0.8, metrics  # 10 classes: chance is 0.1
         assert not (folder / "checkpoint").exists()
-        log = (workdir / "results" / "logs" / "train" / "digits" / f"gamma~{run.gamma_text}" / "seed~0.log").read_text()
+        assert (folder / "c_matrix.npy").exists() == (run.method == "lspp")
+        where = f"digits/{run.method}~{run.value_text}/seed~{run.seed}"
+        log = (workdir / "results" / "logs" / "train" / f"{where}.log").read_text()
         assert "epoch 8/8" in log and "done: best val_accuracy" in log
-        assert (workdir / "results" / "benchmarks" / "train" / "digits" / f"gamma~{run.gamma_text}" / "seed~0.tsv").exists()
+        assert (workdir / "results" / "benchmarks" / "train" / f"{where}.tsv").exists()
 
 
 def _planned(workdir: Path, config: dict) -> list[str]:
@@ -83,10 +88,14 @@ def test_only_settings_that_change_a_result_retrain(demo):
     config["compute"].update(threads_per_job=1, evaluation_batch_size=64, verify_checksums=False, mem_mb=1000)
     assert _planned(workdir, config) == []
     config["protocol"]["epochs"] = 9
-    assert len(_planned(workdir, config)) == 5
+    assert len(_planned(workdir, config)) == 14
     config["protocol"]["epochs"] = 8
+    config["seeds"] = [0, 1, 2]
+    expected = [f"gamma~{gamma}" for gamma in ("1.0", "0.9", "0.8", "0.7", "0.6")] + ["alpha~0.1", "lspp~0.1"]
+    assert _planned(workdir, config) == sorted(str(("digits", run, "2")) for run in expected)
     config["seeds"] = [0, 1]
-    assert _planned(workdir, config) == sorted(str(("digits", gamma, "1")) for gamma in ("1.0", "0.9", "0.8", "0.7", "0.6"))
+    config["methods"]["lspp"]["values"] = [0.1, 0.2]  # a new value trains only its own runs
+    assert _planned(workdir, config) == sorted(str(("digits", "lspp~0.2", seed)) for seed in ("0", "1"))
 
 
 def test_resnet20_learns_real_fashion_mnist_images_in_two_epochs(tmp_path):
