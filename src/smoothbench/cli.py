@@ -10,6 +10,12 @@
 (the workflow's rule ``aggregate`` waits for every run).
 
     smoothbench-tables [--configfile config.yaml] [--runs results/runs] [--output results/tables_interim]
+
+``smoothbench-cost``: the estimated GPU-hours of every planned training job and in total,
+from the benchmark's throughput or a stated one (see :mod:`smoothbench.cost`).
+
+    smoothbench-cost [--configfile config.yaml] [--throughput results/benchmarks/throughput.csv]
+                     [--rate resnet_v2-83@72=900 ...] [--csv FILE]
 """
 
 from __future__ import annotations
@@ -91,6 +97,48 @@ def tables_main(argv: list[str] | None = None) -> int:
         print(f"  unfinished: {run.experiment} {run.method}={run.value_text} seed={run.seed}")
     if len(unfinished) > 10:
         print(f"  ... and {len(unfinished) - 10} more")
+    return 0
+
+
+def cost_main(argv: list[str] | None = None) -> int:
+    """``smoothbench-cost``: the bill of a study before it runs."""
+    parser = argparse.ArgumentParser(
+        prog="smoothbench-cost",
+        description="Estimated GPU-hours of every training job the config plans, and the total.",
+    )
+    parser.add_argument("--configfile", default="config.yaml", help="the study's config (default: config.yaml)")
+    parser.add_argument("--throughput", help="a benchmark CSV (default: results/benchmarks/throughput.csv when it exists)")
+    parser.add_argument("--rate", action="append", default=[], metavar="NETWORK@SIDE=IMAGES_PER_SECOND",
+                        help="a stated training throughput, e.g. resnet_v2-83@72=900 (repeatable; wins over the CSV)")
+    parser.add_argument("--evaluation-speedup", type=float, default=3.0,
+                        help="how many times faster evaluation runs than training (default 3)")
+    parser.add_argument("--prepared", default="results/prepared", help="prepared data, for split sizes when present")
+    parser.add_argument("--csv", help="also write every job's estimate to this CSV")
+    arguments = parser.parse_args(argv)
+    from smoothbench import cost
+
+    try:
+        study = load_study_file(arguments.configfile)
+        rates = []
+        throughput = arguments.throughput or ("results/benchmarks/throughput.csv"
+                                              if Path("results/benchmarks/throughput.csv").is_file() else None)
+        if throughput:
+            rates += cost.read_benchmark(throughput)
+        rates += [cost.parse_rate(text) for text in arguments.rate]
+        if not rates:
+            raise cost.CostError("no throughput: run benchmarks/benchmark_training.py first, or pass --throughput or --rate")
+        rows = cost.plan(study, rates, arguments.prepared, arguments.evaluation_speedup)
+    except (OSError, SmoothbenchError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(cost.render(rows))
+    if arguments.csv:
+        import csv
+
+        with open(arguments.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
     return 0
 
 
