@@ -166,6 +166,17 @@ def main(argv=None) -> int:
     configurations = CONFIGURATIONS[:1] if arguments.quick else CONFIGURATIONS
     steps = 15 if arguments.quick else arguments.steps
     results = []
+    output = Path(arguments.output)
+
+    def write_csv():  # after every measurement, atomically: an interrupted run keeps what it measured
+        output.parent.mkdir(parents=True, exist_ok=True)
+        temporary = output.with_name(f".{output.name}.tmp")
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(results)
+        os.replace(temporary, output)
+
     for configuration in configurations:
         for variant in VARIANTS:
             command = [sys.executable, __file__, "--child", json.dumps([configuration, variant]), "--batch-size",
@@ -178,6 +189,7 @@ def main(argv=None) -> int:
                 return 1
             result = json.loads(lines[-1][len("RESULT "):])
             results.append(result)
+            write_csv()
             print(f"{result['configuration']:24} {variant:8} {result['images_per_second']:9.1f} img/s  "
                   f"input wait {100 * result['input_wait_share']:5.1f} %  peak RSS {result['peak_rss_mb']:8.0f} MB"
                   + (f"  peak device {result['peak_device_mb']} MB" if result["peak_device_mb"] != "" else ""), flush=True)
@@ -187,14 +199,6 @@ def main(argv=None) -> int:
         ours, baseline = (next(r for r in results if r["configuration"] == configuration["name"] and r["variant"] == v)
                           for v in VARIANTS)
         print(f"  {configuration['name']:24} ours / baseline = {ours['images_per_second'] / baseline['images_per_second']:.2f}x")
-    output = Path(arguments.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.name}.tmp")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(results)
-    os.replace(temporary, output)
     print(f"written: {output}")
     return 0
 
