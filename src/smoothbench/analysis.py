@@ -32,6 +32,11 @@ def _is_baseline(method: str, value: float) -> bool:
     return method == "gamma" and format_gamma(value) == "1.0"
 
 
+def baseline_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` (runs or cells, with method and value columns) at gamma = 1 (one-hot)."""
+    return frame[[_is_baseline(method, value) for method, value in zip(frame["method"], frame["value"])]]
+
+
 def describe(method: str, value: float) -> str:
     """``γ = 0.9``, ``uniform α = 0.1``, ``LS++ α = 0.1``."""
     return f"{METHOD_LABELS[method].split(' (')[0]} = {format_gamma(value)}"
@@ -54,7 +59,7 @@ def paired_differences(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
     rows = []
     for name in study.experiments:
         own = runs[runs["experiment"] == name]
-        baseline = own[[_is_baseline(m, v) for m, v in zip(own["method"], own["value"])]]
+        baseline = baseline_rows(own)
         base = dict(zip(baseline["seed"], baseline["best_val_accuracy_percent"]))
         if not base:
             continue
@@ -121,7 +126,7 @@ def methods_table(cells: pd.DataFrame, study: Study) -> pd.DataFrame:
         own = cells[cells["experiment"] == name]
         if own.empty:
             continue
-        baseline = own[[_is_baseline(m, v) for m, v in zip(own["method"], own["value"])]]
+        baseline = baseline_rows(own)
         chosen = {
             "one_hot": baseline.iloc[0] if len(baseline) else None,
             "alpha": best_of_method(cells, name, "alpha"),

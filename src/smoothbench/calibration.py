@@ -53,12 +53,14 @@ def reliability_bins(probabilities, labels, bins: int = DEFAULT_BINS) -> list[di
     return table
 
 
+def error_from_bins(table: list[dict]) -> float:
+    """ECE of :func:`reliability_bins`' table: sum over bins of (share of examples) x |accuracy - confidence|."""
+    total = sum(row["count"] for row in table)
+    return float(sum(row["count"] / total * abs(row["accuracy"] - row["confidence"]) for row in table if row["count"]))
+
+
 def expected_calibration_error(probabilities, labels, bins: int = DEFAULT_BINS) -> float:
-    total = len(np.asarray(labels).reshape(-1))
-    return float(sum(
-        row["count"] / total * abs(row["accuracy"] - row["confidence"])
-        for row in reliability_bins(probabilities, labels, bins) if row["count"]
-    ))
+    return error_from_bins(reliability_bins(probabilities, labels, bins))
 
 
 def negative_log_likelihood(logits, labels) -> float:
@@ -77,11 +79,12 @@ def calibration_summary(logits, labels, bins: int = DEFAULT_BINS) -> dict:
     """accuracy, ECE, NLL, Brier, mean confidence, and the reliability bins of ``logits``."""
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     probabilities = softmax(logits)
+    table = reliability_bins(probabilities, labels, bins)
     return {
         "accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
-        "ece": expected_calibration_error(probabilities, labels, bins),
+        "ece": error_from_bins(table),
         "nll": negative_log_likelihood(logits, labels),
         "brier": brier_score(probabilities, labels),
         "confidence": float(probabilities.max(axis=1).mean()),
-        "bins": reliability_bins(probabilities, labels, bins),
+        "bins": table,
     }

@@ -48,10 +48,7 @@ def smoothed_targets(labels, num_classes: int, gamma: float):
 
 def smoothed_cross_entropy(labels, logits, gamma: float):
     """Per-example -sum_k q_k log softmax(logits)_k with eq. 7's q."""
-    logits = keras.ops.cast(logits, "float32")
-    num_classes = logits.shape[-1]
-    targets = smoothed_targets(labels, num_classes, gamma)
-    return -keras.ops.sum(targets * keras.ops.log_softmax(logits, axis=-1), axis=-1)
+    return target_cross_entropy(smoothed_targets(labels, logits.shape[-1], gamma), logits)
 
 
 @keras.saving.register_keras_serializable(package="smoothbench")
@@ -72,7 +69,6 @@ class SmoothedCrossEntropy(keras.losses.Loss):
         return {**super().get_config(), "gamma": self.gamma}
 
 
-METHODS = ("gamma", "alpha", "lspp")
 LOG_EPSILON = 1e-6  # Label Smoothing++ takes log(probability + 1e-6) on both sides
 
 

@@ -308,7 +308,7 @@ def write_reliability(study, experiment: str, metrics_files, stem: Path | str, c
     runs = runs[runs["experiment"] == experiment]
     cells = analysis.calibration_cells(runs)
     chosen = []
-    baseline = cells[(cells["method"] == "gamma") & (cells["value"].map(format_gamma) == "1.0")]
+    baseline = analysis.baseline_rows(cells)
     if len(baseline):
         chosen.append(("one-hot (γ = 1)", baseline.iloc[0]))
     for method, exclude in (("gamma", True), ("alpha", False), ("lspp", False)):

@@ -431,11 +431,13 @@ def train(
 def _equivalent_gamma(settings: dict) -> dict:
     """``gamma`` for gamma runs; for alpha runs the gamma of the same targets; for LS++
     the gamma its targets start from (1 - alpha)."""
-    method, value, K = settings["method"], settings["value"], settings["num_classes"]
+    from smoothbench.losses import gamma_from_alpha
+
+    method, value = settings["method"], settings["value"]
     if method == "gamma":
         return {"gamma": value}
     if method == "alpha":
-        return {"equivalent_gamma": round(1.0 - value * (K - 1) / K, 12)}
+        return {"equivalent_gamma": round(gamma_from_alpha(value, settings["num_classes"]), 12)}
     return {"initial_equivalent_gamma": round(1.0 - value, 12)}
 
 

@@ -73,30 +73,34 @@ def run_files(run):
     return files
 
 
-def all_run_files(kind, method=None):
+def selected_run_files(kind, method=None, experiment=None, value_text=None):
     """The ``kind`` file ("metrics", "history", "c_matrix") of every run of the study
-    (of one method, when given) that has one."""
-    return [
-        run_files(run)[kind] for run in STUDY.runs(method) if kind in run_files(run)
-    ]
+    that has one, narrowed to a method, an experiment and a value when given."""
+    files = []
+    for run in STUDY.runs(method):
+        if experiment is not None and run.experiment != experiment:
+            continue
+        if value_text is not None and run.value_text != value_text:
+            continue
+        paths = run_files(run)
+        if kind in paths:
+            files.append(paths[kind])
+    return files
+
+
+def all_run_files(kind, method=None):
+    """The ``kind`` file of every run of the study (of one method, when given)."""
+    return selected_run_files(kind, method)
 
 
 def experiment_run_files(experiment, kind, method=None):
     """The ``kind`` file of every run of one experiment (of one method, when given)."""
-    return [
-        run_files(run)[kind]
-        for run in STUDY.runs(method)
-        if run.experiment == experiment and kind in run_files(run)
-    ]
+    return selected_run_files(kind, method, experiment)
 
 
 def lspp_matrix_files(experiment, value_text):
     """c_matrix.npy of every seed of one experiment's LS++ runs at one alpha."""
-    return [
-        run_files(run)["c_matrix"]
-        for run in STUDY.runs("lspp")
-        if run.experiment == experiment and run.value_text == value_text
-    ]
+    return selected_run_files("c_matrix", "lspp", experiment, value_text)
 
 
 # Where the html version of each table is described in the report.
