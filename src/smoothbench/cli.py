@@ -107,27 +107,28 @@ def cost_main(argv: list[str] | None = None) -> int:
         description="Estimated GPU-hours of every training job the config plans, and the total.",
     )
     parser.add_argument("--configfile", default="config.yaml", help="the study's config (default: config.yaml)")
-    parser.add_argument("--throughput", help="a benchmark CSV (default: results/benchmarks/throughput.csv when it exists)")
+    benchmark_csv = Path("results/benchmarks/throughput.csv")  # where benchmarks/benchmark_training.py writes
+    parser.add_argument("--throughput", help=f"a benchmark CSV (default: {benchmark_csv} when it exists)")
     parser.add_argument("--rate", action="append", default=[], metavar="NETWORK@SIDE=IMAGES_PER_SECOND",
                         help="a stated training throughput, e.g. resnet_v2-83@72=900 (repeatable; wins over the CSV)")
-    parser.add_argument("--evaluation-speedup", type=float, default=3.0,
-                        help="how many times faster evaluation runs than training (default 3)")
+    parser.add_argument("--evaluation-speedup", type=float, default=None,
+                        help="how many times faster evaluation runs than training (default: smoothbench.cost.DEFAULT_EVALUATION_SPEEDUP, 3)")
     parser.add_argument("--prepared", default="results/prepared", help="prepared data, for split sizes when present")
     parser.add_argument("--csv", help="also write every job's estimate to this CSV")
     arguments = parser.parse_args(argv)
-    from smoothbench import cost
+    from smoothbench import cost, storage
 
     try:
         study = load_study_file(arguments.configfile)
         rates = []
-        throughput = arguments.throughput or ("results/benchmarks/throughput.csv"
-                                              if Path("results/benchmarks/throughput.csv").is_file() else None)
+        throughput = arguments.throughput or (benchmark_csv if benchmark_csv.is_file() else None)
         if throughput:
             rates += cost.read_benchmark(throughput)
         rates += [cost.parse_rate(text) for text in arguments.rate]
         if not rates:
             raise cost.CostError("no throughput: run benchmarks/benchmark_training.py first, or pass --throughput or --rate")
-        rows = cost.plan(study, rates, arguments.prepared, arguments.evaluation_speedup)
+        speedup = cost.DEFAULT_EVALUATION_SPEEDUP if arguments.evaluation_speedup is None else arguments.evaluation_speedup
+        rows = cost.plan(study, rates, arguments.prepared, speedup)
     except (OSError, SmoothbenchError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -135,7 +136,7 @@ def cost_main(argv: list[str] | None = None) -> int:
     if arguments.csv:
         import csv
 
-        with open(arguments.csv, "w", newline="") as handle:
+        with storage.atomic_file(Path(arguments.csv)) as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
