@@ -25,6 +25,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from smoothbench.acceleration import XLA_WITH_DETERMINISM
 from smoothbench.errors import SmoothbenchError
 from smoothbench.registry import DatasetSpec, UnknownDatasetError, get_dataset
 from smoothbench.shapes import FIXED_POOL_SIZE, final_map_size
@@ -429,7 +430,15 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
                 f"config key 'compute.experiments.{name}': no experiment of that name "
                 f"(the study has {', '.join(experiments)})"
             )
+    _check_compute(filled["compute"])
     return Study(config=filled, experiments=experiments)
+
+
+def _check_compute(compute: dict) -> None:
+    """Refuse, before any job starts, compute choices that cannot run together."""
+    backend = compute["backend"] if compute["backend"] != "auto" else os.environ.get("KERAS_BACKEND", "tensorflow")
+    if compute["jit_compile"] is True and compute["deterministic"] and backend == "tensorflow":
+        raise ConfigError(XLA_WITH_DETERMINISM)
 
 
 def _resolve_methods(config: dict, experiments: dict[str, Experiment]) -> None:

@@ -218,6 +218,59 @@ class Preprocess(keras.layers.Layer):
         }
 
 
+class RandomShift(keras.layers.Layer):
+    """Shift each training image by a random fraction of its height and width.
+
+    The example's ``ImageDataGenerator(width_shift_range=f, height_shift_range=f,
+    fill_mode="nearest")`` on the device: shifts uniform in [-f, f] x size pixels,
+    bilinear interpolation (its spline order 1), border pixels repeated outward. A
+    translation's bilinear resampling is separable, so each axis is one batched matrix
+    product with a two-diagonal interpolation matrix: plain ``keras.ops``, which XLA
+    compiles under every backend (Keras' ``RandomTranslation`` opts out of XLA, which
+    would turn compilation off for the whole model). The identity outside training.
+    """
+
+    def __init__(self, height_factor: float, width_factor: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.height_factor = float(height_factor)
+        self.width_factor = float(width_factor)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    @staticmethod
+    def interpolation_matrix(shift, size: int):
+        """(batch, size, size) matrices M with (M @ column)[i] = column at i - shift, bilinear,
+        positions outside the image clamped to its border (fill_mode="nearest")."""
+        ops = keras.ops
+        positions = ops.arange(size, dtype="float32")[None, :] - shift[:, None]
+        positions = ops.clip(positions, 0.0, size - 1.0)
+        lower = ops.floor(positions)
+        weight = (positions - lower)[..., None]
+        lower = ops.cast(lower, "int32")
+        upper = ops.minimum(lower + 1, size - 1)
+        return (1.0 - weight) * ops.one_hot(lower, size, dtype="float32") + weight * ops.one_hot(upper, size, dtype="float32")
+
+    def call(self, images, training=None):
+        if not training or (self.height_factor == 0 and self.width_factor == 0):
+            return images
+        ops = keras.ops
+        batch = ops.shape(images)[0]
+        height, width = images.shape[1], images.shape[2]
+        vertical = keras.random.uniform((batch,), -self.height_factor * height, self.height_factor * height,
+                                        seed=self.seed_generator)
+        horizontal = keras.random.uniform((batch,), -self.width_factor * width, self.width_factor * width,
+                                          seed=self.seed_generator)
+        images = ops.einsum("bih,bhwc->biwc", self.interpolation_matrix(vertical, height), images)
+        return ops.einsum("bjw,biwc->bijc", self.interpolation_matrix(horizontal, width), images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "height_factor": self.height_factor, "width_factor": self.width_factor,
+                "seed": self.seed}
+
+
 def build_training_model(
     classifier: keras.Model,
     image_shape,
@@ -235,14 +288,17 @@ def build_training_model(
     the plain centred images.
     """
     inputs = keras.Input(shape=tuple(image_shape), dtype="uint8", name="uint8_images")
-    preprocess = Preprocess(tuple(image_shape), padding=padding, subtract_mean=subtract_mean, name="preprocess")
+    # Preprocessing and augmentation stay float32 under a mixed-precision policy (cheap,
+    # and the mean subtraction is exact); the classifier follows the global policy.
+    preprocess = Preprocess(tuple(image_shape), padding=padding, subtract_mean=subtract_mean, name="preprocess",
+                            dtype="float32")
     x = preprocess(inputs)
     if subtract_mean:
         preprocess.mean.assign(keras.ops.convert_to_tensor(mean, dtype="float32"))
     if shift:
-        x = keras.layers.RandomTranslation(shift, shift, fill_mode="nearest", name="random_shift")(x)
+        x = RandomShift(shift, shift, name="random_shift", dtype="float32")(x)
     if horizontal_flip:
-        x = keras.layers.RandomFlip("horizontal", name="random_flip")(x)
+        x = keras.layers.RandomFlip("horizontal", name="random_flip", dtype="float32")(x)
     outputs = classifier(x)
     return keras.Model(inputs, outputs, name=f"train_{classifier.name}")
 

@@ -45,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 
-from smoothbench import storage
+from smoothbench import acceleration, storage
 from smoothbench.errors import SmoothbenchError
 from smoothbench.shapes import padded_shape, padding_to
 
@@ -262,10 +262,12 @@ def describe_method(settings: dict) -> str:
     return f"{method}={value}" if method in ("gamma", "alpha") else f"{method} alpha={value}"
 
 
-def compile_for_method(model, settings: dict, optimizer):
+def compile_for_method(model, settings: dict, optimizer, jit_compile="auto"):
     """``model`` compiled with the loss of ``settings['method']``; Label Smoothing++ wraps it
     in :class:`smoothbench.losses.LabelSmoothingPlusPlusModel` (its C is a weight of the
-    wrapper). Returns the model to train."""
+    wrapper). ``jit_compile`` is Keras' (:mod:`smoothbench.acceleration` resolves it).
+    Returns the model to train; under ``mixed_float16`` its ``optimizer`` is Keras' loss
+    scale wrapper around ``optimizer``."""
     import keras
 
     from smoothbench.losses import FixedTargetCrossEntropy, LabelSmoothingPlusPlusModel
@@ -273,9 +275,10 @@ def compile_for_method(model, settings: dict, optimizer):
     accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     if settings["method"] == "lspp":
         model = LabelSmoothingPlusPlusModel(model, settings["num_classes"], settings["value"], name="label_smoothing_plus_plus")
-        model.compile(optimizer=optimizer, metrics=[accuracy])
+        model.compile(optimizer=optimizer, metrics=[accuracy], jit_compile=jit_compile)
     else:
-        model.compile(optimizer=optimizer, loss=FixedTargetCrossEntropy(settings["method"], settings["value"]), metrics=[accuracy])
+        model.compile(optimizer=optimizer, loss=FixedTargetCrossEntropy(settings["method"], settings["value"]),
+                      metrics=[accuracy], jit_compile=jit_compile)
     return model
 
 
@@ -306,6 +309,7 @@ def train(
     started = time.perf_counter()
     manifest, arrays = storage.open_prepared(prepared_folder, verify_checksums=compute["verify_checksums"])
     check_manifest(manifest, settings, prepared_folder)
+    acceleration.select_backend(compute.get("backend", "auto"))
     backend = configure_backend(compute["threads_per_job"], compute["deterministic"])
 
     import keras
@@ -314,12 +318,20 @@ def train(
     from smoothbench.data import ArrayBatches, epoch_order
     from smoothbench.models import count_parameters
 
+    capabilities = acceleration.gpu_compute_capabilities()
+    precision, precision_reason = acceleration.resolve_precision(compute.get("precision", "auto"), capabilities)
+    jit_compile, jit_reason = acceleration.resolve_jit_compile(
+        compute.get("jit_compile", "auto"), backend, bool(capabilities), compute["deterministic"]
+    )
+    acceleration.apply_precision(precision)  # before any layer is built
     seed = settings["seed"]
     keras.utils.set_random_seed(seed)
     classifier, model = build_model(settings, np.asarray(arrays["mean"]))
     optimizer = keras.optimizers.Adam(learning_rate=settings["optimizer"]["learning_rate"])
-    model = compile_for_method(model, settings, optimizer)
-    optimizer.build(model.trainable_variables)
+    model = compile_for_method(model, settings, optimizer, jit_compile=jit_compile)
+    # Under mixed_float16 model.optimizer wraps `optimizer` in a loss scale; the checkpoint
+    # holds `optimizer`'s variables only, so a run may resume under another precision.
+    model.optimizer.build(model.trainable_variables)
     parameters = count_parameters(classifier)
 
     fingerprint = settings_fingerprint(settings)
@@ -347,6 +359,9 @@ def train(
             "host": socket.gethostname(),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "backend": backend,
+            "precision": precision,
+            "jit_compile": jit_compile,
         }
     )
     device = describe_devices()
@@ -358,6 +373,7 @@ def train(
         f"{len(train_labels)} training / {len(validation.labels)} validation images; "
         f"epochs {start_epoch}..{settings['epochs'] - 1}"
     )
+    log(f"precision {precision} ({precision_reason}); XLA {'on' if jit_compile else 'off'} ({jit_reason})")
 
     for epoch in range(start_epoch, settings["epochs"]):
         rate = learning_rate_at(epoch, settings["optimizer"]["learning_rate"], settings["optimizer"]["schedule"])

@@ -1,0 +1,148 @@
+"""How a training job computes: Keras backend, mixed precision and XLA compilation.
+
+Three ``compute`` keys choose them (``workflow/schemas/config.schema.yaml``), each
+``auto`` by default:
+
+- ``backend``: ``tensorflow``, ``jax`` or ``torch``; ``auto`` keeps ``$KERAS_BACKEND``
+  (Keras' own default, TensorFlow, when it is unset). It must be chosen before Keras
+  is imported: :func:`select_backend` sets ``KERAS_BACKEND`` for the process.
+- ``precision``: a Keras dtype policy, ``float32``, ``mixed_bfloat16`` or
+  ``mixed_float16``. ``auto`` picks ``mixed_bfloat16`` on GPUs of compute capability
+  8.0 and newer (A100, H100, RTX 30xx/40xx), ``mixed_float16`` on 7.x (V100, T4, RTX
+  20xx: tensor cores without bfloat16) and ``float32`` elsewhere, the CPU included
+  (bfloat16 arithmetic is emulated on most CPUs). The logits layer and the loss stay
+  float32 (:mod:`smoothbench.models`); under ``mixed_float16`` Keras wraps the
+  optimizer in a dynamic loss scale.
+- ``jit_compile``: XLA compilation of the training and evaluation steps. ``auto`` is on
+  for JAX (its steps are always compiled; uncompiled JAX runs op by op), on for
+  TensorFlow on a GPU unless ``compute.deterministic`` asks for TensorFlow's op
+  determinism (which Keras refuses to combine with XLA), off for TensorFlow on the CPU
+  (slower there: ``benchmarks/``) and off for PyTorch (Keras' torch.compile path is
+  experimental).
+
+None of them changes the protocol: the same model, loss, optimizer and schedule, with
+float rounding of a different order. Every attempt records what it used in
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from smoothbench.errors import SmoothbenchError
+
+BACKENDS = ("tensorflow", "jax", "torch")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+XLA_WITH_DETERMINISM = (
+    "config keys 'compute.jit_compile' (true) and 'compute.deterministic' (true) do not go together under "
+    "TensorFlow: Keras turns XLA off while op determinism is on. Set one of them to false (or jit_compile: auto)"
+)
+
+
+class AccelerationError(SmoothbenchError, ValueError):
+    """A backend, precision or compilation choice that cannot be honoured."""
+
+
+def select_backend(requested: str = "auto") -> str:
+    """Make ``requested`` (``compute.backend``) the process's Keras backend; return its name.
+
+    Must run before Keras is imported. ``auto`` keeps ``$KERAS_BACKEND`` or Keras'
+    default (tensorflow)."""
+    if requested == "auto":
+        name = os.environ.get("KERAS_BACKEND", "tensorflow")
+    elif requested in BACKENDS:
+        name = requested
+    else:
+        raise AccelerationError(f"config key 'compute.backend': {requested!r} is not one of auto, {', '.join(BACKENDS)}")
+    if name not in BACKENDS:
+        raise AccelerationError(f"environment variable KERAS_BACKEND={name!r} is not one of {', '.join(BACKENDS)}")
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != name:
+            raise AccelerationError(
+                f"config key 'compute.backend' asks for {name}, but Keras was already imported with {current} in this "
+                "process; the backend must be chosen before Keras is imported"
+            )
+        return name
+    if importlib.util.find_spec(BACKEND_PACKAGES[name]) is None:
+        where = "config key 'compute.backend'" if requested != "auto" else "environment variable KERAS_BACKEND"
+        raise AccelerationError(
+            f"{where} asks for {name}, but the package {BACKEND_PACKAGES[name]!r} is not installed in this "
+            f"environment (pip install {BACKEND_PACKAGES[name]})"
+        )
+    os.environ["KERAS_BACKEND"] = name
+    return name
+
+
+def gpu_compute_capabilities() -> list[tuple[int, int]]:
+    """(major, minor) CUDA compute capability of each GPU the Keras backend sees; [] on the CPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    capabilities: list[tuple[int, int]] = []
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            for device in tf.config.list_physical_devices("GPU"):
+                capability = tf.config.experimental.get_device_details(device).get("compute_capability")
+                capabilities.append(tuple(capability) if capability else (0, 0))
+        elif backend == "jax":
+            import jax
+
+            for device in jax.devices():
+                if device.platform == "gpu":
+                    major, _, minor = str(getattr(device, "compute_capability", "0.0")).partition(".")
+                    capabilities.append((int(major), int(minor or 0)))
+        elif backend == "torch":
+            import torch
+
+            capabilities = [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
+    except Exception:  # no GPU runtime: the CPU
+        return []
+    return capabilities
+
+
+def resolve_precision(requested: str, capabilities: list[tuple[int, int]]) -> tuple[str, str]:
+    """(Keras dtype policy, why) for ``compute.precision`` on GPUs of ``capabilities``."""
+    if requested in PRECISIONS:
+        return requested, "compute.precision"
+    if requested != "auto":
+        raise AccelerationError(f"config key 'compute.precision': {requested!r} is not one of auto, {', '.join(PRECISIONS)}")
+    if not capabilities:
+        return "float32", "auto: no GPU"
+    oldest = min(capabilities)
+    if oldest >= (8, 0):
+        return "mixed_bfloat16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has bfloat16 tensor cores"
+    if oldest >= (7, 0):
+        return "mixed_float16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has float16 tensor cores"
+    return "float32", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has no tensor cores"
+
+
+def resolve_jit_compile(requested, backend: str, has_gpu: bool, deterministic: bool) -> tuple[bool, str]:
+    """(whether to XLA-compile, why) for ``compute.jit_compile`` (auto, true or false)."""
+    if requested is True or requested is False:
+        if requested and backend == "tensorflow" and deterministic:
+            raise AccelerationError(XLA_WITH_DETERMINISM)
+        return requested, "compute.jit_compile"
+    if requested != "auto":
+        raise AccelerationError(f"config key 'compute.jit_compile': {requested!r} is not one of auto, true, false")
+    if backend == "jax":
+        return True, "auto: JAX always compiles"
+    if backend == "torch":
+        return False, "auto: off under PyTorch"
+    if not has_gpu:
+        return False, "auto: TensorFlow on the CPU (XLA is slower there)"
+    if deterministic:
+        return False, "auto: off because compute.deterministic asks for TensorFlow's op determinism"
+    return True, "auto: TensorFlow on a GPU"
+
+
+def apply_precision(policy: str) -> None:
+    """Make ``policy`` Keras' global dtype policy; layers built afterwards follow it."""
+    import keras
+
+    keras.config.set_dtype_policy(policy)
