@@ -2,38 +2,56 @@
 """Training throughput: smoothbench's training step and input pipeline against the way
 the paper's recipe fed Keras (legacy ``ImageDataGenerator`` into ``model.fit``).
 
-For each configuration (model, depth, image shape) both variants train the same ResNet
-at batch 32 on the same synthetic uint8 images, each in a fresh process, and the script
-prints and writes (``results/benchmarks/throughput.csv``):
+For each configuration (model, depth, image shape) every variant trains the same ResNet
+at batch 32 on the same synthetic uint8 images. Each measurement is a fresh process;
+the variants take turns, ``--rounds`` times, so that a slow spell of a shared machine
+hits all of them alike. The script prints and writes (``results/benchmarks/throughput.csv``,
+one line per process):
 
 - images/s after warm-up (the first ``--warmup`` steps, compilation included, are not
-  timed), and the ratio ours / baseline measured side by side in this one run;
+  timed): the median of ``--repeats`` timed windows of ``--steps`` steps; the summary
+  takes the median over rounds and gives each variant's ratio to the baseline, all
+  measured side by side in this one run;
 - the input-wait share: 1 - (time of the same steps fed from arrays already in memory) /
   (time fed by the variant's own input pipeline), i.e. the share of step time the
   pipeline adds (Keras fetches batches inside its step function, so callbacks cannot
   see the wait directly);
 - the peak resident memory of the process (and of the GPU, where there is one).
 
-ours: uint8 batches from :class:`smoothbench.data.ArrayBatches`, mean subtraction,
-padding and augmentation inside the model (:func:`smoothbench.training.build_model`),
-eq. 7's loss on logits.
-baseline: float32 images mean-subtracted up front on the host, augmented image by image
-by ``ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1,
-horizontal_flip=True, fill_mode="nearest").flow(...)``, the same classifier, Keras'
-categorical cross-entropy with ``label_smoothing`` on one-hot labels.
+Variants (``--variants``):
 
-Run: ``python benchmarks/benchmark_training.py`` (about 10 minutes on 2 CPU cores);
-``--quick`` measures only ResNet-20 v1 on 32x32x3 with fewer steps.
+- ``baseline``: float32 images mean-subtracted up front on the host, augmented image by
+  image by ``ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1,
+  horizontal_flip=True, fill_mode="nearest").flow(...)``, the same classifier, Keras'
+  categorical cross-entropy with ``label_smoothing`` on one-hot labels; TensorFlow,
+  float32, no XLA.
+- ``ours``: uint8 batches from :class:`smoothbench.data.ArrayBatches`, mean subtraction,
+  padding and augmentation inside the model (:func:`smoothbench.training.build_model`),
+  eq. 7's loss on logits, with a training job's default settings on this machine
+  (TensorFlow, ``deterministic: true``, ``auto`` precision - mixed on recent GPUs,
+  float32 on a CPU - and so no XLA: :mod:`smoothbench.acceleration`).
+- ``ours-xla``: ``ours`` with ``deterministic: false``, so that ``auto`` turns XLA on;
+- ``ours-bfloat16``: ``ours`` with ``mixed_bfloat16`` forced on (what ``auto`` chooses on
+  a recent GPU; measured to show whether it pays on this device);
+- ``ours-jax``: ``ours`` under ``KERAS_BACKEND=jax`` (XLA always; when JAX is installed).
+
+Run: ``python benchmarks/benchmark_training.py`` or ``make benchmark`` (every
+configuration and variant: hours on 2 CPU cores, where bfloat16 is emulated);
+``--quick`` measures ResNet-20 v1 on 32x32x3 only (16 minutes on 2 cores with every
+variant, 5 without ``ours-bfloat16``); ``--configurations`` and ``--variants`` pick
+others.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -43,14 +61,23 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "src"))
 
 CONFIGURATIONS = [
-    {"name": "resnet_v1-20 32x32x3", "model": "resnet_v1", "depth": 20, "shape": [32, 32, 3]},
-    {"name": "resnet_v2-83 32x32x3", "model": "resnet_v2", "depth": 83, "shape": [32, 32, 3]},
-    {"name": "resnet_v2-83 72x72x3", "model": "resnet_v2", "depth": 83, "shape": [72, 72, 3]},
+    # steps: timed steps per window, chosen so a window takes 5-15 s on a 2-core CPU
+    {"name": "resnet_v1-20 32x32x3", "model": "resnet_v1", "depth": 20, "shape": [32, 32, 3], "steps": 20},
+    {"name": "resnet_v2-83 32x32x3", "model": "resnet_v2", "depth": 83, "shape": [32, 32, 3], "steps": 8},
+    {"name": "resnet_v2-83 72x72x3", "model": "resnet_v2", "depth": 83, "shape": [72, 72, 3], "steps": 3},
 ]
-VARIANTS = ("ours", "baseline")
+# deterministic: compute.deterministic (TensorFlow's op determinism, which excludes XLA).
+VARIANTS = {
+    "baseline": {"backend": "tensorflow", "deterministic": False},
+    "ours": {"backend": "tensorflow", "precision": "auto", "jit_compile": "auto", "deterministic": True},
+    "ours-xla": {"backend": "tensorflow", "precision": "auto", "jit_compile": "auto", "deterministic": False},
+    "ours-bfloat16": {"backend": "tensorflow", "precision": "mixed_bfloat16", "jit_compile": "auto", "deterministic": True},
+    "ours-jax": {"backend": "jax", "precision": "auto", "jit_compile": "auto", "deterministic": True},
+}
 COLUMNS = [
-    "configuration", "variant", "model", "depth", "image_shape", "batch_size", "timed_steps", "images_per_second",
-    "input_wait_share", "peak_rss_mb", "peak_device_mb", "device", "backend", "keras", "threads", "baseline_kind",
+    "configuration", "variant", "round", "model", "depth", "image_shape", "batch_size", "timed_steps", "repeats",
+    "images_per_second", "window_images_per_second", "input_wait_share", "peak_rss_mb", "peak_device_mb", "device",
+    "backend", "precision", "jit_compile", "keras", "threads", "baseline_kind",
 ]
 
 
@@ -65,18 +92,30 @@ def _settings(configuration: dict, batch_size: int, num_classes: int) -> dict:
     }
 
 
-def measure(configuration: dict, variant: str, batch_size: int, warmup: int, steps: int, threads: int) -> dict:
-    """Train ``warmup + steps`` steps of one variant in this process and time the last ``steps``."""
+def measure(configuration: dict, variant: str, batch_size: int, warmup: int, steps: int, repeats: int, threads: int) -> dict:
+    """Train ``warmup + steps x repeats`` steps of one variant in this process; time each window of ``steps``."""
     import numpy as np
 
-    from smoothbench import training
+    from smoothbench import acceleration, training
 
-    backend = training.configure_backend(threads, deterministic=False)
+    choice = VARIANTS[variant]
+    backend = training.configure_backend(threads, deterministic=choice["deterministic"])
     import keras
 
+    if backend != choice["backend"]:
+        sys.exit(f"variant {variant} needs Keras backend {choice['backend']}, got {backend}")
+    capabilities = acceleration.gpu_compute_capabilities()
+    if variant == "baseline":
+        precision, jit_compile = "float32", False
+    else:
+        precision = acceleration.resolve_precision(choice["precision"], capabilities)[0]
+        jit_compile = acceleration.resolve_jit_compile(choice["jit_compile"], backend, bool(capabilities),
+                                                       choice["deterministic"])[0]
+    acceleration.apply_precision(precision)
     num_classes = 10
     settings = _settings(configuration, batch_size, num_classes)
-    count = batch_size * (warmup + steps)
+    total_steps = warmup + steps * repeats
+    count = batch_size * total_steps
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(count, *configuration["shape"]), dtype=np.uint8)
     labels = rng.integers(0, num_classes, size=count).astype(np.int32)
@@ -84,10 +123,10 @@ def measure(configuration: dict, variant: str, batch_size: int, warmup: int, ste
     keras.utils.set_random_seed(0)
     classifier, model = training.build_model(settings, mean)
     baseline_kind = ""
-    if variant == "ours":
+    if variant != "baseline":
         from smoothbench.data import ArrayBatches
 
-        model = training.compile_for_method(model, settings, keras.optimizers.Adam(1e-3))
+        model = training.compile_for_method(model, settings, keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
         batches = ArrayBatches(images, labels, batch_size)
     else:
         try:
@@ -107,45 +146,57 @@ def measure(configuration: dict, variant: str, batch_size: int, warmup: int, ste
         batches = generator.flow(centred, one_hot, batch_size=batch_size, shuffle=True, seed=0)
         model = classifier
         loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=alpha_from_gamma(0.9, num_classes))
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"], jit_compile=False)
 
     ends: list[float] = []
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
+            float(logs["loss"])  # wait for the step (JAX and TensorFlow dispatch asynchronously)
             ends.append(time.perf_counter())
 
-    def timed(data, **options) -> float:
-        """Seconds of the last ``steps`` of ``warmup + steps`` training steps on ``data``."""
+    def timed(data, **options) -> list[float]:
+        """Seconds of each window of ``steps`` steps after the first ``warmup`` steps on ``data``."""
         ends.clear()
-        model.fit(data, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()], **options)
-        return ends[-1] - ends[warmup - 1]
+        model.fit(data, epochs=1, steps_per_epoch=total_steps, verbose=0, callbacks=[Clock()], **options)
+        return [ends[warmup + (r + 1) * steps - 1] - ends[warmup + r * steps - 1] for r in range(repeats)]
 
-    span = timed(batches, shuffle=False)
+    windows = timed(batches, shuffle=False)
     # The same steps on batches already in memory (Keras slices the arrays itself): what is
     # left when the input pipeline costs nothing. The rest of the time above is input wait.
-    if variant == "ours":
+    if variant != "baseline":
         compute = timed(images, y=labels, batch_size=batch_size, shuffle=False)
     else:
-        augmented_images, augmented_labels = zip(*(batches[index] for index in range(warmup + steps)))
+        augmented_images, augmented_labels = zip(*(batches[index] for index in range(total_steps)))
         compute = timed(np.concatenate(augmented_images), y=np.concatenate(augmented_labels), batch_size=batch_size,
                         shuffle=False)
-    waiting = max(0.0, span - compute)
+    span, compute_span = statistics.median(windows), statistics.median(compute)
     device_peak = ""
-    if backend == "tensorflow":
+    if capabilities and backend == "tensorflow":
         import tensorflow as tf
 
-        if tf.config.list_physical_devices("GPU"):
-            device_peak = round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
+        device_peak = round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
+    elif capabilities and backend == "jax":
+        import jax
+
+        device_peak = round(jax.devices()[0].memory_stats().get("peak_bytes_in_use", 0) / 2**20, 1)
     return {
         "configuration": configuration["name"], "variant": variant, "model": configuration["model"],
         "depth": configuration["depth"], "image_shape": "x".join(map(str, configuration["shape"])),
-        "batch_size": batch_size, "timed_steps": steps, "images_per_second": round(steps * batch_size / span, 2),
-        "input_wait_share": round(waiting / span, 4),
+        "batch_size": batch_size, "timed_steps": steps, "repeats": repeats,
+        "images_per_second": round(steps * batch_size / span, 2),
+        "window_images_per_second": " ".join(f"{steps * batch_size / window:.1f}" for window in windows),
+        "input_wait_share": round(max(0.0, 1 - compute_span / span), 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_device_mb": device_peak, "device": training.describe_devices(), "backend": backend,
-        "keras": keras.__version__, "threads": threads, "baseline_kind": baseline_kind,
+        "precision": precision, "jit_compile": jit_compile, "keras": keras.__version__, "threads": threads,
+        "baseline_kind": baseline_kind,
     }
+
+
+def available_variants() -> list[str]:
+    """Every variant whose backend is installed."""
+    return [name for name, choice in VARIANTS.items() if importlib.util.find_spec(choice["backend"])]
 
 
 def main(argv=None) -> int:
@@ -153,18 +204,27 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(REPOSITORY / "results" / "benchmarks" / "throughput.csv"))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation included)")
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
+    parser.add_argument("--steps", type=int, help="timed steps per window (default: per configuration, 3 to 20)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed windows per process; their median counts")
+    parser.add_argument("--rounds", type=int, default=2, help="processes per variant, taking turns with the others")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--quick", action="store_true", help="ResNet-20 v1 on 32x32x3 only, 15 timed steps")
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), help="default: every installed one")
+    parser.add_argument("--configurations", nargs="+", type=int, choices=range(len(CONFIGURATIONS)),
+                        help="indices into: " + "; ".join(f"{i} {c['name']}" for i, c in enumerate(CONFIGURATIONS)))
+    parser.add_argument("--quick", action="store_true", help="ResNet-20 v1 on 32x32x3 only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     if arguments.child:  # one measurement, in its own process so that peak memory is its own
-        configuration, variant = json.loads(arguments.child)
-        result = measure(configuration, variant, arguments.batch_size, arguments.warmup, arguments.steps, arguments.threads)
+        configuration, variant, steps = json.loads(arguments.child)
+        result = measure(configuration, variant, arguments.batch_size, arguments.warmup, steps, arguments.repeats,
+                         arguments.threads)
         print("RESULT " + json.dumps(result))
         return 0
-    configurations = CONFIGURATIONS[:1] if arguments.quick else CONFIGURATIONS
-    steps = 15 if arguments.quick else arguments.steps
+    indices = [0] if arguments.quick else (arguments.configurations or range(len(CONFIGURATIONS)))
+    configurations = [CONFIGURATIONS[index] for index in indices]
+    variants = arguments.variants or available_variants()
+    if "baseline" not in variants:
+        variants = ["baseline", *variants]  # every ratio is to the baseline
     results = []
     output = Path(arguments.output)
 
@@ -178,27 +238,41 @@ def main(argv=None) -> int:
         os.replace(temporary, output)
 
     for configuration in configurations:
-        for variant in VARIANTS:
-            command = [sys.executable, __file__, "--child", json.dumps([configuration, variant]), "--batch-size",
-                       str(arguments.batch_size), "--warmup", str(arguments.warmup), "--steps", str(steps),
-                       "--threads", str(arguments.threads)]
-            process = subprocess.run(command, capture_output=True, text=True)
-            lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
-            if process.returncode != 0 or not lines:
-                print(process.stdout[-2000:] + process.stderr[-3000:], file=sys.stderr)
-                return 1
-            result = json.loads(lines[-1][len("RESULT "):])
-            results.append(result)
-            write_csv()
-            print(f"{result['configuration']:24} {variant:8} {result['images_per_second']:9.1f} img/s  "
-                  f"input wait {100 * result['input_wait_share']:5.1f} %  peak RSS {result['peak_rss_mb']:8.0f} MB"
-                  + (f"  peak device {result['peak_device_mb']} MB" if result["peak_device_mb"] != "" else ""), flush=True)
+        steps = arguments.steps or configuration["steps"]
+        for round_number in range(1, arguments.rounds + 1):
+            for variant in variants:
+                command = [sys.executable, __file__, "--child", json.dumps([configuration, variant, steps]),
+                           "--batch-size", str(arguments.batch_size), "--warmup", str(arguments.warmup),
+                           "--repeats", str(arguments.repeats), "--threads", str(arguments.threads)]
+                environment = {**os.environ, "KERAS_BACKEND": VARIANTS[variant]["backend"]}
+                process = subprocess.run(command, capture_output=True, text=True, env=environment)
+                lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+                if process.returncode != 0 or not lines:
+                    print(process.stdout[-2000:] + process.stderr[-3000:], file=sys.stderr)
+                    return 1
+                result = {**json.loads(lines[-1][len("RESULT "):]), "round": round_number}
+                results.append(result)
+                write_csv()
+                print(f"{result['configuration']:22} {variant:14} round {round_number}  "
+                      f"{result['images_per_second']:8.1f} img/s (windows {result['window_images_per_second']})  "
+                      f"input wait {100 * result['input_wait_share']:5.1f} %  peak RSS {result['peak_rss_mb']:6.0f} MB"
+                      + (f"  peak device {result['peak_device_mb']} MB" if result["peak_device_mb"] != "" else ""),
+                      flush=True)
     print(f"\non {results[0]['device']} ({platform.processor() or platform.machine()}, {arguments.threads} threads), "
-          f"Keras {results[0]['keras']} ({results[0]['backend']}), batch {arguments.batch_size}:")
+          f"Keras {results[0]['keras']}, batch {arguments.batch_size}; medians over {arguments.rounds} rounds:")
     for configuration in configurations:
-        ours, baseline = (next(r for r in results if r["configuration"] == configuration["name"] and r["variant"] == v)
-                          for v in VARIANTS)
-        print(f"  {configuration['name']:24} ours / baseline = {ours['images_per_second'] / baseline['images_per_second']:.2f}x")
+        rows = [r for r in results if r["configuration"] == configuration["name"]]
+
+        def median_of(variant, key):
+            return statistics.median(r[key] for r in rows if r["variant"] == variant)
+
+        baseline = median_of("baseline", "images_per_second")
+        for variant in variants:
+            speed = median_of(variant, "images_per_second")
+            settings = next(r for r in rows if r["variant"] == variant)
+            print(f"  {configuration['name']:22} {variant:14} {speed:8.1f} img/s  {speed / baseline:5.2f}x baseline  "
+                  f"input wait {100 * median_of(variant, 'input_wait_share'):5.1f} %  "
+                  f"({settings['backend']}, {settings['precision']}, XLA {'on' if settings['jit_compile'] else 'off'})")
     print(f"written: {output}")
     return 0
 

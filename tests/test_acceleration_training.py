@@ -75,14 +75,15 @@ def _train(fashion_mnist, name: str, compute: dict, seed: int = 0) -> dict:
 
 @pytest.fixture(scope="module")
 def default_runs(fashion_mnist):
-    """The default compute settings on this CPU (float32, no XLA), seeds 0 and 1."""
+    """The default compute settings on this CPU (deterministic, float32, no XLA), seeds 0 and 1."""
     return [_train(fashion_mnist, f"default-seed{seed}", {}, seed) for seed in (0, 1)]
 
 
-def test_the_default_on_the_cpu_is_float32_without_xla(default_runs):
+def test_the_default_on_the_cpu_is_deterministic_float32_without_xla(default_runs):
     attempt = default_runs[0]["attempts"][-1]
     assert (attempt["backend"], attempt["precision"], attempt["jit_compile"]) == ("tensorflow", "float32", False)
-    assert "precision float32 (auto: no GPU); XLA off (auto: TensorFlow on the CPU" in default_runs[0]["log"]
+    # compute.deterministic (true by default) keeps TensorFlow's op determinism, which excludes XLA.
+    assert "precision float32 (auto: no GPU); XLA off (auto: compute.deterministic asks" in default_runs[0]["log"]
 
 
 @pytest.mark.parametrize(

@@ -61,3 +61,21 @@ def test_the_command_prints_the_bill(tmp_path, capsys, monkeypatch):
     assert math.isclose(sum(float(job["gpu_hours"]) for job in jobs), total, abs_tol=0.05)
     assert cli.cost_main(["--configfile", str(REPOSITORY / "config.yaml"), "--rate", "resnet_v2-83@72"]) == 1
     assert "expected NETWORK@SIDE=IMAGES_PER_SECOND" in capsys.readouterr().err
+
+
+def test_a_benchmark_csv_gives_the_median_of_its_rounds_per_variant(tmp_path):
+    path = tmp_path / "throughput.csv"
+    header = "configuration,variant,round,model,depth,image_shape,images_per_second,device\n"
+    rows = [
+        "r20,baseline,1,resnet_v1,20,32x32x3,100,CPU", "r20,ours,1,resnet_v1,20,32x32x3,200,CPU",
+        "r20,ours,2,resnet_v1,20,32x32x3,260,CPU", "r20,ours,3,resnet_v1,20,32x32x3,210,CPU",
+        "r20,ours-jax,1,resnet_v1,20,32x32x3,300,CPU", "r83,ours,1,resnet_v2,83,72x72x3,5,CPU",
+    ]
+    path.write_text(header + "\n".join(rows) + "\n")
+    rates = {(rate.network, rate.side): rate for rate in cost.read_benchmark(path)}
+    assert rates[("resnet_v1-20", 32)].images_per_second == 210  # the median of 200, 260, 210
+    assert "median of 3" in rates[("resnet_v1-20", 32)].source
+    assert rates[("resnet_v2-83", 72)].images_per_second == 5
+    assert [rate.images_per_second for rate in cost.read_benchmark(path, "ours-jax")] == [300]
+    with pytest.raises(cost.CostError, match="no 'ours-xla' rows"):
+        cost.read_benchmark(path, "ours-xla")

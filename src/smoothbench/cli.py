@@ -109,6 +109,9 @@ def cost_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configfile", default="config.yaml", help="the study's config (default: config.yaml)")
     benchmark_csv = Path("results/benchmarks/throughput.csv")  # where benchmarks/benchmark_training.py writes
     parser.add_argument("--throughput", help=f"a benchmark CSV (default: {benchmark_csv} when it exists)")
+    parser.add_argument("--variant", default="ours",
+                        help="the benchmark variant to price with (default: ours, the training jobs' default settings; "
+                             "ours-jax for compute.backend: jax)")
     parser.add_argument("--rate", action="append", default=[], metavar="NETWORK@SIDE=IMAGES_PER_SECOND",
                         help="a stated training throughput, e.g. resnet_v2-83@72=900 (repeatable; wins over the CSV)")
     parser.add_argument("--evaluation-speedup", type=float, default=None,
@@ -123,7 +126,7 @@ def cost_main(argv: list[str] | None = None) -> int:
         rates = []
         throughput = arguments.throughput or (benchmark_csv if benchmark_csv.is_file() else None)
         if throughput:
-            rates += cost.read_benchmark(throughput)
+            rates += cost.read_benchmark(throughput, arguments.variant)
         rates += [cost.parse_rate(text) for text in arguments.rate]
         if not rates:
             raise cost.CostError("no throughput: run benchmarks/benchmark_training.py first, or pass --throughput or --rate")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import statistics
 from pathlib import Path
 
 from smoothbench.config import Study
@@ -74,18 +75,22 @@ def parse_rate(text: str) -> Rate:
     return rate
 
 
-def read_benchmark(path: Path | str) -> list[Rate]:
-    """The 'ours' rows of a benchmark CSV as rates."""
-    rates = []
+def read_benchmark(path: Path | str, variant: str = "ours") -> list[Rate]:
+    """One rate per network and image side from a benchmark CSV: the median images/s of
+    its ``variant`` rows (``ours``: the training jobs' default settings), over rounds."""
+    measured: dict[tuple[str, int], list[dict]] = {}
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
-            if row.get("variant") == "ours":
+            if row.get("variant") == variant:
                 side = int(row["image_shape"].split("x")[0])
-                rates.append(Rate(f"{row['model']}-{row['depth']}", side, float(row["images_per_second"]),
-                                  f"{Path(path).name} ({row['device']})"))
-    if not rates:
-        raise CostError(f"{path}: no 'ours' rows; run benchmarks/benchmark_training.py to measure")
-    return rates
+                measured.setdefault((f"{row['model']}-{row['depth']}", side), []).append(row)
+    if not measured:
+        raise CostError(f"{path}: no {variant!r} rows; run benchmarks/benchmark_training.py to measure")
+    return [
+        Rate(network, side, statistics.median(float(row["images_per_second"]) for row in rows),
+             f"{Path(path).name} ({rows[0]['device']}, {variant}, median of {len(rows)})")
+        for (network, side), rows in measured.items()
+    ]
 
 
 def rate_for(rates: list[Rate], network: str, side: int) -> tuple[float, str]:
