@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup demo test lint format fashion-mnist
+.PHONY: setup demo test lint format fashion-mnist benchmark
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ fashion-mnist:
 
 test: setup fashion-mnist
 	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(BIN)/pytest
+
+# Training throughput against the paper's ImageDataGenerator recipe (benchmarks/README.md).
+benchmark: setup
+	$(BIN)/python benchmarks/benchmark_training.py
 
 lint: setup
 	$(BIN)/snakemake --lint
