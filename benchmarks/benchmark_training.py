@@ -104,7 +104,8 @@ def measure(configuration: dict, variant: str, batch_size: int, warmup: int, ste
 
     if backend != choice["backend"]:
         sys.exit(f"variant {variant} needs Keras backend {choice['backend']}, got {backend}")
-    capabilities = acceleration.gpu_compute_capabilities()
+    accelerators = acceleration.visible_accelerators()
+    capabilities = acceleration.gpu_compute_capabilities(accelerators)
     if variant == "baseline":
         precision, jit_compile = "float32", False
     else:
@@ -188,7 +189,7 @@ def measure(configuration: dict, variant: str, batch_size: int, warmup: int, ste
         "window_images_per_second": " ".join(f"{steps * batch_size / window:.1f}" for window in windows),
         "input_wait_share": round(max(0.0, 1 - compute_span / span), 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_device_mb": device_peak, "device": training.describe_devices(), "backend": backend,
+        "peak_device_mb": device_peak, "device": acceleration.describe_accelerators(accelerators), "backend": backend,
         "precision": precision, "jit_compile": jit_compile, "keras": keras.__version__, "threads": threads,
         "baseline_kind": baseline_kind,
     }

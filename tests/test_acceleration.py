@@ -152,3 +152,11 @@ def test_the_training_model_can_be_xla_compiled():
     opted_out = [layer.name for layer in model._flatten_layers() if not layer.supports_jit]
     assert opted_out == []
     assert any(isinstance(layer, RandomShift) for layer in model.layers)
+
+
+def test_accelerators_give_the_device_line_and_the_gpu_capabilities():
+    assert acceleration.visible_accelerators() == []  # this suite runs on CPUs
+    assert acceleration.describe_accelerators([]) == "CPU"
+    found = [("NVIDIA H100 80GB HBM3", (9, 0)), ("TPU v4", None)]
+    assert acceleration.describe_accelerators(found) == "NVIDIA H100 80GB HBM3, TPU v4"
+    assert acceleration.gpu_compute_capabilities(found) == [(9, 0)]  # only GPUs have one

@@ -35,11 +35,6 @@ from smoothbench.errors import SmoothbenchError
 
 BACKENDS = ("tensorflow", "jax", "torch")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-XLA_WITH_DETERMINISM = (
-    "config keys 'compute.jit_compile' (true) and 'compute.deterministic' (true) do not go together under "
-    "TensorFlow: Keras turns XLA off while op determinism is on. Set one of them to false (or jit_compile: auto)"
-)
 
 
 class AccelerationError(SmoothbenchError, ValueError):
@@ -67,43 +62,62 @@ def select_backend(requested: str = "auto") -> str:
                 "process; the backend must be chosen before Keras is imported"
             )
         return name
-    if importlib.util.find_spec(BACKEND_PACKAGES[name]) is None:
+    if importlib.util.find_spec(name) is None:  # each backend's package has the backend's name
         where = "config key 'compute.backend'" if requested != "auto" else "environment variable KERAS_BACKEND"
         raise AccelerationError(
-            f"{where} asks for {name}, but the package {BACKEND_PACKAGES[name]!r} is not installed in this "
-            f"environment (pip install {BACKEND_PACKAGES[name]})"
+            f"{where} asks for {name}, but the package {name!r} is not installed in this environment (pip install {name})"
         )
     os.environ["KERAS_BACKEND"] = name
     return name
 
 
-def gpu_compute_capabilities() -> list[tuple[int, int]]:
-    """(major, minor) CUDA compute capability of each GPU the Keras backend sees; [] on the CPU."""
+def visible_accelerators() -> list[tuple[str, tuple[int, int] | None]]:
+    """(name, CUDA compute capability or None) of each accelerator the Keras backend
+    sees; [] on the CPU. The one place that asks each backend about its devices."""
     import keras
 
     backend = keras.backend.backend()
-    capabilities: list[tuple[int, int]] = []
     try:
         if backend == "tensorflow":
             import tensorflow as tf
 
+            found = []
             for device in tf.config.list_physical_devices("GPU"):
-                capability = tf.config.experimental.get_device_details(device).get("compute_capability")
-                capabilities.append(tuple(capability) if capability else (0, 0))
-        elif backend == "jax":
+                details = tf.config.experimental.get_device_details(device)
+                capability = details.get("compute_capability")
+                found.append((details.get("device_name", device.name), tuple(capability) if capability else None))
+            return found
+        if backend == "jax":
             import jax
 
+            found = []
             for device in jax.devices():
-                if device.platform == "gpu":
-                    major, _, minor = str(getattr(device, "compute_capability", "0.0")).partition(".")
-                    capabilities.append((int(major), int(minor or 0)))
-        elif backend == "torch":
+                if device.platform == "cpu":
+                    continue
+                capability = getattr(device, "compute_capability", None) if device.platform == "gpu" else None
+                if capability is not None:
+                    major, _, minor = str(capability).partition(".")
+                    capability = (int(major), int(minor or 0))
+                found.append((str(device.device_kind), capability))
+            return found
+        if backend == "torch":
             import torch
 
-            capabilities = [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
-    except Exception:  # no GPU runtime: the CPU
+            return [(torch.cuda.get_device_name(i), tuple(torch.cuda.get_device_capability(i)))
+                    for i in range(torch.cuda.device_count())]
+    except Exception:  # no accelerator runtime: the CPU
         return []
-    return capabilities
+    return []
+
+
+def gpu_compute_capabilities(accelerators: list[tuple[str, tuple[int, int] | None]]) -> list[tuple[int, int]]:
+    """The CUDA compute capabilities among :func:`visible_accelerators`' answer (GPUs only)."""
+    return [capability for _, capability in accelerators if capability is not None]
+
+
+def describe_accelerators(accelerators: list[tuple[str, tuple[int, int] | None]]) -> str:
+    """Their names, as logs and metrics.json give the device, or 'CPU'."""
+    return ", ".join(name for name, _ in accelerators) or "CPU"
 
 
 def resolve_precision(requested: str, capabilities: list[tuple[int, int]]) -> tuple[str, str]:
@@ -126,7 +140,11 @@ def resolve_jit_compile(requested, backend: str, has_gpu: bool, deterministic: b
     """(whether to XLA-compile, why) for ``compute.jit_compile`` (auto, true or false)."""
     if requested is True or requested is False:
         if requested and backend == "tensorflow" and deterministic:
-            raise AccelerationError(XLA_WITH_DETERMINISM)
+            raise AccelerationError(
+                "config keys 'compute.jit_compile' (true) and 'compute.deterministic' (true) do not go together "
+                "under TensorFlow: Keras turns XLA off while op determinism is on. Set one of them to false (or "
+                "jit_compile: auto)"
+            )
         return requested, "compute.jit_compile"
     if requested != "auto":
         raise AccelerationError(f"config key 'compute.jit_compile': {requested!r} is not one of auto, true, false")

@@ -25,7 +25,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from smoothbench.acceleration import XLA_WITH_DETERMINISM
+from smoothbench.acceleration import AccelerationError, resolve_jit_compile
 from smoothbench.errors import SmoothbenchError
 from smoothbench.registry import DatasetSpec, UnknownDatasetError, get_dataset
 from smoothbench.shapes import FIXED_POOL_SIZE, final_map_size
@@ -437,8 +437,10 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
 def _check_compute(compute: dict) -> None:
     """Refuse, before any job starts, compute choices that cannot run together."""
     backend = compute["backend"] if compute["backend"] != "auto" else os.environ.get("KERAS_BACKEND", "tensorflow")
-    if compute["jit_compile"] is True and compute["deterministic"] and backend == "tensorflow":
-        raise ConfigError(XLA_WITH_DETERMINISM)
+    try:  # the job's own resolution, run early: the device does not matter for what it refuses
+        resolve_jit_compile(compute["jit_compile"], backend, has_gpu=False, deterministic=compute["deterministic"])
+    except AccelerationError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _resolve_methods(config: dict, experiments: dict[str, Experiment]) -> None:

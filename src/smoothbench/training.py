@@ -130,32 +130,6 @@ def configure_backend(threads: int, deterministic: bool) -> str:
     return backend
 
 
-def describe_devices() -> str:
-    """The accelerators the backend sees, or 'CPU'."""
-    import keras
-
-    backend = keras.backend.backend()
-    names: list[str] = []
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            for device in tf.config.list_physical_devices("GPU"):
-                details = tf.config.experimental.get_device_details(device)
-                names.append(details.get("device_name", device.name))
-        elif backend == "jax":
-            import jax
-
-            names = [str(device.device_kind) for device in jax.devices() if device.platform != "cpu"]
-        elif backend == "torch":
-            import torch
-
-            names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # a description only; never fail a run over it
-        pass
-    return ", ".join(names) if names else "CPU"
-
-
 def _variables(model, optimizer) -> list:
     return list(model.variables) + list(optimizer.variables)
 
@@ -226,9 +200,8 @@ def _software() -> dict:
 
     versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}
     backend = keras.backend.backend()
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
-    if module and module in sys.modules:
-        versions[module] = getattr(sys.modules[module], "__version__", "?")
+    if backend in acceleration.BACKENDS and backend in sys.modules:  # each backend's package has its name
+        versions[backend] = getattr(sys.modules[backend], "__version__", "?")
     return versions
 
 
@@ -318,7 +291,8 @@ def train(
     from smoothbench.data import ArrayBatches, epoch_order
     from smoothbench.models import count_parameters
 
-    capabilities = acceleration.gpu_compute_capabilities()
+    accelerators = acceleration.visible_accelerators()
+    capabilities = acceleration.gpu_compute_capabilities(accelerators)
     precision, precision_reason = acceleration.resolve_precision(compute.get("precision", "auto"), capabilities)
     jit_compile, jit_reason = acceleration.resolve_jit_compile(
         compute.get("jit_compile", "auto"), backend, bool(capabilities), compute["deterministic"]
@@ -364,7 +338,7 @@ def train(
             "jit_compile": jit_compile,
         }
     )
-    device = describe_devices()
+    device = acceleration.describe_accelerators(accelerators)
     train_images, train_labels = arrays["train_images"], arrays["train_labels"]
     validation = ArrayBatches(arrays["validation_images"], arrays["validation_labels"], compute["evaluation_batch_size"])
     log(
