@@ -85,7 +85,8 @@ def test_only_settings_that_change_a_result_retrain(demo):
     # The demo ran from config/demo.yaml; this re-serialised copy lists its keys in
     # another (sorted) order, which must not count as a change.
     assert _planned(workdir, config) == []
-    config["compute"].update(threads_per_job=1, evaluation_batch_size=64, verify_checksums=False, mem_mb=1000)
+    config["compute"].update(threads_per_job=1, evaluation_batch_size=64, verify_checksums=False, mem_mb=1000,
+                             backend="tensorflow", precision="mixed_bfloat16", jit_compile=False)
     assert _planned(workdir, config) == []
     config["protocol"]["epochs"] = 9
     assert len(_planned(workdir, config)) == 14
