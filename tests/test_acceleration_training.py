@@ -1,10 +1,16 @@
 """Mixed precision, XLA and the JAX backend in real training jobs (a few minutes on 2 CPU cores).
 
-- Each precision / XLA switch trains the paper's ResNet-20 v1 for one epoch on real
-  Fashion-MNIST images (Debian's dataset-fashion-mnist): the loss stays finite and the
-  first-epoch training accuracy stays within noise of the default run's, the noise
-  being what a second seed of the default moves it by plus three binomial standard
-  errors of a difference over 4,000 images.
+- Each precision / XLA switch trains the paper's ResNet-20 v1 for two epochs on
+  scikit-learn's real 8x8 handwritten digits (pooled globally, as the demo does): the
+  loss stays finite and the last epoch's training accuracy stays within noise of the
+  default run's, the noise being what a second seed of the default moves it by plus
+  three binomial standard errors of a difference over the training images.
+  The work is small on purpose: bfloat16 and float16 are emulated on most CPUs, at a
+  cost that differs about tenfold between machines of one kind (float16 on 4,000
+  32 px images took 98 s on one and over 900 s on another), so each switch trains about
+  1/20 of that (2 x 1,437 images of 8x8 pixels) and finishes within a minute or two even
+  where emulation is slowest.
+  Real Fashion-MNIST at the paper's 32 px is trained in test_workflow_train.py.
 - One short job per installed Keras backend runs through the workflow with
   ``compute.backend`` set, Label Smoothing++ included (it overrides ``compute_loss``).
 """
@@ -19,23 +25,21 @@ import sys
 
 import pytest
 
-from conftest import FASHION_MNIST_DIR, run_workflow
+from conftest import run_workflow
 from smoothbench import training
 from smoothbench.config import load_study
+from smoothbench.prepare import prepare
 
-TRAINING_IMAGES = 4000
-VALIDATION_IMAGES = 1000
-FASHION_CONFIG = {
-    "data": {
-        "download": False,
-        "source_dirs": {"fashion_mnist": str(FASHION_MNIST_DIR)},
-        "splits": {"fashion_mnist": {"train": f"train[:{TRAINING_IMAGES}]", "validation": f"test[:{VALIDATION_IMAGES}]"}},
+SWITCH_CONFIG = {
+    "data": {"download": False},
+    # The paper's ResNet-20 v1 at batch 32 with Adam 1e-3, on 8x8 digits pooled globally.
+    "protocol": {
+        "model": "resnet_v1", "depth": 20, "epochs": 2, "batch_size": 32, "pooling": "global", "min_image_size": 0,
+        "augmentation": {"shift": 0.1, "horizontal_flip": False}, "gammas": [0.9],
     },
-    # The paper's ResNet-20 v1 recipe: 28x28 padded to 32, fixed 8x8 pool, batch 32, Adam 1e-3.
-    "protocol": {"model": "resnet_v1", "depth": 20, "epochs": 1, "gammas": [0.9]},
     "seeds": [0, 1],
     "compute": {"gpus_per_job": 0, "threads_per_job": 2},
-    "experiments": {"fashion_mnist": {}},
+    "experiments": {"digits": {}},
 }
 TRAIN_ONE = """
 import json, sys
@@ -43,29 +47,25 @@ from smoothbench.config import load_study
 from smoothbench.training import train
 config, compute, seed, prepared, run = json.loads(sys.argv[1])
 study = load_study(config)
-settings = study.train_settings("fashion_mnist", "gamma", "0.9", seed)
+settings = study.train_settings("digits", "gamma", "0.9", seed)
 train(settings, study.compute_settings() | compute, prepared, run)
 """
 
 
 @pytest.fixture(scope="module")
-def fashion_mnist(tmp_path_factory):
-    assert (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(), (
-        f"{FASHION_MNIST_DIR} lacks Fashion-MNIST: `apt-get install dataset-fashion-mnist`"
-    )
-    workdir = tmp_path_factory.mktemp("fashion")
-    config = json.loads(json.dumps(FASHION_CONFIG))
-    config["data"]["tfds_data_dir"] = str(workdir / "tfds")
-    process = run_workflow(workdir, config, "--cores", "2", "--until", "prepare")
-    assert process.returncode == 0, process.stdout
-    return workdir, config
+def digits(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("switches")
+    prepared = workdir / "prepared" / "digits"
+    prepare(load_study(SWITCH_CONFIG).data_settings("digits"), prepared)
+    return workdir, prepared
 
 
-def _train(fashion_mnist, name: str, compute: dict, seed: int = 0) -> dict:
-    workdir, config = fashion_mnist
+def _train(digits, name: str, compute: dict, seed: int = 0) -> dict:
+    workdir, prepared = digits
     run = workdir / "runs" / name
-    arguments = json.dumps([config, compute, seed, str(workdir / "results" / "prepared" / "fashion_mnist"), str(run)])
-    process = subprocess.run([sys.executable, "-c", TRAIN_ONE, arguments], capture_output=True, text=True, timeout=900)
+    arguments = json.dumps([SWITCH_CONFIG, compute, seed, str(prepared), str(run)])
+    # A hang guard only: each of these jobs takes seconds to a minute or two.
+    process = subprocess.run([sys.executable, "-c", TRAIN_ONE, arguments], capture_output=True, text=True, timeout=1200)
     assert process.returncode == 0, process.stdout + process.stderr[-4000:]
     metrics = json.loads((run / training.METRICS_FILE).read_text())
     metrics["history"] = training.read_history(run / training.HISTORY_FILE)
@@ -74,9 +74,9 @@ def _train(fashion_mnist, name: str, compute: dict, seed: int = 0) -> dict:
 
 
 @pytest.fixture(scope="module")
-def default_runs(fashion_mnist):
+def default_runs(digits):
     """The default compute settings on this CPU (deterministic, float32, no XLA), seeds 0 and 1."""
-    return [_train(fashion_mnist, f"default-seed{seed}", {}, seed) for seed in (0, 1)]
+    return [_train(digits, f"default-seed{seed}", {}, seed) for seed in (0, 1)]
 
 
 def test_the_default_on_the_cpu_is_deterministic_float32_without_xla(default_runs):
@@ -95,25 +95,27 @@ def test_the_default_on_the_cpu_is_deterministic_float32_without_xla(default_run
     ],
     ids=["xla", "mixed_bfloat16", "mixed_float16"],
 )
-def test_a_switch_keeps_the_first_epoch_accuracy_within_noise(fashion_mnist, default_runs, compute, precision, jit_compile):
-    run = _train(fashion_mnist, f"{precision}-{jit_compile}", compute)
+def test_a_switch_keeps_the_training_accuracy_within_noise(digits, default_runs, compute, precision, jit_compile):
+    run = _train(digits, f"{precision}-{jit_compile}", compute)
     attempt = run["attempts"][-1]
     assert (attempt["precision"], attempt["jit_compile"]) == (precision, jit_compile)
-    assert math.isfinite(run["history"][0]["loss"]) and math.isfinite(run["history"][0]["val_loss"])
-    # The first epoch's training accuracy (over its 4,000 images): after one short epoch the
-    # validation accuracy mostly measures how far BatchNorm's moving statistics lag.
-    default, other_seed = (r["history"][0]["accuracy"] for r in default_runs)
-    accuracy = run["history"][0]["accuracy"]
+    assert all(math.isfinite(row["loss"]) and math.isfinite(row["val_loss"]) for row in run["history"])
+    # The last epoch's training accuracy (over every training image): after two short epochs
+    # the validation accuracy mostly measures how far BatchNorm's moving statistics lag.
+    images = run["prepared_data"]["train_examples"]
+    default, other_seed = (r["history"][-1]["accuracy"] for r in default_runs)
+    accuracy = run["history"][-1]["accuracy"]
     # Noise: the default's own seed-to-seed change, plus 3 standard errors of the difference
-    # of two accuracies measured on 4,000 images.
-    tolerance = abs(default - other_seed) + 3 * math.sqrt(2 * default * (1 - default) / TRAINING_IMAGES)
-    assert default > 0.4, default_runs[0]["history"]  # chance is 0.10: the default learned
+    # of two accuracies measured on the same number of images.
+    tolerance = abs(default - other_seed) + 3 * math.sqrt(2 * default * (1 - default) / images)
+    assert default > 0.5, default_runs[0]["history"]  # chance is 0.10: the default learned
     assert abs(accuracy - default) <= tolerance, (
-        f"{precision}, XLA {jit_compile}: first-epoch accuracy {accuracy:.4f} vs the default's {default:.4f} "
+        f"{precision}, XLA {jit_compile}: training accuracy {accuracy:.4f} vs the default's {default:.4f} "
         f"(seed 1: {other_seed:.4f}); noise allows {tolerance:.4f}"
     )
     print(f"{precision}, XLA {jit_compile}: {accuracy:.4f}; default {default:.4f}, seed 1 {other_seed:.4f}, "
-          f"tolerance {tolerance:.4f}; validation {run['history'][0]['val_accuracy']:.4f}")
+          f"tolerance {tolerance:.4f}; validation {run['history'][-1]['val_accuracy']:.4f}; "
+          f"{sum(row['seconds'] for row in run['history']):.1f} s of training")
 
 
 def _installed_backends() -> list[str]:
