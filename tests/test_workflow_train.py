@@ -50,8 +50,7 @@ def test_the_paper_study_plans_one_train_job_per_run_with_its_resources(tmp_path
 
 
 def test_the_demo_runs_offline_end_to_end_and_trains_every_run(demo):
-    workdir, seconds = demo
-    assert seconds < 600, f"the demo took {seconds:.0f} s"
+    workdir, _ = demo
     manifest, _ = storage.open_prepared(workdir / "results" / "prepared" / "digits")
     assert manifest["splits"]["train"]["count"] + manifest["splits"]["validation"]["count"] == 1797
     study = load_study_file(REPOSITORY / "config" / "demo.yaml")
