@@ -65,7 +65,7 @@ def _train(digits, name: str, compute: dict, seed: int = 0) -> dict:
     run = workdir / "runs" / name
     arguments = json.dumps([SWITCH_CONFIG, compute, seed, str(prepared), str(run)])
     # A hang guard only: each of these jobs takes seconds to a minute or two.
-    process = subprocess.run([sys.executable, "-c", TRAIN_ONE, arguments], capture_output=True, text=True, timeout=1200)
+    process = subprocess.run([sys.executable, "-c", TRAIN_ONE, arguments], capture_output=True, text=True, timeout=900)
     assert process.returncode == 0, process.stdout + process.stderr[-4000:]
     metrics = json.loads((run / training.METRICS_FILE).read_text())
     metrics["history"] = training.read_history(run / training.HISTORY_FILE)
