@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import yaml
@@ -11,6 +12,7 @@ from smoothbench.config import (
     SCHEMA_PATH,
     ConfigError,
     _resolve,
+    format_key,
     format_gamma,
     gamma_grid,
     load_schema,
@@ -278,3 +280,212 @@ def test_methods_choose_experiments_and_values_and_name_the_culprit():
     message = _error({"methods": {"gamma": {"experiments": []}}, "experiments": {"mnist": {}}})
     assert "experiment 'mnist' trains no method" in message
     assert "methods.lspp.experiments" in _error({"methods": {"lspp": {"experiments": "some"}}, "experiments": {"mnist": {}}})
+
+
+# ---------------------------------------------------------------- integers, lists, ignored keys
+
+
+def _typed_keys(schema, root, kind, path=()):
+    """(path, merged subschema, the raw schema nodes it came from) of every place the
+    schema types as ``kind``; a user-named map (experiments, compute.experiments, ...) is
+    entered under the name 'cifar10', a list at [0]."""
+    chain = [schema]
+    while "$ref" in chain[-1]:
+        target = root
+        for part in chain[-1]["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        chain.append(target)
+    schema = _resolve(schema, root)
+    if schema.get("type") == kind:
+        yield path, schema, {id(node) for node in chain if node.get("type") == kind}
+    for name, subschema in schema.get("properties", {}).items():
+        yield from _typed_keys(subschema, root, kind, (*path, name))
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from _typed_keys(schema["additionalProperties"], root, kind, (*path, "cifar10"))
+    if isinstance(schema.get("items"), dict):
+        yield from _typed_keys(schema["items"], root, kind, (*path, 0))
+    for branch in schema.get("oneOf", []):
+        yield from _typed_keys(branch, root, kind, path)
+
+
+def _raw_nodes(node, kind):
+    if isinstance(node, dict):
+        if node.get("type") == kind:
+            yield node
+        for value in node.values():
+            yield from _raw_nodes(value, kind)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _raw_nodes(value, kind)
+
+
+SCHEMA = load_schema(SCHEMA_PATH)
+INTEGER_KEYS = list(_typed_keys(SCHEMA, SCHEMA, "integer"))
+NUMBER_KEYS = list(_typed_keys(SCHEMA, SCHEMA, "number"))
+
+
+@pytest.mark.parametrize("kind, keys, least", [("integer", INTEGER_KEYS, 15), ("number", NUMBER_KEYS, 8)])
+def test_the_walk_reaches_every_integer_and_number_of_the_schema(kind, keys, least):
+    raw = {id(node) for node in _raw_nodes(SCHEMA, kind)}
+    assert len(raw) >= least and len(keys) > len(raw)  # $defs are reached from protocol and experiments
+    assert set().union(*(origins for _, _, origins in keys)) == raw
+    text = SCHEMA_PATH.read_text()
+    assert text.count(f"type: {kind}") == len(raw)  # inline ones ({type: ...}) too
+
+
+def _with(config: dict, path, value) -> dict:
+    """``config`` with ``value`` at ``path``, creating the maps and one-item lists on the way."""
+    config = copy.deepcopy(config)
+    target = config
+    for part, following in zip(path, (*path[1:], None)):
+        empty = [] if isinstance(following, int) else {}
+        if following is None:
+            break
+        if isinstance(part, int):
+            if len(target) <= part:
+                target.append(empty)
+            target = target[part]
+        else:
+            target = target.setdefault(part, empty)
+    if isinstance(path[-1], int) and len(target) <= path[-1]:
+        target.append(value)
+    else:
+        target[path[-1]] = value
+    return config
+
+
+# Holds every integer key of INTEGER_KEYS at a valid value (a schedule step, compute estimates).
+VALID = {
+    "protocol": {"optimizer": {"schedule": [{"after_epoch": 5, "factor": 0.1}]}},
+    "compute": {"experiments": {"cifar10": {"mem_mb": 1000}}},
+    "seeds": [0],
+    "experiments": {"cifar10": {"optimizer": {"schedule": [{"after_epoch": 5, "factor": 0.1}]}}},
+}
+# A valid whole number for each key whose minimum is not one (a depth must fit ResNet v2,
+# the grid must keep a gamma above 1/K).
+WHOLE = {"depth": 83, "max_numerator": 10}
+
+
+@pytest.mark.parametrize("path, schema", [pytest.param(path, schema, id=format_key(path)) for path, schema, _ in INTEGER_KEYS])
+def test_every_integer_key_refuses_a_float_or_a_boolean(path, schema):
+    load_study(VALID)
+    whole = WHOLE.get(path[-1], max(schema.get("minimum", 1), 1))
+    message = _error(_with(VALID, path, float(whole)))
+    assert f"config key '{format_key(path)}': {float(whole)!r} is not an integer (write {whole}, without a decimal point)" in message
+    message = _error(_with(VALID, path, True))
+    assert f"config key '{format_key(path)}': True is a boolean, not an integer" in message
+    load_study(_with(VALID, path, whole))  # the same number as an int is fine
+
+
+@pytest.mark.parametrize("path", [pytest.param(path, id=format_key(path)) for path, _, _ in NUMBER_KEYS])
+def test_every_number_key_refuses_nan_infinity_and_booleans(path):
+    for value in (math.nan, math.inf):
+        assert f"config key '{format_key(path)}': {value!r} is not a finite number" in _error(_with(VALID, path, value))
+    assert f"config key '{format_key(path)}': True is a boolean, not a number" in _error(_with(VALID, path, True))
+
+
+def test_integers_written_as_floats_are_refused_before_any_job():
+    message = _error({"experiments": {"cifar10": {"epochs": 3.0}}})
+    assert message == (
+        "invalid config:\n  config key 'experiments.cifar10.epochs': 3.0 is not an integer (write 3, without a decimal point)"
+    )
+    assert "config key 'protocol.depth': 8.0 is not an integer" in _error({"protocol": {"depth": 8.0}, "experiments": {"cifar10": {}}})
+    assert "config key 'seeds[0]': 1.0 is not an integer" in _error({"seeds": [1.0], "experiments": {"cifar10": {}}})
+    message = _error({"gamma_grid": {"max_numerator": 10.0}, "experiments": {"cifar10": {}}})
+    assert "config key 'gamma_grid.max_numerator': 10.0 is not an integer" in message
+    assert "'protocol.epochs': 2.5 is not an integer\n" in _error({"protocol": {"epochs": 2.5}, "experiments": {"cifar10": {}}}) + "\n"
+    assert "config key 'protocol.epochs': True is a boolean" in _error({"protocol": {"epochs": True}, "experiments": {"cifar10": {}}})
+    # booleans and numbers stay apart the other way round too
+    assert "'data.download': 1 is not of type 'boolean'" in _error({"data": {"download": 1}, "experiments": {"cifar10": {}}})
+    message = _error({"protocol": {"optimizer": {"learning_rate": True}}, "experiments": {"cifar10": {}}})
+    assert "'protocol.optimizer.learning_rate': True is a boolean, not a number" in message
+    assert "'compute.jit_compile': 1 is not one of" in _error({"compute": {"jit_compile": 1}, "experiments": {"cifar10": {}}})
+
+
+@pytest.mark.parametrize(
+    "config, key, first, second",
+    [
+        ({"experiments": {"svhn": {"gammas": [0.9, 0.9]}}}, "experiments.svhn.gammas", "0.9", "0.9"),
+        ({"experiments": {"svhn": {"gammas": [1, 1.0]}}}, "experiments.svhn.gammas", "1", "1.0"),
+        ({"protocol": {"gammas": [1.0, 0.8, 1]}, "experiments": {"svhn": {}}}, "protocol.gammas", "1.0", "1"),
+        ({"methods": {"alpha": {"values": [0.1, 0.1], "experiments": "all"}}, "experiments": {"svhn": {}}},
+         "methods.alpha.values", "0.1", "0.1"),
+        ({"methods": {"lspp": {"values": [0.2, 0.2], "experiments": "all"}}, "experiments": {"svhn": {}}},
+         "methods.lspp.values", "0.2", "0.2"),
+        ({"methods": {"alpha": {"experiments": ["svhn", "svhn"]}}, "experiments": {"svhn": {}}},
+         "methods.alpha.experiments", "'svhn'", "'svhn'"),
+        ({"seeds": [0, 1, 0], "experiments": {"svhn": {}}}, "seeds", "0", "0"),
+    ],
+    ids=["gammas", "gammas-1-and-1.0", "protocol-gammas", "alpha-values", "lspp-values", "method-experiments", "seeds"],
+)
+def test_a_value_listed_twice_is_named(config, key, first, second):
+    message = _error(config)
+    index = 2 if key in ("protocol.gammas", "seeds") else 1
+    assert f"config key '{key}': lists one value twice ({key}[0] = {first} and {key}[{index}] = {second}); list each value once" in message
+    assert "neither" not in message
+
+
+@pytest.mark.parametrize(
+    "config, key, instead",
+    [
+        ({"experiments": {"svhn": {"gammas": []}}}, "experiments.svhn.gammas", ", or write 'grid'"),
+        ({"protocol": {"gammas": []}, "experiments": {"svhn": {}}}, "protocol.gammas", ", or write 'grid'"),
+        ({"methods": {"alpha": {"values": [], "experiments": "all"}}, "experiments": {"svhn": {}}}, "methods.alpha.values", ""),
+        ({"methods": {"lspp": {"values": []}}, "experiments": {"svhn": {}}}, "methods.lspp.values", ""),
+        ({"seeds": [], "experiments": {"svhn": {}}}, "seeds", ""),
+    ],
+    ids=["gammas", "protocol-gammas", "alpha-values", "lspp-values", "seeds"],
+)
+def test_an_empty_list_is_named(config, key, instead):
+    assert f"config key '{key}': the list is empty; list at least one value{instead}" in _error(config)
+
+
+def test_a_wrong_value_list_says_what_is_wrong_with_it():
+    message = _error({"protocol": {"gammas": [0.9, "a"]}, "experiments": {"svhn": {}}})
+    assert "config key 'protocol.gammas[1]': 'a' is not of type 'number'" in message
+    assert "'experiments.svhn.gammas': 'all' is neither 'grid' nor a list of numbers" in _error({"experiments": {"svhn": {"gammas": "all"}}})
+    message = _error({"methods": {"lspp": {"experiments": "some"}}, "experiments": {"svhn": {}}})
+    assert "config key 'methods.lspp.experiments': 'some' is neither 'all' nor a list of strings" in message
+    load_study({"methods": {"alpha": {"experiments": []}}, "experiments": {"svhn": {}}})  # [] switches a method off
+
+
+@pytest.mark.parametrize("fraction", [0.0001, 0.005, 9 / 1797, 0.995, 0.99999])
+def test_a_digits_fraction_leaving_a_class_out_of_a_side_is_refused(fraction):
+    message = _error({"data": {"digits_validation_fraction": fraction}, "experiments": {"digits": {}}})
+    assert message.startswith(f"config key 'data.digits_validation_fraction': {fraction} holds out ")
+    assert "use a fraction from 0.00501 to 0.99443 (exactly: above 9/1797, at most 1787/1797)" in message
+
+
+def test_the_digits_fraction_bound_is_scikit_learns_own():
+    """Just inside the bound every class has a training and a validation image; just
+    outside scikit-learn refuses the split (so the config refuses exactly what would fail)."""
+    pytest.importorskip("sklearn")
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    labels = load_digits().target
+    assert len(labels) == 1797 and len(set(labels)) == 10
+    for fraction in (0.00501, 1787 / 1797, 0.2):
+        load_study({"data": {"digits_validation_fraction": fraction}, "experiments": {"digits": {}}})
+        train, validation = train_test_split(labels, test_size=fraction, stratify=labels, random_state=0)
+        assert np.bincount(train, minlength=10).min() >= 1 and np.bincount(validation, minlength=10).min() >= 1
+    for fraction in (9 / 1797, 0.9945):
+        with pytest.raises(ValueError, match="should be greater or equal to the number of classes"):
+            train_test_split(labels, test_size=fraction, stratify=labels, random_state=0)
+
+
+def test_keys_that_would_be_ignored_are_refused():
+    message = _error({"data": {"splits": {"digits": {"train": "train[:50%]"}}}, "experiments": {"digits": {}}})
+    assert message == (
+        "config key 'data.splits.digits': digits comes from scikit-learn and has no TFDS splits, so this key "
+        "would be ignored; its split is set by 'data.digits_validation_fraction'"
+    )
+    message = _error({"data": {"source_dirs": {"digits": "/data/digits"}}, "experiments": {"digits": {}}})
+    assert "config key 'data.source_dirs.digits': digits is bundled with scikit-learn and reads no source files" in message
+    message = _error({"data": {"splits": {"mnits": {"train": "train"}}}, "experiments": {"mnist": {}}})
+    assert "config key 'data.splits.mnits': unknown dataset 'mnits'" in message
+    message = _error({"data": {"splits": {"mnist": {"train": "train", "test": "test"}}}, "experiments": {"mnist": {}}})
+    assert "config key 'data.splits.mnist.test' is not a known key" in message
+    study = load_study({"data": {"splits": {"mnist": {"validation": "train[90%:]"}}}, "experiments": {"mnist": {}}})
+    assert study.splits("mnist") == {"train": "train", "validation": "train[90%:]"}

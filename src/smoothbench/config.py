@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import difflib
 import json
+import math
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +33,29 @@ from smoothbench.shapes import FIXED_POOL_SIZE, final_map_size
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPOSITORY_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+# scikit-learn's load_digits(): 1,797 images of 10 classes (174 to 183 each), which
+# prepare._digits_splits splits stratified with data.digits_validation_fraction.
+DIGITS_IMAGES = 1797
+
+
+def _is_integer(checker, instance) -> bool:
+    """JSON Schema's draft 2020-12 "integer" also takes 3.0; a config integer must be an
+    int (not a bool), since epochs: 3.0 would fail inside the job and seeds: [1.0] would
+    name paths seed~1.0."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_number(checker, instance) -> bool:
+    """A finite int or float, not a bool: YAML's .nan passes every minimum and maximum
+    (each comparison with NaN is false), so learning_rate: .nan would reach the job."""
+    return isinstance(instance, (int, float)) and not isinstance(instance, bool) and math.isfinite(instance)
+
+
+# "boolean" already takes only true and false (1 is no boolean).
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({"integer": _is_integer, "number": _is_number}),
+)
 
 
 class ConfigError(SmoothbenchError, ValueError):
@@ -81,8 +105,35 @@ def fill_defaults(instance: dict, schema: dict, root: dict | None = None) -> dic
     return instance
 
 
+def _same_value(one, two) -> bool:
+    """JSON equality: 1 and 1.0 are one number, true is not 1."""
+    return isinstance(one, bool) == isinstance(two, bool) and one == two
+
+
+def _alternative(branch: dict) -> str:
+    if "const" in branch:
+        return repr(branch["const"])
+    if branch.get("type") == "array":
+        kind = (branch.get("items") or {}).get("type")
+        return f"a list of {kind}s" if isinstance(kind, str) else "a list"
+    return f"a {branch['type']}" if isinstance(branch.get("type"), str) else "the other form"
+
+
+def _branch_errors(error: jsonschema.ValidationError) -> list:
+    """Of a failed ``oneOf``, the errors of the one alternative whose type the value has
+    (a list for ``gammas: []``), so the message says what is wrong with the list."""
+    matching = [
+        index for index, branch in enumerate(error.validator_value)
+        if isinstance(branch.get("type"), str) and Validator.TYPE_CHECKER.is_type(error.instance, branch["type"])
+    ]
+    if len(matching) != 1:
+        return []
+    return [sub for sub in error.context if sub.relative_schema_path and sub.relative_schema_path[0] == matching[0]]
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     path = list(error.absolute_path)
+    key = format_key(path)
     if error.validator == "additionalProperties":
         known = list(error.schema.get("properties", {}))
         messages = []
@@ -95,9 +146,37 @@ def _describe(error: jsonschema.ValidationError) -> str:
                 f"allowed here: {allowed}"
             )
         return "\n".join(messages)
-    if error.validator == "oneOf" and path and path[-1] == "gammas":
-        return f"config key {format_key(path)!r}: {error.instance!r} is neither 'grid' nor a list of numbers"
-    return f"config key {format_key(path)!r}: {error.message}"
+    if error.validator == "oneOf":
+        chosen = _branch_errors(error)
+        if chosen:
+            return "\n".join(dict.fromkeys(_describe(sub) for sub in chosen))
+        alternatives = [_alternative(branch) for branch in error.validator_value]
+        either = " nor ".join(alternatives) if len(alternatives) == 2 else "any of " + ", ".join(alternatives)
+        return f"config key {key!r}: {error.instance!r} is neither {either}"
+    if error.validator == "uniqueItems":
+        items = list(error.instance)
+        for later, value in enumerate(items):
+            for earlier in range(later):
+                if _same_value(items[earlier], value):
+                    return (
+                        f"config key {key!r}: lists one value twice ({format_key(path + [earlier])} = "
+                        f"{items[earlier]!r} and {format_key(path + [later])} = {value!r}); list each value once"
+                    )
+    if error.validator == "minItems" and not error.instance:
+        parent = error.parent
+        consts = [branch["const"] for branch in parent.validator_value if "const" in branch] if parent is not None else []
+        instead = "".join(f", or write {const!r}" for const in consts)
+        return f"config key {key!r}: the list is empty; list at least one value{instead}"
+    if error.validator == "type" and error.validator_value in ("integer", "number"):
+        wanted = "an integer" if error.validator_value == "integer" else "a number"
+        if isinstance(error.instance, bool):
+            return f"config key {key!r}: {error.instance!r} is a boolean, not {wanted}"
+        if isinstance(error.instance, float) and not math.isfinite(error.instance):
+            return f"config key {key!r}: {error.instance!r} is not a finite number"
+        if isinstance(error.instance, float) and error.validator_value == "integer":
+            hint = f" (write {int(error.instance)}, without a decimal point)" if error.instance.is_integer() else ""
+            return f"config key {key!r}: {error.instance!r} is not an integer{hint}"
+    return f"config key {key!r}: {error.message}"
 
 
 def validate_config(config: dict, schema_path: Path | str = SCHEMA_PATH) -> dict:
@@ -106,7 +185,7 @@ def validate_config(config: dict, schema_path: Path | str = SCHEMA_PATH) -> dict
         raise ConfigError(f"the config must be a mapping of keys, got {type(config).__name__}")
     schema = load_schema(schema_path)
     filled = fill_defaults(copy.deepcopy(config), schema)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = Validator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
@@ -421,9 +500,20 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
         experiments[name] = _check_experiment(name, merged, filled)
     _resolve_methods(filled, experiments)
     for dataset in filled["data"]["source_dirs"]:
-        _check_known(dataset, "data.source_dirs")
+        spec = _check_known(dataset, "data.source_dirs")
+        if spec.source != "tfds":
+            raise ConfigError(
+                f"config key 'data.source_dirs.{dataset}': {dataset} is bundled with scikit-learn and reads no "
+                "source files, so this key would be ignored; remove it"
+            )
     for dataset in filled["data"]["splits"]:
-        _check_known(dataset, "data.splits")
+        spec = _check_known(dataset, "data.splits")
+        if spec.source != "tfds":
+            raise ConfigError(
+                f"config key 'data.splits.{dataset}': {dataset} comes from scikit-learn and has no TFDS splits, "
+                "so this key would be ignored; its split is set by 'data.digits_validation_fraction'"
+            )
+    _check_digits_fraction(filled["data"]["digits_validation_fraction"])
     for name in filled["compute"]["experiments"]:
         if name not in experiments:
             raise ConfigError(
@@ -482,11 +572,35 @@ def _resolve_methods(config: dict, experiments: dict[str, Experiment]) -> None:
         experiments[name] = dataclasses.replace(experiments[name], methods=methods)
 
 
-def _check_known(dataset: str, key: str) -> None:
+def _check_known(dataset: str, key: str) -> DatasetSpec:
     try:
-        get_dataset(dataset)
+        return get_dataset(dataset)
     except UnknownDatasetError as error:
         raise ConfigError(f"config key '{key}.{dataset}': {error.args[0]}") from None
+
+
+def _check_digits_fraction(fraction: float) -> None:
+    """Refuse a digits split that leaves a class without a validation or a training image.
+
+    prepare._digits_splits calls scikit-learn's stratified train_test_split with
+    test_size=fraction: it holds out ceil(fraction x 1797) images and refuses fewer than
+    10 (the number of classes) on either side. From 10 to 1787 held out, every class has
+    at least one image on each side (digits' classes hold 174 to 183 images each;
+    checked for every count with scikit-learn 1.9), so the bound is exactly
+    9/1797 < fraction <= 1787/1797.
+    """
+    classes = get_dataset("digits").num_classes
+    held_out = math.ceil(fraction * DIGITS_IMAGES)  # as scikit-learn counts it
+    if classes <= held_out <= DIGITS_IMAGES - classes:
+        return
+    low, high = classes - 1, DIGITS_IMAGES - classes
+    raise ConfigError(
+        f"config key 'data.digits_validation_fraction': {fraction} holds out {held_out} of the {DIGITS_IMAGES} "
+        f"digits images for validation and leaves {DIGITS_IMAGES - held_out} for training, but the stratified "
+        f"split needs at least one image of each of the {classes} classes on both sides; use a fraction from "
+        f"{math.ceil(low / DIGITS_IMAGES * 1e5) / 1e5} to {math.floor(high / DIGITS_IMAGES * 1e5) / 1e5} "
+        f"(exactly: above {low}/{DIGITS_IMAGES}, at most {high}/{DIGITS_IMAGES})"
+    )
 
 
 def load_study_file(path: Path | str) -> Study:
