@@ -18,13 +18,18 @@ from conftest import REPOSITORY
 PAPER_STUDY = load_study_file(REPOSITORY / "config.yaml")
 
 
-def write_metrics(folder: Path, experiment: str, gamma: float, seed: int, accuracy: float, **extra) -> Path:
-    """A metrics.json with what a finished run writes (the fields tables read, plus a few)."""
+def write_metrics(folder: Path, experiment: str, gamma: float, seed: int, accuracy: float, study=None, **extra) -> Path:
+    """A metrics.json with what a finished run writes (the fields tables read, plus a few),
+    trained with the settings ``study`` gives the run (default: the paper's study for its
+    experiments, :func:`_digits_study` for digits)."""
+    study = study or (PAPER_STUDY if experiment in PAPER_STUDY.experiments else _digits_study())
+    settings = study.train_settings(experiment, "gamma", format_gamma(gamma), seed)
     path = folder / "runs" / experiment / f"gamma~{format_gamma(gamma)}" / f"seed~{seed}" / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "experiment": experiment, "method": "gamma", "gamma": gamma, "seed": seed,
-        "best_val_accuracy": accuracy, "best_epoch": 3, "epochs": 10, "final_val_accuracy": accuracy,
+        "best_val_accuracy": accuracy, "best_epoch": min(3, settings["epochs"] - 1), "epochs": settings["epochs"], "final_val_accuracy": accuracy,
+        "settings": settings,
     }
     payload.update(extra)
     path.write_text(json.dumps(payload))
@@ -120,7 +125,7 @@ def test_csv_tex_and_html_carry_the_same_tables(paper_as_runs):
 def _digits_study(seeds=(0, 1, 2)):
     return load_study({
         "data": {"download": False},
-        "protocol": {"model": "resnet_v1", "depth": 20, "pooling": "global", "min_image_size": 0},
+        "protocol": {"model": "resnet_v1", "depth": 20, "epochs": 10, "pooling": "global", "min_image_size": 0},
         "gamma_grid": {"min_numerator": 8},
         "seeds": list(seeds),
         "experiments": {"digits": {}},
@@ -152,7 +157,7 @@ def test_a_missing_gamma_one_leaves_base_and_diff_as_dashes(tmp_path):
         "protocol": {"model": "resnet_v1", "depth": 20, "pooling": "global", "min_image_size": 0, "gammas": [0.9, 0.8]},
         "experiments": {"digits": {}},
     })
-    files = [write_metrics(tmp_path, "digits", gamma, 0, 0.9) for gamma in (0.9, 0.8)]
+    files = [write_metrics(tmp_path, "digits", gamma, 0, 0.9, study) for gamma in (0.9, 0.8)]
     frames = tables.write_tables(study, files, tmp_path / "tables")
     assert math.isnan(frames["table3"].iloc[0]["diff_percent"])
     assert markdown_cells(tmp_path / "tables" / "table3.md")["digits"] == ["90.00", "0.8, 0.9", "-", "-"]
@@ -237,7 +242,7 @@ def test_interim_tables_use_the_finished_runs_and_mark_the_rest(tmp_path, capsys
     config = tmp_path / "study.yaml"
     config.write_text(
         "data: {download: false}\n"
-        "protocol: {model: resnet_v1, depth: 20, pooling: global, min_image_size: 0}\n"
+        "protocol: {model: resnet_v1, depth: 20, epochs: 10, pooling: global, min_image_size: 0}\n"
         "gamma_grid: {min_numerator: 8}\nexperiments: {digits: {}}\n"
     )
     runs = tmp_path / "results" / "runs"
@@ -253,3 +258,131 @@ def test_interim_tables_use_the_finished_runs_and_mark_the_rest(tmp_path, capsys
     assert "Interim: 2 of 3 runs finished" in (tmp_path / "interim" / "table2.md").read_text()
     # the workflow's own tables folder is refused
     assert tables_main([*arguments[:4], "--output", str(tmp_path / "results" / "tables")]) == 2
+
+
+# ---------------------------------------------------------------- runs of another config, calibration
+
+
+def _digits_config(**protocol) -> dict:
+    return {
+        "data": {"download": False},
+        "protocol": {"model": "resnet_v1", "depth": 20, "epochs": 10, "pooling": "global", "min_image_size": 0, **protocol},
+        "gamma_grid": {"min_numerator": 9},
+        "experiments": {"digits": {}},
+    }
+
+
+def test_a_run_left_by_another_config_is_refused_naming_the_file_and_the_settings(tmp_path, capsys):
+    from smoothbench.cli import tables_main
+
+    three, eight = load_study(_digits_config(epochs=3)), load_study(_digits_config(epochs=8))
+    files = [write_metrics(tmp_path / "results", "digits", gamma, 0, 0.9, three) for gamma in (1.0, 0.9)]
+    tables.write_tables(three, files, tmp_path / "tables_three")  # its own config reads it
+    with pytest.raises(tables.ResultsError) as caught:
+        tables.write_tables(eight, files, tmp_path / "tables")
+    assert str(caught.value) == (
+        f"{files[0]}: its settings differ from what the config gives this run (epochs: 3 in the file, 8 in the "
+        "config); it was trained under another config: delete its run folder and run the workflow again to retrain "
+        "it under this one, or make the tables with the config it was trained with"
+    )
+    assert not (tmp_path / "tables").exists()
+    # smoothbench-tables no longer counts them as finished (the aggregate rule calls the same write_tables)
+    config = tmp_path / "eight.yaml"
+    config.write_text(json.dumps(_digits_config(epochs=8)))
+    arguments = ["--configfile", str(config), "--runs", str(tmp_path / "results" / "runs"), "--output", str(tmp_path / "interim")]
+    assert tables_main(arguments) == 1
+    captured = capsys.readouterr()
+    assert f"error: {files[0]}: its settings differ from what the config gives this run (epochs: 3 in the file, 8" in captured.err
+    assert "runs finished" not in captured.out and not (tmp_path / "interim").exists()
+    # every differing setting is named with both values
+    other = load_study(_digits_config(depth=32, optimizer={"learning_rate": 0.01}, epochs=3))
+    with pytest.raises(tables.ResultsError, match=re.escape(
+        "(depth: 20 in the file, 32 in the config; optimizer.learning_rate: 0.001 in the file, 0.01 in the config)"
+    )):
+        tables.collect_runs(other, files)
+
+
+def test_a_run_file_whose_settings_are_missing_or_edited_is_refused(tmp_path):
+    study = _digits_study()
+    path = write_metrics(tmp_path, "digits", 0.9, 0, 0.9)
+    payload = json.loads(path.read_text())
+    for settings, message in (
+        (None, "has no 'settings', so nothing shows which config it was trained under"),
+        ([1], "'settings' is [1], not an object"),
+        ({**payload["settings"], "value": 0.8}, "(value: 0.8 in the file, 0.9 in the config)"),
+        ({**payload["settings"], "mean_subtraction": 1}, "(mean_subtraction: 1 in the file, True in the config)"),
+        ({**payload["settings"], "extra": "x"}, "(extra: 'x' in the file, absent in the config)"),
+    ):
+        path.write_text(json.dumps({**payload, "settings": settings} if settings is not None else
+                                   {key: value for key, value in payload.items() if key != "settings"}))
+        with pytest.raises(tables.ResultsError) as caught:
+            tables.collect_runs(study, [path])
+        assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+    path.write_text(json.dumps({**payload, "epochs": 4}))
+    with pytest.raises(tables.ResultsError, match=re.escape(f"{path}: 'epochs' is 4 (epochs trained), but its settings and the config have 10")):
+        tables.collect_runs(study, [path])
+
+
+def _epoch_calibration(epoch: int, ece: float = 0.05) -> dict:
+    """One epoch's calibration as training writes it (two reliability bins)."""
+    return {
+        "epoch": epoch, "accuracy": 0.9, "ece": ece, "nll": 0.3, "brier": 0.15, "confidence": 0.92,
+        "bins": [{"lower": 0.0, "upper": 0.5, "count": 0, "confidence": None, "accuracy": None},
+                 {"lower": 0.5, "upper": 1.0, "count": 10, "confidence": 0.92, "accuracy": 0.9}],
+    }
+
+
+def _calibration(best_ece: float = 0.05, final_ece: float = 0.07) -> dict:
+    return {"bins": 2, "best_epoch": _epoch_calibration(3, best_ece), "final_epoch": _epoch_calibration(9, final_ece)}
+
+
+def test_calibration_is_read_at_the_chosen_epoch(tmp_path):
+    study = _digits_study(seeds=(0,))
+    files = [write_metrics(tmp_path, "digits", gamma, 0, 0.9, calibration=_calibration()) for gamma in (1.0, 0.9, 0.8)]
+    assert set(tables.collect_runs(study, files)["ece"]) == {0.05}
+    final = tables.collect_runs(study, files, "final")
+    assert set(final["ece"]) == {0.07} and set(final["calibration_epoch"]) == {9}
+    tables.write_tables(study, files, tmp_path / "tables")
+    assert markdown_cells(tmp_path / "tables" / "calibration.md")["digits"][3] == "0.0500"
+
+
+@pytest.mark.parametrize(
+    "calibration, message",
+    [
+        ([1, 2], "'calibration' is [1, 2], expected an object"),
+        ({"bins": 2, "final_epoch": _epoch_calibration(9)}, "has no 'calibration.best_epoch'"),
+        ({**_calibration(), "best_epoch": "high"}, "'calibration.best_epoch' is 'high', expected an object"),
+        ({**_calibration(), "best_epoch": {**_epoch_calibration(3), "ece": "0.05"}},
+         "'calibration.best_epoch.ece' is '0.05', expected a finite number; retrain the run"),
+        (_calibration(best_ece=math.nan),
+         "'calibration.best_epoch.ece' is nan, expected a finite number (a non-finite calibration comes from "
+         "non-finite validation outputs, so that epoch's accuracy is in doubt too); retrain the run"),
+        ({**_calibration(), "best_epoch": {**_epoch_calibration(3), "brier": True}}, "'calibration.best_epoch.brier' is True"),
+        ({**_calibration(), "best_epoch": {key: value for key, value in _epoch_calibration(3).items() if key != "nll"}},
+         "has no 'calibration.best_epoch.nll'"),
+        ({**_calibration(), "best_epoch": _epoch_calibration(5)},
+         "'calibration.best_epoch.epoch' is 5, but best_epoch is 3: the calibration does not describe the network"),
+        ({**_calibration(), "best_epoch": {**_epoch_calibration(3), "bins": {"count": 3}}},
+         "'calibration.best_epoch.bins' is {'count': 3}, expected a list of reliability bins"),
+        ({**_calibration(), "best_epoch": {**_epoch_calibration(3), "bins": [{"lower": 0.0, "upper": 1.0, "count": 4}]}},
+         "'calibration.best_epoch.bins[0].confidence' is None, expected a finite number"),
+    ],
+    ids=["not-an-object", "no-best-epoch", "epoch-not-an-object", "ece-text", "ece-nan", "brier-boolean", "nll-missing",
+         "other-epoch", "bins-not-a-list", "bin-without-confidence"],
+)
+def test_a_malformed_calibration_is_an_error_naming_the_file(tmp_path, calibration, message):
+    study = _digits_study(seeds=(0,))
+    good = write_metrics(tmp_path, "digits", 1.0, 0, 0.9, calibration=_calibration())
+    bad = write_metrics(tmp_path, "digits", 0.9, 0, 0.9, calibration=calibration)
+    with pytest.raises(tables.ResultsError) as caught:
+        tables.write_tables(study, [good, bad], tmp_path / "tables")
+    assert str(caught.value).startswith(f"{bad}: ") and message in str(caught.value), caught.value
+    assert not (tmp_path / "tables").exists()
+
+
+def test_the_final_epoch_calibration_must_be_the_last_epoch(tmp_path):
+    study = _digits_study(seeds=(0,))
+    path = write_metrics(tmp_path, "digits", 0.9, 0, 0.9, calibration={**_calibration(), "final_epoch": _epoch_calibration(8)})
+    tables.collect_runs(study, [path])  # the best epoch is fine
+    with pytest.raises(tables.ResultsError, match=re.escape(f"{path}: 'calibration.final_epoch.epoch' is 8, but the last epoch is 9")):
+        tables.collect_runs(study, [path], "final")

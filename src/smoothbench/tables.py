@@ -86,13 +86,122 @@ def _check_type(path: Path, payload: dict, key: str) -> None:
         raise ResultsError(f"{path}: {key!r} is {value!r}, expected a finite {expected}")
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _differences(recorded, expected, key: str = "") -> list[str]:
+    """``key: A in the file, B in the config`` for every setting that differs (1 and 1.0
+    are one number; true is not 1)."""
+    if isinstance(recorded, dict) and isinstance(expected, dict):
+        found = []
+        for name in sorted(set(recorded) | set(expected), key=str):
+            inner = f"{key}.{name}" if key else str(name)
+            if name not in recorded:
+                found.append(f"{inner}: absent in the file, {expected[name]!r} in the config")
+            elif name not in expected:
+                found.append(f"{inner}: {recorded[name]!r} in the file, absent in the config")
+            else:
+                found += _differences(recorded[name], expected[name], inner)
+        return found
+    if (
+        isinstance(recorded, list) and isinstance(expected, list) and len(recorded) == len(expected)
+        and any(isinstance(item, dict) for item in expected)
+    ):
+        return [found for index, (one, two) in enumerate(zip(recorded, expected))
+                for found in _differences(one, two, f"{key}[{index}]")]
+    return [] if _same(recorded, expected) else [f"{key}: {recorded!r} in the file, {expected!r} in the config"]
+
+
+def _same(one, two) -> bool:
+    if isinstance(one, dict) and isinstance(two, dict):
+        return one.keys() == two.keys() and all(_same(one[name], two[name]) for name in one)
+    if isinstance(one, list) and isinstance(two, list):
+        return len(one) == len(two) and all(map(_same, one, two))
+    return isinstance(one, bool) == isinstance(two, bool) and one == two
+
+
+def _check_settings(path: Path, payload: dict, study: Study, method: str, value_text: str) -> None:
+    """Refuse a run file trained under other settings than the config gives its run (a
+    run left by another config, e.g. 3 epochs where the config now has 8)."""
+    expected = study.train_settings(payload["experiment"], method, value_text, payload["seed"])
+    retrain = ("it was trained under another config: delete its run folder and run the workflow again to "
+               "retrain it under this one, or make the tables with the config it was trained with")
+    recorded = payload.get("settings")
+    if not isinstance(recorded, dict):
+        found = "has no 'settings'" if recorded is None else f"'settings' is {recorded!r}, not an object"
+        raise ResultsError(
+            f"{path}: {found}, so nothing shows which config it was trained under; delete its run folder and run "
+            "the workflow again to retrain it"
+        )
+    differences = _differences(recorded, expected)
+    if differences:
+        listed = "; ".join(differences)
+        raise ResultsError(f"{path}: its settings differ from what the config gives this run ({listed}); {retrain}")
+    if payload["epochs"] != expected["epochs"]:
+        raise ResultsError(
+            f"{path}: 'epochs' is {payload['epochs']} (epochs trained), but its settings and the config have "
+            f"{expected['epochs']}; the file is not a finished run's metrics.json: retrain it"
+        )
+
+
+def _read_calibration(path: Path, payload: dict, calibration_epoch: str) -> dict:
+    """The ``calibration.{calibration_epoch}_epoch`` section, every field checked; {} where
+    the file holds no calibration at all (the tables show '-' there and say so)."""
+    calibration = payload.get("calibration")
+    if calibration is None:
+        return {}
+    if not isinstance(calibration, dict):
+        raise ResultsError(f"{path}: 'calibration' is {calibration!r}, expected an object")
+    key = f"calibration.{calibration_epoch}_epoch"
+    measured = calibration.get(f"{calibration_epoch}_epoch")
+    if not isinstance(measured, dict):
+        found = f"has no {key!r}" if measured is None else f"{key!r} is {measured!r}, expected an object"
+        raise ResultsError(f"{path}: {found}; retrain the run (or set config key tables.calibration_epoch)")
+    for name in ("epoch", *CALIBRATION_COLUMNS):
+        if name not in measured:
+            raise ResultsError(f"{path}: has no '{key}.{name}'; retrain the run")
+        value = measured[name]
+        if not _is_number(value):
+            why = (" (a non-finite calibration comes from non-finite validation outputs, so that epoch's accuracy "
+                   "is in doubt too)") if isinstance(value, float) else ""
+            raise ResultsError(f"{path}: '{key}.{name}' is {value!r}, expected a finite number{why}; retrain the run")
+    epoch = measured["epoch"]
+    reported = payload["best_epoch"] if calibration_epoch == "best" else payload["epochs"] - 1
+    if epoch != reported:
+        which = "best_epoch" if calibration_epoch == "best" else "the last epoch"
+        raise ResultsError(
+            f"{path}: '{key}.epoch' is {epoch!r}, but {which} is {reported}: the calibration does not describe "
+            "the network whose accuracy the file reports; retrain the run"
+        )
+    bins = measured.get("bins")
+    if bins is not None:
+        if not isinstance(bins, list) or not bins:
+            raise ResultsError(f"{path}: '{key}.bins' is {bins!r}, expected a list of reliability bins")
+        for index, row in enumerate(bins):
+            where = f"{key}.bins[{index}]"
+            if not isinstance(row, dict):
+                raise ResultsError(f"{path}: '{where}' is {row!r}, expected an object")
+            count = row.get("count")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ResultsError(f"{path}: '{where}.count' is {count!r}, expected a count of examples")
+            for name in ("lower", "upper", *(("confidence", "accuracy") if count else ())):
+                if not _is_number(row.get(name)):
+                    raise ResultsError(f"{path}: '{where}.{name}' is {row.get(name)!r}, expected a finite number")
+    return measured
+
+
 def read_run_metrics(path: Path | str, study: Study, calibration_epoch: str = "best") -> dict:
     """One run's table values from its ``metrics.json``, checked against the study.
 
     The file must name an experiment, method, value and seed of the study; when it lies
     in the sweep's path grammar (``.../{method}~V/seed~S/metrics.json``) its folder must
-    agree. Calibration (ECE, NLL, Brier, confidence) is read at ``calibration_epoch``
-    ('best': the epoch of the best accuracy, or 'final'); NaN where the file has none.
+    agree, and the settings it was trained with (its ``settings``) must be the ones the
+    config gives that run (:meth:`Study.train_settings`), so a run left by another config
+    never counts as finished. Calibration (ECE, NLL, Brier, confidence) is read at
+    ``calibration_epoch`` ('best': the epoch of the best accuracy, or 'final'); NaN where
+    the file has no calibration section, and an error naming the file where a value in
+    it is malformed or not finite.
     """
     path = Path(path)
     try:
@@ -143,7 +252,8 @@ def read_run_metrics(path: Path | str, study: Study, calibration_epoch: str = "b
                 f"{path}: the file says experiment {name}, {method} {value_text}, seed {payload['seed']} but lies in "
                 f"{path.parents[2].name}/{path.parent.parent.name}/{path.parent.name}; it was moved or copied by hand"
             )
-    measured = ((payload.get("calibration") or {}).get(f"{calibration_epoch}_epoch")) or {}
+    _check_settings(path, payload, study, method, value_text)
+    measured = _read_calibration(path, payload, calibration_epoch)
     return {
         "experiment": name,
         "dataset": experiment.dataset.name,
