@@ -50,6 +50,34 @@ def test_json_is_replaced_atomically_with_normal_permissions(tmp_path):
     assert path.stat().st_mode & 0o044  # readable by others, unlike mkstemp's 0600
 
 
+def test_a_temporary_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    path = tmp_path / "plot.png"
+    stale = tmp_path / ".plot.png.k1ll3d.tmp"  # what a SIGKILLed atomic_file leaves
+    stale.write_bytes(b"")
+    other = tmp_path / ".other.png.k1ll3d.tmp"  # another file's writer: not ours to remove
+    other.write_bytes(b"")
+    with storage.atomic_file(path, "wb") as stream:
+        stream.write(b"png")
+    assert path.read_bytes() == b"png" and not stale.exists() and other.exists()
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, monkeypatch):
+    import errno
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(storage.os, "fsync", full)
+    path = tmp_path / "tables" / "table3.csv"
+    with pytest.raises(storage.StorageError, match=r"tables/table3.csv: could not be written \(No space left on device\)"):
+        storage.write_json_atomic(path, {"a": 1})
+    assert not path.exists() and not list(path.parent.iterdir())
+    writer = storage.StreamingArrayWriter(tmp_path / "train_images.npy", (1, 2), np.uint8)
+    writer.write(np.zeros((1, 2)))
+    with pytest.raises(storage.StorageError, match=r"train_images.npy: could not be written"):
+        writer.close()
+
+
 @pytest.fixture
 def digits_folder(tmp_path):
     settings = {"dataset": "digits", "validation_fraction": 0.2, "splits": {}, "mock": {"enabled": False}}

@@ -215,3 +215,18 @@ def test_bad_config_stops_before_any_job_and_keeps_existing_outputs(tmp_path):
     assert "config key 'protocol.epoch' is not a known key (did you mean 'epochs'?)" in process.stdout
     assert "rule download" not in process.stdout and "Job stats" not in process.stdout
     assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before
+
+
+def test_jobs_import_the_checkouts_package_even_when_another_copy_comes_first(tmp_path):
+    # Another clone's package, first on the path the user's shell gives every process
+    # (as an editable install of another clone would be in site-packages).
+    other = tmp_path / "other-clone" / "src" / "smoothbench"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("raise ImportError('imported the other clone')\n")
+    config = {"experiments": {"digits": {}}, "data": {"download": False}}
+    process = run_workflow(tmp_path / "work", config, "--cores", "1", "--until", "prepare",
+                           env={"PYTHONPATH": str(other.parent)})
+    assert process.returncode == 0, process.stdout
+    assert "the other clone" not in process.stdout
+    manifest = json.loads((tmp_path / "work" / "results" / "prepared" / "digits" / "manifest.json").read_text())
+    assert manifest["dataset"] == "digits"

@@ -15,11 +15,17 @@ hidden temporary folder next to the destination and moved into place only when
 complete, ``manifest.json`` last: a killed job leaves no file under its final name
 that a reader could take as finished, and a reader trusts nothing without the
 manifest.
+
+The manifest holds only what the data is (no timestamp, no host): preparing the same
+data again writes the same bytes. Training jobs key on the manifest's content, not on
+the arrays' modification times (``workflow/rules/train.smk``), so re-preparing or
+touching identical data retrains nothing, while different data does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -44,6 +50,10 @@ class PreparedDataError(SmoothbenchError, RuntimeError):
     """Prepared data that is missing, incomplete, corrupted or inconsistent."""
 
 
+class StorageError(SmoothbenchError, OSError):
+    """A file could not be written (full disk, no permission); the message names it."""
+
+
 def sha256_of_file(path: Path | str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -58,9 +68,14 @@ def atomic_file(path: Path | str, mode: str = "w") -> Iterator:
 
     It writes a hidden ``.{name}.*.tmp`` file in the same folder, syncs it and renames it
     over ``path``; on an error the temporary file is removed and ``path`` is untouched.
+    One job writes a given path at a time (Snakemake runs one job per output), so a
+    ``.{name}.*.tmp`` found beside it was left by a killed writer and is removed first.
+    An error of the file system (a full disk, a read-only folder) names ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, mode) as stream:
@@ -69,9 +84,11 @@ def atomic_file(path: Path | str, mode: str = "w") -> Iterator:
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp creates 0600; honour the umask instead
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.filename is None:
+            raise StorageError(f"{path}: could not be written ({error.strerror or error})") from error
         raise
 
 
@@ -107,14 +124,20 @@ class StreamingArrayWriter:
             raise ValueError(f"{self.path.name}: more than the {self.shape[0]} rows announced")
         data = rows.tobytes()
         self._digest.update(data)
-        self._stream.write(data)
+        try:
+            self._stream.write(data)
+        except OSError as error:
+            raise StorageError(f"{self.path}: could not be written ({error.strerror or error})") from error
         self.rows_written += len(rows)
 
     def close(self) -> str:
         """Flush to disk and return the file's sha256."""
-        self._stream.flush()
-        os.fsync(self._stream.fileno())
-        self._stream.close()
+        try:
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+            self._stream.close()
+        except OSError as error:
+            raise StorageError(f"{self.path}: could not be written ({error.strerror or error})") from error
         if self.rows_written != self.shape[0]:
             raise ValueError(f"{self.path.name}: wrote {self.rows_written} rows, announced {self.shape[0]}")
         return self._digest.hexdigest()

@@ -25,6 +25,66 @@ def where_this_runs() -> str:
     return f"{now} on {socket.gethostname()}, {place}"
 
 
+def use_checkout(source_folder: str) -> None:
+    """Make every job the workflow starts import smoothbench from ``source_folder``.
+
+    A job inherits PYTHONPATH, whose entries come before site-packages, so an editable
+    install of another clone cannot win; SMOOTHBENCH_SOURCE tells the job which copy it
+    must have imported (:func:`check_source`)."""
+    os.environ["SMOOTHBENCH_SOURCE"] = source_folder
+    others = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry and entry != source_folder]
+    os.environ["PYTHONPATH"] = os.pathsep.join([source_folder, *others])
+
+
+def code_fingerprint(base: str | os.PathLike) -> str:
+    """sha256 of the package's and the job scripts' source text under the workflow folder
+    ``base`` (their content, not their mtimes): the results stage reruns when it changes."""
+    import hashlib
+
+    base = Path(base)
+    digest = hashlib.sha256()
+    files = [*(base / "src" / "smoothbench").rglob("*.py"), *(base / "workflow" / "scripts").glob("*.py")]
+    for path in sorted(files):
+        digest.update(path.relative_to(base).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class WrongCheckoutError(SmoothbenchError, RuntimeError):
+    """The job imported another copy of smoothbench than the workflow's checkout."""
+
+
+def check_source() -> None:
+    """Stop a job whose ``smoothbench`` is not the workflow's checkout's.
+
+    The workflow (workflow/rules/common.smk) names its ``src`` folder in
+    SMOOTHBENCH_SOURCE and puts it first on PYTHONPATH; a job that imported the package
+    from anywhere else (say an editable install of another clone) would run other code
+    than the one the config was checked with."""
+    expected = os.environ.get("SMOOTHBENCH_SOURCE")
+    if not expected:
+        return  # not started by the workflow (a test, a notebook)
+    imported = Path(__file__).resolve().parent
+    wanted = Path(expected).resolve() / "smoothbench"
+    if imported != wanted:
+        raise WrongCheckoutError(
+            f"this job imported smoothbench from {imported}, but the workflow runs from {wanted}; "
+            "another copy of the package is installed in this environment (e.g. `pip install -e` of another "
+            "clone) and comes first on sys.path. Run `pip uninstall smoothbench` there, or install this "
+            "checkout (`make setup`)"
+        )
+
+
+def describe_error(error: BaseException) -> str:
+    """The one line a user reads: the message, or what happened when there is none."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (Ctrl-C); a training run resumes from its last checkpoint when the workflow runs again"
+    if isinstance(error, SystemExit):
+        return f"the job exited with status {error.code}"
+    return str(error) or type(error).__name__
+
+
 @contextlib.contextmanager
 def logged(log_path: str | os.PathLike):
     """Send everything the job prints (TensorFlow's C++ output included) to ``log_path``.
@@ -43,11 +103,12 @@ def logged(log_path: str | os.PathLike):
         os.dup2(log.fileno(), 2)
         try:
             print(where_this_runs(), flush=True)
+            check_source()
             yield
         except BaseException as error:
             traceback.print_exc()
             sys.stderr.flush()
-            os.write(terminal, f"\nerror: {error}\n(full log: {log_path})\n".encode())
+            os.write(terminal, f"\nerror: {describe_error(error)}\n(full log: {log_path})\n".encode())
             if isinstance(error, SmoothbenchError):
                 failed = True  # a message for the user: no second traceback on the terminal
             else:
