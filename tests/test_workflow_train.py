@@ -98,6 +98,85 @@ def test_only_settings_that_change_a_result_retrain(demo):
     assert _planned(workdir, config) == sorted(str(("digits", "lspp~0.2", seed)) for seed in ("0", "1"))
 
 
+def _copy_checkout(destination: Path) -> Path:
+    """The files a user's checkout holds (what git tracks), copied with their links."""
+    import shutil
+
+    destination.mkdir(parents=True)
+    for name in ("Snakefile", "config.yaml", "workflow", "src", "profiles", "config", "envs"):
+        source = REPOSITORY / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def _plan(checkout: Path, workdir: Path, *arguments: str) -> list[str]:
+    """Every job a dry run of the demo plans, as 'rule' or 'rule (wildcards)'."""
+    command = [SNAKEMAKE, "--snakefile", str(checkout / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(checkout / "config" / "demo.yaml"), "--dry-run", *arguments]
+    process = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    assert process.returncode == 0, process.stdout + process.stderr
+    jobs = []
+    for block in re.split(r"\n(?=\[[^\n]*\]\n(?:local)?rule )", process.stdout):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.MULTILINE)
+        if rule and rule.group(1) != "all":
+            wildcards = re.search(r"wildcards: (.*)", block)
+            jobs.append(rule.group(1) + (f" ({wildcards.group(1)})" if wildcards else ""))
+    return sorted(jobs)
+
+
+def test_nothing_done_to_the_checkout_replans_a_finished_run(demo, tmp_path):
+    """Touching, pulling, editing comments or preparing the same data again retrains
+    nothing, with or without a profile; only other settings or other data do."""
+    import shutil
+
+    finished, _ = demo
+    checkout = _copy_checkout(tmp_path / "checkout")
+    workdir = tmp_path / "work"
+    shutil.copytree(finished, workdir, symlinks=True)
+    # The paper's tables are inputs by absolute path: in a checkout at another place the
+    # results stage (and only it) is made again once.
+    command = [SNAKEMAKE, "--snakefile", str(checkout / "Snakefile"), "--directory", str(workdir), "--configfile",
+               str(checkout / "config" / "demo.yaml"), "--cores", "2"]
+    process = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert "rule train" not in process.stdout + process.stderr
+    profiles = [(), ("--profile", str(checkout / "profiles" / "local")), ("--profile", str(checkout / "profiles" / "slurm"))]
+    for profile in profiles:
+        assert _plan(checkout, workdir, *profile) == [], profile
+
+    # A git pull or checkout: every file of the checkout and the data gets a new mtime.
+    later = time.time()  # newer than every output of the finished demo
+    for path in [*checkout.rglob("*"), *(workdir / "results" / "prepared").rglob("*"), *(workdir / "results" / "downloads").rglob("*")]:
+        if path.is_file() and not path.is_symlink():
+            os.utime(path, (later, later))
+    for profile in profiles:
+        assert _plan(checkout, workdir, *profile) == [], profile
+
+    # An edited comment in the train adapter and in the training module: the cheap results
+    # stage follows the code's content, training does not.
+    for path in (checkout / "workflow" / "scripts" / "train.py", checkout / "src" / "smoothbench" / "training.py"):
+        path.write_text(path.read_text() + "\n# a comment\n")
+    planned = _plan(checkout, workdir)
+    assert planned and not [job for job in planned if job.startswith(("train", "prepare", "download"))], planned
+    assert "aggregate" in planned
+
+    # The same data prepared again: a new manifest and new arrays, with the same content.
+    process = subprocess.run([*command, "--forcerun", "prepare", "--until", "prepare"], cwd=workdir, capture_output=True, text=True)
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert "rule prepare" in process.stdout + process.stderr
+    assert not [job for job in _plan(checkout, workdir) if job.startswith(("train", "prepare"))]
+
+    # Other data (a manifest whose arrays differ) retrains every run on it.
+    manifest_path = workdir / "results" / "prepared" / "digits" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["arrays"]["train_labels"]["sha256"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    assert len([job for job in _plan(checkout, workdir) if job.startswith("train")]) == 14
+
+
 def test_resnet20_learns_real_fashion_mnist_images_in_two_epochs(tmp_path):
     assert (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(), (
         f"{FASHION_MNIST_DIR} lacks Fashion-MNIST: `apt-get install dataset-fashion-mnist`"

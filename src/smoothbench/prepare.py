@@ -9,7 +9,6 @@ the [0, 1] scale the paper's recipe uses (pixels / 255).
 from __future__ import annotations
 
 import contextlib
-import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -182,7 +181,6 @@ def prepare(settings: dict, output_folder: Path | str) -> dict:
                 "splits": split_summary,
                 "arrays": arrays,
                 "settings": {key: settings[key] for key in ("image_size", "square_method", "validation_fraction") if key in settings},
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             }
             storage.write_json_atomic(staging / storage.MANIFEST_NAME, manifest)
             storage.publish(staging, output_folder, [entry["file"] for entry in arrays.values()] + [storage.MANIFEST_NAME])

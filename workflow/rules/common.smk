@@ -1,17 +1,20 @@
 import sys
 from pathlib import Path
 
-# The package lives in src/; make it importable here even when it is not pip-installed
-# (the script jobs import it through the link workflow/scripts/smoothbench).
-SOURCE_FOLDER = str(Path(workflow.basedir) / "src")
-if SOURCE_FOLDER not in sys.path:
-    sys.path.insert(0, SOURCE_FOLDER)
+# The package lives in src/: this checkout's copy is the one imported, here and in every
+# job (smoothbench.workflow_support.use_checkout).
+# First on sys.path even when an install already lists it (a .pth entry comes last).
+SOURCE_FOLDER = str(Path(workflow.basedir).resolve() / "src")
+sys.path[:] = [SOURCE_FOLDER] + [entry for entry in sys.path if entry != SOURCE_FOLDER]
 
 from smoothbench.config import ConfigError, load_study
 from smoothbench.registry import DATASETS
 from smoothbench.storage import ARRAY_NAMES, MANIFEST_NAME
 from smoothbench.tables import OUTPUT_FILES, PAPER_CELLS_FILE, PAPER_TABLE3_FILE
 from smoothbench import slurm_compat
+from smoothbench.workflow_support import code_fingerprint, use_checkout
+
+use_checkout(SOURCE_FOLDER)
 
 # With --executor slurm, a job cancelled by scancel must count as failed (and be retried);
 # see smoothbench/slurm_compat.py.
@@ -27,6 +30,10 @@ def validated_study(config):
         return load_study(config, schema)
     except ConfigError as error:
         raise WorkflowError(str(error)) from None
+
+
+# The results stage (tables, plots) reruns when this changes; training never keys on code.
+RESULTS_CODE = code_fingerprint(workflow.basedir)
 
 
 RESULTS = "results"
@@ -45,6 +52,18 @@ def prepared_files(dataset):
     folder = f"{RESULTS}/prepared/{dataset}"
     return {name: f"{folder}/{name}.npy" for name in ARRAY_NAMES} | {
         "manifest": f"{folder}/{MANIFEST_NAME}"
+    }
+
+
+def training_inputs(dataset):
+    """prepared_files(dataset) as a training job's input: the arrays are ancient() (their
+    mtimes never retrain a run), the manifest is not. The manifest holds the sha256 of
+    every array and no timestamp, and Snakemake compares a small input that is newer
+    than the outputs by its checksum: data prepared again identically retrains
+    nothing, different data retrains."""
+    return {
+        name: path if name == "manifest" else ancient(path)
+        for name, path in prepared_files(dataset).items()
     }
 
 

@@ -1,7 +1,9 @@
 # Results stage: the paper's Tables 1-3 beside the paper's numbers, the analysis beyond
 # the paper (paired differences over seeds, methods, calibration), and the plots.
 # Everything here reads the runs' metrics.json / history.csv and never trains: deleting
-# a table or a plot replans only the rule that writes it.
+# a table or a plot replans only the rule that writes it. Unlike training, these cheap
+# rules follow the code: params.code is the content hash of the package and the
+# scripts, so an edit (not a mere touch) to them remakes the tables and plots.
 
 
 rule aggregate:
@@ -24,6 +26,7 @@ rule aggregate:
         mem_mb=2000,
         runtime=10,
     params:
+        code=RESULTS_CODE,
         tolerance=STUDY.config["tables"]["paper_check_tolerance"],
         calibration_epoch=STUDY.config["tables"]["calibration_epoch"],
     script:
@@ -60,6 +63,8 @@ rule plot_summary:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=RESULTS_CODE,
     script:
         "../scripts/plot_summary.py"
 
@@ -90,6 +95,8 @@ rule plot_training_curves:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=RESULTS_CODE,
     script:
         "../scripts/plot_training_curves.py"
 
@@ -117,6 +124,7 @@ rule plot_reliability:
         mem_mb=2000,
         runtime=10,
     params:
+        code=RESULTS_CODE,
         calibration_epoch=STUDY.config["tables"]["calibration_epoch"],
     script:
         "../scripts/plot_reliability.py"
@@ -149,5 +157,7 @@ rule plot_c_matrix:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=RESULTS_CODE,
     script:
         "../scripts/plot_c_matrix.py"

@@ -6,11 +6,16 @@
 rule train:
     """Train one run of the protocol with one smoothing method on the prepared arrays;
     write history.csv and, last, metrics.json. A killed job resumes from run_folder/checkpoint/ when run
-    again. How it runs (devices, threads) is read from the config by the script, not
-    passed as a param: changing it must not retrain finished runs."""
+    again; a job killed after it finished republishes its outputs from
+    run_folder/.finished/ instead of training again. What retrains a run: its settings
+    (params) and the content of its prepared data (the manifest, compared by checksum;
+    the arrays' mtimes are ignored). How it runs (devices, threads) is read from the
+    config by the script, not passed as a param: changing it must not retrain finished
+    runs. Code changes do not retrain either (profiles/default sets the rerun triggers).
+    """
     input:
         unpack(
-            lambda wildcards: prepared_files(experiment_dataset(wildcards.experiment))
+            lambda wildcards: training_inputs(experiment_dataset(wildcards.experiment))
         ),
     output:
         history=f"{RUNS}/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}/history.csv",
