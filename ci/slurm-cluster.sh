@@ -124,8 +124,13 @@ StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/spool
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
+# Preemption as many clusters have it: a job of the higher-tier partition "urgent" that
+# needs the node requeues the jobs of the default partition (tests/test_slurm.py).
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory$gres_line State=UNKNOWN
-PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=ALL Default=NO MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 EOF
     cat >"$STATE/slurmdbd.conf" <<EOF
 AuthType=auth/munge

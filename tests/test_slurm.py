@@ -150,6 +150,68 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes(tmp_path):
     assert state.startswith("CANCELLED"), state
 
 
+def test_a_preempted_training_job_is_requeued_by_slurm_and_resumes_from_its_checkpoint(tmp_path, demo):
+    """A job of the higher-tier partition 'urgent' (ci/slurm-cluster.sh) takes the whole
+    node while the training job runs: SLURM preempts the training job (SIGTERM: it saves
+    a checkpoint after the batch in progress), requeues it under the same job id, and
+    runs it again once the node is free. Snakemake waits for that same job: one
+    submission, one finished run with exactly its epochs."""
+    epoch_seconds, overhead = _demo_speed(demo)
+    epochs = max(12, math.ceil(30 / epoch_seconds))  # about 30 s of training: time to preempt it
+    start_cluster(gpus=2)
+    config = tmp_path / "preempt.yaml"
+    config.write_text(json.dumps({**CANCEL_CONFIG, "protocol": {**CANCEL_CONFIG["protocol"], "epochs": epochs}}))
+    command = demo_command(tmp_path, "--profile", str(PROFILE), *FAST)
+    command[command.index("--configfile") + 1] = str(config)
+    output = open(tmp_path / "snakemake.out", "w+")
+    workflow = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
+    run = tmp_path / "results" / "runs" / "digits" / "gamma~0.9" / "seed~0"
+    progress = run / "checkpoint" / "progress.csv"
+    log = tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.9" / "seed~0.log"
+    deadline = time.monotonic() + 600
+    while not (progress.exists() and len(training.read_history(progress)) >= 2):
+        assert workflow.poll() is None, (tmp_path / "snakemake.out").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no two epochs within 600 s"
+        time.sleep(0.2)
+    job = re.search(r"SLURM job (\d+)", log.read_text()).group(1)
+    urgent = subprocess.run(["sbatch", "--parsable", "--partition=urgent", "--exclusive", "--mem=100", "--time=2",
+                             "--output=/dev/null", "--wrap", "sleep 15"], capture_output=True, text=True, check=True)
+    urgent_job = urgent.stdout.strip().split(";")[0]
+    # SLURM makes a requeued job wait about two minutes before it may start again; once the
+    # urgent job is done, let it start at once (as an administrator may), to save the test
+    # that wait. What is tested - requeued, resumed, waited for - is the same.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and workflow.poll() is None:
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True).stdout.split("\n")
+        states = dict(line.split() for line in queue if line.strip())
+        if urgent_job not in states and states.get(job) == "PENDING":
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True, text=True)
+            break
+        time.sleep(0.5)
+    workflow.wait(timeout=900)
+    snakemake_output = (tmp_path / "snakemake.out").read_text()
+    assert workflow.returncode == 0, snakemake_output[-5000:]
+
+    history = training.read_history(run / "history.csv")
+    assert [row["epoch"] for row in history] == list(range(epochs))
+    attempts = json.loads((run / "metrics.json").read_text())["attempts"]
+    starts = [(attempt["started_at_epoch"], attempt["started_at_step"]) for attempt in attempts]
+    assert len(attempts) == 2 and {attempt["slurm_job_id"] for attempt in attempts} == {job}, attempts
+    # Resumed where the preemption stopped it, within an epoch: the SIGTERM checkpoint (the
+    # periodic one, every compute.checkpoint_minutes = 10, cannot have been taken yet).
+    assert (2, 0) <= starts[1] < (epochs, 0) and starts[1][1] > 0, starts
+    # Snakemake submitted the training run once and waited for SLURM's requeued job.
+    assert snakemake_output.count("A Job preemption  occured!") == 1, snakemake_output[-5000:]
+    assert len(re.findall(r"rule train:", snakemake_output)) == 1
+    states = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-o", "JobID,State,Start,End", "-j", job],
+                            capture_output=True, text=True, check=True).stdout.split()
+    urgent_state = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State,Start,End", "-j", urgent_job],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+    print(f"training job {job}, sacct -D: {states}; urgent job {urgent_job}: {urgent_state}; attempts started at {starts}")
+    assert [state.split("|")[1] for state in states] == ["PREEMPTED", "COMPLETED"], states
+    assert urgent_state.startswith("COMPLETED"), urgent_state
+
+
 def _demo_speed(demo) -> tuple[float, float]:
     """(seconds per epoch after the first, seconds a job spends outside its epochs: start-up,
     data, model), medians over the local demo's gamma runs, which train the network of
@@ -196,16 +258,17 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(tm
     attempts = json.loads((run / "metrics.json").read_text())["attempts"]
     measured = f"{sized}; here {statistics.median(row['seconds'] for row in history[1:]):.2f} s per epoch"
     assert len(attempts) >= 2, (measured, attempts)
-    starts = [attempt["started_at_epoch"] for attempt in attempts]
-    # each attempt resumed where the one before stopped: none started over
-    assert starts[0] == 0 and all(earlier < later < epochs for earlier, later in zip(starts, starts[1:])), (measured, starts)
+    starts = [(attempt["started_at_epoch"], attempt["started_at_step"]) for attempt in attempts]
+    # each attempt resumed where the one before stopped (at the step its SIGTERM checkpoint
+    # saved, or at an epoch end): none started over
+    assert starts[0] == (0, 0) and all(earlier < later < (epochs, 0) for earlier, later in zip(starts, starts[1:])), (measured, starts)
     for number, attempt in enumerate(attempts, start=1):
         state = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State,Timelimit", "-j", attempt["slurm_job_id"]],
                                capture_output=True, text=True).stdout.strip()
         # every attempt but the last was stopped by its limit, which grew by L minutes per attempt
         expected_state = "COMPLETED" if number == len(attempts) else "TIMEOUT"
         assert state == f"{expected_state}|00:{number * first_limit_minutes:02d}:00", (number, state, measured)
-    print(f"{measured}; attempts started at epochs {starts}")
+    print(f"{measured}; attempts started at (epoch, step) {starts}")
 
 
 def test_asking_for_a_gpu_on_a_cluster_without_gpus_fails_with_slurms_error(tmp_path):

@@ -216,3 +216,176 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(digits,
     if method == "lspp":  # the learned matrix resumes with the network
         np.testing.assert_array_equal(np.load(tmp_path / "resumed" / "c_matrix.npy"), np.load(tmp_path / "whole" / "c_matrix.npy"))
     assert not stale.exists() and not (tmp_path / "resumed" / "checkpoint").exists()
+
+
+def _without_seconds(rows: list[dict]) -> list[dict]:
+    return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
+
+
+def _outputs(folder, settings) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in training._output_names(settings)}
+
+
+@pytest.mark.parametrize("method, value", [("gamma", "0.9"), ("lspp", "0.1")])
+def test_a_run_killed_after_it_finished_is_republished_not_retrained(digits, tmp_path, method, value):
+    study, prepared = digits
+    settings, compute = _settings(study, gamma=value, method=method, epochs=1), study.compute_settings()
+    training.train(settings, compute, prepared, tmp_path, log=lambda message: None)
+    finished = _outputs(tmp_path, settings)
+    record = tmp_path / training.FINISHED_FOLDER
+    assert _outputs(record, settings) == finished and not (tmp_path / "checkpoint").exists()
+    # Snakemake's --rerun-incomplete deletes the outputs of a job killed before it was
+    # recorded as finished, then runs it again.
+    for name in finished:
+        (tmp_path / name).unlink()
+    messages = []
+    metrics = training.train(settings, compute, prepared, tmp_path, log=messages.append)
+    assert len(messages) == 1 and "already finished: republished" in messages[0], messages
+    assert _outputs(tmp_path, settings) == finished
+    assert metrics == json.loads(finished["metrics.json"])
+    # Other settings are another run: trained, and its own record replaces this one.
+    messages.clear()
+    other = _settings(study, gamma=value, method=method, epochs=2)
+    training.train(other, compute, prepared, tmp_path, log=messages.append)
+    assert not any("republished" in message for message in messages)
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2
+    assert json.loads((record / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
+    """A kill (KeyboardInterrupt here) at each step of writing the outputs: the next
+    attempt finishes with the same outputs and never trains an epoch again."""
+    study, prepared = digits
+    settings, compute = _settings(study, epochs=1), study.compute_settings()
+    training.train(settings, compute, prepared, tmp_path / "whole", log=lambda message: None)
+    reference = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    history = _without_seconds(training.read_history(tmp_path / "whole" / "history.csv"))
+    # (what is patched, which of its calls after the last epoch is the kill): atomic_file
+    # writes history, metrics and fingerprint into .finished/'s staging folder (calls
+    # 1-3), then publishes history (4) and metrics (5); the first rmtree after the epoch
+    # runs once .finished/ is in place.
+    steps = {
+        "while .finished/ is written": ("storage.write_json_atomic", 1),
+        "after .finished/, before the checkpoint is deleted": ("shutil.rmtree", 1),
+        "after history.csv, before metrics.json is published": ("storage.atomic_file", 5),
+    }
+    for case, (target, calls_before_kill) in steps.items():
+        folder = tmp_path / case.replace(" ", "_").replace("/", "").replace(",", "")
+        # One epoch trained and checkpointed, then the kill while finishing.
+        module, name = target.split(".")
+        owner = training.storage if module == "storage" else training.shutil
+        original = getattr(owner, name)
+        calls = []
+
+        def killed(*arguments, _original=original, _calls=calls, _limit=calls_before_kill, **keywords):
+            if "epoch 1/1" in " ".join(seen):
+                _calls.append(1)
+                if len(_calls) == _limit:
+                    raise KeyboardInterrupt(case)
+            return _original(*arguments, **keywords)
+
+        seen = []
+        monkeypatch.setattr(owner, name, killed)
+        with pytest.raises(KeyboardInterrupt):
+            training.train(settings, compute, prepared, folder, log=seen.append)
+        monkeypatch.setattr(owner, name, original)
+        assert not (folder / "metrics.json").exists(), case
+        assert (folder / "history.csv").exists() == case.startswith("after history"), case
+        assert (folder / "checkpoint").exists() != case.startswith("after history"), case
+        messages = []
+        metrics = training.train(settings, compute, prepared, folder, log=messages.append)
+        assert not any(message.startswith("epoch ") for message in messages), (case, messages)
+        assert _without_seconds(training.read_history(folder / "history.csv")) == history, case
+        for key in ("best_val_accuracy", "best_epoch", "epochs", "settings"):
+            assert metrics[key] == reference[key], (case, key)
+        assert not (folder / "checkpoint").exists() and not list(folder.glob(".*.tmp")), case
+
+
+def test_metrics_record_the_code_that_ran(digits, tmp_path):
+    import subprocess
+
+    study, prepared = digits
+    training.train(_settings(study, epochs=1), study.compute_settings(), prepared, tmp_path, log=lambda message: None)
+    code = json.loads((tmp_path / "metrics.json").read_text())["software"]["smoothbench"]
+    package = training.Path(training.__file__).resolve().parent
+    assert code["source"] == str(package) and code["version"] == __import__("smoothbench").__version__
+    head = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a git checkout (CI's clean clone is one)
+        assert code["commit"] == head.stdout.strip() and isinstance(code["dirty"], bool)
+    else:
+        assert code["commit"] is None and code["dirty"] is None
+
+
+def test_the_data_fingerprint_is_the_arrays_content_only(digits):
+    _, prepared = digits
+    manifest = storage.read_manifest(prepared)
+    fingerprint = training.data_fingerprint(manifest)
+    assert training.data_fingerprint({**manifest, "tfds_version": "other", "note": "x"}) == fingerprint
+    changed = json.loads(json.dumps(manifest))
+    changed["arrays"]["train_images"]["sha256"] = "0" * 64
+    assert training.data_fingerprint(changed) != fingerprint
+
+
+@pytest.mark.parametrize("method, value", [("gamma", "0.9"), ("lspp", "0.1")])
+def test_a_run_killed_within_an_epoch_resumes_at_that_step_with_the_uninterrupted_numbers(
+    digits, tmp_path, monkeypatch, method, value
+):
+    study, prepared = digits
+    settings = _settings(study, gamma=value, method=method, epochs=2)
+    settings["augmentation"] = {"shift": 0.1, "horizontal_flip": True}  # the augmentation RNG must resume mid-epoch
+    compute = study.compute_settings() | {"checkpoint_minutes": 0}
+    training.train(settings, compute, prepared, tmp_path / "whole", log=lambda message: None)
+
+    save, seen = training.save_checkpoint, []
+
+    def save_then_die_within_epoch_1(path, model, optimizer, state, metric_values=None):
+        save(path, model, optimizer, state, metric_values)
+        progress = state.get("epoch_in_progress")
+        seen.append(progress)
+        if progress and progress["epoch"] == 1 and progress["steps_done"] == 5:
+            raise KeyboardInterrupt  # stands in for a kill in the middle of epoch 1
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die_within_epoch_1)
+    every_batch = compute | {"checkpoint_minutes": 1e-9}
+    with pytest.raises(KeyboardInterrupt):
+        training.train(settings, every_batch, prepared, tmp_path / "resumed", log=lambda message: None)
+    monkeypatch.setattr(training, "save_checkpoint", save)
+    steps = seen[-1]["steps"]
+    assert [progress["steps_done"] for progress in seen if progress and progress["epoch"] == 0] == list(range(1, steps))
+    messages = []
+    training.train(settings, compute, prepared, tmp_path / "resumed", log=messages.append)
+    assert any(f"1 of 2 epochs done, and 5 of {steps} steps of epoch 1" in message for message in messages), messages
+    whole, resumed = (_without_seconds(training.read_history(tmp_path / name / "history.csv")) for name in ("whole", "resumed"))
+    assert resumed == whole
+    metrics = {name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("whole", "resumed")}
+    assert metrics["resumed"]["calibration"] == metrics["whole"]["calibration"]
+    assert [(attempt["started_at_epoch"], attempt["started_at_step"]) for attempt in metrics["resumed"]["attempts"]] == [(0, 0), (1, 5)]
+    if method == "lspp":
+        np.testing.assert_array_equal(np.load(tmp_path / "resumed" / "c_matrix.npy"), np.load(tmp_path / "whole" / "c_matrix.npy"))
+
+
+def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(digits, tmp_path, monkeypatch):
+    import signal
+
+    study, prepared = digits
+    settings = _settings(study, epochs=2)
+    compute = study.compute_settings() | {"checkpoint_minutes": 0}
+    training.train(settings, compute, prepared, tmp_path / "whole", log=lambda message: None)
+    save = training.save_checkpoint
+
+    def save_then_sigterm_after_epoch_0(path, model, optimizer, state, metric_values=None):
+        save(path, model, optimizer, state, metric_values)
+        if len(state["history"]) == 1 and "epoch_in_progress" not in state:
+            signal.raise_signal(signal.SIGTERM)  # a scheduler's time limit, during validation's wrap-up
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_sigterm_after_epoch_0)
+    with pytest.raises(training.TrainingStopped, match=r"stopped by SIGTERM at step 1 of \d+ of epoch 1; checkpoint saved"):
+        training.train(settings, compute, prepared, tmp_path / "stopped", log=lambda message: None)
+    monkeypatch.setattr(training, "save_checkpoint", save)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
+    assert not (tmp_path / "stopped" / "metrics.json").exists()
+    messages = []
+    training.train(settings, compute, prepared, tmp_path / "stopped", log=messages.append)
+    assert any("and 1 of" in message and "steps of epoch 1" in message for message in messages), messages
+    whole, stopped = (_without_seconds(training.read_history(tmp_path / name / "history.csv")) for name in ("whole", "stopped"))
+    assert stopped == whole

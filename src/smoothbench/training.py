@@ -17,9 +17,17 @@
 While it runs, ``run_folder/checkpoint/`` holds ``state.npz`` (every model and
 optimizer variable, the epoch and the history so far), rewritten atomically at each
 epoch end, and ``progress.csv``. A job killed at any moment - SIGKILL, a scheduler's
-SIGTERM - and started again resumes after its last finished epoch; the checkpoint is
-deleted once the outputs are written. The checkpoint carries a fingerprint of the
-settings: one left by different settings is discarded, never resumed.
+SIGTERM - and started again resumes after its last finished epoch. The checkpoint
+carries a fingerprint of the settings and of the prepared data's content: one left by
+different settings or data is discarded, never resumed.
+
+A finished run is first written whole to ``run_folder/.finished/`` (with the same
+fingerprints), then the checkpoint is deleted, then the outputs are copied into
+``run_folder``, ``metrics.json`` last. A job started again on a run whose
+``.finished/`` matches its settings and data republishes those files in a second
+instead of training: a kill between the last output and Snakemake's own bookkeeping
+(which then deletes the "incomplete" outputs) costs nothing. Delete the run folder to
+train it again on purpose.
 
 The shuffle order of every epoch depends only on (seed, epoch) (:mod:`smoothbench.data`),
 the initial weights and augmentation on the seed; with ``compute.deterministic`` the
@@ -38,7 +46,9 @@ import os
 import platform
 import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -55,6 +65,8 @@ HISTORY_COLUMNS = (
 )
 CALIBRATION_KEYS = ("accuracy", "ece", "nll", "brier", "confidence")
 CHECKPOINT_FOLDER = "checkpoint"
+FINISHED_FOLDER = ".finished"
+FINGERPRINT_FILE = "fingerprint.json"
 CHECKPOINT_FILE = "state.npz"
 PROGRESS_FILE = "progress.csv"
 HISTORY_FILE = "history.csv"
@@ -91,6 +103,58 @@ def learning_rate_at(epoch: int, learning_rate: float, schedule: list[dict]) -> 
 
 def settings_fingerprint(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def data_fingerprint(manifest: dict) -> str:
+    """sha256 of what the prepared data is: the dataset and every array's sha256."""
+    content = {"dataset": manifest.get("dataset"), "arrays": manifest.get("arrays")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _output_names(settings: dict) -> list[str]:
+    """The run's output files, metrics.json last (it marks the run finished)."""
+    return [HISTORY_FILE, *([C_MATRIX_FILE] if settings["method"] == "lspp" else []), METRICS_FILE]
+
+
+def _finished_record(run_folder: Path, fingerprints: dict) -> Path | None:
+    """``run_folder/.finished`` when it holds this run's outputs for these fingerprints."""
+    record = run_folder / FINISHED_FOLDER
+    try:
+        recorded = json.loads((record / FINGERPRINT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if recorded == fingerprints else None
+
+
+def _write_finished_record(run_folder: Path, fingerprints: dict, files: dict[str, Callable]) -> Path:
+    """Write every output (name -> writer(path)) into ``run_folder/.finished`` at once.
+
+    The files are written into a staging folder that is renamed into place whole,
+    fingerprint included: ``.finished`` is either absent or complete."""
+    record = run_folder / FINISHED_FOLDER
+    for stale in run_folder.glob(f"{FINISHED_FOLDER}.staging-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=run_folder, prefix=f"{FINISHED_FOLDER}.staging-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700; honour the umask as the outputs do
+    try:
+        for name, write in files.items():
+            write(staging / name)
+        storage.write_json_atomic(staging / FINGERPRINT_FILE, fingerprints)
+        if record.exists():
+            shutil.rmtree(record)
+        os.replace(staging, record)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return record
+
+
+def _publish(record: Path, run_folder: Path, names: list[str]) -> None:
+    """Copy the finished files into ``run_folder``, each atomically, metrics.json last."""
+    for name in names:
+        with open(record / name, "rb") as source, storage.atomic_file(run_folder / name, "wb") as target:
+            shutil.copyfileobj(source, target)
 
 
 def check_manifest(manifest: dict, settings: dict, folder: Path) -> None:
@@ -134,12 +198,17 @@ def _variables(model, optimizer) -> list:
     return list(model.variables) + list(optimizer.variables)
 
 
-def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
-    """Every model and optimizer variable plus ``state`` (JSON) in one .npz, replaced atomically."""
+def save_checkpoint(path: Path, model, optimizer, state: dict, metric_values: list | None = None) -> None:
+    """Every model and optimizer variable plus ``state`` (JSON) in one .npz, replaced atomically.
+
+    ``metric_values`` (mid-epoch checkpoints): the running totals of the epoch's training
+    metrics, so that a resumed epoch reports the mean over all its batches."""
     import keras
 
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"variable_{index:05d}": keras.ops.convert_to_numpy(variable) for index, variable in enumerate(_variables(model, optimizer))}
+    for index, value in enumerate(metric_values or []):
+        arrays[f"metric_{index:05d}"] = np.asarray(value)
     arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
     with storage.atomic_file(path, "wb") as stream:
         np.savez(stream, **arrays)
@@ -180,6 +249,76 @@ def restore_checkpoint(path: Path, model, optimizer) -> dict:
     return state
 
 
+def read_checkpoint_metrics(path: Path) -> list[np.ndarray]:
+    """The running metric totals a mid-epoch checkpoint holds (none at an epoch end)."""
+    with np.load(path, allow_pickle=False) as archive:
+        return [archive[name] for name in sorted(name for name in archive.files if name.startswith("metric_"))]
+
+
+class TrainingStopped(SmoothbenchError, RuntimeError):
+    """SIGTERM (a scheduler's time limit, a preemption, scancel) stopped the run after a checkpoint."""
+
+
+def _mid_epoch_checkpoints(model, save, every_seconds: float, steps_before: int, steps: int, metric_values, stop_requested):
+    """A Keras callback: every ``every_seconds`` within an epoch (and at once when
+    ``stop_requested()``) call ``save(steps_done, metric_values)`` after a batch; on a
+    stop request it also stops fit. ``metric_values`` (from a checkpoint) are put back
+    into the epoch's metrics when the epoch begins."""
+    import keras
+
+    class MidEpochCheckpoints(keras.callbacks.Callback):
+        stopped_at = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.last = time.perf_counter()
+            if metric_values:
+                variables = model.metrics_variables
+                if len(variables) != len(metric_values):
+                    raise CheckpointError(
+                        f"the checkpoint holds {len(metric_values)} metric values, the model has {len(variables)}; "
+                        "delete it to start the run over"
+                    )
+                for variable, value in zip(variables, metric_values):
+                    variable.assign(value)
+
+        def on_train_batch_end(self, batch, logs=None):
+            done = steps_before + batch + 1
+            stop = stop_requested()
+            if done >= steps or not (stop or (every_seconds > 0 and time.perf_counter() - self.last >= every_seconds)):
+                return  # the epoch's end writes its own checkpoint
+            if hasattr(model, "jax_state_sync"):
+                model.jax_state_sync()  # JAX keeps the variables outside the model during fit
+            save(done, [keras.ops.convert_to_numpy(variable) for variable in model.metrics_variables])
+            self.last = time.perf_counter()
+            if stop:
+                self.stopped_at = done
+                model.stop_training = True
+
+    return MidEpochCheckpoints()
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """While the block runs, SIGTERM asks for a stop (see ``requested``) instead of
+    killing the process: the run saves a checkpoint after the batch in progress."""
+    import signal
+    import threading
+
+    requested = {"signal": None}
+
+    def handler(number, frame):
+        requested["signal"] = number
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield lambda: requested["signal"] is not None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _write_history(path: Path, rows: list[dict]) -> None:
     with storage.atomic_file(path) as stream:
         writer = csv.DictWriter(stream, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
@@ -195,10 +334,34 @@ def read_history(path: Path | str) -> list[dict]:
     return [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()} for row in rows]
 
 
+def code_provenance() -> dict:
+    """The smoothbench that runs: version, the folder it was imported from, and - in a
+    git checkout - its commit and whether tracked files differ from it (dirty)."""
+    from smoothbench import __version__
+
+    package = Path(__file__).resolve().parent
+    provenance = {"version": __version__, "source": str(package), "commit": None, "dirty": None}
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30
+        )
+        if commit.returncode == 0:
+            status = subprocess.run(
+                ["git", "-C", str(package), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True, text=True, timeout=30,
+            )
+            provenance["commit"] = commit.stdout.strip()
+            provenance["dirty"] = bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        pass  # no git: version and source still say which code ran
+    return provenance
+
+
 def _software() -> dict:
     import keras
 
     versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}
+    versions["smoothbench"] = code_provenance()
     backend = keras.backend.backend()
     if backend in acceleration.BACKENDS and backend in sys.modules:  # each backend's package has its name
         versions[backend] = getattr(sys.modules[backend], "__version__", "?")
@@ -280,6 +443,21 @@ def train(
     """Train one run (see the module docstring); return its metrics."""
     prepared_folder, run_folder = Path(prepared_folder), Path(run_folder)
     started = time.perf_counter()
+    fingerprints = {
+        "format": CHECKPOINT_FORMAT,
+        "settings": settings_fingerprint(settings),
+        "data": data_fingerprint(storage.read_manifest(prepared_folder)),
+    }
+    record = _finished_record(run_folder, fingerprints)
+    if record is not None:
+        shutil.rmtree(run_folder / CHECKPOINT_FOLDER, ignore_errors=True)
+        _publish(record, run_folder, _output_names(settings))
+        metrics = json.loads((run_folder / METRICS_FILE).read_text())
+        log(
+            f"already finished: republished {', '.join(_output_names(settings))} from {record} "
+            f"(same settings and data; best val_accuracy {metrics['best_val_accuracy']:.4f}); nothing retrained"
+        )
+        return metrics
     manifest, arrays = storage.open_prepared(prepared_folder, verify_checksums=compute["verify_checksums"])
     check_manifest(manifest, settings, prepared_folder)
     acceleration.select_backend(compute.get("backend", "auto"))
@@ -316,19 +494,29 @@ def train(
     rows: list[dict] = []
     attempts: list[dict] = []
     calibration = {"best_epoch": None, "final_epoch": None}
+    in_progress = None  # a mid-epoch checkpoint's epoch, steps done, seconds and metric totals
     if checkpoint.exists():
         state = read_checkpoint_state(checkpoint)
-        if state.get("fingerprint") != fingerprint or state.get("format") != CHECKPOINT_FORMAT:
-            log(f"discarding {checkpoint}: it was written with other settings")
+        if (
+            state.get("fingerprint") != fingerprint
+            or state.get("format") != CHECKPOINT_FORMAT
+            or state.get("data_fingerprint", fingerprints["data"]) != fingerprints["data"]
+        ):
+            log(f"discarding {checkpoint}: it was written with other settings or other prepared data")
             shutil.rmtree(checkpoint.parent)
         else:
             state = restore_checkpoint(checkpoint, model, optimizer)
             rows, attempts, calibration = state["history"], state["attempts"], state["calibration"]
-            log(f"resuming from {checkpoint}: {len(rows)} of {settings['epochs']} epochs done")
+            in_progress = state.get("epoch_in_progress")
+            if in_progress:
+                in_progress["metric_values"] = read_checkpoint_metrics(checkpoint)
+                within = f", and {in_progress['steps_done']} of {in_progress['steps']} steps of epoch {in_progress['epoch']}"
+            log(f"resuming from {checkpoint}: {len(rows)} of {settings['epochs']} epochs done{within if in_progress else ''}")
     start_epoch = len(rows)
     attempts.append(
         {
             "started_at_epoch": start_epoch,
+            "started_at_step": in_progress["steps_done"] if in_progress else 0,
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "host": socket.gethostname(),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
@@ -349,68 +537,106 @@ def train(
     )
     log(f"precision {precision} ({precision_reason}); XLA {'on' if jit_compile else 'off'} ({jit_reason})")
 
-    for epoch in range(start_epoch, settings["epochs"]):
-        rate = learning_rate_at(epoch, settings["optimizer"]["learning_rate"], settings["optimizer"]["schedule"])
-        optimizer.learning_rate.assign(rate)
-        batches = ArrayBatches(train_images, train_labels, settings["batch_size"], order=epoch_order(len(train_labels), seed, epoch))
-        epoch_start = time.perf_counter()
-        result = model.fit(
-            batches,
-            initial_epoch=epoch,
-            epochs=epoch + 1,
-            verbose=0,
-            callbacks=[keras.callbacks.TerminateOnNaN()],
-            shuffle=False,  # the order is epoch_order(seed, epoch); Keras would reshuffle batches with the global RNG
-        )
-        logs = {key: float(values[-1]) for key, values in result.history.items()}
-        # Validation: one inference pass gives accuracy, the method's loss and calibration.
-        logits = model.predict(validation, verbose=0)
-        if np.all(np.isfinite(logits)):
-            summary = calibration_summary(logits, validation.labels)
-            logs["val_loss"] = validation_loss(settings, model, logits, validation.labels)
-            logs.update({f"val_{key}": summary[key] for key in CALIBRATION_KEYS})
-        seconds = time.perf_counter() - epoch_start
-        if not all(math.isfinite(logs.get(key, math.nan)) for key in ("loss", "val_loss")):
-            raise TrainingDivergedError(
-                f"{settings['experiment']} {describe_method(settings)} seed={seed}: the loss became "
-                f"{logs.get('loss', math.nan)} in epoch {epoch} (learning rate {rate:g}); no metrics were written. "
-                f"The checkpoint of the last finite epoch, if any, is in {checkpoint.parent}"
+    every_seconds = 60.0 * compute.get("checkpoint_minutes", 10)
+    batch_size = settings["batch_size"]
+    steps = math.ceil(len(train_labels) / batch_size)
+    with _stop_on_sigterm() as stop_requested:
+        for epoch in range(start_epoch, settings["epochs"]):
+            rate = learning_rate_at(epoch, settings["optimizer"]["learning_rate"], settings["optimizer"]["schedule"])
+            optimizer.learning_rate.assign(rate)
+            resumed = in_progress if in_progress and in_progress["epoch"] == epoch else None
+            steps_before = resumed["steps_done"] if resumed else 0
+            order = epoch_order(len(train_labels), seed, epoch)[steps_before * batch_size :]
+            batches = ArrayBatches(train_images, train_labels, batch_size, order=order)
+            epoch_start = time.perf_counter()
+            seconds_before = resumed["seconds"] if resumed else 0.0
+
+            def save_mid_epoch(done, metric_values, epoch=epoch, epoch_start=epoch_start, seconds_before=seconds_before):
+                progress = {"epoch": epoch, "steps_done": done, "steps": steps,
+                            "seconds": seconds_before + time.perf_counter() - epoch_start}
+                mid_state = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "data_fingerprint": fingerprints["data"],
+                             "history": rows, "attempts": attempts, "calibration": calibration, "epoch_in_progress": progress}
+                save_checkpoint(checkpoint, model, optimizer, mid_state, metric_values)
+
+            if resumed:
+                # The epoch's metric totals go back in before its first batch; Keras builds the
+                # accuracy metric lazily, so build it now, as Keras itself does under a
+                # distribution strategy (shapes only: no variable changes).
+                model._symbolic_build(data_batch=batches[0])
+            checkpoints = _mid_epoch_checkpoints(model, save_mid_epoch, every_seconds, steps_before, steps,
+                                                 resumed["metric_values"] if resumed else None, stop_requested)
+            result = model.fit(
+                batches,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                verbose=0,
+                callbacks=[keras.callbacks.TerminateOnNaN(), checkpoints],
+                shuffle=False,  # the order is epoch_order(seed, epoch); Keras would reshuffle batches with the global RNG
             )
-        row = {
-            "epoch": epoch,
-            "lr": rate,
-            # float32 metrics: 7 significant digits is all they hold
-            "loss": float(f"{logs['loss']:.7g}"),
-            "accuracy": float(f"{logs['accuracy']:.7g}"),
-            "val_loss": float(f"{logs['val_loss']:.7g}"),
-            "val_accuracy": float(f"{logs['val_accuracy']:.7g}"),
-            **{f"val_{key}": float(f"{logs[f'val_{key}']:.7g}") for key in CALIBRATION_KEYS if key != "accuracy"},
-            "seconds": round(seconds, 3),
-        }
-        rows.append(row)
-        calibration["final_epoch"] = {"epoch": epoch, **summary}
-        if calibration["best_epoch"] is None or row["val_accuracy"] > max(r["val_accuracy"] for r in rows[:-1]):
-            calibration["best_epoch"] = {"epoch": epoch, **summary}  # the first epoch reaching the best accuracy
-        state = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "history": rows, "attempts": attempts,
-                 "calibration": calibration}
-        save_checkpoint(checkpoint, model, optimizer, state)
-        _write_history(checkpoint.parent / PROGRESS_FILE, rows)
-        log(
-            f"epoch {epoch + 1}/{settings['epochs']}  lr {rate:.3g}  loss {row['loss']:.4f}  "
-            f"accuracy {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
-            f"val_accuracy {row['val_accuracy']:.4f}  {seconds:.1f} s"
-        )
+            in_progress = None
+            if checkpoints.stopped_at is not None:
+                raise TrainingStopped(
+                    f"{settings['experiment']} {describe_method(settings)} seed={seed}: stopped by SIGTERM at step "
+                    f"{checkpoints.stopped_at} of {steps} of epoch {epoch}; checkpoint saved in {checkpoint.parent}, "
+                    "the next attempt resumes there"
+                )
+            logs = {key: float(values[-1]) for key, values in result.history.items()}
+            # Validation: one inference pass gives accuracy, the method's loss and calibration.
+            logits = model.predict(validation, verbose=0)
+            if np.all(np.isfinite(logits)):
+                summary = calibration_summary(logits, validation.labels)
+                logs["val_loss"] = validation_loss(settings, model, logits, validation.labels)
+                logs.update({f"val_{key}": summary[key] for key in CALIBRATION_KEYS})
+            seconds = seconds_before + time.perf_counter() - epoch_start
+            if not all(math.isfinite(logs.get(key, math.nan)) for key in ("loss", "val_loss")):
+                raise TrainingDivergedError(
+                    f"{settings['experiment']} {describe_method(settings)} seed={seed}: the loss became "
+                    f"{logs.get('loss', math.nan)} in epoch {epoch} (learning rate {rate:g}); no metrics were written. "
+                    f"The checkpoint of the last finite epoch, if any, is in {checkpoint.parent}"
+                )
+            row = {
+                "epoch": epoch,
+                "lr": rate,
+                # float32 metrics: 7 significant digits is all they hold
+                "loss": float(f"{logs['loss']:.7g}"),
+                "accuracy": float(f"{logs['accuracy']:.7g}"),
+                "val_loss": float(f"{logs['val_loss']:.7g}"),
+                "val_accuracy": float(f"{logs['val_accuracy']:.7g}"),
+                **{f"val_{key}": float(f"{logs[f'val_{key}']:.7g}") for key in CALIBRATION_KEYS if key != "accuracy"},
+                "seconds": round(seconds, 3),
+            }
+            rows.append(row)
+            calibration["final_epoch"] = {"epoch": epoch, **summary}
+            if calibration["best_epoch"] is None or row["val_accuracy"] > max(r["val_accuracy"] for r in rows[:-1]):
+                calibration["best_epoch"] = {"epoch": epoch, **summary}  # the first epoch reaching the best accuracy
+            state = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "data_fingerprint": fingerprints["data"],
+                     "history": rows, "attempts": attempts, "calibration": calibration}
+            save_checkpoint(checkpoint, model, optimizer, state)
+            _write_history(checkpoint.parent / PROGRESS_FILE, rows)
+            log(
+                f"epoch {epoch + 1}/{settings['epochs']}  lr {rate:.3g}  loss {row['loss']:.4f}  "
+                f"accuracy {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
+                f"val_accuracy {row['val_accuracy']:.4f}  {seconds:.1f} s"
+            )
 
     metrics = summarize(settings, rows, attempts, parameters, manifest, prepared_folder, device, backend)
     metrics["calibration"] = {"bins": len(calibration["final_epoch"]["bins"]), **calibration}
     metrics["wall_seconds_last_attempt"] = round(time.perf_counter() - started, 3)
-    _write_history(run_folder / HISTORY_FILE, rows)
+    files = {HISTORY_FILE: lambda path: _write_history(path, rows)}
     if settings["method"] == "lspp":
-        with storage.atomic_file(run_folder / C_MATRIX_FILE, "wb") as stream:
-            np.save(stream, keras.ops.convert_to_numpy(model.target_matrix.matrix()).astype(np.float32))
+        matrix = keras.ops.convert_to_numpy(model.target_matrix.matrix()).astype(np.float32)
+
+        def write_matrix(path):
+            with storage.atomic_file(path, "wb") as stream:
+                np.save(stream, matrix)
+
+        files[C_MATRIX_FILE] = write_matrix
         metrics["c_matrix_file"] = C_MATRIX_FILE
-    storage.write_json_atomic(run_folder / METRICS_FILE, metrics)
+    files[METRICS_FILE] = lambda path: storage.write_json_atomic(path, metrics)
+    # Finished whole in .finished/ first; from here a kill at any instant costs nothing.
+    record = _write_finished_record(run_folder, fingerprints, files)
     shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    _publish(record, run_folder, _output_names(settings))
     log(
         f"done: best val_accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}, "
         f"final {metrics['final_val_accuracy']:.4f}, {metrics['train_seconds']:.0f} s of training"
