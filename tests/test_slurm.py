@@ -118,10 +118,9 @@ CANCEL_CONFIG = {
 }
 
 
-def test_a_cancelled_training_job_is_resubmitted_and_resumes(tmp_path):
-    start_cluster(gpus=2)
-    config = tmp_path / "cancel.yaml"
-    config.write_text(json.dumps(CANCEL_CONFIG))
+def _train_until_two_epochs(tmp_path: Path, config: Path):
+    """Start CANCEL_CONFIG's run (config) through the SLURM profile and wait until two of
+    its epochs are checkpointed: (the workflow process, its run folder, its train log)."""
     command = demo_command(tmp_path, "--profile", str(PROFILE), *FAST)
     command[command.index("--configfile") + 1] = str(config)
     output = open(tmp_path / "snakemake.out", "w+")  # a file, not a pipe: nobody reads a pipe meanwhile
@@ -134,6 +133,14 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes(tmp_path):
         assert workflow.poll() is None, (tmp_path / "snakemake.out").read_text()[-3000:]
         assert time.monotonic() < deadline, "no two epochs within 600 s"
         time.sleep(0.2)
+    return workflow, run, log
+
+
+def test_a_cancelled_training_job_is_resubmitted_and_resumes(tmp_path):
+    start_cluster(gpus=2)
+    config = tmp_path / "cancel.yaml"
+    config.write_text(json.dumps(CANCEL_CONFIG))
+    workflow, run, log = _train_until_two_epochs(tmp_path, config)
     first_job = re.search(r"SLURM job (\d+)", log.read_text()).group(1)
     subprocess.run(["scancel", first_job], check=True)
     workflow.wait(timeout=900)
@@ -161,18 +168,7 @@ def test_a_preempted_training_job_is_requeued_by_slurm_and_resumes_from_its_chec
     start_cluster(gpus=2)
     config = tmp_path / "preempt.yaml"
     config.write_text(json.dumps({**CANCEL_CONFIG, "protocol": {**CANCEL_CONFIG["protocol"], "epochs": epochs}}))
-    command = demo_command(tmp_path, "--profile", str(PROFILE), *FAST)
-    command[command.index("--configfile") + 1] = str(config)
-    output = open(tmp_path / "snakemake.out", "w+")
-    workflow = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
-    run = tmp_path / "results" / "runs" / "digits" / "gamma~0.9" / "seed~0"
-    progress = run / "checkpoint" / "progress.csv"
-    log = tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.9" / "seed~0.log"
-    deadline = time.monotonic() + 600
-    while not (progress.exists() and len(training.read_history(progress)) >= 2):
-        assert workflow.poll() is None, (tmp_path / "snakemake.out").read_text()[-3000:]
-        assert time.monotonic() < deadline, "no two epochs within 600 s"
-        time.sleep(0.2)
+    workflow, run, log = _train_until_two_epochs(tmp_path, config)
     job = re.search(r"SLURM job (\d+)", log.read_text()).group(1)
     urgent = subprocess.run(["sbatch", "--parsable", "--partition=urgent", "--exclusive", "--mem=100", "--time=2",
                              "--output=/dev/null", "--wrap", "sleep 15"], capture_output=True, text=True, check=True)

@@ -486,7 +486,7 @@ def train(
     model.optimizer.build(model.trainable_variables)
     parameters = count_parameters(classifier)
 
-    fingerprint = settings_fingerprint(settings)
+    fingerprint = fingerprints["settings"]
     checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
     # A job killed while writing leaves a temporary file; one job runs per folder at a time.
     for stale in [*run_folder.glob(".*.tmp"), *checkpoint.parent.glob(".*.tmp")]:
