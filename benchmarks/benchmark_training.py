@@ -62,37 +62,111 @@ sys.path.insert(0, str(REPOSITORY / "src"))
 
 CONFIGURATIONS = [
     # steps: timed steps per window, chosen so a window takes 5-15 s on a 2-core CPU
-    {"name": "resnet_v1-20 32x32x3", "model": "resnet_v1", "depth": 20, "shape": [32, 32, 3], "steps": 20},
-    {"name": "resnet_v2-83 32x32x3", "model": "resnet_v2", "depth": 83, "shape": [32, 32, 3], "steps": 8},
-    {"name": "resnet_v2-83 72x72x3", "model": "resnet_v2", "depth": 83, "shape": [72, 72, 3], "steps": 3},
+    {
+        "name": "resnet_v1-20 32x32x3",
+        "model": "resnet_v1",
+        "depth": 20,
+        "shape": [32, 32, 3],
+        "steps": 20,
+    },
+    {
+        "name": "resnet_v2-83 32x32x3",
+        "model": "resnet_v2",
+        "depth": 83,
+        "shape": [32, 32, 3],
+        "steps": 8,
+    },
+    {
+        "name": "resnet_v2-83 72x72x3",
+        "model": "resnet_v2",
+        "depth": 83,
+        "shape": [72, 72, 3],
+        "steps": 3,
+    },
 ]
 # deterministic: compute.deterministic (TensorFlow's op determinism, which excludes XLA).
 VARIANTS = {
     "baseline": {"backend": "tensorflow", "deterministic": False},
-    "ours": {"backend": "tensorflow", "precision": "auto", "jit_compile": "auto", "deterministic": True},
-    "ours-xla": {"backend": "tensorflow", "precision": "auto", "jit_compile": "auto", "deterministic": False},
-    "ours-bfloat16": {"backend": "tensorflow", "precision": "mixed_bfloat16", "jit_compile": "auto", "deterministic": True},
-    "ours-jax": {"backend": "jax", "precision": "auto", "jit_compile": "auto", "deterministic": True},
+    "ours": {
+        "backend": "tensorflow",
+        "precision": "auto",
+        "jit_compile": "auto",
+        "deterministic": True,
+    },
+    "ours-xla": {
+        "backend": "tensorflow",
+        "precision": "auto",
+        "jit_compile": "auto",
+        "deterministic": False,
+    },
+    "ours-bfloat16": {
+        "backend": "tensorflow",
+        "precision": "mixed_bfloat16",
+        "jit_compile": "auto",
+        "deterministic": True,
+    },
+    "ours-jax": {
+        "backend": "jax",
+        "precision": "auto",
+        "jit_compile": "auto",
+        "deterministic": True,
+    },
 }
 COLUMNS = [
-    "configuration", "variant", "round", "model", "depth", "image_shape", "batch_size", "timed_steps", "repeats",
-    "images_per_second", "window_images_per_second", "input_wait_share", "peak_rss_mb", "peak_device_mb", "device",
-    "backend", "precision", "jit_compile", "keras", "threads", "baseline_kind",
+    "configuration",
+    "variant",
+    "round",
+    "model",
+    "depth",
+    "image_shape",
+    "batch_size",
+    "timed_steps",
+    "repeats",
+    "images_per_second",
+    "window_images_per_second",
+    "input_wait_share",
+    "peak_rss_mb",
+    "peak_device_mb",
+    "device",
+    "backend",
+    "precision",
+    "jit_compile",
+    "keras",
+    "threads",
+    "baseline_kind",
 ]
 
 
 def _settings(configuration: dict, batch_size: int, num_classes: int) -> dict:
     return {
-        "experiment": "benchmark", "dataset": "synthetic", "num_classes": num_classes,
-        "image_shape": configuration["shape"], "model": configuration["model"], "depth": configuration["depth"],
-        "pooling": "fixed_8x8", "min_image_size": 32, "epochs": 1, "batch_size": batch_size,
+        "experiment": "benchmark",
+        "dataset": "synthetic",
+        "num_classes": num_classes,
+        "image_shape": configuration["shape"],
+        "model": configuration["model"],
+        "depth": configuration["depth"],
+        "pooling": "fixed_8x8",
+        "min_image_size": 32,
+        "epochs": 1,
+        "batch_size": batch_size,
         "optimizer": {"name": "adam", "learning_rate": 1e-3, "schedule": []},
-        "augmentation": {"shift": 0.1, "horizontal_flip": True}, "mean_subtraction": True,
-        "method": "gamma", "value": 0.9, "seed": 0,
+        "augmentation": {"shift": 0.1, "horizontal_flip": True},
+        "mean_subtraction": True,
+        "method": "gamma",
+        "value": 0.9,
+        "seed": 0,
     }
 
 
-def measure(configuration: dict, variant: str, batch_size: int, warmup: int, steps: int, repeats: int, threads: int) -> dict:
+def measure(
+    configuration: dict,
+    variant: str,
+    batch_size: int,
+    warmup: int,
+    steps: int,
+    repeats: int,
+    threads: int,
+) -> dict:
     """Train ``warmup + steps x repeats`` steps of one variant in this process; time each window of ``steps``."""
     import numpy as np
 
@@ -103,15 +177,18 @@ def measure(configuration: dict, variant: str, batch_size: int, warmup: int, ste
     import keras
 
     if backend != choice["backend"]:
-        sys.exit(f"variant {variant} needs Keras backend {choice['backend']}, got {backend}")
+        sys.exit(
+            f"variant {variant} needs Keras backend {choice['backend']}, got {backend}"
+        )
     accelerators = acceleration.visible_accelerators()
     capabilities = acceleration.gpu_compute_capabilities(accelerators)
     if variant == "baseline":
         precision, jit_compile = "float32", False
     else:
         precision = acceleration.resolve_precision(choice["precision"], capabilities)[0]
-        jit_compile = acceleration.resolve_jit_compile(choice["jit_compile"], backend, bool(capabilities),
-                                                       choice["deterministic"])[0]
+        jit_compile = acceleration.resolve_jit_compile(
+            choice["jit_compile"], backend, bool(capabilities), choice["deterministic"]
+        )[0]
     acceleration.apply_precision(precision)
     num_classes = 10
     settings = _settings(configuration, batch_size, num_classes)
@@ -127,40 +204,73 @@ def measure(configuration: dict, variant: str, batch_size: int, warmup: int, ste
     if variant != "baseline":
         from smoothbench.data import ArrayBatches
 
-        model = training.compile_for_method(model, settings, keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
+        model = training.compile_for_method(
+            model, settings, keras.optimizers.Adam(1e-3), jit_compile=jit_compile
+        )
         batches = ArrayBatches(images, labels, batch_size)
     else:
         try:
             from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
             baseline_kind = "keras legacy ImageDataGenerator"
         except ImportError:  # pragma: no cover - Keras without its legacy namespace
-            sys.exit("this Keras has no legacy ImageDataGenerator; install keras>=3 with keras.src.legacy")
+            sys.exit(
+                "this Keras has no legacy ImageDataGenerator; install keras>=3 with keras.src.legacy"
+            )
         from smoothbench.losses import alpha_from_gamma
         from smoothbench.shapes import padding_to
 
         pad = padding_to(tuple(configuration["shape"]), 32)
-        centred = images.astype(np.float32) / 255.0 - mean  # the example subtracts the mean up front
+        centred = (
+            images.astype(np.float32) / 255.0 - mean
+        )  # the example subtracts the mean up front
         if any(sum(side) for side in pad):
             centred = np.pad(centred, ((0, 0), *pad, (0, 0)))
-        generator = ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1, horizontal_flip=True, fill_mode="nearest")
+        generator = ImageDataGenerator(
+            width_shift_range=0.1,
+            height_shift_range=0.1,
+            horizontal_flip=True,
+            fill_mode="nearest",
+        )
         one_hot = np.eye(num_classes, dtype=np.float32)[labels]
-        batches = generator.flow(centred, one_hot, batch_size=batch_size, shuffle=True, seed=0)
+        batches = generator.flow(
+            centred, one_hot, batch_size=batch_size, shuffle=True, seed=0
+        )
         model = classifier
-        loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=alpha_from_gamma(0.9, num_classes))
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"], jit_compile=False)
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=alpha_from_gamma(0.9, num_classes)
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=loss,
+            metrics=["accuracy"],
+            jit_compile=False,
+        )
 
     ends: list[float] = []
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            float(logs["loss"])  # wait for the step (JAX and TensorFlow dispatch asynchronously)
+            float(
+                logs["loss"]
+            )  # wait for the step (JAX and TensorFlow dispatch asynchronously)
             ends.append(time.perf_counter())
 
     def timed(data, **options) -> list[float]:
         """Seconds of each window of ``steps`` steps after the first ``warmup`` steps on ``data``."""
         ends.clear()
-        model.fit(data, epochs=1, steps_per_epoch=total_steps, verbose=0, callbacks=[Clock()], **options)
-        return [ends[warmup + (r + 1) * steps - 1] - ends[warmup + r * steps - 1] for r in range(repeats)]
+        model.fit(
+            data,
+            epochs=1,
+            steps_per_epoch=total_steps,
+            verbose=0,
+            callbacks=[Clock()],
+            **options,
+        )
+        return [
+            ends[warmup + (r + 1) * steps - 1] - ends[warmup + r * steps - 1]
+            for r in range(repeats)
+        ]
 
     windows = timed(batches, shuffle=False)
     # The same steps on batches already in memory (Keras slices the arrays itself): what is
@@ -168,60 +278,136 @@ def measure(configuration: dict, variant: str, batch_size: int, warmup: int, ste
     if variant != "baseline":
         compute = timed(images, y=labels, batch_size=batch_size, shuffle=False)
     else:
-        augmented_images, augmented_labels = zip(*(batches[index] for index in range(total_steps)))
-        compute = timed(np.concatenate(augmented_images), y=np.concatenate(augmented_labels), batch_size=batch_size,
-                        shuffle=False)
+        augmented_images, augmented_labels = zip(
+            *(batches[index] for index in range(total_steps))
+        )
+        compute = timed(
+            np.concatenate(augmented_images),
+            y=np.concatenate(augmented_labels),
+            batch_size=batch_size,
+            shuffle=False,
+        )
     span, compute_span = statistics.median(windows), statistics.median(compute)
     device_peak = ""
     if capabilities and backend == "tensorflow":
         import tensorflow as tf
 
-        device_peak = round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
+        device_peak = round(
+            tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1
+        )
     elif capabilities and backend == "jax":
         import jax
 
-        device_peak = round(jax.devices()[0].memory_stats().get("peak_bytes_in_use", 0) / 2**20, 1)
+        device_peak = round(
+            jax.devices()[0].memory_stats().get("peak_bytes_in_use", 0) / 2**20, 1
+        )
     return {
-        "configuration": configuration["name"], "variant": variant, "model": configuration["model"],
-        "depth": configuration["depth"], "image_shape": "x".join(map(str, configuration["shape"])),
-        "batch_size": batch_size, "timed_steps": steps, "repeats": repeats,
+        "configuration": configuration["name"],
+        "variant": variant,
+        "model": configuration["model"],
+        "depth": configuration["depth"],
+        "image_shape": "x".join(map(str, configuration["shape"])),
+        "batch_size": batch_size,
+        "timed_steps": steps,
+        "repeats": repeats,
         "images_per_second": round(steps * batch_size / span, 2),
-        "window_images_per_second": " ".join(f"{steps * batch_size / window:.1f}" for window in windows),
+        "window_images_per_second": " ".join(
+            f"{steps * batch_size / window:.1f}" for window in windows
+        ),
         "input_wait_share": round(max(0.0, 1 - compute_span / span), 4),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_device_mb": device_peak, "device": acceleration.describe_accelerators(accelerators), "backend": backend,
-        "precision": precision, "jit_compile": jit_compile, "keras": keras.__version__, "threads": threads,
+        "peak_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        ),
+        "peak_device_mb": device_peak,
+        "device": acceleration.describe_accelerators(accelerators),
+        "backend": backend,
+        "precision": precision,
+        "jit_compile": jit_compile,
+        "keras": keras.__version__,
+        "threads": threads,
         "baseline_kind": baseline_kind,
     }
 
 
 def available_variants() -> list[str]:
     """Every variant whose backend is installed."""
-    return [name for name, choice in VARIANTS.items() if importlib.util.find_spec(choice["backend"])]
+    return [
+        name
+        for name, choice in VARIANTS.items()
+        if importlib.util.find_spec(choice["backend"])
+    ]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", default=str(REPOSITORY / "results" / "benchmarks" / "throughput.csv"))
+    parser.add_argument(
+        "--output",
+        default=str(REPOSITORY / "results" / "benchmarks" / "throughput.csv"),
+    )
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation included)")
-    parser.add_argument("--steps", type=int, help="timed steps per window (default: per configuration, 3 to 20)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed windows per process; their median counts")
-    parser.add_argument("--rounds", type=int, default=2, help="processes per variant, taking turns with the others")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=5,
+        help="untimed steps first (compilation included)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="timed steps per window (default: per configuration, 3 to 20)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed windows per process; their median counts",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="processes per variant, taking turns with the others",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), help="default: every installed one")
-    parser.add_argument("--configurations", nargs="+", type=int, choices=range(len(CONFIGURATIONS)),
-                        help="indices into: " + "; ".join(f"{i} {c['name']}" for i, c in enumerate(CONFIGURATIONS)))
-    parser.add_argument("--quick", action="store_true", help="ResNet-20 v1 on 32x32x3 only")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=sorted(VARIANTS),
+        help="default: every installed one",
+    )
+    parser.add_argument(
+        "--configurations",
+        nargs="+",
+        type=int,
+        choices=range(len(CONFIGURATIONS)),
+        help="indices into: "
+        + "; ".join(f"{i} {c['name']}" for i, c in enumerate(CONFIGURATIONS)),
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="ResNet-20 v1 on 32x32x3 only"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
-    if arguments.child:  # one measurement, in its own process so that peak memory is its own
+    if (
+        arguments.child
+    ):  # one measurement, in its own process so that peak memory is its own
         configuration, variant, steps = json.loads(arguments.child)
-        result = measure(configuration, variant, arguments.batch_size, arguments.warmup, steps, arguments.repeats,
-                         arguments.threads)
+        result = measure(
+            configuration,
+            variant,
+            arguments.batch_size,
+            arguments.warmup,
+            steps,
+            arguments.repeats,
+            arguments.threads,
+        )
         print("RESULT " + json.dumps(result))
         return 0
-    indices = [0] if arguments.quick else (arguments.configurations or range(len(CONFIGURATIONS)))
+    indices = (
+        [0]
+        if arguments.quick
+        else (arguments.configurations or range(len(CONFIGURATIONS)))
+    )
     configurations = [CONFIGURATIONS[index] for index in indices]
     variants = arguments.variants or available_variants()
     if "baseline" not in variants:
@@ -242,25 +428,58 @@ def main(argv=None) -> int:
         steps = arguments.steps or configuration["steps"]
         for round_number in range(1, arguments.rounds + 1):
             for variant in variants:
-                command = [sys.executable, __file__, "--child", json.dumps([configuration, variant, steps]),
-                           "--batch-size", str(arguments.batch_size), "--warmup", str(arguments.warmup),
-                           "--repeats", str(arguments.repeats), "--threads", str(arguments.threads)]
-                environment = {**os.environ, "KERAS_BACKEND": VARIANTS[variant]["backend"]}
-                process = subprocess.run(command, capture_output=True, text=True, env=environment)
-                lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    json.dumps([configuration, variant, steps]),
+                    "--batch-size",
+                    str(arguments.batch_size),
+                    "--warmup",
+                    str(arguments.warmup),
+                    "--repeats",
+                    str(arguments.repeats),
+                    "--threads",
+                    str(arguments.threads),
+                ]
+                environment = {
+                    **os.environ,
+                    "KERAS_BACKEND": VARIANTS[variant]["backend"],
+                }
+                process = subprocess.run(
+                    command, capture_output=True, text=True, env=environment
+                )
+                lines = [
+                    line
+                    for line in process.stdout.splitlines()
+                    if line.startswith("RESULT ")
+                ]
                 if process.returncode != 0 or not lines:
-                    print(process.stdout[-2000:] + process.stderr[-3000:], file=sys.stderr)
+                    print(
+                        process.stdout[-2000:] + process.stderr[-3000:], file=sys.stderr
+                    )
                     return 1
-                result = {**json.loads(lines[-1][len("RESULT "):]), "round": round_number}
+                result = {
+                    **json.loads(lines[-1][len("RESULT ") :]),
+                    "round": round_number,
+                }
                 results.append(result)
                 write_csv()
-                print(f"{result['configuration']:22} {variant:14} round {round_number}  "
-                      f"{result['images_per_second']:8.1f} img/s (windows {result['window_images_per_second']})  "
-                      f"input wait {100 * result['input_wait_share']:5.1f} %  peak RSS {result['peak_rss_mb']:6.0f} MB"
-                      + (f"  peak device {result['peak_device_mb']} MB" if result["peak_device_mb"] != "" else ""),
-                      flush=True)
-    print(f"\non {results[0]['device']} ({platform.processor() or platform.machine()}, {arguments.threads} threads), "
-          f"Keras {results[0]['keras']}, batch {arguments.batch_size}; medians over {arguments.rounds} rounds:")
+                print(
+                    f"{result['configuration']:22} {variant:14} round {round_number}  "
+                    f"{result['images_per_second']:8.1f} img/s (windows {result['window_images_per_second']})  "
+                    f"input wait {100 * result['input_wait_share']:5.1f} %  peak RSS {result['peak_rss_mb']:6.0f} MB"
+                    + (
+                        f"  peak device {result['peak_device_mb']} MB"
+                        if result["peak_device_mb"] != ""
+                        else ""
+                    ),
+                    flush=True,
+                )
+    print(
+        f"\non {results[0]['device']} ({platform.processor() or platform.machine()}, {arguments.threads} threads), "
+        f"Keras {results[0]['keras']}, batch {arguments.batch_size}; medians over {arguments.rounds} rounds:"
+    )
     for configuration in configurations:
         rows = [r for r in results if r["configuration"] == configuration["name"]]
 
@@ -271,9 +490,11 @@ def main(argv=None) -> int:
         for variant in variants:
             speed = median_of(variant, "images_per_second")
             settings = next(r for r in rows if r["variant"] == variant)
-            print(f"  {configuration['name']:22} {variant:14} {speed:8.1f} img/s  {speed / baseline:5.2f}x baseline  "
-                  f"input wait {100 * median_of(variant, 'input_wait_share'):5.1f} %  "
-                  f"({settings['backend']}, {settings['precision']}, XLA {'on' if settings['jit_compile'] else 'off'})")
+            print(
+                f"  {configuration['name']:22} {variant:14} {speed:8.1f} img/s  {speed / baseline:5.2f}x baseline  "
+                f"input wait {100 * median_of(variant, 'input_wait_share'):5.1f} %  "
+                f"({settings['backend']}, {settings['precision']}, XLA {'on' if settings['jit_compile'] else 'off'})"
+            )
     print(f"written: {output}")
     return 0
 

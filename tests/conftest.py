@@ -13,17 +13,33 @@ import yaml
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+FASHION_MNIST_DIR = Path(
+    os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+)
 
 
-def run_workflow(workdir: Path, config: dict | None, *arguments: str, timeout: int = 900, env=None, prefix=()):
+def run_workflow(
+    workdir: Path,
+    config: dict | None,
+    *arguments: str,
+    timeout: int = 900,
+    env=None,
+    prefix=(),
+):
     """Run the repository's Snakefile with ``workdir`` as working directory.
 
     ``config`` is written to ``workdir/config.test.yaml`` and passed with --configfile
     (None: the shipped config.yaml). Returns the CompletedProcess (output merged).
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    command = [*prefix, SNAKEMAKE, "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir)]
+    command = [
+        *prefix,
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPOSITORY / "Snakefile"),
+        "--directory",
+        str(workdir),
+    ]
     if config is not None:
         path = workdir / "config.test.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -44,8 +60,14 @@ def run_workflow(workdir: Path, config: dict | None, *arguments: str, timeout: i
 def demo_command(workdir: Path, *arguments: str) -> list[str]:
     """`make demo`'s Snakemake command, with ``workdir`` as the working directory."""
     return [
-        SNAKEMAKE, "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(REPOSITORY / "config" / "demo.yaml"), *arguments,
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPOSITORY / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(REPOSITORY / "config" / "demo.yaml"),
+        *arguments,
     ]
 
 
@@ -57,7 +79,9 @@ def demo(tmp_path_factory):
     started = time.monotonic()
     report = workdir / "results" / "report.html"
     process = subprocess.run(
-        demo_command(workdir, "--cores", "2", "--report", str(report), "--report-after-run"),
+        demo_command(
+            workdir, "--cores", "2", "--report", str(report), "--report-after-run"
+        ),
         capture_output=True,
         text=True,
     )

@@ -8,7 +8,11 @@ import pytest
 import scipy.ndimage
 
 from smoothbench import acceleration
-from smoothbench.acceleration import AccelerationError, resolve_jit_compile, resolve_precision
+from smoothbench.acceleration import (
+    AccelerationError,
+    resolve_jit_compile,
+    resolve_precision,
+)
 from smoothbench.config import ConfigError, load_study
 from smoothbench.models import RandomShift, build_resnet, build_training_model
 
@@ -22,7 +26,11 @@ from smoothbench.models import RandomShift, build_resnet, build_training_model
         ("auto", [(7, 0)], "mixed_float16"),  # V100
         ("auto", [(8, 0), (7, 5)], "mixed_float16"),  # the oldest GPU decides
         ("auto", [(6, 0)], "float32"),  # P100: no tensor cores
-        ("mixed_bfloat16", [], "mixed_bfloat16"),  # asked for: honoured, even on the CPU
+        (
+            "mixed_bfloat16",
+            [],
+            "mixed_bfloat16",
+        ),  # asked for: honoured, even on the CPU
         ("float32", [(9, 0)], "float32"),
     ],
 )
@@ -31,16 +39,30 @@ def test_precision_resolution(requested, capabilities, policy):
 
 
 def test_an_unknown_precision_names_its_config_key():
-    with pytest.raises(AccelerationError, match="config key 'compute.precision': 'float8'"):
+    with pytest.raises(
+        AccelerationError, match="config key 'compute.precision': 'float8'"
+    ):
         resolve_precision("float8", [])
 
 
 @pytest.mark.parametrize(
     "requested, backend, has_gpu, deterministic, expected",
     [
-        ("auto", "tensorflow", False, False, True),  # the CPU: XLA measured faster (benchmarks/)
+        (
+            "auto",
+            "tensorflow",
+            False,
+            False,
+            True,
+        ),  # the CPU: XLA measured faster (benchmarks/)
         ("auto", "tensorflow", True, False, True),
-        ("auto", "tensorflow", True, True, False),  # Keras refuses XLA with op determinism
+        (
+            "auto",
+            "tensorflow",
+            True,
+            True,
+            False,
+        ),  # Keras refuses XLA with op determinism
         ("auto", "tensorflow", False, True, False),
         ("auto", "jax", False, True, True),  # JAX always compiles
         ("auto", "torch", True, False, False),
@@ -49,11 +71,15 @@ def test_an_unknown_precision_names_its_config_key():
     ],
 )
 def test_jit_compile_resolution(requested, backend, has_gpu, deterministic, expected):
-    assert resolve_jit_compile(requested, backend, has_gpu, deterministic)[0] is expected
+    assert (
+        resolve_jit_compile(requested, backend, has_gpu, deterministic)[0] is expected
+    )
 
 
 def test_xla_with_tensorflows_op_determinism_is_refused_naming_both_keys():
-    with pytest.raises(AccelerationError, match="'compute.jit_compile' .* 'compute.deterministic'"):
+    with pytest.raises(
+        AccelerationError, match="'compute.jit_compile' .* 'compute.deterministic'"
+    ):
         resolve_jit_compile(True, "tensorflow", True, True)
 
 
@@ -63,11 +89,24 @@ def _config(**compute):
 
 def test_the_config_refuses_xla_with_determinism_before_any_job_starts(monkeypatch):
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
-    with pytest.raises(ConfigError, match="'compute.jit_compile' \\(true\\) and 'compute.deterministic' \\(true\\)"):
+    with pytest.raises(
+        ConfigError,
+        match="'compute.jit_compile' \\(true\\) and 'compute.deterministic' \\(true\\)",
+    ):
         load_study(_config(jit_compile=True, deterministic=True))
-    assert load_study(_config(jit_compile=True, deterministic=False)).compute_settings()["jit_compile"] is True
+    assert (
+        load_study(_config(jit_compile=True, deterministic=False)).compute_settings()[
+            "jit_compile"
+        ]
+        is True
+    )
     # JAX has no such conflict.
-    assert load_study(_config(backend="jax", jit_compile=True, deterministic=True)).compute_settings()["backend"] == "jax"
+    assert (
+        load_study(
+            _config(backend="jax", jit_compile=True, deterministic=True)
+        ).compute_settings()["backend"]
+        == "jax"
+    )
 
 
 def test_the_schema_rejects_an_unknown_backend():
@@ -77,24 +116,40 @@ def test_the_schema_rejects_an_unknown_backend():
 
 def test_defaults_are_auto():
     compute = load_study(_config()).compute_settings()
-    assert (compute["backend"], compute["precision"], compute["jit_compile"]) == ("auto", "auto", "auto")
+    assert (compute["backend"], compute["precision"], compute["jit_compile"]) == (
+        "auto",
+        "auto",
+        "auto",
+    )
 
 
 def test_a_backend_other_than_the_imported_one_is_refused():
     other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
-    with pytest.raises(AccelerationError, match=f"asks for {other}, but Keras was already imported with"):
+    with pytest.raises(
+        AccelerationError,
+        match=f"asks for {other}, but Keras was already imported with",
+    ):
         acceleration.select_backend(other)
-    assert acceleration.select_backend(keras.backend.backend()) == keras.backend.backend()
+    assert (
+        acceleration.select_backend(keras.backend.backend()) == keras.backend.backend()
+    )
 
 
 def test_a_backend_that_is_not_installed_is_named(monkeypatch):
-    monkeypatch.delitem(sys.modules, "keras")  # as in a fresh job, before Keras is imported
+    monkeypatch.delitem(
+        sys.modules, "keras"
+    )  # as in a fresh job, before Keras is imported
     monkeypatch.setattr(acceleration.importlib.util, "find_spec", lambda name: None)
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
-    with pytest.raises(AccelerationError, match="config key 'compute.backend' asks for torch, but the package 'torch'"):
+    with pytest.raises(
+        AccelerationError,
+        match="config key 'compute.backend' asks for torch, but the package 'torch'",
+    ):
         acceleration.select_backend("torch")
     monkeypatch.setenv("KERAS_BACKEND", "jax")
-    with pytest.raises(AccelerationError, match="environment variable KERAS_BACKEND asks for jax"):
+    with pytest.raises(
+        AccelerationError, match="environment variable KERAS_BACKEND asks for jax"
+    ):
         acceleration.select_backend("auto")
     monkeypatch.setenv("KERAS_BACKEND", "theano")
     with pytest.raises(AccelerationError, match="KERAS_BACKEND='theano'"):
@@ -107,8 +162,20 @@ def test_a_backend_that_is_not_installed_is_named(monkeypatch):
 def _shifted(images, vertical, horizontal):
     layer = RandomShift(0.1, 0.1)
     x = keras.ops.convert_to_tensor(images)
-    x = keras.ops.einsum("bih,bhwc->biwc", layer.interpolation_matrix(keras.ops.convert_to_tensor(vertical), images.shape[1]), x)
-    x = keras.ops.einsum("bjw,biwc->bijc", layer.interpolation_matrix(keras.ops.convert_to_tensor(horizontal), images.shape[2]), x)
+    x = keras.ops.einsum(
+        "bih,bhwc->biwc",
+        layer.interpolation_matrix(
+            keras.ops.convert_to_tensor(vertical), images.shape[1]
+        ),
+        x,
+    )
+    x = keras.ops.einsum(
+        "bjw,biwc->bijc",
+        layer.interpolation_matrix(
+            keras.ops.convert_to_tensor(horizontal), images.shape[2]
+        ),
+        x,
+    )
     return keras.ops.convert_to_numpy(x)
 
 
@@ -118,10 +185,17 @@ def test_the_shift_is_scipys_bilinear_shift_with_nearest_fill():
     rng = np.random.default_rng(0)
     images = rng.random((4, 9, 7, 3), dtype=np.float32)
     vertical = np.array([0.0, 2.0, -1.25, 0.6], dtype=np.float32)
-    horizontal = np.array([0.0, -3.0, 0.5, 6.5], dtype=np.float32)  # 6.5 > width - 1: all border
+    horizontal = np.array(
+        [0.0, -3.0, 0.5, 6.5], dtype=np.float32
+    )  # 6.5 > width - 1: all border
     ours = _shifted(images, vertical, horizontal)
     for index in range(len(images)):
-        expected = scipy.ndimage.shift(images[index], (vertical[index], horizontal[index], 0), order=1, mode="nearest")
+        expected = scipy.ndimage.shift(
+            images[index],
+            (vertical[index], horizontal[index], 0),
+            order=1,
+            mode="nearest",
+        )
         np.testing.assert_allclose(ours[index], expected, atol=1e-5)
     np.testing.assert_array_equal(ours[0], images[0])  # no shift: the image itself
 
@@ -132,15 +206,29 @@ def test_the_random_shift_stays_within_its_factor_and_is_the_identity_outside_tr
     # ramps is exact, so the centre pixel of a shifted image tells the shift (dy, dx).
     size = 20
     rows, columns = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-    images = np.repeat(np.stack([rows, columns], axis=-1)[None].astype(np.float32), 256, axis=0)
+    images = np.repeat(
+        np.stack([rows, columns], axis=-1)[None].astype(np.float32), 256, axis=0
+    )
     layer = RandomShift(0.1, 0.1)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(images, training=False)), images)
-    centre = keras.ops.convert_to_numpy(layer(images, training=True))[:, size // 2, size // 2, :]
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(layer(images, training=False)), images
+    )
+    centre = keras.ops.convert_to_numpy(layer(images, training=True))[
+        :, size // 2, size // 2, :
+    ]
     shifts = size // 2 - centre  # (dy, dx) per image, in pixels
-    assert np.abs(shifts).max() <= 0.1 * size + 1e-4  # up to 10 % of the side, as ImageDataGenerator
-    assert (shifts.min(axis=0) < -1.5).all() and (shifts.max(axis=0) > 1.5).all()  # both ways, both axes
-    assert np.abs(np.corrcoef(shifts.T)[0, 1]) < 0.2  # the two axes are drawn independently
-    assert len(np.unique(np.round(shifts[:, 0], 3))) > 200  # continuous, not whole pixels
+    assert (
+        np.abs(shifts).max() <= 0.1 * size + 1e-4
+    )  # up to 10 % of the side, as ImageDataGenerator
+    assert (shifts.min(axis=0) < -1.5).all() and (
+        shifts.max(axis=0) > 1.5
+    ).all()  # both ways, both axes
+    assert (
+        np.abs(np.corrcoef(shifts.T)[0, 1]) < 0.2
+    )  # the two axes are drawn independently
+    assert (
+        len(np.unique(np.round(shifts[:, 0], 3))) > 200
+    )  # continuous, not whole pixels
 
 
 def test_the_training_model_can_be_xla_compiled():
@@ -148,8 +236,12 @@ def test_the_training_model_can_be_xla_compiled():
     compilation off for the whole model and leaves JAX uncompiled; no layer of the
     training model may do that."""
     classifier = build_resnet("resnet_v1", 8, (32, 32, 3), 10)
-    model = build_training_model(classifier, (32, 32, 3), np.zeros((32, 32, 3), np.float32))
-    opted_out = [layer.name for layer in model._flatten_layers() if not layer.supports_jit]
+    model = build_training_model(
+        classifier, (32, 32, 3), np.zeros((32, 32, 3), np.float32)
+    )
+    opted_out = [
+        layer.name for layer in model._flatten_layers() if not layer.supports_jit
+    ]
     assert opted_out == []
     assert any(isinstance(layer, RandomShift) for layer in model.layers)
 
@@ -159,4 +251,6 @@ def test_accelerators_give_the_device_line_and_the_gpu_capabilities():
     assert acceleration.describe_accelerators([]) == "CPU"
     found = [("NVIDIA H100 80GB HBM3", (9, 0)), ("TPU v4", None)]
     assert acceleration.describe_accelerators(found) == "NVIDIA H100 80GB HBM3, TPU v4"
-    assert acceleration.gpu_compute_capabilities(found) == [(9, 0)]  # only GPUs have one
+    assert acceleration.gpu_compute_capabilities(found) == [
+        (9, 0)
+    ]  # only GPUs have one

@@ -24,8 +24,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import run_workflow
+
 from smoothbench import training
 from smoothbench.config import load_study
 from smoothbench.prepare import prepare
@@ -34,8 +34,14 @@ SWITCH_CONFIG = {
     "data": {"download": False},
     # The paper's ResNet-20 v1 at batch 32 with Adam 1e-3, on 8x8 digits pooled globally.
     "protocol": {
-        "model": "resnet_v1", "depth": 20, "epochs": 2, "batch_size": 32, "pooling": "global", "min_image_size": 0,
-        "augmentation": {"shift": 0.1, "horizontal_flip": False}, "gammas": [0.9],
+        "model": "resnet_v1",
+        "depth": 20,
+        "epochs": 2,
+        "batch_size": 32,
+        "pooling": "global",
+        "min_image_size": 0,
+        "augmentation": {"shift": 0.1, "horizontal_flip": False},
+        "gammas": [0.9],
     },
     "seeds": [0, 1],
     "compute": {"gpus_per_job": 0, "threads_per_job": 2},
@@ -65,7 +71,12 @@ def _train(digits, name: str, compute: dict, seed: int = 0) -> dict:
     run = workdir / "runs" / name
     arguments = json.dumps([SWITCH_CONFIG, compute, seed, str(prepared), str(run)])
     # A hang guard only: each of these jobs takes seconds to a minute or two.
-    process = subprocess.run([sys.executable, "-c", TRAIN_ONE, arguments], capture_output=True, text=True, timeout=900)
+    process = subprocess.run(
+        [sys.executable, "-c", TRAIN_ONE, arguments],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert process.returncode == 0, process.stdout + process.stderr[-4000:]
     metrics = json.loads((run / training.METRICS_FILE).read_text())
     metrics["history"] = training.read_history(run / training.HISTORY_FILE)
@@ -81,9 +92,16 @@ def default_runs(digits):
 
 def test_the_default_on_the_cpu_is_deterministic_float32_without_xla(default_runs):
     attempt = default_runs[0]["attempts"][-1]
-    assert (attempt["backend"], attempt["precision"], attempt["jit_compile"]) == ("tensorflow", "float32", False)
+    assert (attempt["backend"], attempt["precision"], attempt["jit_compile"]) == (
+        "tensorflow",
+        "float32",
+        False,
+    )
     # compute.deterministic (true by default) keeps TensorFlow's op determinism, which excludes XLA.
-    assert "precision float32 (auto: no GPU); XLA off (auto: compute.deterministic asks" in default_runs[0]["log"]
+    assert (
+        "precision float32 (auto: no GPU); XLA off (auto: compute.deterministic asks"
+        in default_runs[0]["log"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -91,15 +109,24 @@ def test_the_default_on_the_cpu_is_deterministic_float32_without_xla(default_run
     [
         ({"jit_compile": True, "deterministic": False}, "float32", True),
         ({"precision": "mixed_bfloat16"}, "mixed_bfloat16", False),
-        ({"precision": "mixed_float16"}, "mixed_float16", False),  # Keras adds a dynamic loss scale
+        (
+            {"precision": "mixed_float16"},
+            "mixed_float16",
+            False,
+        ),  # Keras adds a dynamic loss scale
     ],
     ids=["xla", "mixed_bfloat16", "mixed_float16"],
 )
-def test_a_switch_keeps_the_training_accuracy_within_noise(digits, default_runs, compute, precision, jit_compile):
+def test_a_switch_keeps_the_training_accuracy_within_noise(
+    digits, default_runs, compute, precision, jit_compile
+):
     run = _train(digits, f"{precision}-{jit_compile}", compute)
     attempt = run["attempts"][-1]
     assert (attempt["precision"], attempt["jit_compile"]) == (precision, jit_compile)
-    assert all(math.isfinite(row["loss"]) and math.isfinite(row["val_loss"]) for row in run["history"])
+    assert all(
+        math.isfinite(row["loss"]) and math.isfinite(row["val_loss"])
+        for row in run["history"]
+    )
     # The last epoch's training accuracy (over every training image): after two short epochs
     # the validation accuracy mostly measures how far BatchNorm's moving statistics lag.
     images = run["prepared_data"]["train_examples"]
@@ -107,27 +134,41 @@ def test_a_switch_keeps_the_training_accuracy_within_noise(digits, default_runs,
     accuracy = run["history"][-1]["accuracy"]
     # Noise: the default's own seed-to-seed change, plus 3 standard errors of the difference
     # of two accuracies measured on the same number of images.
-    tolerance = abs(default - other_seed) + 3 * math.sqrt(2 * default * (1 - default) / images)
-    assert default > 0.5, default_runs[0]["history"]  # chance is 0.10: the default learned
+    tolerance = abs(default - other_seed) + 3 * math.sqrt(
+        2 * default * (1 - default) / images
+    )
+    assert default > 0.5, default_runs[0][
+        "history"
+    ]  # chance is 0.10: the default learned
     assert abs(accuracy - default) <= tolerance, (
         f"{precision}, XLA {jit_compile}: training accuracy {accuracy:.4f} vs the default's {default:.4f} "
         f"(seed 1: {other_seed:.4f}); noise allows {tolerance:.4f}"
     )
-    print(f"{precision}, XLA {jit_compile}: {accuracy:.4f}; default {default:.4f}, seed 1 {other_seed:.4f}, "
-          f"tolerance {tolerance:.4f}; validation {run['history'][-1]['val_accuracy']:.4f}; "
-          f"{sum(row['seconds'] for row in run['history']):.1f} s of training")
+    print(
+        f"{precision}, XLA {jit_compile}: {accuracy:.4f}; default {default:.4f}, seed 1 {other_seed:.4f}, "
+        f"tolerance {tolerance:.4f}; validation {run['history'][-1]['val_accuracy']:.4f}; "
+        f"{sum(row['seconds'] for row in run['history']):.1f} s of training"
+    )
 
 
 def _installed_backends() -> list[str]:
     # TensorFlow and JAX are both in the test extras, so CI must have them; PyTorch only when a user adds it.
-    return ["tensorflow", "jax"] + (["torch"] if importlib.util.find_spec("torch") else [])
+    return ["tensorflow", "jax"] + (
+        ["torch"] if importlib.util.find_spec("torch") else []
+    )
 
 
 DIGITS_CONFIG = {
     "data": {"download": False},
     "protocol": {
-        "model": "resnet_v1", "depth": 8, "epochs": 3, "batch_size": 32, "pooling": "global", "min_image_size": 0,
-        "augmentation": {"horizontal_flip": False}, "gammas": [0.9],
+        "model": "resnet_v1",
+        "depth": 8,
+        "epochs": 3,
+        "batch_size": 32,
+        "pooling": "global",
+        "min_image_size": 0,
+        "augmentation": {"horizontal_flip": False},
+        "gammas": [0.9],
     },
     "methods": {"lspp": {"values": [0.1], "experiments": "all"}},
     "compute": {"gpus_per_job": 0, "threads_per_job": 2},
@@ -139,7 +180,9 @@ DIGITS_CONFIG = {
 def test_a_training_job_runs_under_each_installed_backend(tmp_path, backend):
     config = json.loads(json.dumps(DIGITS_CONFIG))
     config["compute"]["backend"] = backend
-    process = run_workflow(tmp_path, config, "--cores", "2", "--until", "train", "train_lspp")
+    process = run_workflow(
+        tmp_path, config, "--cores", "2", "--until", "train", "train_lspp"
+    )
     assert process.returncode == 0, process.stdout
     study = load_study(config)
     runs = study.runs()
@@ -147,12 +190,20 @@ def test_a_training_job_runs_under_each_installed_backend(tmp_path, backend):
     for run in runs:
         folder = tmp_path / run.folder()
         metrics = json.loads((folder / training.METRICS_FILE).read_text())
-        assert metrics["backend"] == backend and metrics["attempts"][-1]["backend"] == backend
-        assert metrics["attempts"][-1]["jit_compile"] is (backend == "jax")  # auto on this CPU
+        assert (
+            metrics["backend"] == backend
+            and metrics["attempts"][-1]["backend"] == backend
+        )
+        assert metrics["attempts"][-1]["jit_compile"] is (
+            backend == "jax"
+        )  # auto on this CPU
         assert backend in metrics["software"]
         history = training.read_history(folder / training.HISTORY_FILE)
         assert all(math.isfinite(row["loss"]) for row in history)
         assert history[-1]["loss"] < history[0]["loss"]
-        assert metrics["best_val_accuracy"] > 0.5, (run, history)  # 10 classes: chance is 0.1
+        assert metrics["best_val_accuracy"] > 0.5, (
+            run,
+            history,
+        )  # 10 classes: chance is 0.1
     log = (tmp_path / "results" / "logs" / "train").rglob("*.log")
     assert any(f"({backend})" in path.read_text() for path in log)

@@ -36,5 +36,7 @@ def test_probe_passes_when_the_server_answers(monkeypatch):
 
 def test_missing_message_for_imagenet_mentions_registration():
     message = missing_message(get_dataset("imagenet12"), "/data/tfds", "no network")
-    assert "decathlon-1.0-data-imagenet.tar" in message and "registered users" in message
+    assert (
+        "decathlon-1.0-data-imagenet.tar" in message and "registered users" in message
+    )
     assert "imagenet12: /path/to/that/folder" in message

@@ -35,26 +35,53 @@ def _environment(tmp_path, slots="0,1"):
 
 def test_no_gpu_asked_hides_the_gpus_and_slurm_chooses_its_own(tmp_path):
     environment = _environment(tmp_path)
-    with gpu_slots.claimed_slots(0, log=lambda _: None, environment=environment) as slots:
+    with gpu_slots.claimed_slots(
+        0, log=lambda _: None, environment=environment
+    ) as slots:
         assert slots == [] and environment["CUDA_VISIBLE_DEVICES"] == ""
-    environment = {"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "3", "SMOOTHBENCH_GPU_LOCK_DIR": str(tmp_path)}
-    with gpu_slots.claimed_slots(1, log=lambda _: None, environment=environment) as slots:
-        assert slots == [] and environment["CUDA_VISIBLE_DEVICES"] == "3"  # SLURM chose it
+    environment = {
+        "SLURM_JOB_ID": "7",
+        "CUDA_VISIBLE_DEVICES": "3",
+        "SMOOTHBENCH_GPU_LOCK_DIR": str(tmp_path),
+    }
+    with gpu_slots.claimed_slots(
+        1, log=lambda _: None, environment=environment
+    ) as slots:
+        assert (
+            slots == [] and environment["CUDA_VISIBLE_DEVICES"] == "3"
+        )  # SLURM chose it
     assert not list(tmp_path.glob("gpu*.lock"))  # nothing was claimed
-    environment = {"SMOOTHBENCH_GPU_SLOTS": "", "SMOOTHBENCH_GPU_LOCK_DIR": str(tmp_path)}
-    with gpu_slots.claimed_slots(1, log=lambda _: None, environment=environment) as slots:
-        assert slots == [] and environment["CUDA_VISIBLE_DEVICES"] == ""  # no GPU: the CPU
+    environment = {
+        "SMOOTHBENCH_GPU_SLOTS": "",
+        "SMOOTHBENCH_GPU_LOCK_DIR": str(tmp_path),
+    }
+    with gpu_slots.claimed_slots(
+        1, log=lambda _: None, environment=environment
+    ) as slots:
+        assert (
+            slots == [] and environment["CUDA_VISIBLE_DEVICES"] == ""
+        )  # no GPU: the CPU
 
 
 def test_asking_for_more_gpus_than_the_machine_has_names_the_config_key(tmp_path):
-    with pytest.raises(gpu_slots.GpuSlotError, match=r"asks for 3 GPUs \(config key 'compute.gpus_per_job'\).*offers 2"):
-        with gpu_slots.claimed_slots(3, log=lambda _: None, environment=_environment(tmp_path)):
+    with pytest.raises(
+        gpu_slots.GpuSlotError,
+        match=r"asks for 3 GPUs \(config key 'compute.gpus_per_job'\).*offers 2",
+    ):
+        with gpu_slots.claimed_slots(
+            3, log=lambda _: None, environment=_environment(tmp_path)
+        ):
             pass
 
 
 def _hold(lock_folder, count, seconds, queue):
-    environment = {"SMOOTHBENCH_GPU_SLOTS": "0,1", "SMOOTHBENCH_GPU_LOCK_DIR": lock_folder}
-    with gpu_slots.claimed_slots(count, log=lambda _: None, environment=environment, poll_seconds=0.05) as slots:
+    environment = {
+        "SMOOTHBENCH_GPU_SLOTS": "0,1",
+        "SMOOTHBENCH_GPU_LOCK_DIR": lock_folder,
+    }
+    with gpu_slots.claimed_slots(
+        count, log=lambda _: None, environment=environment, poll_seconds=0.05
+    ) as slots:
         start = time.time()
         assert environment["CUDA_VISIBLE_DEVICES"] == ",".join(slots)
         time.sleep(seconds)
@@ -65,7 +92,10 @@ def _hold(lock_folder, count, seconds, queue):
 def test_four_jobs_on_two_slots_never_share_one(tmp_path):
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    workers = [context.Process(target=_hold, args=(str(tmp_path), 1, 0.6, queue)) for _ in range(4)]
+    workers = [
+        context.Process(target=_hold, args=(str(tmp_path), 1, 0.6, queue))
+        for _ in range(4)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -74,9 +104,11 @@ def test_four_jobs_on_two_slots_never_share_one(tmp_path):
     held = [queue.get(timeout=5) for _ in workers]
     assert {slots for slots, _, _ in held} == {("0",), ("1",)}
     for index, (slots, start, end) in enumerate(held):
-        for other_slots, other_start, other_end in held[index + 1:]:
+        for other_slots, other_start, other_end in held[index + 1 :]:
             if slots == other_slots:
-                assert end <= other_start or other_end <= start, "two jobs held the same slot at once"
+                assert end <= other_start or other_end <= start, (
+                    "two jobs held the same slot at once"
+                )
     # four jobs of 0.6 s on two slots take at least two rounds
     assert max(end for _, _, end in held) - min(start for _, start, _ in held) >= 1.1
 
@@ -93,7 +125,11 @@ with gpu_slots.claimed_slots(1, log=lambda _: None, environment=environment) as 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_a_job_that_dies_frees_its_slot(tmp_path, how):
-    holder = subprocess.Popen([sys.executable, "-c", CLAIM_AND_WAIT, "0", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", CLAIM_AND_WAIT, "0", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "0"
     environment = _environment(tmp_path, slots="0")
     waits = []
@@ -108,14 +144,20 @@ def test_a_job_that_dies_frees_its_slot(tmp_path, how):
     os.kill(holder.pid, how)
     holder.wait(timeout=30)
     started = time.monotonic()
-    with gpu_slots.claimed_slots(1, log=waits.append, environment=environment, poll_seconds=0.05) as slots:
+    with gpu_slots.claimed_slots(
+        1, log=waits.append, environment=environment, poll_seconds=0.05
+    ) as slots:
         assert slots == ["0"]
     assert time.monotonic() - started < 5
     assert not any("waiting" in line for line in waits)
 
 
 def test_a_job_needing_two_slots_holds_none_while_it_waits(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", CLAIM_AND_WAIT, "0", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", CLAIM_AND_WAIT, "0", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "0"
         context = multiprocessing.get_context("spawn")
@@ -125,7 +167,12 @@ def test_a_job_needing_two_slots_holds_none_while_it_waits(tmp_path):
         time.sleep(1.0)  # it is waiting for slot 0 now
         assert greedy.is_alive()
         # slot 1 is free for anyone else meanwhile: the waiting job did not keep it
-        with gpu_slots.claimed_slots(1, log=lambda _: None, environment=_environment(tmp_path, slots="1"), poll_seconds=0.05) as slots:
+        with gpu_slots.claimed_slots(
+            1,
+            log=lambda _: None,
+            environment=_environment(tmp_path, slots="1"),
+            poll_seconds=0.05,
+        ) as slots:
             assert slots == ["1"]
     finally:
         holder.kill()
@@ -135,8 +182,16 @@ def test_a_job_needing_two_slots_holds_none_while_it_waits(tmp_path):
 
 
 def test_inside_a_slurm_allocation_with_more_gpus_jobs_claim_among_them(tmp_path):
-    environment = {"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": "2,5", "SMOOTHBENCH_GPU_LOCK_DIR": str(tmp_path)}
-    with gpu_slots.claimed_slots(1, log=lambda _: None, environment=dict(environment)) as first:
-        with gpu_slots.claimed_slots(1, log=lambda _: None, environment=dict(environment)) as second:
+    environment = {
+        "SLURM_JOB_ID": "8",
+        "CUDA_VISIBLE_DEVICES": "2,5",
+        "SMOOTHBENCH_GPU_LOCK_DIR": str(tmp_path),
+    }
+    with gpu_slots.claimed_slots(
+        1, log=lambda _: None, environment=dict(environment)
+    ) as first:
+        with gpu_slots.claimed_slots(
+            1, log=lambda _: None, environment=dict(environment)
+        ) as second:
             assert sorted(first + second) == ["2", "5"]
     assert gpu_slots.lock_folder({"SLURM_JOB_ID": "8"}).name.endswith("-slurm-8")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPOSITORY, SNAKEMAKE
 
 from smoothbench import training
-from conftest import REPOSITORY, SNAKEMAKE
 
 pytestmark = pytest.mark.workflow
 
@@ -35,7 +35,10 @@ CONFIG = {
     "compute": {"threads_per_job": 1},
     "experiments": {"digits": {}},
 }
-RUNS = {gamma: Path("results") / "runs" / "digits" / f"gamma~{gamma}" / "seed~0" for gamma in ("1.0", "0.9")}
+RUNS = {
+    gamma: Path("results") / "runs" / "digits" / f"gamma~{gamma}" / "seed~0"
+    for gamma in ("1.0", "0.9")
+}
 # Tables whose every cell comes from the runs' files (no wall-clock column).
 COMPARED_TABLES = ("table1.csv", "table2.csv", "table3.csv")
 
@@ -47,44 +50,69 @@ def _command(workdir: Path, *arguments: str) -> list[str]:
     if not path.exists():
         workdir.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(CONFIG))
-    return [SNAKEMAKE, "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(path), "--cores", "2", *arguments]
+    return [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPOSITORY / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(path),
+        "--cores",
+        "2",
+        *arguments,
+    ]
 
 
 def _values(history_path: Path) -> list[dict]:
-    return [{key: value for key, value in row.items() if key != "seconds"} for row in training.read_history(history_path)]
+    return [
+        {key: value for key, value in row.items() if key != "seconds"}
+        for row in training.read_history(history_path)
+    ]
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("whole")
     started = time.monotonic()
-    process = subprocess.run(_command(workdir), cwd=workdir, capture_output=True, text=True)
+    process = subprocess.run(
+        _command(workdir), cwd=workdir, capture_output=True, text=True
+    )
     assert process.returncode == 0, process.stdout + process.stderr
     return workdir, time.monotonic() - started
 
 
-def _check_nothing_looks_finished_that_is_not(workdir: Path, reference: Path, first_seen: dict) -> None:
+def _check_nothing_looks_finished_that_is_not(
+    workdir: Path, reference: Path, first_seen: dict
+) -> None:
     """Every file under a final name is whole; a run's outputs, once seen, never change."""
     for gamma, run in RUNS.items():
         metrics_path = workdir / run / "metrics.json"
         if metrics_path.exists():
             metrics = json.loads(metrics_path.read_text())  # whole JSON, or this raises
-            assert _values(workdir / run / "history.csv") == _values(reference / run / "history.csv"), gamma
+            assert _values(workdir / run / "history.csv") == _values(
+                reference / run / "history.csv"
+            ), gamma
             # Republished, never retrained: the very same record (its 'finished' time included).
-            assert first_seen.setdefault(gamma, metrics) == metrics, f"gamma {gamma} was trained again"
+            assert first_seen.setdefault(gamma, metrics) == metrics, (
+                f"gamma {gamma} was trained again"
+            )
         record = workdir / run / training.FINISHED_FOLDER / "metrics.json"
         if gamma in first_seen and record.exists():
             assert json.loads(record.read_text()) == first_seen[gamma], gamma
     tables = workdir / "results" / "tables"
     for path in tables.glob("*.csv") if tables.exists() else ():
-        pd.read_csv(path)  # whole (a table may have no rows: Table 1 holds gamma <= 0.5 only)
+        pd.read_csv(
+            path
+        )  # whole (a table may have no rows: Table 1 holds gamma <= 0.5 only)
     for path in (workdir / "results").rglob("*.json"):
         if ".snakemake" not in path.parts:
             json.loads(path.read_text())
 
 
-def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(uninterrupted, tmp_path):
+def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(
+    uninterrupted, tmp_path
+):
     reference, whole_seconds = uninterrupted
     workdir = tmp_path / "killed"
     rng = random.Random(20261201)
@@ -94,21 +122,46 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(uninterrupted,
     # seconds), and right after a file appears (the narrow windows, such as the one
     # between a run's metrics.json and Snakemake's own record of the job).
     events = [
-        ("a run's first checkpoint", lambda: any((workdir / run / "checkpoint" / "state.npz").exists() for run in RUNS.values())),
-        ("a run's metrics.json", lambda: any((workdir / run / "metrics.json").exists() for run in RUNS.values())),
-        ("the other run's metrics.json", lambda: all((workdir / run / "metrics.json").exists() for run in RUNS.values())),
+        (
+            "a run's first checkpoint",
+            lambda: any(
+                (workdir / run / "checkpoint" / "state.npz").exists()
+                for run in RUNS.values()
+            ),
+        ),
+        (
+            "a run's metrics.json",
+            lambda: any(
+                (workdir / run / "metrics.json").exists() for run in RUNS.values()
+            ),
+        ),
+        (
+            "the other run's metrics.json",
+            lambda: all(
+                (workdir / run / "metrics.json").exists() for run in RUNS.values()
+            ),
+        ),
         ("a table", lambda: (workdir / "results" / "tables" / "table1.csv").exists()),
         ("a plot", lambda: any((workdir / "results" / "plots").rglob("*.png"))),
     ]
     kills = []
     for attempt in range(40):
-        workflow = subprocess.Popen(_command(workdir), cwd=workdir, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, start_new_session=True)
+        workflow = subprocess.Popen(
+            _command(workdir),
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         pending = [event for event in events if not event[1]()]
         if attempt % 2 == 1 and pending:
             name, happened = pending[0]
             deadline = time.monotonic() + 4 * whole_seconds + 120
-            while workflow.poll() is None and not happened() and time.monotonic() < deadline:
+            while (
+                workflow.poll() is None
+                and not happened()
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.005)
             when = f"right after {name}"
         else:
@@ -120,14 +173,18 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(uninterrupted,
                 pass
             when = f"at {delay:.1f} s"
         if workflow.poll() is not None:
-            assert workflow.returncode == 0, f"attempt {attempt} failed by itself (exit {workflow.returncode})"
+            assert workflow.returncode == 0, (
+                f"attempt {attempt} failed by itself (exit {workflow.returncode})"
+            )
             break
         os.killpg(workflow.pid, signal.SIGKILL)
         workflow.wait()
         kills.append(when)
         _check_nothing_looks_finished_that_is_not(workdir, reference, first_seen)
         # A killed Snakemake leaves its lock, as after a crash: the README's --unlock.
-        subprocess.run(_command(workdir, "--unlock"), cwd=workdir, capture_output=True, check=True)
+        subprocess.run(
+            _command(workdir, "--unlock"), cwd=workdir, capture_output=True, check=True
+        )
     else:
         pytest.fail(f"the study did not finish in 40 attempts; kills: {kills}")
 
@@ -139,14 +196,28 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(uninterrupted,
     for name, _ in events[:3]:
         assert f"right after {name}" in kills, kills
     for gamma, run in RUNS.items():
-        assert _values(workdir / run / "history.csv") == _values(reference / run / "history.csv"), gamma
+        assert _values(workdir / run / "history.csv") == _values(
+            reference / run / "history.csv"
+        ), gamma
         assert not (workdir / run / "checkpoint").exists()
     for name in COMPARED_TABLES:
-        ours, theirs = pd.read_csv(workdir / "results" / "tables" / name), pd.read_csv(reference / "results" / "tables" / name)
+        ours, theirs = (
+            pd.read_csv(workdir / "results" / "tables" / name),
+            pd.read_csv(reference / "results" / "tables" / name),
+        )
         pd.testing.assert_frame_equal(ours, theirs)
     # Snakemake agrees the study is complete, and nothing is left half-written.
-    process = subprocess.run(_command(workdir, "--dry-run"), cwd=workdir, capture_output=True, text=True)
-    assert process.returncode == 0 and "Nothing to be done" in process.stdout + process.stderr, process.stdout
-    leftovers = [path for path in (workdir / "results").rglob("*") if path.name.endswith(".tmp") or ".staging-" in path.name]
+    process = subprocess.run(
+        _command(workdir, "--dry-run"), cwd=workdir, capture_output=True, text=True
+    )
+    assert (
+        process.returncode == 0
+        and "Nothing to be done" in process.stdout + process.stderr
+    ), process.stdout
+    leftovers = [
+        path
+        for path in (workdir / "results").rglob("*")
+        if path.name.endswith(".tmp") or ".staging-" in path.name
+    ]
     assert not leftovers, leftovers
     print(f"{len(kills)} kills: {kills}")

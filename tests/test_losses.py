@@ -30,7 +30,9 @@ def _numpy_loss(labels, logits, gamma):
 
 def _batch(K, seed=0, size=16):
     rng = np.random.default_rng(seed)
-    return rng.integers(0, K, size=size).astype(np.int32), (rng.normal(size=(size, K)) * 3).astype(np.float32)
+    return rng.integers(0, K, size=size).astype(np.int32), (
+        rng.normal(size=(size, K)) * 3
+    ).astype(np.float32)
 
 
 @pytest.mark.parametrize("K, gamma", CASES)
@@ -48,8 +50,12 @@ def test_targets_follow_eq7(K, gamma):
 def test_loss_equals_an_independent_log_softmax_computation(K, gamma):
     labels, logits = _batch(K, seed=K)
     ours = keras.ops.convert_to_numpy(smoothed_cross_entropy(labels, logits, gamma))
-    np.testing.assert_allclose(ours, _numpy_loss(labels, logits, gamma), atol=1e-6 * max(1, K / 100), rtol=1e-6)
-    mean = float(keras.ops.convert_to_numpy(SmoothedCrossEntropy(gamma)(labels, logits)))
+    np.testing.assert_allclose(
+        ours, _numpy_loss(labels, logits, gamma), atol=1e-6 * max(1, K / 100), rtol=1e-6
+    )
+    mean = float(
+        keras.ops.convert_to_numpy(SmoothedCrossEntropy(gamma)(labels, logits))
+    )
     assert mean == pytest.approx(_numpy_loss(labels, logits, gamma).mean(), abs=1e-6)
 
 
@@ -58,15 +64,21 @@ def test_loss_equals_keras_label_smoothing_with_the_converted_alpha(K, gamma):
     labels, logits = _batch(K, seed=K + 1)
     alpha = alpha_from_gamma(gamma, K)
     assert gamma_from_alpha(alpha, K) == pytest.approx(gamma)
-    reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=alpha, reduction=None)
-    expected = keras.ops.convert_to_numpy(reference(keras.ops.one_hot(labels, K), logits))
+    reference = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=alpha, reduction=None
+    )
+    expected = keras.ops.convert_to_numpy(
+        reference(keras.ops.one_hot(labels, K), logits)
+    )
     ours = keras.ops.convert_to_numpy(smoothed_cross_entropy(labels, logits, gamma))
     np.testing.assert_allclose(ours, expected, atol=1e-6 * max(1, K / 100), rtol=1e-6)
 
 
 def test_gamma_one_is_plain_cross_entropy():
     labels, logits = _batch(10)
-    reference = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    reference = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction=None
+    )
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(smoothed_cross_entropy(labels, logits, 1.0)),
         keras.ops.convert_to_numpy(reference(labels, logits)),
@@ -77,10 +89,12 @@ def test_gamma_one_is_plain_cross_entropy():
 def test_passing_one_minus_gamma_as_keras_alpha_would_be_wrong():
     """The trap the reference warns about: alpha is not 1 - gamma."""
     labels, logits = _batch(10)
-    wrong = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1, reduction=None)
-    difference = keras.ops.convert_to_numpy(wrong(keras.ops.one_hot(labels, 10), logits)) - keras.ops.convert_to_numpy(
-        smoothed_cross_entropy(labels, logits, 0.9)
+    wrong = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=0.1, reduction=None
     )
+    difference = keras.ops.convert_to_numpy(
+        wrong(keras.ops.one_hot(labels, 10), logits)
+    ) - keras.ops.convert_to_numpy(smoothed_cross_entropy(labels, logits, 0.9))
     assert np.abs(difference).max() > 1e-3
 
 

@@ -16,15 +16,23 @@ from smoothbench.storage import open_prepared  # noqa: E402
 
 def _batch(K, seed=0, size=16):
     rng = np.random.default_rng(seed)
-    return rng.integers(0, K, size=size).astype(np.int32), (rng.normal(size=(size, K)) * 3).astype(np.float32)
+    return rng.integers(0, K, size=size).astype(np.int32), (
+        rng.normal(size=(size, K)) * 3
+    ).astype(np.float32)
 
 
-@pytest.mark.parametrize("K, gamma", [(2, 0.6), (10, 0.9), (10, 0.2), (47, 0.5), (1623, 0.8)])
+@pytest.mark.parametrize(
+    "K, gamma", [(2, 0.6), (10, 0.9), (10, 0.2), (47, 0.5), (1623, 0.8)]
+)
 def test_alpha_from_gamma_builds_the_same_targets(K, gamma):
     labels, _ = _batch(K)
     alpha = losses.alpha_from_gamma(gamma, K)
-    by_gamma = keras.ops.convert_to_numpy(losses.fixed_targets(labels, K, "gamma", gamma))
-    by_alpha = keras.ops.convert_to_numpy(losses.fixed_targets(labels, K, "alpha", alpha))
+    by_gamma = keras.ops.convert_to_numpy(
+        losses.fixed_targets(labels, K, "gamma", gamma)
+    )
+    by_alpha = keras.ops.convert_to_numpy(
+        losses.fixed_targets(labels, K, "alpha", alpha)
+    )
     np.testing.assert_allclose(by_alpha, by_gamma, rtol=0, atol=1e-7)
     # and Keras' own label smoothing agrees with the alpha form
     one_hot = np.eye(K, dtype=np.float32)[labels]
@@ -54,19 +62,31 @@ def test_the_learned_matrix_has_rows_summing_to_one_and_a_zero_diagonal():
     # row i spreads the softmax of logits[i] over the classes other than i, in order
     for row in range(K):
         others = [column for column in range(K) if column != row]
-        np.testing.assert_allclose(matrix[row, others], np.exp(logits[row]) / np.exp(logits[row]).sum(), atol=1e-6)
+        np.testing.assert_allclose(
+            matrix[row, others],
+            np.exp(logits[row]) / np.exp(logits[row]).sum(),
+            atol=1e-6,
+        )
 
 
 def test_each_term_reaches_only_its_own_parameters():
     K, alpha = 5, 0.1
     labels, logits = _batch(K)
-    logits = tf.Variable(logits)  # stands for the network: it reaches the loss only through its logits
-    matrix_logits = tf.Variable(np.random.default_rng(2).normal(size=(K, K - 1)).astype(np.float32))
+    logits = tf.Variable(
+        logits
+    )  # stands for the network: it reaches the loss only through its logits
+    matrix_logits = tf.Variable(
+        np.random.default_rng(2).normal(size=(K, K - 1)).astype(np.float32)
+    )
     with tf.GradientTape(persistent=True) as tape:
-        network, matrix = losses.label_smoothing_plus_plus_terms(labels, logits, matrix_logits, alpha)
+        network, matrix = losses.label_smoothing_plus_plus_terms(
+            labels, logits, matrix_logits, alpha
+        )
         network, matrix = tf.reduce_mean(network), tf.reduce_mean(matrix)
     assert tape.gradient(network, matrix_logits) is None  # the first term never moves C
-    assert tape.gradient(matrix, logits) is None  # the second term never moves the network
+    assert (
+        tape.gradient(matrix, logits) is None
+    )  # the second term never moves the network
     assert float(tf.reduce_max(tf.abs(tape.gradient(network, logits)))) > 0
     assert float(tf.reduce_max(tf.abs(tape.gradient(matrix, matrix_logits)))) > 0
 
@@ -74,10 +94,19 @@ def test_each_term_reaches_only_its_own_parameters():
 TINY = {
     "data": {"download": False},
     "protocol": {
-        "model": "resnet_v1", "depth": 8, "epochs": 2, "batch_size": 64, "pooling": "global", "min_image_size": 0,
-        "augmentation": {"horizontal_flip": False}, "gammas": [1.0, 0.9],
+        "model": "resnet_v1",
+        "depth": 8,
+        "epochs": 2,
+        "batch_size": 64,
+        "pooling": "global",
+        "min_image_size": 0,
+        "augmentation": {"horizontal_flip": False},
+        "gammas": [1.0, 0.9],
     },
-    "methods": {"alpha": {"values": [0.1], "experiments": ["digits"]}, "lspp": {"values": [0.1], "experiments": "all"}},
+    "methods": {
+        "alpha": {"values": [0.1], "experiments": ["digits"]},
+        "lspp": {"values": [0.1], "experiments": "all"},
+    },
     "compute": {"threads_per_job": 2},
     "experiments": {"digits": {}},
 }
@@ -96,7 +125,10 @@ def _first_step_loss(settings, arrays):
     keras.utils.set_random_seed(settings["seed"])
     _, model = training.build_model(settings, np.asarray(arrays["mean"]))
     model = training.compile_for_method(model, settings, keras.optimizers.Adam(1e-3))
-    images, labels = np.asarray(arrays["train_images"][:64]), np.asarray(arrays["train_labels"][:64])
+    images, labels = (
+        np.asarray(arrays["train_images"][:64]),
+        np.asarray(arrays["train_labels"][:64]),
+    )
     return float(model.train_on_batch(images, labels, return_dict=True)["loss"]), model
 
 
@@ -119,22 +151,39 @@ def test_one_label_smoothing_plus_plus_step_splits_its_gradients(digits):
     keras.utils.set_random_seed(0)
     _, network = training.build_model(settings, np.asarray(arrays["mean"]))
     model = training.compile_for_method(network, settings, keras.optimizers.Adam(1e-3))
-    images, labels = np.asarray(arrays["train_images"][:32]), np.asarray(arrays["train_labels"][:32])
+    images, labels = (
+        np.asarray(arrays["train_images"][:32]),
+        np.asarray(arrays["train_labels"][:32]),
+    )
     matrix_logits = model.target_matrix.logits
-    network_variables = [variable for variable in model.trainable_variables if variable is not matrix_logits]
+    network_variables = [
+        variable
+        for variable in model.trainable_variables
+        if variable is not matrix_logits
+    ]
     assert len(network_variables) == len(model.trainable_variables) - 1
     with tf.GradientTape(persistent=True) as tape:
         logits = model(images, training=True)
         total = model.compute_loss(x=images, y=labels, y_pred=logits)
-        network_term, matrix_term = losses.label_smoothing_plus_plus_terms(labels, logits, matrix_logits, settings["value"])
+        network_term, matrix_term = losses.label_smoothing_plus_plus_terms(
+            labels, logits, matrix_logits, settings["value"]
+        )
         first = tf.reduce_mean(network_term) / 2 + tf.add_n(model.losses)
         second = tf.reduce_mean(matrix_term) / 2
     # C's gradient is the second term's alone; the network's is the first term's (plus weight decay)
-    np.testing.assert_allclose(tape.gradient(total, matrix_logits), tape.gradient(second, matrix_logits), atol=1e-7)
-    for total_gradient, first_gradient in zip(tape.gradient(total, network_variables), tape.gradient(first, network_variables)):
+    np.testing.assert_allclose(
+        tape.gradient(total, matrix_logits),
+        tape.gradient(second, matrix_logits),
+        atol=1e-7,
+    )
+    for total_gradient, first_gradient in zip(
+        tape.gradient(total, network_variables), tape.gradient(first, network_variables)
+    ):
         np.testing.assert_allclose(total_gradient, first_gradient, atol=1e-6)
     assert tape.gradient(first, matrix_logits) is None
-    assert all(gradient is None for gradient in tape.gradient(second, network_variables))
+    assert all(
+        gradient is None for gradient in tape.gradient(second, network_variables)
+    )
     # and one optimizer step moves C away from the uniform start, keeping it a distribution per row
     model.train_on_batch(images, labels)
     matrix = keras.ops.convert_to_numpy(model.target_matrix.matrix())
@@ -146,13 +195,21 @@ def test_one_label_smoothing_plus_plus_step_splits_its_gradients(digits):
 def test_a_label_smoothing_plus_plus_run_saves_its_matrix(digits, tmp_path):
     study, prepared, _ = digits
     settings = study.train_settings("digits", "lspp", "0.1", 0)
-    metrics = training.train(settings, study.compute_settings(), prepared, tmp_path, log=lambda message: None)
+    metrics = training.train(
+        settings, study.compute_settings(), prepared, tmp_path, log=lambda message: None
+    )
     matrix = np.load(tmp_path / "c_matrix.npy")
     assert matrix.shape == (10, 10) and matrix.dtype == np.float32
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(np.diag(matrix), 0.0)
-    assert metrics["method"] == "lspp" and metrics["value"] == 0.1 and metrics["initial_equivalent_gamma"] == 0.9
+    assert (
+        metrics["method"] == "lspp"
+        and metrics["value"] == 0.1
+        and metrics["initial_equivalent_gamma"] == 0.9
+    )
     assert "gamma" not in metrics
     assert metrics["c_matrix_file"] == "c_matrix.npy"
     history = training.read_history(tmp_path / "history.csv")
-    assert all(np.isfinite(row["val_loss"]) and 0 <= row["val_ece"] <= 1 for row in history)
+    assert all(
+        np.isfinite(row["val_loss"]) and 0 <= row["val_ece"] <= 1 for row in history
+    )

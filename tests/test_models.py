@@ -9,9 +9,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import REPOSITORY  # noqa: E402
+
 from smoothbench import models  # noqa: E402
 from smoothbench.shapes import final_map_size, padded_shape, padding_to  # noqa: E402
-from conftest import REPOSITORY  # noqa: E402
 
 
 def test_resnet20_v1_has_the_examples_parameter_count():
@@ -21,14 +22,18 @@ def test_resnet20_v1_has_the_examples_parameter_count():
 
 
 @pytest.mark.parametrize("num_classes, expected", [(10, 2.50e6), (100, 2.52e6)])
-def test_resnet83_v2_parameter_count_is_within_one_percent_of_the_reference(num_classes, expected):
+def test_resnet83_v2_parameter_count_is_within_one_percent_of_the_reference(
+    num_classes, expected
+):
     model = models.build_resnet("resnet_v2", 83, (32, 32, 3), num_classes)
     assert abs(models.count_parameters(model) - expected) / expected < 0.01
 
 
 def test_resnet_v1_structure_follows_the_example():
     model = models.build_resnet("resnet_v1", 20, (32, 32, 3), 10)
-    convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    convolutions = [
+        layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)
+    ]
     # stem + 3 stacks x 3 blocks x 2 convs + 2 projection shortcuts
     assert len(convolutions) == 1 + 18 + 2
     for layer in convolutions:
@@ -37,19 +42,31 @@ def test_resnet_v1_structure_follows_the_example():
         assert layer.kernel_regularizer.l2 == pytest.approx(1e-4)
         assert layer.use_bias
     shortcuts = [layer for layer in convolutions if "shortcut" in layer.name]
-    assert [(layer.kernel_size, layer.strides, layer.filters) for layer in shortcuts] == [((1, 1), (2, 2), 32), ((1, 1), (2, 2), 64)]
+    assert [
+        (layer.kernel_size, layer.strides, layer.filters) for layer in shortcuts
+    ] == [((1, 1), (2, 2), 32), ((1, 1), (2, 2), 64)]
     assert not any("shortcut_bn" in layer.name for layer in model.layers)
     pool = model.get_layer("pool")
     assert isinstance(pool, keras.layers.AveragePooling2D) and pool.pool_size == (8, 8)
-    assert len(model.losses) == len(convolutions)  # one l2 term per convolution, none on the Dense layer
+    assert len(model.losses) == len(
+        convolutions
+    )  # one l2 term per convolution, none on the Dense layer
 
 
 def test_resnet_v2_widths_and_preactivation():
     model = models.build_resnet("resnet_v2", 29, (32, 32, 3), 10)  # n = 3
-    widths = {layer.name: layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
+    widths = {
+        layer.name: layer.filters
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D)
+    }
     assert widths["stage1_block1_1_conv"] == 16 and widths["stage1_block1_3_conv"] == 64
-    assert widths["stage2_block1_2_conv"] == 64 and widths["stage2_block1_3_conv"] == 128
-    assert widths["stage3_block1_2_conv"] == 128 and widths["stage3_block1_3_conv"] == 256
+    assert (
+        widths["stage2_block1_2_conv"] == 64 and widths["stage2_block1_3_conv"] == 128
+    )
+    assert (
+        widths["stage3_block1_2_conv"] == 128 and widths["stage3_block1_3_conv"] == 256
+    )
     names = {layer.name for layer in model.layers}
     assert "stage1_block1_1_bn" not in names  # the first block skips its first BN-ReLU
     assert {"stage2_block1_1_bn", "stage1_block2_1_bn", "head_bn", "head_relu"} <= names
@@ -64,13 +81,17 @@ def test_wrong_depth_is_refused(model_name, depth):
 
 
 def test_fixed_pool_refuses_28_pixel_inputs_and_padding_fixes_it():
-    assert final_map_size(28) == 7 and final_map_size(32) == 8 and final_map_size(72) == 18
+    assert (
+        final_map_size(28) == 7 and final_map_size(32) == 8 and final_map_size(72) == 18
+    )
     with pytest.raises(ValueError, match="smaller than the fixed 8x8 pool"):
         models.build_resnet("resnet_v1", 20, (28, 28, 1), 10)
     assert padding_to((28, 28, 1), 32) == ((2, 2), (2, 2))
     assert padded_shape((28, 28, 1), 32) == (32, 32, 1)
     assert padding_to((72, 72, 3), 32) == ((0, 0), (0, 0))
-    assert models.build_resnet("resnet_v1", 20, (28, 28, 1), 10, pooling="global").output_shape == (None, 10)
+    assert models.build_resnet(
+        "resnet_v1", 20, (28, 28, 1), 10, pooling="global"
+    ).output_shape == (None, 10)
 
 
 def test_72_pixel_inputs_keep_a_2x2_map_under_the_fixed_pool():
@@ -84,12 +105,18 @@ def test_preprocessing_scales_centres_and_pads_and_augmentation_is_off_at_infere
     images = rng.integers(0, 256, size=(4, 28, 28, 1), dtype=np.uint8)
     mean = rng.random((28, 28, 1)).astype(np.float32)
     classifier = models.build_resnet("resnet_v1", 8, (32, 32, 1), 10)
-    model = models.build_training_model(classifier, (28, 28, 1), mean, padding=padding_to((28, 28, 1), 32))
+    model = models.build_training_model(
+        classifier, (28, 28, 1), mean, padding=padding_to((28, 28, 1), 32)
+    )
     centred = model.get_layer("preprocess")(images)
     expected = np.pad(images / 255.0 - mean, ((0, 0), (2, 2), (2, 2), (0, 0)))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(centred), expected, atol=1e-6)
     first = keras.ops.convert_to_numpy(model(images, training=False))
-    np.testing.assert_allclose(first, keras.ops.convert_to_numpy(classifier(expected, training=False)), atol=1e-5)
+    np.testing.assert_allclose(
+        first,
+        keras.ops.convert_to_numpy(classifier(expected, training=False)),
+        atol=1e-5,
+    )
     augmented = keras.ops.convert_to_numpy(model(images, training=True))
     assert not np.allclose(augmented, first)  # shift and flip act while training
 
@@ -97,5 +124,7 @@ def test_preprocessing_scales_centres_and_pads_and_augmentation_is_off_at_infere
 @pytest.mark.parametrize("module", ["models.py", "losses.py", "data.py", "shapes.py"])
 def test_model_loss_and_batches_use_only_the_backend_neutral_api(module):
     source = (REPOSITORY / "src" / "smoothbench" / module).read_text()
-    assert not re.search(r"^\s*(import|from)\s+(tensorflow|jax|torch)\b", source, re.MULTILINE)
+    assert not re.search(
+        r"^\s*(import|from)\s+(tensorflow|jax|torch)\b", source, re.MULTILINE
+    )
     assert not re.search(r"\btf\.", source)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from smoothbench.registry import DATASETS, PAPER_DATASETS, UnknownDatasetError, get_dataset
+from smoothbench.registry import (
+    DATASETS,
+    PAPER_DATASETS,
+    UnknownDatasetError,
+    get_dataset,
+)
 
 TFDS_DATASETS = [name for name, spec in DATASETS.items() if spec.source == "tfds"]
 
@@ -29,18 +34,33 @@ def test_classes_and_source_files_match_the_tfds_builder(name, tmp_path):
 
 
 def test_splits_and_shapes():
-    assert (DATASETS["dtd"].train_split, DATASETS["dtd"].validation_split) == ("train", "validation")
-    assert (DATASETS["mnist"].train_split, DATASETS["mnist"].validation_split) == ("train", "test")
-    assert (DATASETS["cifar10"].train_split, DATASETS["cifar10"].validation_split) == ("train", "test")
+    assert (DATASETS["dtd"].train_split, DATASETS["dtd"].validation_split) == (
+        "train",
+        "validation",
+    )
+    assert (DATASETS["mnist"].train_split, DATASETS["mnist"].validation_split) == (
+        "train",
+        "test",
+    )
+    assert (DATASETS["cifar10"].train_split, DATASETS["cifar10"].validation_split) == (
+        "train",
+        "test",
+    )
     assert DATASETS["dtd"].prepared_shape(72) == (72, 72, 3)
     assert DATASETS["mnist"].prepared_shape(72) == (28, 28, 1)
     assert DATASETS["digits"].prepared_shape(72) == (8, 8, 1)
-    assert DATASETS["omniglot"].num_classes == 1623 and DATASETS["daimlerpedcls"].num_classes == 2
+    assert (
+        DATASETS["omniglot"].num_classes == 1623
+        and DATASETS["daimlerpedcls"].num_classes == 2
+    )
 
 
 def test_source_hosts_carry_ports():
     assert DATASETS["mnist"].source_hosts == (("storage.googleapis.com", 443),)
-    assert DATASETS["imagenet12"].source_hosts == (("www.robots.ox.ac.uk", 80), ("www.image-net.org", 80))
+    assert DATASETS["imagenet12"].source_hosts == (
+        ("www.robots.ox.ac.uk", 80),
+        ("www.image-net.org", 80),
+    )
     assert "decathlon-1.0-data-imagenet.tar" in DATASETS["imagenet12"].source_filenames
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPOSITORY, demo_command
 
 from smoothbench import training
-from conftest import REPOSITORY, demo_command
 
 pytestmark = [
     pytest.mark.workflow,
@@ -36,18 +36,27 @@ pytestmark = [
 CLUSTER_SCRIPT = REPOSITORY / "ci" / "slurm-cluster.sh"
 PROFILE = REPOSITORY / "profiles" / "slurm"
 # Seconds before Snakemake's first status check of a job (40 by default: too slow for tests).
-FAST = ["--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs"]
+FAST = [
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--slurm-keep-successful-logs",
+]
 
 
 def start_cluster(gpus: int) -> None:
     """Start the cluster, or reconfigure it to advertise ``gpus`` fake GPUs."""
     process = subprocess.run(
-        [str(CLUSTER_SCRIPT), "start"], capture_output=True, text=True, env={**os.environ, "SMOOTHBENCH_SLURM_GPUS": str(gpus)}
+        [str(CLUSTER_SCRIPT), "start"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SMOOTHBENCH_SLURM_GPUS": str(gpus)},
     )
     assert process.returncode == 0, process.stdout + process.stderr
 
 
-def through_slurm(workdir: Path, *arguments: str, config: Path | None = None, **options) -> subprocess.CompletedProcess:
+def through_slurm(
+    workdir: Path, *arguments: str, config: Path | None = None, **options
+) -> subprocess.CompletedProcess:
     command = demo_command(workdir, "--profile", str(PROFILE), *FAST, *arguments)
     if config is not None:
         command[command.index("--configfile") + 1] = str(config)
@@ -72,8 +81,19 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
     workdir = slurm_demo
     logs = workdir / "results" / "logs"
     train_logs = sorted((logs / "train" / "digits").glob("*~*/seed~*.log"))
-    assert [log.relative_to(logs / "train" / "digits").as_posix() for log in train_logs] == [
-        f"{run}/seed~0.log" for run in ("alpha~0.1", "gamma~0.6", "gamma~0.7", "gamma~0.8", "gamma~0.9", "gamma~1.0", "lspp~0.1")
+    assert [
+        log.relative_to(logs / "train" / "digits").as_posix() for log in train_logs
+    ] == [
+        f"{run}/seed~0.log"
+        for run in (
+            "alpha~0.1",
+            "gamma~0.6",
+            "gamma~0.7",
+            "gamma~0.8",
+            "gamma~0.9",
+            "gamma~1.0",
+            "lspp~0.1",
+        )
     ]
     job_ids = set()
     for log in train_logs:
@@ -81,27 +101,60 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
         match = re.search(r"SLURM job (\d+)", text.splitlines()[0])
         assert match, text[:500]
         job_ids.add(match.group(1))
-        assert "GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES='" in text  # the profile's gpu: 1 reached SLURM
+        assert (
+            "GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES='" in text
+        )  # the profile's gpu: 1 reached SLURM
         run = Path("results") / "runs" / "digits" / log.parent.name / "seed~0"
         metrics = json.loads((workdir / run / "metrics.json").read_text())
         assert metrics["attempts"][-1]["slurm_job_id"] == match.group(1)
         # Same seed, same machine: each run's numbers are the local demo's twin's.
         local = json.loads((demo[0] / run / "metrics.json").read_text())
-        assert (metrics["best_val_accuracy"], metrics["best_epoch"]) == (local["best_val_accuracy"], local["best_epoch"]), run
-        ours, theirs = (pd.read_csv(folder / run / "history.csv").drop(columns="seconds") for folder in (workdir, demo[0]))
+        assert (metrics["best_val_accuracy"], metrics["best_epoch"]) == (
+            local["best_val_accuracy"],
+            local["best_epoch"],
+        ), run
+        ours, theirs = (
+            pd.read_csv(folder / run / "history.csv").drop(columns="seconds")
+            for folder in (workdir, demo[0])
+        )
         assert ours.equals(theirs), run
     assert len(job_ids) == 7
     # SLURM's own per-job logs exist for train (and prepare) only
-    assert sorted(path.name for path in (logs / "slurm").iterdir()) == ["rule_prepare", "rule_train", "rule_train_lspp"]
+    assert sorted(path.name for path in (logs / "slurm").iterdir()) == [
+        "rule_prepare",
+        "rule_train",
+        "rule_train_lspp",
+    ]
     # download, aggregation and plots ran on the submit host
-    for local in [logs / "download" / "digits.log", logs / "aggregate.log", logs / "plots" / "summary.log"]:
+    for local in [
+        logs / "download" / "digits.log",
+        logs / "aggregate.log",
+        logs / "plots" / "summary.log",
+    ]:
         assert "not a SLURM job" in local.read_text().splitlines()[0], local
-    accounted = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(sorted(job_ids))],
-                               capture_output=True, text=True, check=True).stdout.split()
+    accounted = subprocess.run(
+        [
+            "sacct",
+            "-n",
+            "-X",
+            "-P",
+            "-o",
+            "JobID,State",
+            "-j",
+            ",".join(sorted(job_ids)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert sorted(accounted) == sorted(f"{job}|COMPLETED" for job in job_ids)
     # Table 2 lists one line per run: the SLURM study's lines are the local demo's seed-0 lines.
-    ours = pd.read_csv(workdir / "results" / "tables" / "table2.csv").drop(columns=["metrics_file"], errors="ignore")
-    local = pd.read_csv(demo[0] / "results" / "tables" / "table2.csv").drop(columns=["metrics_file"], errors="ignore")
+    ours = pd.read_csv(workdir / "results" / "tables" / "table2.csv").drop(
+        columns=["metrics_file"], errors="ignore"
+    )
+    local = pd.read_csv(demo[0] / "results" / "tables" / "table2.csv").drop(
+        columns=["metrics_file"], errors="ignore"
+    )
     local = local[local["seed"] == 0].reset_index(drop=True)
     assert len(ours) == 5 and ours.equals(local), (ours, local)
 
@@ -109,7 +162,12 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
 CANCEL_CONFIG = {
     "data": {"download": False},
     "protocol": {
-        "model": "resnet_v1", "depth": 20, "epochs": 10, "batch_size": 32, "pooling": "global", "min_image_size": 0,
+        "model": "resnet_v1",
+        "depth": 20,
+        "epochs": 10,
+        "batch_size": 32,
+        "pooling": "global",
+        "min_image_size": 0,
         "augmentation": {"shift": 0.1, "horizontal_flip": False},
         "gammas": [0.9],
     },
@@ -123,11 +181,17 @@ def _train_until_two_epochs(tmp_path: Path, config: Path):
     its epochs are checkpointed: (the workflow process, its run folder, its train log)."""
     command = demo_command(tmp_path, "--profile", str(PROFILE), *FAST)
     command[command.index("--configfile") + 1] = str(config)
-    output = open(tmp_path / "snakemake.out", "w+")  # a file, not a pipe: nobody reads a pipe meanwhile
-    workflow = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
+    output = open(
+        tmp_path / "snakemake.out", "w+"
+    )  # a file, not a pipe: nobody reads a pipe meanwhile
+    workflow = subprocess.Popen(
+        command, stdout=output, stderr=subprocess.STDOUT, text=True
+    )
     run = tmp_path / "results" / "runs" / "digits" / "gamma~0.9" / "seed~0"
     progress = run / "checkpoint" / "progress.csv"
-    log = tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.9" / "seed~0.log"
+    log = (
+        tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.9" / "seed~0.log"
+    )
     deadline = time.monotonic() + 600
     while not (progress.exists() and len(training.read_history(progress)) >= 2):
         assert workflow.poll() is None, (tmp_path / "snakemake.out").read_text()[-3000:]
@@ -151,37 +215,77 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     attempts = metrics["attempts"]
     assert len(attempts) == 2 and attempts[0]["slurm_job_id"] == first_job
-    assert attempts[1]["slurm_job_id"] != first_job and attempts[1]["started_at_epoch"] >= 2
-    assert re.search(r"resuming from .*checkpoint/state.npz: \d+ of 10 epochs done", log.read_text())
-    state = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", first_job], capture_output=True, text=True).stdout
+    assert (
+        attempts[1]["slurm_job_id"] != first_job
+        and attempts[1]["started_at_epoch"] >= 2
+    )
+    assert re.search(
+        r"resuming from .*checkpoint/state.npz: \d+ of 10 epochs done", log.read_text()
+    )
+    state = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "State", "-j", first_job],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert state.startswith("CANCELLED"), state
 
 
-def test_a_preempted_training_job_is_requeued_by_slurm_and_resumes_from_its_checkpoint(tmp_path, demo):
+def test_a_preempted_training_job_is_requeued_by_slurm_and_resumes_from_its_checkpoint(
+    tmp_path, demo
+):
     """A job of the higher-tier partition 'urgent' (ci/slurm-cluster.sh) takes the whole
     node while the training job runs: SLURM preempts the training job (SIGTERM: it saves
     a checkpoint after the batch in progress), requeues it under the same job id, and
     runs it again once the node is free. Snakemake waits for that same job: one
     submission, one finished run with exactly its epochs."""
     epoch_seconds, overhead = _demo_speed(demo)
-    epochs = max(12, math.ceil(30 / epoch_seconds))  # about 30 s of training: time to preempt it
+    epochs = max(
+        12, math.ceil(30 / epoch_seconds)
+    )  # about 30 s of training: time to preempt it
     start_cluster(gpus=2)
     config = tmp_path / "preempt.yaml"
-    config.write_text(json.dumps({**CANCEL_CONFIG, "protocol": {**CANCEL_CONFIG["protocol"], "epochs": epochs}}))
+    config.write_text(
+        json.dumps(
+            {
+                **CANCEL_CONFIG,
+                "protocol": {**CANCEL_CONFIG["protocol"], "epochs": epochs},
+            }
+        )
+    )
     workflow, run, log = _train_until_two_epochs(tmp_path, config)
     job = re.search(r"SLURM job (\d+)", log.read_text()).group(1)
-    urgent = subprocess.run(["sbatch", "--parsable", "--partition=urgent", "--exclusive", "--mem=100", "--time=2",
-                             "--output=/dev/null", "--wrap", "sleep 15"], capture_output=True, text=True, check=True)
+    urgent = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--partition=urgent",
+            "--exclusive",
+            "--mem=100",
+            "--time=2",
+            "--output=/dev/null",
+            "--wrap",
+            "sleep 15",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     urgent_job = urgent.stdout.strip().split(";")[0]
     # SLURM makes a requeued job wait about two minutes before it may start again; once the
     # urgent job is done, let it start at once (as an administrator may), to save the test
     # that wait. What is tested - requeued, resumed, waited for - is the same.
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and workflow.poll() is None:
-        queue = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True).stdout.split("\n")
+        queue = subprocess.run(
+            ["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True
+        ).stdout.split("\n")
         states = dict(line.split() for line in queue if line.strip())
         if urgent_job not in states and states.get(job) == "PENDING":
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True, text=True)
+            subprocess.run(
+                ["scontrol", "update", f"JobId={job}", "StartTime=now"],
+                capture_output=True,
+                text=True,
+            )
             break
         time.sleep(0.5)
     workflow.wait(timeout=900)
@@ -191,20 +295,39 @@ def test_a_preempted_training_job_is_requeued_by_slurm_and_resumes_from_its_chec
     history = training.read_history(run / "history.csv")
     assert [row["epoch"] for row in history] == list(range(epochs))
     attempts = json.loads((run / "metrics.json").read_text())["attempts"]
-    starts = [(attempt["started_at_epoch"], attempt["started_at_step"]) for attempt in attempts]
-    assert len(attempts) == 2 and {attempt["slurm_job_id"] for attempt in attempts} == {job}, attempts
+    starts = [
+        (attempt["started_at_epoch"], attempt["started_at_step"])
+        for attempt in attempts
+    ]
+    assert len(attempts) == 2 and {attempt["slurm_job_id"] for attempt in attempts} == {
+        job
+    }, attempts
     # Resumed where the preemption stopped it, within an epoch: the SIGTERM checkpoint (the
     # periodic one, every compute.checkpoint_minutes = 10, cannot have been taken yet).
     assert (2, 0) <= starts[1] < (epochs, 0) and starts[1][1] > 0, starts
     # Snakemake submitted the training run once and waited for SLURM's requeued job.
-    assert snakemake_output.count("A Job preemption  occured!") == 1, snakemake_output[-5000:]
+    assert snakemake_output.count("A Job preemption  occured!") == 1, snakemake_output[
+        -5000:
+    ]
     assert len(re.findall(r"rule train:", snakemake_output)) == 1
-    states = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-o", "JobID,State,Start,End", "-j", job],
-                            capture_output=True, text=True, check=True).stdout.split()
-    urgent_state = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State,Start,End", "-j", urgent_job],
-                                  capture_output=True, text=True, check=True).stdout.strip()
-    print(f"training job {job}, sacct -D: {states}; urgent job {urgent_job}: {urgent_state}; attempts started at {starts}")
-    assert [state.split("|")[1] for state in states] == ["PREEMPTED", "COMPLETED"], states
+    states = subprocess.run(
+        ["sacct", "-n", "-X", "-D", "-P", "-o", "JobID,State,Start,End", "-j", job],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    urgent_state = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "State,Start,End", "-j", urgent_job],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    print(
+        f"training job {job}, sacct -D: {states}; urgent job {urgent_job}: {urgent_state}; attempts started at {starts}"
+    )
+    assert [state.split("|")[1] for state in states] == ["PREEMPTED", "COMPLETED"], (
+        states
+    )
     assert urgent_state.startswith("COMPLETED"), urgent_state
 
 
@@ -218,14 +341,18 @@ def _demo_speed(demo) -> tuple[float, float]:
         history = training.read_history(history_file)
         epochs += [row["seconds"] for row in history[1:]]
         where = history_file.parent.relative_to(runs)
-        benchmark = demo[0] / "results" / "benchmarks" / "train" / "digits" / f"{where}.tsv"
+        benchmark = (
+            demo[0] / "results" / "benchmarks" / "train" / "digits" / f"{where}.tsv"
+        )
         wall = float(pd.read_csv(benchmark, sep="\t")["s"].iloc[0])
         overheads.append(wall - sum(row["seconds"] for row in history))
     assert epochs and overheads, f"no demo runs under {runs}"
     return statistics.median(epochs), statistics.median(overheads)
 
 
-def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(tmp_path, demo):
+def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
+    tmp_path, demo
+):
     """Sized from this machine's own speed, so it holds on a machine 3x slower or faster.
 
     slurmctld enforces time limits every 30 s, so the first attempt is stopped 60 x L to
@@ -241,38 +368,78 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(tm
     print(sized)
     start_cluster(gpus=2)
     config = tmp_path / "time_limit.yaml"
-    config.write_text(json.dumps({
-        **CANCEL_CONFIG,
-        "protocol": {**CANCEL_CONFIG["protocol"], "epochs": epochs},
-        "compute": {"threads_per_job": 2, "runtime_minutes": first_limit_minutes, "runtime_grows_with_attempt": True},
-    }))
-    process = through_slurm(tmp_path, config=config, timeout=60 * (10 * first_limit_minutes + 10))
-    assert process.returncode == 0, sized + "\n" + process.stdout[-5000:] + process.stderr[-3000:]
+    config.write_text(
+        json.dumps(
+            {
+                **CANCEL_CONFIG,
+                "protocol": {**CANCEL_CONFIG["protocol"], "epochs": epochs},
+                "compute": {
+                    "threads_per_job": 2,
+                    "runtime_minutes": first_limit_minutes,
+                    "runtime_grows_with_attempt": True,
+                },
+            }
+        )
+    )
+    process = through_slurm(
+        tmp_path, config=config, timeout=60 * (10 * first_limit_minutes + 10)
+    )
+    assert process.returncode == 0, (
+        sized + "\n" + process.stdout[-5000:] + process.stderr[-3000:]
+    )
     run = tmp_path / "results" / "runs" / "digits" / "gamma~0.9" / "seed~0"
     history = training.read_history(run / "history.csv")
     assert [row["epoch"] for row in history] == list(range(epochs))
     attempts = json.loads((run / "metrics.json").read_text())["attempts"]
     measured = f"{sized}; here {statistics.median(row['seconds'] for row in history[1:]):.2f} s per epoch"
     assert len(attempts) >= 2, (measured, attempts)
-    starts = [(attempt["started_at_epoch"], attempt["started_at_step"]) for attempt in attempts]
+    starts = [
+        (attempt["started_at_epoch"], attempt["started_at_step"])
+        for attempt in attempts
+    ]
     # each attempt resumed where the one before stopped (at the step its SIGTERM checkpoint
     # saved, or at an epoch end): none started over
-    assert starts[0] == (0, 0) and all(earlier < later < (epochs, 0) for earlier, later in zip(starts, starts[1:])), (measured, starts)
+    assert starts[0] == (0, 0) and all(
+        earlier < later < (epochs, 0) for earlier, later in zip(starts, starts[1:])
+    ), (measured, starts)
     for number, attempt in enumerate(attempts, start=1):
-        state = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State,Timelimit", "-j", attempt["slurm_job_id"]],
-                               capture_output=True, text=True).stdout.strip()
+        state = subprocess.run(
+            [
+                "sacct",
+                "-n",
+                "-X",
+                "-P",
+                "-o",
+                "State,Timelimit",
+                "-j",
+                attempt["slurm_job_id"],
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         # every attempt but the last was stopped by its limit, which grew by L minutes per attempt
         expected_state = "COMPLETED" if number == len(attempts) else "TIMEOUT"
-        assert state == f"{expected_state}|00:{number * first_limit_minutes:02d}:00", (number, state, measured)
+        assert state == f"{expected_state}|00:{number * first_limit_minutes:02d}:00", (
+            number,
+            state,
+            measured,
+        )
     print(f"{measured}; attempts started at (epoch, step) {starts}")
 
 
 def test_asking_for_a_gpu_on_a_cluster_without_gpus_fails_with_slurms_error(tmp_path):
     start_cluster(gpus=0)
     try:
-        process = through_slurm(tmp_path, timeout=600)  # an error, not a hang: a hang times out
+        process = through_slurm(
+            tmp_path, timeout=600
+        )  # an error, not a hang: a hang times out
         assert process.returncode != 0
-        assert "Invalid generic resource (gres) specification" in process.stdout + process.stderr
-        assert not list(tmp_path.glob("results/runs/**/metrics.json"))  # nothing trained
+        assert (
+            "Invalid generic resource (gres) specification"
+            in process.stdout + process.stderr
+        )
+        assert not list(
+            tmp_path.glob("results/runs/**/metrics.json")
+        )  # nothing trained
     finally:
         start_cluster(gpus=2)

@@ -50,11 +50,15 @@ def test_json_is_replaced_atomically_with_normal_permissions(tmp_path):
     assert path.stat().st_mode & 0o044  # readable by others, unlike mkstemp's 0600
 
 
-def test_a_temporary_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+def test_a_temporary_file_left_by_a_killed_writer_is_removed_by_the_next_write(
+    tmp_path,
+):
     path = tmp_path / "plot.png"
     stale = tmp_path / ".plot.png.k1ll3d.tmp"  # what a SIGKILLed atomic_file leaves
     stale.write_bytes(b"")
-    other = tmp_path / ".other.png.k1ll3d.tmp"  # another file's writer: not ours to remove
+    other = (
+        tmp_path / ".other.png.k1ll3d.tmp"
+    )  # another file's writer: not ours to remove
     other.write_bytes(b"")
     with storage.atomic_file(path, "wb") as stream:
         stream.write(b"png")
@@ -69,18 +73,30 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, monkeypatch):
 
     monkeypatch.setattr(storage.os, "fsync", full)
     path = tmp_path / "tables" / "table3.csv"
-    with pytest.raises(storage.StorageError, match=r"tables/table3.csv: could not be written \(No space left on device\)"):
+    with pytest.raises(
+        storage.StorageError,
+        match=r"tables/table3.csv: could not be written \(No space left on device\)",
+    ):
         storage.write_json_atomic(path, {"a": 1})
     assert not path.exists() and not list(path.parent.iterdir())
-    writer = storage.StreamingArrayWriter(tmp_path / "train_images.npy", (1, 2), np.uint8)
+    writer = storage.StreamingArrayWriter(
+        tmp_path / "train_images.npy", (1, 2), np.uint8
+    )
     writer.write(np.zeros((1, 2)))
-    with pytest.raises(storage.StorageError, match=r"train_images.npy: could not be written"):
+    with pytest.raises(
+        storage.StorageError, match=r"train_images.npy: could not be written"
+    ):
         writer.close()
 
 
 @pytest.fixture
 def digits_folder(tmp_path):
-    settings = {"dataset": "digits", "validation_fraction": 0.2, "splits": {}, "mock": {"enabled": False}}
+    settings = {
+        "dataset": "digits",
+        "validation_fraction": 0.2,
+        "splits": {},
+        "mock": {"enabled": False},
+    }
     folder = tmp_path / "digits"
     prepare(settings, folder)
     return folder
@@ -89,10 +105,16 @@ def digits_folder(tmp_path):
 def test_prepared_digits_open_memory_mapped(digits_folder):
     manifest, arrays = storage.open_prepared(digits_folder)
     assert manifest["num_classes"] == 10
-    assert arrays["train_images"].shape == (1437, 8, 8, 1) and arrays["validation_images"].shape == (360, 8, 8, 1)
+    assert arrays["train_images"].shape == (1437, 8, 8, 1) and arrays[
+        "validation_images"
+    ].shape == (360, 8, 8, 1)
     assert isinstance(arrays["train_images"], np.memmap)
-    assert arrays["train_images"].dtype == np.uint8 and arrays["train_images"].max() == 255
-    expected_mean = np.asarray(arrays["train_images"], dtype=np.float64).mean(axis=0) / 255.0
+    assert (
+        arrays["train_images"].dtype == np.uint8 and arrays["train_images"].max() == 255
+    )
+    expected_mean = (
+        np.asarray(arrays["train_images"], dtype=np.float64).mean(axis=0) / 255.0
+    )
     np.testing.assert_allclose(arrays["mean"], expected_mean, atol=1e-6)
     assert arrays["mean"].dtype == np.float32
     assert sum(manifest["splits"]["train"]["class_counts"]) == 1437
@@ -106,7 +128,9 @@ def test_corrupted_array_is_detected_by_its_sha256(digits_folder, capsys):
         last = handle.read(1)
         handle.seek(-1, os.SEEK_END)
         handle.write(bytes([last[0] ^ 0xFF]))
-    with pytest.raises(storage.PreparedDataError, match=r"train_images\.npy: sha256 .* does not match"):
+    with pytest.raises(
+        storage.PreparedDataError, match=r"train_images\.npy: sha256 .* does not match"
+    ):
         storage.open_prepared(digits_folder)
     assert cli_main(["verify", str(digits_folder)]) == 1
     assert "train_images.npy" in capsys.readouterr().err
@@ -115,7 +139,9 @@ def test_corrupted_array_is_detected_by_its_sha256(digits_folder, capsys):
 def test_missing_manifest_or_array_and_bad_labels_are_detected(digits_folder):
     manifest = json.loads((digits_folder / "manifest.json").read_text())
     (digits_folder / "mean.npy").unlink()
-    with pytest.raises(storage.PreparedDataError, match=r"mean\.npy: listed in .* but missing"):
+    with pytest.raises(
+        storage.PreparedDataError, match=r"mean\.npy: listed in .* but missing"
+    ):
         storage.open_prepared(digits_folder)
     (digits_folder / "manifest.json").unlink()
     with pytest.raises(storage.PreparedDataError, match="no manifest"):
@@ -124,7 +150,10 @@ def test_missing_manifest_or_array_and_bad_labels_are_detected(digits_folder):
     manifest["arrays"].pop("mean")
     manifest["arrays"]["train_labels"]["shape"] = [5]
     (digits_folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(storage.PreparedDataError, match=r"train_labels\.npy: int32\[1437\] does not match"):
+    with pytest.raises(
+        storage.PreparedDataError,
+        match=r"train_labels\.npy: int32\[1437\] does not match",
+    ):
         storage.open_prepared(digits_folder, verify_checksums=False)
 
 
@@ -144,14 +173,28 @@ prepare({"dataset": "digits", "validation_fraction": 0.2, "splits": {}, "mock": 
 
 def test_a_prepare_killed_mid_write_leaves_nothing_that_looks_finished(tmp_path):
     folder = tmp_path / "digits"
-    process = subprocess.run([sys.executable, "-c", KILLED_PREPARE, str(folder)], capture_output=True, text=True)
+    process = subprocess.run(
+        [sys.executable, "-c", KILLED_PREPARE, str(folder)],
+        capture_output=True,
+        text=True,
+    )
     assert process.returncode == -signal.SIGKILL
     assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == []
-    assert list(folder.glob(".staging-*/train_images.npy"))  # it really was killed mid-way
+    assert list(
+        folder.glob(".staging-*/train_images.npy")
+    )  # it really was killed mid-way
     with pytest.raises(storage.PreparedDataError, match="no manifest"):
         storage.open_prepared(folder)
     # the next run cleans the stale staging folder and publishes a complete dataset
-    prepare({"dataset": "digits", "validation_fraction": 0.2, "splits": {}, "mock": {"enabled": False}}, folder)
+    prepare(
+        {
+            "dataset": "digits",
+            "validation_fraction": 0.2,
+            "splits": {},
+            "mock": {"enabled": False},
+        },
+        folder,
+    )
     assert not list(folder.glob(".staging-*"))
     storage.open_prepared(folder)
 
@@ -161,7 +204,9 @@ def test_center_crop_keeps_the_central_square_of_a_72_px_image():
     out = square_image(image, 72, "center_crop").numpy()
     np.testing.assert_array_equal(out, image[:, 14:86, :])
     tall = np.random.default_rng(2).integers(0, 256, size=(90, 72, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(square_image(tall, 72, "center_crop").numpy(), tall[9:81])
+    np.testing.assert_array_equal(
+        square_image(tall, 72, "center_crop").numpy(), tall[9:81]
+    )
 
 
 def test_square_methods_shapes_and_identity():

@@ -10,25 +10,48 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPOSITORY
 
 from smoothbench import tables
 from smoothbench.config import format_gamma, load_study, load_study_file
-from conftest import REPOSITORY
 
 PAPER_STUDY = load_study_file(REPOSITORY / "config.yaml")
 
 
-def write_metrics(folder: Path, experiment: str, gamma: float, seed: int, accuracy: float, study=None, **extra) -> Path:
+def write_metrics(
+    folder: Path,
+    experiment: str,
+    gamma: float,
+    seed: int,
+    accuracy: float,
+    study=None,
+    **extra,
+) -> Path:
     """A metrics.json with what a finished run writes (the fields tables read, plus a few),
     trained with the settings ``study`` gives the run (default: the paper's study for its
     experiments, :func:`_digits_study` for digits)."""
-    study = study or (PAPER_STUDY if experiment in PAPER_STUDY.experiments else _digits_study())
+    study = study or (
+        PAPER_STUDY if experiment in PAPER_STUDY.experiments else _digits_study()
+    )
     settings = study.train_settings(experiment, "gamma", format_gamma(gamma), seed)
-    path = folder / "runs" / experiment / f"gamma~{format_gamma(gamma)}" / f"seed~{seed}" / "metrics.json"
+    path = (
+        folder
+        / "runs"
+        / experiment
+        / f"gamma~{format_gamma(gamma)}"
+        / f"seed~{seed}"
+        / "metrics.json"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "experiment": experiment, "method": "gamma", "gamma": gamma, "seed": seed,
-        "best_val_accuracy": accuracy, "best_epoch": min(3, settings["epochs"] - 1), "epochs": settings["epochs"], "final_val_accuracy": accuracy,
+        "experiment": experiment,
+        "method": "gamma",
+        "gamma": gamma,
+        "seed": seed,
+        "best_val_accuracy": accuracy,
+        "best_epoch": min(3, settings["epochs"] - 1),
+        "epochs": settings["epochs"],
+        "final_val_accuracy": accuracy,
         "settings": settings,
     }
     payload.update(extra)
@@ -41,7 +64,9 @@ def paper_as_runs(tmp_path_factory):
     """The paper's Tables 1-2 written as if they were this project's run files, aggregated."""
     folder = tmp_path_factory.mktemp("paper_as_runs")
     files = [
-        write_metrics(folder, record.experiment, record.gamma, 0, record.accuracy_percent / 100)
+        write_metrics(
+            folder, record.experiment, record.gamma, 0, record.accuracy_percent / 100
+        )
         for record in pd.read_csv(tables.PAPER_CELLS_FILE, comment="#").itertuples()
     ]
     frames = tables.write_tables(PAPER_STUDY, files, folder / "tables")
@@ -51,13 +76,21 @@ def paper_as_runs(tmp_path_factory):
 def markdown_cells(path: Path) -> dict[str, list[str]]:
     """row label -> its cells, from a table written by render_markdown."""
     lines = [line for line in path.read_text().splitlines() if line.startswith("| ")]
-    return {cells[0]: cells[1:] for cells in ([cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[1:])}
+    return {
+        cells[0]: cells[1:]
+        for cells in (
+            [cell.strip() for cell in line.strip("|").split(" | ")]
+            for line in lines[1:]
+        )
+    }
 
 
 def test_the_paper_transcription_has_one_cell_per_run_of_the_paper_study():
     paper = tables.paper_cells()
     assert len(paper) == len(PAPER_STUDY.runs()) == 108
-    cells = {(record.experiment, format_gamma(record.gamma)) for record in paper.itertuples()}
+    cells = {
+        (record.experiment, format_gamma(record.gamma)) for record in paper.itertuples()
+    }
     assert cells == {(run.experiment, run.gamma_text) for run in PAPER_STUDY.runs()}
     assert set(tables.printed_table3()["experiment"]) == set(PAPER_STUDY.experiments)
 
@@ -69,11 +102,18 @@ def test_the_paper_tables_as_runs_reproduce_its_table3_except_imagenet_a(paper_a
     merged = printed.merge(ours, on="experiment", suffixes=("_printed", "_ours"))
     assert len(merged) == 13
     for record in merged.itertuples():
-        assert abs(record.best_percent_printed - record.best_percent_ours) <= 0.02 + 1e-9, record
-        assert abs(record.baseline_percent_printed - record.baseline_percent_ours) <= 0.02 + 1e-9, record
+        assert (
+            abs(record.best_percent_printed - record.best_percent_ours) <= 0.02 + 1e-9
+        ), record
+        assert (
+            abs(record.baseline_percent_printed - record.baseline_percent_ours)
+            <= 0.02 + 1e-9
+        ), record
         gap = abs(record.diff_percent_printed - record.diff_percent_ours)
         if record.experiment == "imagenet12_a":
-            assert gap > 0.4 and round(record.diff_percent_ours, 2) == 6.66  # printed 7.12
+            assert (
+                gap > 0.4 and round(record.diff_percent_ours, 2) == 6.66
+            )  # printed 7.12
         else:
             assert gap <= 0.02 + 1e-9, record
     # The discrepancy is reported, for that row only.
@@ -87,20 +127,33 @@ def test_the_paper_tables_as_runs_reproduce_its_table3_except_imagenet_a(paper_a
     assert len(cells) == 108 and (cells["difference_points"].abs() < 1e-6).all()
 
 
-def test_table_cells_are_dashes_exactly_where_gamma_is_at_most_one_over_k_or_not_run(paper_as_runs):
+def test_table_cells_are_dashes_exactly_where_gamma_is_at_most_one_over_k_or_not_run(
+    paper_as_runs,
+):
     folder, _ = paper_as_runs
-    one, two = markdown_cells(folder / "table1.md"), markdown_cells(folder / "table2.md")
+    one, two = (
+        markdown_cells(folder / "table1.md"),
+        markdown_cells(folder / "table2.md"),
+    )
     gammas = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     labels = tables.row_labels(PAPER_STUDY)
-    paper = {(r.experiment, format_gamma(r.gamma)): r.mean_percent for r in tables.paper_cells().itertuples()}
+    paper = {
+        (r.experiment, format_gamma(r.gamma)): r.mean_percent
+        for r in tables.paper_cells().itertuples()
+    }
     for name, experiment in PAPER_STUDY.experiments.items():
         row = one[labels[name]] + two[labels[name]]
         assert len(row) == 10
         for gamma, cell in zip(gammas, row):
-            expected_dash = gamma * experiment.dataset.num_classes <= 1 + 1e-9 or (name, format_gamma(gamma)) not in paper
+            expected_dash = (
+                gamma * experiment.dataset.num_classes <= 1 + 1e-9
+                or (name, format_gamma(gamma)) not in paper
+            )
             assert (cell == "-") == expected_dash, (name, gamma, cell)
             if not expected_dash:
-                assert cell == f"{paper[(name, format_gamma(gamma))]:.2f}"  # the paper's printed value
+                assert (
+                    cell == f"{paper[(name, format_gamma(gamma))]:.2f}"
+                )  # the paper's printed value
     # The rows the paper's caption names: K = 10 at 0.1, and K = 2 below 0.6.
     assert [one[label][0] for label in ("svhn", "cifar10", "mnist")] == ["-", "-", "-"]
     assert one["daimlerp."] == ["-"] * 5 and "-" not in two["daimlerp."]
@@ -115,28 +168,51 @@ def test_csv_tex_and_html_carry_the_same_tables(paper_as_runs):
     dtd = table1[(table1["experiment"] == "dtd") & (table1["gamma"] == 0.1)]
     assert dtd["best_val_accuracy_percent"].iloc[0] == pytest.approx(28.21)
     tex = (folder / "table2.tex").read_text()
-    assert "\\begin{tabular}{lrrrrr}" in tex and "ImageN.(a) & - & - & - & 45.93 & 42.87 \\\\" in tex
+    assert (
+        "\\begin{tabular}{lrrrrr}" in tex
+        and "ImageN.(a) & - & - & - & 45.93 & 42.87 \\\\" in tex
+    )
     assert "\\toprule" in tex and "$\\gamma$ = 1.00" in tex
     html = (folder / "table3.html").read_text()
-    assert "<td>vgg-flow.</td><td>52.80</td><td>0.2</td><td>42.30</td><td>19.89</td>" in html
-    assert "<td>mnist</td><td>99.61</td><td>0.4, 0.9</td>" in html  # a tie lists both gammas
+    assert (
+        "<td>vgg-flow.</td><td>52.80</td><td>0.2</td><td>42.30</td><td>19.89</td>"
+        in html
+    )
+    assert (
+        "<td>mnist</td><td>99.61</td><td>0.4, 0.9</td>" in html
+    )  # a tie lists both gammas
 
 
 def _digits_study(seeds=(0, 1, 2)):
-    return load_study({
-        "data": {"download": False},
-        "protocol": {"model": "resnet_v1", "depth": 20, "epochs": 10, "pooling": "global", "min_image_size": 0},
-        "gamma_grid": {"min_numerator": 8},
-        "seeds": list(seeds),
-        "experiments": {"digits": {}},
-    })
+    return load_study(
+        {
+            "data": {"download": False},
+            "protocol": {
+                "model": "resnet_v1",
+                "depth": 20,
+                "epochs": 10,
+                "pooling": "global",
+                "min_image_size": 0,
+            },
+            "gamma_grid": {"min_numerator": 8},
+            "seeds": list(seeds),
+            "experiments": {"digits": {}},
+        }
+    )
 
 
 def test_several_seeds_show_mean_and_std_and_the_csv_keeps_every_seed(tmp_path):
     study = _digits_study()
     files = []
-    for gamma, accuracies in ((1.0, (0.95, 0.96, 0.97)), (0.9, (0.97, 0.98, 0.99)), (0.8, (0.90, 0.90, 0.90))):
-        files += [write_metrics(tmp_path, "digits", gamma, seed, accuracy) for seed, accuracy in enumerate(accuracies)]
+    for gamma, accuracies in (
+        (1.0, (0.95, 0.96, 0.97)),
+        (0.9, (0.97, 0.98, 0.99)),
+        (0.8, (0.90, 0.90, 0.90)),
+    ):
+        files += [
+            write_metrics(tmp_path, "digits", gamma, seed, accuracy)
+            for seed, accuracy in enumerate(accuracies)
+        ]
     frames = tables.write_tables(study, files, tmp_path / "tables")
     row = markdown_cells(tmp_path / "tables" / "table2.md")["digits"]
     assert row == ["-", "-", "90.00 ± 0.00", "98.00 ± 1.00", "96.00 ± 1.00"]
@@ -145,35 +221,74 @@ def test_several_seeds_show_mean_and_std_and_the_csv_keeps_every_seed(tmp_path):
     three = frames["table3"].iloc[0]
     assert three["best_gamma"] == "0.9" and three["best_percent"] == pytest.approx(98.0)
     assert three["diff_percent"] == pytest.approx((98 - 96) / 98 * 100)
-    assert "mean ± sample standard deviation" in (tmp_path / "tables" / "table2.md").read_text()
+    assert (
+        "mean ± sample standard deviation"
+        in (tmp_path / "tables" / "table2.md").read_text()
+    )
     # digits is not in the paper: nothing to compare cell by cell, and the md says so
     assert frames["comparison"].empty
-    assert "nothing to compare cell by cell" in (tmp_path / "tables" / "comparison.md").read_text()
+    assert (
+        "nothing to compare cell by cell"
+        in (tmp_path / "tables" / "comparison.md").read_text()
+    )
 
 
 def test_a_missing_gamma_one_leaves_base_and_diff_as_dashes(tmp_path):
-    study = load_study({
-        "data": {"download": False},
-        "protocol": {"model": "resnet_v1", "depth": 20, "pooling": "global", "min_image_size": 0, "gammas": [0.9, 0.8]},
-        "experiments": {"digits": {}},
-    })
-    files = [write_metrics(tmp_path, "digits", gamma, 0, 0.9, study) for gamma in (0.9, 0.8)]
+    study = load_study(
+        {
+            "data": {"download": False},
+            "protocol": {
+                "model": "resnet_v1",
+                "depth": 20,
+                "pooling": "global",
+                "min_image_size": 0,
+                "gammas": [0.9, 0.8],
+            },
+            "experiments": {"digits": {}},
+        }
+    )
+    files = [
+        write_metrics(tmp_path, "digits", gamma, 0, 0.9, study) for gamma in (0.9, 0.8)
+    ]
     frames = tables.write_tables(study, files, tmp_path / "tables")
     assert math.isnan(frames["table3"].iloc[0]["diff_percent"])
-    assert markdown_cells(tmp_path / "tables" / "table3.md")["digits"] == ["90.00", "0.8, 0.9", "-", "-"]
+    assert markdown_cells(tmp_path / "tables" / "table3.md")["digits"] == [
+        "90.00",
+        "0.8, 0.9",
+        "-",
+        "-",
+    ]
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
         ({"best_val_accuracy": None}, "has no 'best_val_accuracy'"),
-        ({"best_val_accuracy": "0.9"}, "'best_val_accuracy' is '0.9', expected a finite int or float"),
-        ({"best_val_accuracy": 97.0}, "best_val_accuracy 97.0 is not a fraction in [0, 1]"),
-        ({"gamma": 0.55}, "gamma 0.55 is outside experiment 'digits''s grid (the config has 1.0, 0.9, 0.8)"),
-        ({"gamma": 0.05}, "gamma 0.05 is outside experiment 'digits''s grid (gamma must lie in (1/K, 1] = (0.1, 1]"),
-        ({"experiment": "cifar10"}, "experiment 'cifar10' is not in config key 'experiments' (digits)"),
+        (
+            {"best_val_accuracy": "0.9"},
+            "'best_val_accuracy' is '0.9', expected a finite int or float",
+        ),
+        (
+            {"best_val_accuracy": 97.0},
+            "best_val_accuracy 97.0 is not a fraction in [0, 1]",
+        ),
+        (
+            {"gamma": 0.55},
+            "gamma 0.55 is outside experiment 'digits''s grid (the config has 1.0, 0.9, 0.8)",
+        ),
+        (
+            {"gamma": 0.05},
+            "gamma 0.05 is outside experiment 'digits''s grid (gamma must lie in (1/K, 1] = (0.1, 1]",
+        ),
+        (
+            {"experiment": "cifar10"},
+            "experiment 'cifar10' is not in config key 'experiments' (digits)",
+        ),
         ({"seed": 7}, "seed 7 is not in config key 'seeds' ([0, 1, 2])"),
-        ({"method": "alpha", "value": 0.1}, "experiment 'digits' does not train method 'alpha' in this config"),
+        (
+            {"method": "alpha", "value": 0.1},
+            "experiment 'digits' does not train method 'alpha' in this config",
+        ),
         ({"method": "smooth"}, "method 'smooth' is not one of gamma, alpha, lspp"),
         ({"best_epoch": 10}, "best_epoch 10 is not one of its 10 epochs"),
     ],
@@ -189,7 +304,9 @@ def test_a_bad_metrics_file_is_an_error_naming_the_file(tmp_path, change, messag
             payload[key] = value
     bad = tmp_path / "runs" / "digits" / "gamma~0.8" / "seed~1" / "metrics.json"
     if "gamma" in change or "seed" in change or "experiment" in change:
-        bad = tmp_path / "elsewhere" / "metrics.json"  # outside the path grammar: the content decides
+        bad = (
+            tmp_path / "elsewhere" / "metrics.json"
+        )  # outside the path grammar: the content decides
     bad.parent.mkdir(parents=True, exist_ok=True)
     payload.setdefault("seed", 1)
     if bad.parent.name == "seed~1":
@@ -208,22 +325,36 @@ def test_unreadable_moved_duplicated_or_missing_run_files_are_named(tmp_path):
     broken = tmp_path / "runs" / "digits" / "gamma~0.8" / "seed~0" / "metrics.json"
     broken.parent.mkdir(parents=True)
     broken.write_text('{"experiment": "digits", "gamma": 0.8,')
-    with pytest.raises(tables.ResultsError, match=re.escape(f"{broken}: not valid JSON")):
+    with pytest.raises(
+        tables.ResultsError, match=re.escape(f"{broken}: not valid JSON")
+    ):
         tables.collect_runs(study, [good, broken])
     moved = tmp_path / "runs" / "digits" / "gamma~1.0" / "seed~0" / "metrics.json"
     moved.parent.mkdir(parents=True)
     moved.write_text(good.read_text())
-    with pytest.raises(tables.ResultsError, match=re.escape(f"{moved}: the file says experiment digits, gamma 0.9, seed 0 but lies in digits/gamma~1.0/seed~0")):
+    with pytest.raises(
+        tables.ResultsError,
+        match=re.escape(
+            f"{moved}: the file says experiment digits, gamma 0.9, seed 0 but lies in digits/gamma~1.0/seed~0"
+        ),
+    ):
         tables.collect_runs(study, [moved])
     elsewhere = tmp_path / "runs" / "mnist" / "gamma~0.9" / "seed~0" / "metrics.json"
     elsewhere.parent.mkdir(parents=True)
     elsewhere.write_text(good.read_text())
-    with pytest.raises(tables.ResultsError, match=re.escape(f"{elsewhere}: the file says experiment digits, gamma 0.9, seed 0 but lies in mnist/")):
+    with pytest.raises(
+        tables.ResultsError,
+        match=re.escape(
+            f"{elsewhere}: the file says experiment digits, gamma 0.9, seed 0 but lies in mnist/"
+        ),
+    ):
         tables.collect_runs(study, [elsewhere])
     copy = tmp_path / "copy" / "metrics.json"
     copy.parent.mkdir()
     copy.write_text(good.read_text())
-    with pytest.raises(tables.ResultsError, match=re.escape(f"{copy}: the same run as {good}")):
+    with pytest.raises(
+        tables.ResultsError, match=re.escape(f"{copy}: the same run as {good}")
+    ):
         tables.collect_runs(study, [good, copy])
     missing = tmp_path / "runs" / "digits" / "gamma~0.8" / "seed~2" / "metrics.json"
     with pytest.raises(tables.ResultsError, match=re.escape(f"{missing}: missing")):
@@ -231,7 +362,12 @@ def test_unreadable_moved_duplicated_or_missing_run_files_are_named(tmp_path):
 
 
 def test_latex_escapes_names_and_formats_plus_minus():
-    text = tables.render_latex("Table 9: 50% of γ", "tab:x", ["Data set", "γ = 0.90"], [["fashion_mnist", "91.00 ± 0.50"]])
+    text = tables.render_latex(
+        "Table 9: 50% of γ",
+        "tab:x",
+        ["Data set", "γ = 0.90"],
+        [["fashion_mnist", "91.00 ± 0.50"]],
+    )
     assert "fashion\\_mnist & 91.00 $\\pm$ 0.50 \\\\" in text
     assert "\\caption{Table 9: 50\\% of $\\gamma$}" in text
 
@@ -246,7 +382,14 @@ def test_interim_tables_use_the_finished_runs_and_mark_the_rest(tmp_path, capsys
         "gamma_grid: {min_numerator: 8}\nexperiments: {digits: {}}\n"
     )
     runs = tmp_path / "results" / "runs"
-    arguments = ["--configfile", str(config), "--runs", str(runs), "--output", str(tmp_path / "interim")]
+    arguments = [
+        "--configfile",
+        str(config),
+        "--runs",
+        str(runs),
+        "--output",
+        str(tmp_path / "interim"),
+    ]
     assert tables_main(arguments) == 1
     assert "none of the 3 runs" in capsys.readouterr().err
     write_metrics(tmp_path / "results", "digits", 1.0, 0, 0.9)
@@ -255,9 +398,15 @@ def test_interim_tables_use_the_finished_runs_and_mark_the_rest(tmp_path, capsys
     assert "2 of 3 runs finished" in capsys.readouterr().out
     row = markdown_cells(tmp_path / "interim" / "table2.md")["digits"]
     assert row == ["-", "-", "-", "95.00", "90.00"]
-    assert "Interim: 2 of 3 runs finished" in (tmp_path / "interim" / "table2.md").read_text()
+    assert (
+        "Interim: 2 of 3 runs finished"
+        in (tmp_path / "interim" / "table2.md").read_text()
+    )
     # the workflow's own tables folder is refused
-    assert tables_main([*arguments[:4], "--output", str(tmp_path / "results" / "tables")]) == 2
+    assert (
+        tables_main([*arguments[:4], "--output", str(tmp_path / "results" / "tables")])
+        == 2
+    )
 
 
 # ---------------------------------------------------------------- runs of another config, calibration
@@ -266,18 +415,35 @@ def test_interim_tables_use_the_finished_runs_and_mark_the_rest(tmp_path, capsys
 def _digits_config(**protocol) -> dict:
     return {
         "data": {"download": False},
-        "protocol": {"model": "resnet_v1", "depth": 20, "epochs": 10, "pooling": "global", "min_image_size": 0, **protocol},
+        "protocol": {
+            "model": "resnet_v1",
+            "depth": 20,
+            "epochs": 10,
+            "pooling": "global",
+            "min_image_size": 0,
+            **protocol,
+        },
         "gamma_grid": {"min_numerator": 9},
         "experiments": {"digits": {}},
     }
 
 
-def test_a_run_left_by_another_config_is_refused_naming_the_file_and_the_settings(tmp_path, capsys):
+def test_a_run_left_by_another_config_is_refused_naming_the_file_and_the_settings(
+    tmp_path, capsys
+):
     from smoothbench.cli import tables_main
 
-    three, eight = load_study(_digits_config(epochs=3)), load_study(_digits_config(epochs=8))
-    files = [write_metrics(tmp_path / "results", "digits", gamma, 0, 0.9, three) for gamma in (1.0, 0.9)]
-    tables.write_tables(three, files, tmp_path / "tables_three")  # its own config reads it
+    three, eight = (
+        load_study(_digits_config(epochs=3)),
+        load_study(_digits_config(epochs=8)),
+    )
+    files = [
+        write_metrics(tmp_path / "results", "digits", gamma, 0, 0.9, three)
+        for gamma in (1.0, 0.9)
+    ]
+    tables.write_tables(
+        three, files, tmp_path / "tables_three"
+    )  # its own config reads it
     with pytest.raises(tables.ResultsError) as caught:
         tables.write_tables(eight, files, tmp_path / "tables")
     assert str(caught.value) == (
@@ -289,16 +455,31 @@ def test_a_run_left_by_another_config_is_refused_naming_the_file_and_the_setting
     # smoothbench-tables no longer counts them as finished (the aggregate rule calls the same write_tables)
     config = tmp_path / "eight.yaml"
     config.write_text(json.dumps(_digits_config(epochs=8)))
-    arguments = ["--configfile", str(config), "--runs", str(tmp_path / "results" / "runs"), "--output", str(tmp_path / "interim")]
+    arguments = [
+        "--configfile",
+        str(config),
+        "--runs",
+        str(tmp_path / "results" / "runs"),
+        "--output",
+        str(tmp_path / "interim"),
+    ]
     assert tables_main(arguments) == 1
     captured = capsys.readouterr()
-    assert f"error: {files[0]}: its settings differ from what the config gives this run (epochs: 3 in the file, 8" in captured.err
+    assert (
+        f"error: {files[0]}: its settings differ from what the config gives this run (epochs: 3 in the file, 8"
+        in captured.err
+    )
     assert "runs finished" not in captured.out and not (tmp_path / "interim").exists()
     # every differing setting is named with both values
-    other = load_study(_digits_config(depth=32, optimizer={"learning_rate": 0.01}, epochs=3))
-    with pytest.raises(tables.ResultsError, match=re.escape(
-        "(depth: 20 in the file, 32 in the config; optimizer.learning_rate: 0.001 in the file, 0.01 in the config)"
-    )):
+    other = load_study(
+        _digits_config(depth=32, optimizer={"learning_rate": 0.01}, epochs=3)
+    )
+    with pytest.raises(
+        tables.ResultsError,
+        match=re.escape(
+            "(depth: 20 in the file, 32 in the config; optimizer.learning_rate: 0.001 in the file, 0.01 in the config)"
+        ),
+    ):
         tables.collect_runs(other, files)
 
 
@@ -309,80 +490,192 @@ def test_a_run_file_whose_settings_are_missing_or_edited_is_refused(tmp_path):
     for settings, message in (
         (None, "has no 'settings', so nothing shows which config it was trained under"),
         ([1], "'settings' is [1], not an object"),
-        ({**payload["settings"], "value": 0.8}, "(value: 0.8 in the file, 0.9 in the config)"),
-        ({**payload["settings"], "mean_subtraction": 1}, "(mean_subtraction: 1 in the file, True in the config)"),
-        ({**payload["settings"], "extra": "x"}, "(extra: 'x' in the file, absent in the config)"),
+        (
+            {**payload["settings"], "value": 0.8},
+            "(value: 0.8 in the file, 0.9 in the config)",
+        ),
+        (
+            {**payload["settings"], "mean_subtraction": 1},
+            "(mean_subtraction: 1 in the file, True in the config)",
+        ),
+        (
+            {**payload["settings"], "extra": "x"},
+            "(extra: 'x' in the file, absent in the config)",
+        ),
     ):
-        path.write_text(json.dumps({**payload, "settings": settings} if settings is not None else
-                                   {key: value for key, value in payload.items() if key != "settings"}))
+        path.write_text(
+            json.dumps(
+                {**payload, "settings": settings}
+                if settings is not None
+                else {key: value for key, value in payload.items() if key != "settings"}
+            )
+        )
         with pytest.raises(tables.ResultsError) as caught:
             tables.collect_runs(study, [path])
-        assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+        assert str(caught.value).startswith(f"{path}: ") and message in str(
+            caught.value
+        )
     path.write_text(json.dumps({**payload, "epochs": 4}))
-    with pytest.raises(tables.ResultsError, match=re.escape(f"{path}: 'epochs' is 4 (epochs trained), but its settings and the config have 10")):
+    with pytest.raises(
+        tables.ResultsError,
+        match=re.escape(
+            f"{path}: 'epochs' is 4 (epochs trained), but its settings and the config have 10"
+        ),
+    ):
         tables.collect_runs(study, [path])
 
 
 def _epoch_calibration(epoch: int, ece: float = 0.05) -> dict:
     """One epoch's calibration as training writes it (two reliability bins)."""
     return {
-        "epoch": epoch, "accuracy": 0.9, "ece": ece, "nll": 0.3, "brier": 0.15, "confidence": 0.92,
-        "bins": [{"lower": 0.0, "upper": 0.5, "count": 0, "confidence": None, "accuracy": None},
-                 {"lower": 0.5, "upper": 1.0, "count": 10, "confidence": 0.92, "accuracy": 0.9}],
+        "epoch": epoch,
+        "accuracy": 0.9,
+        "ece": ece,
+        "nll": 0.3,
+        "brier": 0.15,
+        "confidence": 0.92,
+        "bins": [
+            {
+                "lower": 0.0,
+                "upper": 0.5,
+                "count": 0,
+                "confidence": None,
+                "accuracy": None,
+            },
+            {
+                "lower": 0.5,
+                "upper": 1.0,
+                "count": 10,
+                "confidence": 0.92,
+                "accuracy": 0.9,
+            },
+        ],
     }
 
 
 def _calibration(best_ece: float = 0.05, final_ece: float = 0.07) -> dict:
-    return {"bins": 2, "best_epoch": _epoch_calibration(3, best_ece), "final_epoch": _epoch_calibration(9, final_ece)}
+    return {
+        "bins": 2,
+        "best_epoch": _epoch_calibration(3, best_ece),
+        "final_epoch": _epoch_calibration(9, final_ece),
+    }
 
 
 def test_calibration_is_read_at_the_chosen_epoch(tmp_path):
     study = _digits_study(seeds=(0,))
-    files = [write_metrics(tmp_path, "digits", gamma, 0, 0.9, calibration=_calibration()) for gamma in (1.0, 0.9, 0.8)]
+    files = [
+        write_metrics(tmp_path, "digits", gamma, 0, 0.9, calibration=_calibration())
+        for gamma in (1.0, 0.9, 0.8)
+    ]
     assert set(tables.collect_runs(study, files)["ece"]) == {0.05}
     final = tables.collect_runs(study, files, "final")
     assert set(final["ece"]) == {0.07} and set(final["calibration_epoch"]) == {9}
     tables.write_tables(study, files, tmp_path / "tables")
-    assert markdown_cells(tmp_path / "tables" / "calibration.md")["digits"][3] == "0.0500"
+    assert (
+        markdown_cells(tmp_path / "tables" / "calibration.md")["digits"][3] == "0.0500"
+    )
 
 
 @pytest.mark.parametrize(
     "calibration, message",
     [
         ([1, 2], "'calibration' is [1, 2], expected an object"),
-        ({"bins": 2, "final_epoch": _epoch_calibration(9)}, "has no 'calibration.best_epoch'"),
-        ({**_calibration(), "best_epoch": "high"}, "'calibration.best_epoch' is 'high', expected an object"),
-        ({**_calibration(), "best_epoch": {**_epoch_calibration(3), "ece": "0.05"}},
-         "'calibration.best_epoch.ece' is '0.05', expected a finite number; retrain the run"),
-        (_calibration(best_ece=math.nan),
-         "'calibration.best_epoch.ece' is nan, expected a finite number (a non-finite calibration comes from "
-         "non-finite validation outputs, so that epoch's accuracy is in doubt too); retrain the run"),
-        ({**_calibration(), "best_epoch": {**_epoch_calibration(3), "brier": True}}, "'calibration.best_epoch.brier' is True"),
-        ({**_calibration(), "best_epoch": {key: value for key, value in _epoch_calibration(3).items() if key != "nll"}},
-         "has no 'calibration.best_epoch.nll'"),
-        ({**_calibration(), "best_epoch": _epoch_calibration(5)},
-         "'calibration.best_epoch.epoch' is 5, but best_epoch is 3: the calibration does not describe the network"),
-        ({**_calibration(), "best_epoch": {**_epoch_calibration(3), "bins": {"count": 3}}},
-         "'calibration.best_epoch.bins' is {'count': 3}, expected a list of reliability bins"),
-        ({**_calibration(), "best_epoch": {**_epoch_calibration(3), "bins": [{"lower": 0.0, "upper": 1.0, "count": 4}]}},
-         "'calibration.best_epoch.bins[0].confidence' is None, expected a finite number"),
+        (
+            {"bins": 2, "final_epoch": _epoch_calibration(9)},
+            "has no 'calibration.best_epoch'",
+        ),
+        (
+            {**_calibration(), "best_epoch": "high"},
+            "'calibration.best_epoch' is 'high', expected an object",
+        ),
+        (
+            {**_calibration(), "best_epoch": {**_epoch_calibration(3), "ece": "0.05"}},
+            "'calibration.best_epoch.ece' is '0.05', expected a finite number; retrain the run",
+        ),
+        (
+            _calibration(best_ece=math.nan),
+            "'calibration.best_epoch.ece' is nan, expected a finite number (a non-finite calibration comes from "
+            "non-finite validation outputs, so that epoch's accuracy is in doubt too); retrain the run",
+        ),
+        (
+            {**_calibration(), "best_epoch": {**_epoch_calibration(3), "brier": True}},
+            "'calibration.best_epoch.brier' is True",
+        ),
+        (
+            {
+                **_calibration(),
+                "best_epoch": {
+                    key: value
+                    for key, value in _epoch_calibration(3).items()
+                    if key != "nll"
+                },
+            },
+            "has no 'calibration.best_epoch.nll'",
+        ),
+        (
+            {**_calibration(), "best_epoch": _epoch_calibration(5)},
+            "'calibration.best_epoch.epoch' is 5, but best_epoch is 3: the calibration does not describe the network",
+        ),
+        (
+            {
+                **_calibration(),
+                "best_epoch": {**_epoch_calibration(3), "bins": {"count": 3}},
+            },
+            "'calibration.best_epoch.bins' is {'count': 3}, expected a list of reliability bins",
+        ),
+        (
+            {
+                **_calibration(),
+                "best_epoch": {
+                    **_epoch_calibration(3),
+                    "bins": [{"lower": 0.0, "upper": 1.0, "count": 4}],
+                },
+            },
+            "'calibration.best_epoch.bins[0].confidence' is None, expected a finite number",
+        ),
     ],
-    ids=["not-an-object", "no-best-epoch", "epoch-not-an-object", "ece-text", "ece-nan", "brier-boolean", "nll-missing",
-         "other-epoch", "bins-not-a-list", "bin-without-confidence"],
+    ids=[
+        "not-an-object",
+        "no-best-epoch",
+        "epoch-not-an-object",
+        "ece-text",
+        "ece-nan",
+        "brier-boolean",
+        "nll-missing",
+        "other-epoch",
+        "bins-not-a-list",
+        "bin-without-confidence",
+    ],
 )
-def test_a_malformed_calibration_is_an_error_naming_the_file(tmp_path, calibration, message):
+def test_a_malformed_calibration_is_an_error_naming_the_file(
+    tmp_path, calibration, message
+):
     study = _digits_study(seeds=(0,))
     good = write_metrics(tmp_path, "digits", 1.0, 0, 0.9, calibration=_calibration())
     bad = write_metrics(tmp_path, "digits", 0.9, 0, 0.9, calibration=calibration)
     with pytest.raises(tables.ResultsError) as caught:
         tables.write_tables(study, [good, bad], tmp_path / "tables")
-    assert str(caught.value).startswith(f"{bad}: ") and message in str(caught.value), caught.value
+    assert str(caught.value).startswith(f"{bad}: ") and message in str(caught.value), (
+        caught.value
+    )
     assert not (tmp_path / "tables").exists()
 
 
 def test_the_final_epoch_calibration_must_be_the_last_epoch(tmp_path):
     study = _digits_study(seeds=(0,))
-    path = write_metrics(tmp_path, "digits", 0.9, 0, 0.9, calibration={**_calibration(), "final_epoch": _epoch_calibration(8)})
+    path = write_metrics(
+        tmp_path,
+        "digits",
+        0.9,
+        0,
+        0.9,
+        calibration={**_calibration(), "final_epoch": _epoch_calibration(8)},
+    )
     tables.collect_runs(study, [path])  # the best epoch is fine
-    with pytest.raises(tables.ResultsError, match=re.escape(f"{path}: 'calibration.final_epoch.epoch' is 8, but the last epoch is 9")):
+    with pytest.raises(
+        tables.ResultsError,
+        match=re.escape(
+            f"{path}: 'calibration.final_epoch.epoch' is 8, but the last epoch is 9"
+        ),
+    ):
         tables.collect_runs(study, [path], "final")

@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("keras")
 
-from smoothbench import storage, training  # noqa: E402
-from smoothbench.config import load_study  # noqa: E402
-from smoothbench.data import ArrayBatches, epoch_order  # noqa: E402
-from smoothbench.prepare import prepare  # noqa: E402
+from smoothbench import storage, training
+from smoothbench.config import load_study
+from smoothbench.data import ArrayBatches, epoch_order
+from smoothbench.prepare import prepare
 
 PAPER_SCHEDULE = [
     {"after_epoch": 80, "factor": 1e-1},
@@ -40,10 +40,23 @@ TINY = {
 
 @pytest.mark.parametrize(
     "epoch, expected",
-    [(0, 1e-3), (80, 1e-3), (81, 1e-4), (120, 1e-4), (121, 1e-5), (160, 1e-5), (161, 1e-6), (180, 1e-6), (181, 5e-7), (199, 5e-7)],
+    [
+        (0, 1e-3),
+        (80, 1e-3),
+        (81, 1e-4),
+        (120, 1e-4),
+        (121, 1e-5),
+        (160, 1e-5),
+        (161, 1e-6),
+        (180, 1e-6),
+        (181, 5e-7),
+        (199, 5e-7),
+    ],
 )
 def test_the_papers_schedule_on_zero_based_epochs(epoch, expected):
-    assert training.learning_rate_at(epoch, 1e-3, PAPER_SCHEDULE) == pytest.approx(expected, rel=1e-12)
+    assert training.learning_rate_at(epoch, 1e-3, PAPER_SCHEDULE) == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 def test_epoch_order_depends_only_on_seed_and_epoch():
@@ -83,20 +96,44 @@ def _settings(study, gamma="1.0", method="gamma", **changes):
 
 def test_a_run_writes_history_and_metrics_and_removes_its_checkpoint(digits, tmp_path):
     study, prepared = digits
-    metrics = training.train(_settings(study), study.compute_settings(), prepared, tmp_path, log=lambda message: None)
+    metrics = training.train(
+        _settings(study),
+        study.compute_settings(),
+        prepared,
+        tmp_path,
+        log=lambda message: None,
+    )
     history = training.read_history(tmp_path / "history.csv")
     assert list(history[0]) == list(training.HISTORY_COLUMNS)
     assert [row["epoch"] for row in history] == [0, 1]
     assert all(0 <= row["val_accuracy"] <= 1 and row["seconds"] > 0 for row in history)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
-    for key in ("dataset", "gamma", "seed", "num_classes", "model", "params", "epochs", "best_val_accuracy", "best_epoch", "final_val_accuracy", "train_seconds"):
+    for key in (
+        "dataset",
+        "gamma",
+        "seed",
+        "num_classes",
+        "model",
+        "params",
+        "epochs",
+        "best_val_accuracy",
+        "best_epoch",
+        "final_val_accuracy",
+        "train_seconds",
+    ):
         assert key in saved, key
     assert saved["best_val_accuracy"] == max(row["val_accuracy"] for row in history)
     assert history[saved["best_epoch"]]["val_accuracy"] == saved["best_val_accuracy"]
     assert saved["final_val_accuracy"] == history[-1]["val_accuracy"]
-    assert saved["model"] == "resnet_v1-8" and saved["num_classes"] == 10 and saved["epochs"] == 2
-    assert saved["prepared_data"]["manifest_sha256"] == storage.sha256_of_file(prepared / "manifest.json")
+    assert (
+        saved["model"] == "resnet_v1-8"
+        and saved["num_classes"] == 10
+        and saved["epochs"] == 2
+    )
+    assert saved["prepared_data"]["manifest_sha256"] == storage.sha256_of_file(
+        prepared / "manifest.json"
+    )
     assert not (tmp_path / "checkpoint").exists()
 
 
@@ -119,9 +156,16 @@ def test_a_checkpoint_restores_every_variable_and_the_state(digits, tmp_path):
     _, other = training.build_model(settings, np.asarray(arrays["mean"]))
     other_optimizer = keras.optimizers.Adam()
     other_optimizer.build(other.trainable_variables)
-    assert training.restore_checkpoint(path, other, other_optimizer) == {"history": [1, 2]}
-    for saved, restored in zip(model.variables + optimizer.variables, other.variables + other_optimizer.variables):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(restored))
+    assert training.restore_checkpoint(path, other, other_optimizer) == {
+        "history": [1, 2]
+    }
+    for saved, restored in zip(
+        model.variables + optimizer.variables,
+        other.variables + other_optimizer.variables,
+    ):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(restored)
+        )
     assert int(keras.ops.convert_to_numpy(other_optimizer.iterations)) == 41
     assert not list(path.parent.glob(".*.tmp"))
 
@@ -137,9 +181,19 @@ def test_a_checkpoint_from_other_settings_is_discarded_not_resumed(digits, tmp_p
     _, model = training.build_model(settings, np.asarray(arrays["mean"]))
     optimizer = keras.optimizers.Adam()
     optimizer.build(model.trainable_variables)
-    state = {"format": training.CHECKPOINT_FORMAT, "fingerprint": training.settings_fingerprint(settings), "history": [], "attempts": []}
+    state = {
+        "format": training.CHECKPOINT_FORMAT,
+        "fingerprint": training.settings_fingerprint(settings),
+        "history": [],
+        "attempts": [],
+    }
     # A checkpoint left by a run of gamma 1.0, found by a job of gamma 0.9 in the same folder.
-    training.save_checkpoint(tmp_path / training.CHECKPOINT_FOLDER / training.CHECKPOINT_FILE, model, optimizer, state)
+    training.save_checkpoint(
+        tmp_path / training.CHECKPOINT_FOLDER / training.CHECKPOINT_FILE,
+        model,
+        optimizer,
+        state,
+    )
     other = _settings(study, gamma="0.9", epochs=1)
     training.train(other, compute, prepared, tmp_path, log=messages.append)
     assert any("discarding" in message for message in messages)
@@ -151,8 +205,16 @@ def test_a_diverging_loss_stops_the_run_without_metrics(digits, tmp_path):
     study, prepared = digits
     settings = _settings(study, epochs=3)
     settings["optimizer"] = {**settings["optimizer"], "learning_rate": 1e12}
-    with pytest.raises(training.TrainingDivergedError, match="the loss became (nan|inf)"):
-        training.train(settings, study.compute_settings(), prepared, tmp_path, log=lambda message: None)
+    with pytest.raises(
+        training.TrainingDivergedError, match="the loss became (nan|inf)"
+    ):
+        training.train(
+            settings,
+            study.compute_settings(),
+            prepared,
+            tmp_path,
+            log=lambda message: None,
+        )
     assert not (tmp_path / "metrics.json").exists()
     assert not (tmp_path / "history.csv").exists()
 
@@ -160,8 +222,17 @@ def test_a_diverging_loss_stops_the_run_without_metrics(digits, tmp_path):
 def test_prepared_data_of_another_dataset_fails_before_training(digits, tmp_path):
     study, prepared = digits
     settings = _settings(study, num_classes=47, dataset="dtd", image_shape=[72, 72, 3])
-    with pytest.raises(storage.PreparedDataError, match=r"manifest.json: dataset is 'digits', but experiment 'digits' expects 'dtd'"):
-        training.train(settings, study.compute_settings(), prepared, tmp_path, log=lambda message: None)
+    with pytest.raises(
+        storage.PreparedDataError,
+        match=r"manifest.json: dataset is 'digits', but experiment 'digits' expects 'dtd'",
+    ):
+        training.train(
+            settings,
+            study.compute_settings(),
+            prepared,
+            tmp_path,
+            log=lambda message: None,
+        )
     assert not any(tmp_path.iterdir())
 
 
@@ -173,17 +244,30 @@ def test_corrupted_prepared_data_fails_before_training(digits, tmp_path):
     data[-1] ^= 0xFF
     (copy / "train_images.npy").write_bytes(bytes(data))
     with pytest.raises(storage.PreparedDataError, match="sha256"):
-        training.train(_settings(study), study.compute_settings(), copy, tmp_path / "run", log=lambda message: None)
+        training.train(
+            _settings(study),
+            study.compute_settings(),
+            copy,
+            tmp_path / "run",
+            log=lambda message: None,
+        )
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("method, value", [("gamma", "0.9"), ("lspp", "0.1")])
-def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(digits, tmp_path, monkeypatch, method, value):
+def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(
+    digits, tmp_path, monkeypatch, method, value
+):
     study, prepared = digits
     settings = _settings(study, gamma=value, method=method, epochs=4)
-    settings["augmentation"] = {"shift": 0.1, "horizontal_flip": True}  # the augmentation RNG must resume too
+    settings["augmentation"] = {
+        "shift": 0.1,
+        "horizontal_flip": True,
+    }  # the augmentation RNG must resume too
     compute = study.compute_settings()
-    training.train(settings, compute, prepared, tmp_path / "whole", log=lambda message: None)
+    training.train(
+        settings, compute, prepared, tmp_path / "whole", log=lambda message: None
+    )
 
     save = training.save_checkpoint
     saved = []
@@ -196,51 +280,80 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(digits,
 
     monkeypatch.setattr(training, "save_checkpoint", save_then_die_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
-        training.train(settings, compute, prepared, tmp_path / "resumed", log=lambda message: None)
+        training.train(
+            settings, compute, prepared, tmp_path / "resumed", log=lambda message: None
+        )
     monkeypatch.setattr(training, "save_checkpoint", save)
     assert not (tmp_path / "resumed" / "metrics.json").exists()
     stale = tmp_path / "resumed" / "checkpoint" / ".state.npz.killed-mid-write.tmp"
     stale.write_bytes(b"half a checkpoint")
     messages = []
-    training.train(settings, compute, prepared, tmp_path / "resumed", log=messages.append)
-    assert any("resuming from" in message and "2 of 4 epochs done" in message for message in messages)
+    training.train(
+        settings, compute, prepared, tmp_path / "resumed", log=messages.append
+    )
+    assert any(
+        "resuming from" in message and "2 of 4 epochs done" in message
+        for message in messages
+    )
     whole = training.read_history(tmp_path / "whole" / "history.csv")
     resumed = training.read_history(tmp_path / "resumed" / "history.csv")
     assert [row["epoch"] for row in resumed] == [0, 1, 2, 3]
     for row_whole, row_resumed in zip(whole, resumed):
         del row_whole["seconds"], row_resumed["seconds"]
         assert row_resumed == row_whole
-    metrics = {name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("whole", "resumed")}
-    assert [attempt["started_at_epoch"] for attempt in metrics["resumed"]["attempts"]] == [0, 2]
+    metrics = {
+        name: json.loads((tmp_path / name / "metrics.json").read_text())
+        for name in ("whole", "resumed")
+    }
+    assert [
+        attempt["started_at_epoch"] for attempt in metrics["resumed"]["attempts"]
+    ] == [0, 2]
     assert metrics["resumed"]["calibration"] == metrics["whole"]["calibration"]
     if method == "lspp":  # the learned matrix resumes with the network
-        np.testing.assert_array_equal(np.load(tmp_path / "resumed" / "c_matrix.npy"), np.load(tmp_path / "whole" / "c_matrix.npy"))
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "resumed" / "c_matrix.npy"),
+            np.load(tmp_path / "whole" / "c_matrix.npy"),
+        )
     assert not stale.exists() and not (tmp_path / "resumed" / "checkpoint").exists()
 
 
 def _without_seconds(rows: list[dict]) -> list[dict]:
-    return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
+    return [
+        {key: value for key, value in row.items() if key != "seconds"} for row in rows
+    ]
 
 
 def _outputs(folder, settings) -> dict[str, bytes]:
-    return {name: (folder / name).read_bytes() for name in training._output_names(settings)}
+    return {
+        name: (folder / name).read_bytes() for name in training._output_names(settings)
+    }
 
 
 @pytest.mark.parametrize("method, value", [("gamma", "0.9"), ("lspp", "0.1")])
-def test_a_run_killed_after_it_finished_is_republished_not_retrained(digits, tmp_path, method, value):
+def test_a_run_killed_after_it_finished_is_republished_not_retrained(
+    digits, tmp_path, method, value
+):
     study, prepared = digits
-    settings, compute = _settings(study, gamma=value, method=method, epochs=1), study.compute_settings()
+    settings, compute = (
+        _settings(study, gamma=value, method=method, epochs=1),
+        study.compute_settings(),
+    )
     training.train(settings, compute, prepared, tmp_path, log=lambda message: None)
     finished = _outputs(tmp_path, settings)
     record = tmp_path / training.FINISHED_FOLDER
-    assert _outputs(record, settings) == finished and not (tmp_path / "checkpoint").exists()
+    assert (
+        _outputs(record, settings) == finished
+        and not (tmp_path / "checkpoint").exists()
+    )
     # Snakemake's --rerun-incomplete deletes the outputs of a job killed before it was
     # recorded as finished, then runs it again.
     for name in finished:
         (tmp_path / name).unlink()
     messages = []
     metrics = training.train(settings, compute, prepared, tmp_path, log=messages.append)
-    assert len(messages) == 1 and "already finished: republished" in messages[0], messages
+    assert len(messages) == 1 and "already finished: republished" in messages[0], (
+        messages
+    )
     assert _outputs(tmp_path, settings) == finished
     assert metrics == json.loads(finished["metrics.json"])
     # Other settings are another run: trained, and its own record replaces this one.
@@ -257,9 +370,13 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
     attempt finishes with the same outputs and never trains an epoch again."""
     study, prepared = digits
     settings, compute = _settings(study, epochs=1), study.compute_settings()
-    training.train(settings, compute, prepared, tmp_path / "whole", log=lambda message: None)
+    training.train(
+        settings, compute, prepared, tmp_path / "whole", log=lambda message: None
+    )
     reference = json.loads((tmp_path / "whole" / "metrics.json").read_text())
-    history = _without_seconds(training.read_history(tmp_path / "whole" / "history.csv"))
+    history = _without_seconds(
+        training.read_history(tmp_path / "whole" / "history.csv")
+    )
     # (what is patched, which of its calls after the last epoch is the kill): atomic_file
     # writes history, metrics and fingerprint into .finished/'s staging folder (calls
     # 1-3), then publishes history (4) and metrics (5); the first rmtree after the epoch
@@ -267,7 +384,10 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
     steps = {
         "while .finished/ is written": ("storage.write_json_atomic", 1),
         "after .finished/, before the checkpoint is deleted": ("shutil.rmtree", 1),
-        "after history.csv, before metrics.json is published": ("storage.atomic_file", 5),
+        "after history.csv, before metrics.json is published": (
+            "storage.atomic_file",
+            5,
+        ),
     }
     for case, (target, calls_before_kill) in steps.items():
         folder = tmp_path / case.replace(" ", "_").replace("/", "").replace(",", "")
@@ -277,7 +397,13 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
         original = getattr(owner, name)
         calls = []
 
-        def killed(*arguments, _original=original, _calls=calls, _limit=calls_before_kill, **keywords):
+        def killed(
+            *arguments,
+            _original=original,
+            _calls=calls,
+            _limit=calls_before_kill,
+            **keywords,
+        ):
             if "epoch 1/1" in " ".join(seen):
                 _calls.append(1)
                 if len(_calls) == _limit:
@@ -290,26 +416,52 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
             training.train(settings, compute, prepared, folder, log=seen.append)
         monkeypatch.setattr(owner, name, original)
         assert not (folder / "metrics.json").exists(), case
-        assert (folder / "history.csv").exists() == case.startswith("after history"), case
-        assert (folder / "checkpoint").exists() != case.startswith("after history"), case
+        assert (folder / "history.csv").exists() == case.startswith("after history"), (
+            case
+        )
+        assert (folder / "checkpoint").exists() != case.startswith("after history"), (
+            case
+        )
         messages = []
-        metrics = training.train(settings, compute, prepared, folder, log=messages.append)
-        assert not any(message.startswith("epoch ") for message in messages), (case, messages)
-        assert _without_seconds(training.read_history(folder / "history.csv")) == history, case
+        metrics = training.train(
+            settings, compute, prepared, folder, log=messages.append
+        )
+        assert not any(message.startswith("epoch ") for message in messages), (
+            case,
+            messages,
+        )
+        assert (
+            _without_seconds(training.read_history(folder / "history.csv")) == history
+        ), case
         for key in ("best_val_accuracy", "best_epoch", "epochs", "settings"):
             assert metrics[key] == reference[key], (case, key)
-        assert not (folder / "checkpoint").exists() and not list(folder.glob(".*.tmp")), case
+        assert not (folder / "checkpoint").exists() and not list(
+            folder.glob(".*.tmp")
+        ), case
 
 
 def test_metrics_record_the_code_that_ran(digits, tmp_path):
     import subprocess
 
     study, prepared = digits
-    training.train(_settings(study, epochs=1), study.compute_settings(), prepared, tmp_path, log=lambda message: None)
-    code = json.loads((tmp_path / "metrics.json").read_text())["software"]["smoothbench"]
+    training.train(
+        _settings(study, epochs=1),
+        study.compute_settings(),
+        prepared,
+        tmp_path,
+        log=lambda message: None,
+    )
+    code = json.loads((tmp_path / "metrics.json").read_text())["software"][
+        "smoothbench"
+    ]
     package = training.Path(training.__file__).resolve().parent
-    assert code["source"] == str(package) and code["version"] == __import__("smoothbench").__version__
-    head = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert (
+        code["source"] == str(package)
+        and code["version"] == __import__("smoothbench").__version__
+    )
+    head = subprocess.run(
+        ["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
     if head.returncode == 0:  # a git checkout (CI's clean clone is one)
         assert code["commit"] == head.stdout.strip() and isinstance(code["dirty"], bool)
     else:
@@ -320,7 +472,10 @@ def test_the_data_fingerprint_is_the_arrays_content_only(digits):
     _, prepared = digits
     manifest = storage.read_manifest(prepared)
     fingerprint = training.data_fingerprint(manifest)
-    assert training.data_fingerprint({**manifest, "tfds_version": "other", "note": "x"}) == fingerprint
+    assert (
+        training.data_fingerprint({**manifest, "tfds_version": "other", "note": "x"})
+        == fingerprint
+    )
     changed = json.loads(json.dumps(manifest))
     changed["arrays"]["train_images"]["sha256"] = "0" * 64
     assert training.data_fingerprint(changed) != fingerprint
@@ -332,9 +487,14 @@ def test_a_run_killed_within_an_epoch_resumes_at_that_step_with_the_uninterrupte
 ):
     study, prepared = digits
     settings = _settings(study, gamma=value, method=method, epochs=2)
-    settings["augmentation"] = {"shift": 0.1, "horizontal_flip": True}  # the augmentation RNG must resume mid-epoch
+    settings["augmentation"] = {
+        "shift": 0.1,
+        "horizontal_flip": True,
+    }  # the augmentation RNG must resume mid-epoch
     compute = study.compute_settings() | {"checkpoint_minutes": 0}
-    training.train(settings, compute, prepared, tmp_path / "whole", log=lambda message: None)
+    training.train(
+        settings, compute, prepared, tmp_path / "whole", log=lambda message: None
+    )
 
     save, seen = training.save_checkpoint, []
 
@@ -348,44 +508,93 @@ def test_a_run_killed_within_an_epoch_resumes_at_that_step_with_the_uninterrupte
     monkeypatch.setattr(training, "save_checkpoint", save_then_die_within_epoch_1)
     every_batch = compute | {"checkpoint_minutes": 1e-9}
     with pytest.raises(KeyboardInterrupt):
-        training.train(settings, every_batch, prepared, tmp_path / "resumed", log=lambda message: None)
+        training.train(
+            settings,
+            every_batch,
+            prepared,
+            tmp_path / "resumed",
+            log=lambda message: None,
+        )
     monkeypatch.setattr(training, "save_checkpoint", save)
     steps = seen[-1]["steps"]
-    assert [progress["steps_done"] for progress in seen if progress and progress["epoch"] == 0] == list(range(1, steps))
+    assert [
+        progress["steps_done"]
+        for progress in seen
+        if progress and progress["epoch"] == 0
+    ] == list(range(1, steps))
     messages = []
-    training.train(settings, compute, prepared, tmp_path / "resumed", log=messages.append)
-    assert any(f"1 of 2 epochs done, and 5 of {steps} steps of epoch 1" in message for message in messages), messages
-    whole, resumed = (_without_seconds(training.read_history(tmp_path / name / "history.csv")) for name in ("whole", "resumed"))
+    training.train(
+        settings, compute, prepared, tmp_path / "resumed", log=messages.append
+    )
+    assert any(
+        f"1 of 2 epochs done, and 5 of {steps} steps of epoch 1" in message
+        for message in messages
+    ), messages
+    whole, resumed = (
+        _without_seconds(training.read_history(tmp_path / name / "history.csv"))
+        for name in ("whole", "resumed")
+    )
     assert resumed == whole
-    metrics = {name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("whole", "resumed")}
+    metrics = {
+        name: json.loads((tmp_path / name / "metrics.json").read_text())
+        for name in ("whole", "resumed")
+    }
     assert metrics["resumed"]["calibration"] == metrics["whole"]["calibration"]
-    assert [(attempt["started_at_epoch"], attempt["started_at_step"]) for attempt in metrics["resumed"]["attempts"]] == [(0, 0), (1, 5)]
+    assert [
+        (attempt["started_at_epoch"], attempt["started_at_step"])
+        for attempt in metrics["resumed"]["attempts"]
+    ] == [(0, 0), (1, 5)]
     if method == "lspp":
-        np.testing.assert_array_equal(np.load(tmp_path / "resumed" / "c_matrix.npy"), np.load(tmp_path / "whole" / "c_matrix.npy"))
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "resumed" / "c_matrix.npy"),
+            np.load(tmp_path / "whole" / "c_matrix.npy"),
+        )
 
 
-def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(digits, tmp_path, monkeypatch):
+def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(
+    digits, tmp_path, monkeypatch
+):
     import signal
 
     study, prepared = digits
     settings = _settings(study, epochs=2)
     compute = study.compute_settings() | {"checkpoint_minutes": 0}
-    training.train(settings, compute, prepared, tmp_path / "whole", log=lambda message: None)
+    training.train(
+        settings, compute, prepared, tmp_path / "whole", log=lambda message: None
+    )
     save = training.save_checkpoint
 
-    def save_then_sigterm_after_epoch_0(path, model, optimizer, state, metric_values=None):
+    def save_then_sigterm_after_epoch_0(
+        path, model, optimizer, state, metric_values=None
+    ):
         save(path, model, optimizer, state, metric_values)
         if len(state["history"]) == 1 and "epoch_in_progress" not in state:
-            signal.raise_signal(signal.SIGTERM)  # a scheduler's time limit, during validation's wrap-up
+            signal.raise_signal(
+                signal.SIGTERM
+            )  # a scheduler's time limit, during validation's wrap-up
 
     monkeypatch.setattr(training, "save_checkpoint", save_then_sigterm_after_epoch_0)
-    with pytest.raises(training.TrainingStopped, match=r"stopped by SIGTERM at step 1 of \d+ of epoch 1; checkpoint saved"):
-        training.train(settings, compute, prepared, tmp_path / "stopped", log=lambda message: None)
+    with pytest.raises(
+        training.TrainingStopped,
+        match=r"stopped by SIGTERM at step 1 of \d+ of epoch 1; checkpoint saved",
+    ):
+        training.train(
+            settings, compute, prepared, tmp_path / "stopped", log=lambda message: None
+        )
     monkeypatch.setattr(training, "save_checkpoint", save)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
+    assert (
+        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    )  # the handler is the run's only
     assert not (tmp_path / "stopped" / "metrics.json").exists()
     messages = []
-    training.train(settings, compute, prepared, tmp_path / "stopped", log=messages.append)
-    assert any("and 1 of" in message and "steps of epoch 1" in message for message in messages), messages
-    whole, stopped = (_without_seconds(training.read_history(tmp_path / name / "history.csv")) for name in ("whole", "stopped"))
+    training.train(
+        settings, compute, prepared, tmp_path / "stopped", log=messages.append
+    )
+    assert any(
+        "and 1 of" in message and "steps of epoch 1" in message for message in messages
+    ), messages
+    whole, stopped = (
+        _without_seconds(training.read_history(tmp_path / name / "history.csv"))
+        for name in ("whole", "stopped")
+    )
     assert stopped == whole

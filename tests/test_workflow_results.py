@@ -13,20 +13,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import demo_command
 
 from smoothbench.tables import OUTPUT_FILES
-from conftest import demo_command
 
 pytestmark = pytest.mark.workflow
 
-FIGURES = ["accuracy_vs_gamma", "gain_over_baseline", "training_curves/digits", "reliability/digits", "c_matrix/digits/lspp~0.1"]
+FIGURES = [
+    "accuracy_vs_gamma",
+    "gain_over_baseline",
+    "training_curves/digits",
+    "reliability/digits",
+    "c_matrix/digits/lspp~0.1",
+]
 
 
 def embedded_files(path: Path) -> list[tuple[str, bytes]]:
     """(filename, content) of every file embedded in a Snakemake HTML report (data URIs);
     two figures may share a file name (training_curves/digits.png, reliability/digits.png)."""
     text = path.read_text()
-    found = re.findall(r"data:[\w.+/-]+;charset=[^;\"']*;filename=([^;\"']+);base64,([A-Za-z0-9+/=]+)", text)
+    found = re.findall(
+        r"data:[\w.+/-]+;charset=[^;\"']*;filename=([^;\"']+);base64,([A-Za-z0-9+/=]+)",
+        text,
+    )
     return [(name, base64.b64decode(data)) for name, data in found]
 
 
@@ -37,7 +46,9 @@ def report_files(path: Path) -> dict[str, bytes]:
 
 def planned_rules(workdir: Path, *arguments: str) -> list[str]:
     """The rule of every job a dry run plans (sorted; 'all' left out)."""
-    process = subprocess.run(demo_command(workdir, "--dry-run", *arguments), capture_output=True, text=True)
+    process = subprocess.run(
+        demo_command(workdir, "--dry-run", *arguments), capture_output=True, text=True
+    )
     assert process.returncode == 0, process.stdout + process.stderr
     rules = re.findall(r"^(?:local)?rule (\w+):", process.stdout, re.MULTILINE)
     return sorted(rule for rule in rules if rule != "all")
@@ -58,22 +69,35 @@ def test_the_demo_ends_in_tables_and_plots_traced_to_its_runs(demo):
         assert (tables / name).stat().st_size > 0, name
     for stem in FIGURES:
         for suffix in ("png", "pdf"):
-            assert (workdir / "results" / "plots" / f"{stem}.{suffix}").stat().st_size > 1000
+            assert (
+                workdir / "results" / "plots" / f"{stem}.{suffix}"
+            ).stat().st_size > 1000
     table2 = pd.read_csv(tables / "table2.csv")
-    assert sorted(zip(table2["gamma"], table2["seed"])) == [(gamma, seed) for gamma in (0.6, 0.7, 0.8, 0.9, 1.0) for seed in (0, 1)]
+    assert sorted(zip(table2["gamma"], table2["seed"])) == [
+        (gamma, seed) for gamma in (0.6, 0.7, 0.8, 0.9, 1.0) for seed in (0, 1)
+    ]
     for record in table2.itertuples():  # every number traces back to its run's file
         metrics = json.loads((workdir / record.metrics_file).read_text())
-        assert record.best_val_accuracy_percent == pytest.approx(100 * metrics["best_val_accuracy"])
-        assert record.best_epoch == metrics["best_epoch"] and metrics["seed"] == record.seed
+        assert record.best_val_accuracy_percent == pytest.approx(
+            100 * metrics["best_val_accuracy"]
+        )
+        assert (
+            record.best_epoch == metrics["best_epoch"]
+            and metrics["seed"] == record.seed
+        )
     markdown = (tables / "table2.md").read_text()
     row = next(line for line in markdown.splitlines() if line.startswith("| digits"))
     by_gamma = table2.groupby("gamma")["best_val_accuracy_percent"]
     means, stds = by_gamma.mean(), by_gamma.std(ddof=1)
-    expected = [f"{means[gamma]:.2f} ± {stds[gamma]:.2f}" for gamma in sorted(means.index)]
+    expected = [
+        f"{means[gamma]:.2f} ± {stds[gamma]:.2f}" for gamma in sorted(means.index)
+    ]
     assert [cell.strip() for cell in row.strip("|").split("|")][1:] == expected
     three = pd.read_csv(tables / "table3.csv").iloc[0]
     best, base = means.max(), means[1.0]
-    assert three["best_percent"] == pytest.approx(best) and three["baseline_percent"] == pytest.approx(base)
+    assert three["best_percent"] == pytest.approx(best) and three[
+        "baseline_percent"
+    ] == pytest.approx(base)
     assert three["diff_percent"] == pytest.approx((best - base) / best * 100, abs=1e-4)
     # The paper's own Table 3 check is in every study's comparison, the demo's included.
     assert "It does not hold for: ImageN.(a)." in (tables / "comparison.md").read_text()
@@ -84,25 +108,54 @@ def test_the_demo_compares_three_methods_over_two_seeds(demo):
     tables = workdir / "results" / "tables"
     runs = workdir / "results" / "runs" / "digits"
     assert sorted(path.name for path in runs.iterdir()) == [
-        "alpha~0.1", "gamma~0.6", "gamma~0.7", "gamma~0.8", "gamma~0.9", "gamma~1.0", "lspp~0.1"]
+        "alpha~0.1",
+        "gamma~0.6",
+        "gamma~0.7",
+        "gamma~0.8",
+        "gamma~0.9",
+        "gamma~1.0",
+        "lspp~0.1",
+    ]
     calibration = pd.read_csv(tables / "calibration.csv")
     assert len(calibration) == 7 and set(calibration["seeds"]) == {2}
-    for record in calibration.itertuples():  # means of the two runs' own metrics.json, at their best epoch
+    for record in (
+        calibration.itertuples()
+    ):  # means of the two runs' own metrics.json, at their best epoch
         values = []
         for seed in (0, 1):
-            metrics = json.loads((runs / f"{record.method}~{record.value}" / f"seed~{seed}" / "metrics.json").read_text())
-            assert metrics["calibration"]["best_epoch"]["epoch"] == metrics["best_epoch"]
+            metrics = json.loads(
+                (
+                    runs
+                    / f"{record.method}~{record.value}"
+                    / f"seed~{seed}"
+                    / "metrics.json"
+                ).read_text()
+            )
+            assert (
+                metrics["calibration"]["best_epoch"]["epoch"] == metrics["best_epoch"]
+            )
             values.append(metrics["calibration"]["best_epoch"]["ece"])
         assert record.ece == pytest.approx(sum(values) / 2, abs=1e-6)
     paired = pd.read_csv(tables / "paired_differences.csv")
-    assert len(paired) == 6 and set(paired["seeds"]) == {2}  # every method and value but gamma = 1
+    assert len(paired) == 6 and set(paired["seeds"]) == {
+        2
+    }  # every method and value but gamma = 1
     accuracy = {}
     for seed in (0, 1):
         for name in ("gamma~1.0", "lspp~0.1"):
-            accuracy[name, seed] = 100 * json.loads((runs / name / f"seed~{seed}" / "metrics.json").read_text())["best_val_accuracy"]
+            accuracy[name, seed] = (
+                100
+                * json.loads(
+                    (runs / name / f"seed~{seed}" / "metrics.json").read_text()
+                )["best_val_accuracy"]
+            )
     lspp = paired[paired["method"] == "lspp"].iloc[0]
-    differences = [accuracy["lspp~0.1", seed] - accuracy["gamma~1.0", seed] for seed in (0, 1)]
-    assert lspp["mean_difference_points"] == pytest.approx(sum(differences) / 2, abs=1e-4)
+    differences = [
+        accuracy["lspp~0.1", seed] - accuracy["gamma~1.0", seed] for seed in (0, 1)
+    ]
+    assert lspp["mean_difference_points"] == pytest.approx(
+        sum(differences) / 2, abs=1e-4
+    )
     methods = (tables / "methods.md").read_text()
     assert "| digits |" in methods and "LS++" in methods and "uniform α" in methods
     matrix = np.load(runs / "lspp~0.1" / "seed~0" / "c_matrix.npy")
@@ -113,21 +166,50 @@ def test_the_demo_compares_three_methods_over_two_seeds(demo):
 def test_the_demo_report_holds_every_table_and_plot(demo):
     workdir, _ = demo
     embedded = report_files(workdir / "results" / "report.html")
-    for name in ("table1.html", "table2.html", "table3.html", "comparison.html", "methods.html", "calibration.html",
-                 "paired_differences.html"):
+    for name in (
+        "table1.html",
+        "table2.html",
+        "table3.html",
+        "comparison.html",
+        "methods.html",
+        "calibration.html",
+        "paired_differences.html",
+    ):
         assert name in embedded, sorted(embedded)
         assert embedded[name] == (workdir / "results" / "tables" / name).read_bytes()
-    assert b"<td>digits</td>" in embedded["table2.html"] and b"ImageN.(a)" in embedded["comparison.html"]
-    for name in ("accuracy_vs_gamma.png", "gain_over_baseline.png", "digits.png", "lspp~0.1.png"):
+    assert (
+        b"<td>digits</td>" in embedded["table2.html"]
+        and b"ImageN.(a)" in embedded["comparison.html"]
+    )
+    for name in (
+        "accuracy_vs_gamma.png",
+        "gain_over_baseline.png",
+        "digits.png",
+        "lspp~0.1.png",
+    ):
         assert embedded[name].startswith(b"\x89PNG"), name
-    assert b"LS++" in embedded["methods.html"] and b"ECE" in embedded["calibration.html"]
+    assert (
+        b"LS++" in embedded["methods.html"] and b"ECE" in embedded["calibration.html"]
+    )
     # both digits.png figures (training curves, reliability) and the C heatmap, byte for byte
     plots = workdir / "results" / "plots"
-    pngs = {content for _, content in embedded_files(workdir / "results" / "report.html") if content.startswith(b"\x89PNG")}
-    for path in (plots / "training_curves" / "digits.png", plots / "reliability" / "digits.png", plots / "c_matrix" / "digits" / "lspp~0.1.png"):
+    pngs = {
+        content
+        for _, content in embedded_files(workdir / "results" / "report.html")
+        if content.startswith(b"\x89PNG")
+    }
+    for path in (
+        plots / "training_curves" / "digits.png",
+        plots / "reliability" / "digits.png",
+        plots / "c_matrix" / "digits" / "lspp~0.1.png",
+    ):
         assert path.read_bytes() in pngs, path
     text = (workdir / "results" / "report.html").read_text()
-    assert "Training curves" in text and "best validation accuracy" in text and "Calibration" in text
+    assert (
+        "Training curves" in text
+        and "best validation accuracy" in text
+        and "Calibration" in text
+    )
 
 
 def test_tables_and_plots_regenerate_without_training(demo, tmp_path):
@@ -139,23 +221,54 @@ def test_tables_and_plots_regenerate_without_training(demo, tmp_path):
     assert planned_rules(workdir) == ["aggregate"]
     (workdir / "results" / "plots" / "training_curves" / "digits.png").unlink()
     assert planned_rules(workdir) == ["aggregate", "plot_training_curves"]
-    process = subprocess.run(demo_command(workdir, "--cores", "2"), capture_output=True, text=True)
+    process = subprocess.run(
+        demo_command(workdir, "--cores", "2"), capture_output=True, text=True
+    )
     assert process.returncode == 0, process.stdout + process.stderr
     assert not re.search(r"^(?:local)?rule train:", process.stderr, re.MULTILINE)
-    assert table.exists() and (workdir / "results" / "tables" / "table2.md").read_text() == before
+    assert (
+        table.exists()
+        and (workdir / "results" / "tables" / "table2.md").read_text() == before
+    )
     assert planned_rules(workdir) == []
 
 
 def test_a_malformed_run_file_stops_aggregation_with_its_name(demo, tmp_path):
     workdir = copy_of(demo, tmp_path)
-    metrics = workdir / "results" / "runs" / "digits" / "gamma~0.8" / "seed~0" / "metrics.json"
+    metrics = (
+        workdir
+        / "results"
+        / "runs"
+        / "digits"
+        / "gamma~0.8"
+        / "seed~0"
+        / "metrics.json"
+    )
     payload = json.loads(metrics.read_text())
     del payload["best_val_accuracy"]
     metrics.write_text(json.dumps(payload))
-    assert planned_rules(workdir, "--until", "aggregate") == ["aggregate"]  # no retraining planned either
-    process = subprocess.run(demo_command(workdir, "--cores", "1", "--until", "aggregate"), capture_output=True, text=True)
+    assert planned_rules(workdir, "--until", "aggregate") == [
+        "aggregate"
+    ]  # no retraining planned either
+    process = subprocess.run(
+        demo_command(workdir, "--cores", "1", "--until", "aggregate"),
+        capture_output=True,
+        text=True,
+    )
     assert process.returncode != 0
     output = process.stdout + process.stderr
-    assert "results/runs/digits/gamma~0.8/seed~0/metrics.json: has no 'best_val_accuracy'" in output
+    assert (
+        "results/runs/digits/gamma~0.8/seed~0/metrics.json: has no 'best_val_accuracy'"
+        in output
+    )
     # the runs are untouched: the other metrics files are still there
-    assert len(list((workdir / "results" / "runs").glob("digits/gamma~*/seed~0/metrics.json"))) == 5
+    assert (
+        len(
+            list(
+                (workdir / "results" / "runs").glob(
+                    "digits/gamma~*/seed~0/metrics.json"
+                )
+            )
+        )
+        == 5
+    )

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import FASHION_MNIST_DIR, REPOSITORY, SNAKEMAKE, run_workflow
 
 from smoothbench import storage, training
 from smoothbench.config import load_study_file
-from conftest import FASHION_MNIST_DIR, REPOSITORY, SNAKEMAKE, run_workflow
 
 pytestmark = pytest.mark.workflow
 
@@ -28,8 +28,16 @@ def train_jobs(output: str) -> dict[tuple[str, str, str], dict[str, str]]:
     for block in re.split(r"\n(?=\[[^\n]*\]\n(?:local)?rule )", output):
         if not re.search(r"^rule train(_lspp)?:", block, re.MULTILINE):
             continue
-        wildcards = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"wildcards: (.*)", block).group(1)))
-        resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block).group(1)))
+        wildcards = dict(
+            re.findall(
+                r"(\w+)=([^,\s]+)", re.search(r"wildcards: (.*)", block).group(1)
+            )
+        )
+        resources = dict(
+            re.findall(
+                r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block).group(1)
+            )
+        )
         run = f"{wildcards['method']}~{wildcards['value']}"
         jobs[(wildcards["experiment"], run, wildcards["seed"])] = resources
     return jobs
@@ -40,19 +48,32 @@ def test_the_paper_study_plans_one_train_job_per_run_with_its_resources(tmp_path
     assert process.returncode == 0, process.stdout
     jobs = train_jobs(process.stdout)
     study = load_study_file(REPOSITORY / "config.yaml")
-    assert set(jobs) == {(run.experiment, f"gamma~{run.gamma_text}", str(run.seed)) for run in study.runs()}
+    assert set(jobs) == {
+        (run.experiment, f"gamma~{run.gamma_text}", str(run.seed))
+        for run in study.runs()
+    }
     assert len(jobs) == 108
     assert all(resources["gpu"] == "1" for resources in jobs.values())
-    a, cifar = jobs[("imagenet12_a", "gamma~0.9", "0")], jobs[("cifar10", "gamma~0.5", "0")]
+    a, cifar = (
+        jobs[("imagenet12_a", "gamma~0.9", "0")],
+        jobs[("cifar10", "gamma~0.5", "0")],
+    )
     assert a["mem_mb"] == "32000" and a["runtime"] == "2880"
     assert cifar["mem_mb"] == "8000" and cifar["runtime"] == "720"
-    assert ("mnist", "gamma~0.1", "0") not in jobs and ("daimlerpedcls", "gamma~0.5", "0") not in jobs
+    assert ("mnist", "gamma~0.1", "0") not in jobs and (
+        "daimlerpedcls",
+        "gamma~0.5",
+        "0",
+    ) not in jobs
 
 
 def test_the_demo_runs_offline_end_to_end_and_trains_every_run(demo):
     workdir, _ = demo
     manifest, _ = storage.open_prepared(workdir / "results" / "prepared" / "digits")
-    assert manifest["splits"]["train"]["count"] + manifest["splits"]["validation"]["count"] == 1797
+    assert (
+        manifest["splits"]["train"]["count"] + manifest["splits"]["validation"]["count"]
+        == 1797
+    )
     study = load_study_file(REPOSITORY / "config" / "demo.yaml")
     runs = study.runs()
     assert len(runs) == 14  # (5 gammas + alpha + LS++) x 2 seeds
@@ -61,7 +82,11 @@ def test_the_demo_runs_offline_end_to_end_and_trains_every_run(demo):
         metrics = json.loads((folder / "metrics.json").read_text())
         history = training.read_history(folder / "history.csv")
         assert [row["epoch"] for row in history] == list(range(8))
-        assert (metrics["method"], metrics["value"], metrics["seed"]) == (run.method, run.value, run.seed)
+        assert (metrics["method"], metrics["value"], metrics["seed"]) == (
+            run.method,
+            run.value,
+            run.seed,
+        )
         assert metrics["epochs"] == 8
         assert metrics["best_val_accuracy"] > 0.8, metrics  # 10 classes: chance is 0.1
         assert not (folder / "checkpoint").exists()
@@ -84,18 +109,35 @@ def test_only_settings_that_change_a_result_retrain(demo):
     # The demo ran from config/demo.yaml; this re-serialised copy lists its keys in
     # another (sorted) order, which must not count as a change.
     assert _planned(workdir, config) == []
-    config["compute"].update(threads_per_job=1, evaluation_batch_size=64, verify_checksums=False, mem_mb=1000,
-                             backend="tensorflow", precision="mixed_bfloat16", jit_compile=False)
+    config["compute"].update(
+        threads_per_job=1,
+        evaluation_batch_size=64,
+        verify_checksums=False,
+        mem_mb=1000,
+        backend="tensorflow",
+        precision="mixed_bfloat16",
+        jit_compile=False,
+    )
     assert _planned(workdir, config) == []
     config["protocol"]["epochs"] = 9
     assert len(_planned(workdir, config)) == 14
     config["protocol"]["epochs"] = 8
     config["seeds"] = [0, 1, 2]
-    expected = [f"gamma~{gamma}" for gamma in ("1.0", "0.9", "0.8", "0.7", "0.6")] + ["alpha~0.1", "lspp~0.1"]
-    assert _planned(workdir, config) == sorted(str(("digits", run, "2")) for run in expected)
+    expected = [f"gamma~{gamma}" for gamma in ("1.0", "0.9", "0.8", "0.7", "0.6")] + [
+        "alpha~0.1",
+        "lspp~0.1",
+    ]
+    assert _planned(workdir, config) == sorted(
+        str(("digits", run, "2")) for run in expected
+    )
     config["seeds"] = [0, 1]
-    config["methods"]["lspp"]["values"] = [0.1, 0.2]  # a new value trains only its own runs
-    assert _planned(workdir, config) == sorted(str(("digits", "lspp~0.2", seed)) for seed in ("0", "1"))
+    config["methods"]["lspp"]["values"] = [
+        0.1,
+        0.2,
+    ]  # a new value trains only its own runs
+    assert _planned(workdir, config) == sorted(
+        str(("digits", "lspp~0.2", seed)) for seed in ("0", "1")
+    )
 
 
 def _copy_checkout(destination: Path) -> Path:
@@ -103,10 +145,23 @@ def _copy_checkout(destination: Path) -> Path:
     import shutil
 
     destination.mkdir(parents=True)
-    for name in ("Snakefile", "config.yaml", "workflow", "src", "profiles", "config", "envs"):
+    for name in (
+        "Snakefile",
+        "config.yaml",
+        "workflow",
+        "src",
+        "profiles",
+        "config",
+        "envs",
+    ):
         source = REPOSITORY / name
         if source.is_dir():
-            shutil.copytree(source, destination / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                source,
+                destination / name,
+                symlinks=True,
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
         else:
             shutil.copy2(source, destination / name)
     return destination
@@ -114,8 +169,17 @@ def _copy_checkout(destination: Path) -> Path:
 
 def _plan(checkout: Path, workdir: Path, *arguments: str) -> list[str]:
     """Every job a dry run of the demo plans, as 'rule' or 'rule (wildcards)'."""
-    command = [SNAKEMAKE, "--snakefile", str(checkout / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(checkout / "config" / "demo.yaml"), "--dry-run", *arguments]
+    command = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(checkout / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(checkout / "config" / "demo.yaml"),
+        "--dry-run",
+        *arguments,
+    ]
     process = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     assert process.returncode == 0, process.stdout + process.stderr
     jobs = []
@@ -123,7 +187,9 @@ def _plan(checkout: Path, workdir: Path, *arguments: str) -> list[str]:
         rule = re.search(r"^(?:local)?rule (\w+):", block, re.MULTILINE)
         if rule and rule.group(1) != "all":
             wildcards = re.search(r"wildcards: (.*)", block)
-            jobs.append(rule.group(1) + (f" ({wildcards.group(1)})" if wildcards else ""))
+            jobs.append(
+                rule.group(1) + (f" ({wildcards.group(1)})" if wildcards else "")
+            )
     return sorted(jobs)
 
 
@@ -138,18 +204,35 @@ def test_nothing_done_to_the_checkout_replans_a_finished_run(demo, tmp_path):
     shutil.copytree(finished, workdir, symlinks=True)
     # The paper's tables are inputs by absolute path: in a checkout at another place the
     # results stage (and only it) is made again once.
-    command = [SNAKEMAKE, "--snakefile", str(checkout / "Snakefile"), "--directory", str(workdir), "--configfile",
-               str(checkout / "config" / "demo.yaml"), "--cores", "2"]
+    command = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(checkout / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(checkout / "config" / "demo.yaml"),
+        "--cores",
+        "2",
+    ]
     process = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     assert process.returncode == 0, process.stdout + process.stderr
     assert "rule train" not in process.stdout + process.stderr
-    profiles = [(), ("--profile", str(checkout / "profiles" / "local")), ("--profile", str(checkout / "profiles" / "slurm"))]
+    profiles = [
+        (),
+        ("--profile", str(checkout / "profiles" / "local")),
+        ("--profile", str(checkout / "profiles" / "slurm")),
+    ]
     for profile in profiles:
         assert _plan(checkout, workdir, *profile) == [], profile
 
     # A git pull or checkout: every file of the checkout and the data gets a new mtime.
     later = time.time()  # newer than every output of the finished demo
-    for path in [*checkout.rglob("*"), *(workdir / "results" / "prepared").rglob("*"), *(workdir / "results" / "downloads").rglob("*")]:
+    for path in [
+        *checkout.rglob("*"),
+        *(workdir / "results" / "prepared").rglob("*"),
+        *(workdir / "results" / "downloads").rglob("*"),
+    ]:
         if path.is_file() and not path.is_symlink():
             os.utime(path, (later, later))
     for profile in profiles:
@@ -157,24 +240,38 @@ def test_nothing_done_to_the_checkout_replans_a_finished_run(demo, tmp_path):
 
     # An edited comment in the train adapter and in the training module: the cheap results
     # stage follows the code's content, training does not.
-    for path in (checkout / "workflow" / "scripts" / "train.py", checkout / "src" / "smoothbench" / "training.py"):
+    for path in (
+        checkout / "workflow" / "scripts" / "train.py",
+        checkout / "src" / "smoothbench" / "training.py",
+    ):
         path.write_text(path.read_text() + "\n# a comment\n")
     planned = _plan(checkout, workdir)
-    assert planned and not [job for job in planned if job.startswith(("train", "prepare", "download"))], planned
+    assert planned and not [
+        job for job in planned if job.startswith(("train", "prepare", "download"))
+    ], planned
     assert "aggregate" in planned
 
     # The same data prepared again: a new manifest and new arrays, with the same content.
-    process = subprocess.run([*command, "--forcerun", "prepare", "--until", "prepare"], cwd=workdir, capture_output=True, text=True)
+    process = subprocess.run(
+        [*command, "--forcerun", "prepare", "--until", "prepare"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
     assert process.returncode == 0, process.stdout + process.stderr
     assert "rule prepare" in process.stdout + process.stderr
-    assert not [job for job in _plan(checkout, workdir) if job.startswith(("train", "prepare"))]
+    assert not [
+        job for job in _plan(checkout, workdir) if job.startswith(("train", "prepare"))
+    ]
 
     # Other data (a manifest whose arrays differ) retrains every run on it.
     manifest_path = workdir / "results" / "prepared" / "digits" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["arrays"]["train_labels"]["sha256"] = "0" * 64
     manifest_path.write_text(json.dumps(manifest))
-    assert len([job for job in _plan(checkout, workdir) if job.startswith("train")]) == 14
+    assert (
+        len([job for job in _plan(checkout, workdir) if job.startswith("train")]) == 14
+    )
 
 
 def test_resnet20_learns_real_fashion_mnist_images_in_two_epochs(tmp_path):
@@ -186,7 +283,9 @@ def test_resnet20_learns_real_fashion_mnist_images_in_two_epochs(tmp_path):
             "tfds_data_dir": str(tmp_path / "tfds"),
             "download": False,
             "source_dirs": {"fashion_mnist": str(FASHION_MNIST_DIR)},
-            "splits": {"fashion_mnist": {"train": "train[:6000]", "validation": "test[:1000]"}},
+            "splits": {
+                "fashion_mnist": {"train": "train[:6000]", "validation": "test[:1000]"}
+            },
         },
         # The paper's ResNet-20 v1 recipe: 28x28 padded to 32, fixed 8x8 pool, batch 32, Adam 1e-3.
         "protocol": {"model": "resnet_v1", "depth": 20, "epochs": 2, "gammas": [0.9]},
@@ -199,7 +298,10 @@ def test_resnet20_learns_real_fashion_mnist_images_in_two_epochs(tmp_path):
     metrics = json.loads((folder / "metrics.json").read_text())
     history = training.read_history(folder / "history.csv")
     assert metrics["params"] == 274_154  # ResNet-20 v1 on 32x32x1, K = 10
-    assert metrics["prepared_data"]["train_examples"] == 6000 and metrics["prepared_data"]["mock_data"] is False
+    assert (
+        metrics["prepared_data"]["train_examples"] == 6000
+        and metrics["prepared_data"]["mock_data"] is False
+    )
     # Chance is 0.10. After 2 epochs the training accuracy is ~0.75; the validation accuracy
     # lags (BatchNorm's moving statistics trail the fast-moving weights early on).
     assert history[-1]["accuracy"] > 0.65, history
@@ -248,15 +350,35 @@ def _training_process(session: int) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("how", ["SIGKILL to the whole workflow", "SIGTERM to the training job"])
+@pytest.mark.parametrize(
+    "how", ["SIGKILL to the whole workflow", "SIGTERM to the training job"]
+)
 def test_a_killed_job_resumes_from_its_last_epoch(tmp_path, uninterrupted, how):
     config_path = tmp_path / "config.test.yaml"
     config_path.write_text(yaml.safe_dump(RESUME_CONFIG))
-    command = [SNAKEMAKE, "--snakefile", str(REPOSITORY / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(config_path), "--cores", "2"]
-    workflow = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    command = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPOSITORY / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(config_path),
+        "--cores",
+        "2",
+    ]
+    workflow = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     progress = tmp_path / RUN / "checkpoint" / "progress.csv"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not (progress.exists() and len(training.read_history(progress)) >= 2):
+    while time.monotonic() < deadline and not (
+        progress.exists() and len(training.read_history(progress)) >= 2
+    ):
         assert workflow.poll() is None, "the workflow ended before it could be killed"
         time.sleep(0.05)
     assert progress.exists(), "no epoch finished within 300 s"
@@ -271,8 +393,12 @@ def test_a_killed_job_resumes_from_its_last_epoch(tmp_path, uninterrupted, how):
     done_before = len(training.read_history(progress))
     assert 2 <= done_before < 8
 
-    if how.startswith("SIGKILL"):  # a killed Snakemake leaves its lock behind, as after a crash
-        subprocess.run([*command, "--unlock"], cwd=tmp_path, capture_output=True, check=True)
+    if how.startswith(
+        "SIGKILL"
+    ):  # a killed Snakemake leaves its lock behind, as after a crash
+        subprocess.run(
+            [*command, "--unlock"], cwd=tmp_path, capture_output=True, check=True
+        )
     process = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert process.returncode == 0, process.stdout + process.stderr
 
@@ -281,10 +407,16 @@ def test_a_killed_job_resumes_from_its_last_epoch(tmp_path, uninterrupted, how):
     metrics = json.loads((tmp_path / RUN / "metrics.json").read_text())
     attempts = metrics["attempts"]
     assert [attempt["started_at_epoch"] for attempt in attempts][0] == 0
-    assert attempts[-1]["started_at_epoch"] >= done_before - 1 >= 1  # continued, did not restart
-    log = (tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.8" / "seed~0.log").read_text()
+    assert (
+        attempts[-1]["started_at_epoch"] >= done_before - 1 >= 1
+    )  # continued, did not restart
+    log = (
+        tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.8" / "seed~0.log"
+    ).read_text()
     assert re.search(r"resuming from .*checkpoint/state.npz: \d+ of 8 epochs done", log)
     assert not (tmp_path / RUN / "checkpoint").exists()
     # Same seed, same machine: the resumed run's numbers are the uninterrupted run's.
     for resumed, reference in zip(history, uninterrupted):
-        assert {key: resumed[key] for key in HISTORY_VALUES} == {key: reference[key] for key in HISTORY_VALUES}
+        assert {key: resumed[key] for key in HISTORY_VALUES} == {
+            key: reference[key] for key in HISTORY_VALUES
+        }

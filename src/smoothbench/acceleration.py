@@ -51,9 +51,13 @@ def select_backend(requested: str = "auto") -> str:
     elif requested in BACKENDS:
         name = requested
     else:
-        raise AccelerationError(f"config key 'compute.backend': {requested!r} is not one of auto, {', '.join(BACKENDS)}")
+        raise AccelerationError(
+            f"config key 'compute.backend': {requested!r} is not one of auto, {', '.join(BACKENDS)}"
+        )
     if name not in BACKENDS:
-        raise AccelerationError(f"environment variable KERAS_BACKEND={name!r} is not one of {', '.join(BACKENDS)}")
+        raise AccelerationError(
+            f"environment variable KERAS_BACKEND={name!r} is not one of {', '.join(BACKENDS)}"
+        )
     if "keras" in sys.modules:
         current = sys.modules["keras"].backend.backend()
         if current != name:
@@ -62,8 +66,14 @@ def select_backend(requested: str = "auto") -> str:
                 "process; the backend must be chosen before Keras is imported"
             )
         return name
-    if importlib.util.find_spec(name) is None:  # each backend's package has the backend's name
-        where = "config key 'compute.backend'" if requested != "auto" else "environment variable KERAS_BACKEND"
+    if (
+        importlib.util.find_spec(name) is None
+    ):  # each backend's package has the backend's name
+        where = (
+            "config key 'compute.backend'"
+            if requested != "auto"
+            else "environment variable KERAS_BACKEND"
+        )
         raise AccelerationError(
             f"{where} asks for {name}, but the package {name!r} is not installed in this environment (pip install {name})"
         )
@@ -85,7 +95,12 @@ def visible_accelerators() -> list[tuple[str, tuple[int, int] | None]]:
             for device in tf.config.list_physical_devices("GPU"):
                 details = tf.config.experimental.get_device_details(device)
                 capability = details.get("compute_capability")
-                found.append((details.get("device_name", device.name), tuple(capability) if capability else None))
+                found.append(
+                    (
+                        details.get("device_name", device.name),
+                        tuple(capability) if capability else None,
+                    )
+                )
             return found
         if backend == "jax":
             import jax
@@ -94,7 +109,11 @@ def visible_accelerators() -> list[tuple[str, tuple[int, int] | None]]:
             for device in jax.devices():
                 if device.platform == "cpu":
                     continue
-                capability = getattr(device, "compute_capability", None) if device.platform == "gpu" else None
+                capability = (
+                    getattr(device, "compute_capability", None)
+                    if device.platform == "gpu"
+                    else None
+                )
                 if capability is not None:
                     major, _, minor = str(capability).partition(".")
                     capability = (int(major), int(minor or 0))
@@ -103,40 +122,64 @@ def visible_accelerators() -> list[tuple[str, tuple[int, int] | None]]:
         if backend == "torch":
             import torch
 
-            return [(torch.cuda.get_device_name(i), tuple(torch.cuda.get_device_capability(i)))
-                    for i in range(torch.cuda.device_count())]
+            return [
+                (
+                    torch.cuda.get_device_name(i),
+                    tuple(torch.cuda.get_device_capability(i)),
+                )
+                for i in range(torch.cuda.device_count())
+            ]
     except Exception:  # no accelerator runtime: the CPU
         return []
     return []
 
 
-def gpu_compute_capabilities(accelerators: list[tuple[str, tuple[int, int] | None]]) -> list[tuple[int, int]]:
+def gpu_compute_capabilities(
+    accelerators: list[tuple[str, tuple[int, int] | None]],
+) -> list[tuple[int, int]]:
     """The CUDA compute capabilities among :func:`visible_accelerators`' answer (GPUs only)."""
     return [capability for _, capability in accelerators if capability is not None]
 
 
-def describe_accelerators(accelerators: list[tuple[str, tuple[int, int] | None]]) -> str:
+def describe_accelerators(
+    accelerators: list[tuple[str, tuple[int, int] | None]],
+) -> str:
     """Their names, as logs and metrics.json give the device, or 'CPU'."""
     return ", ".join(name for name, _ in accelerators) or "CPU"
 
 
-def resolve_precision(requested: str, capabilities: list[tuple[int, int]]) -> tuple[str, str]:
+def resolve_precision(
+    requested: str, capabilities: list[tuple[int, int]]
+) -> tuple[str, str]:
     """(Keras dtype policy, why) for ``compute.precision`` on GPUs of ``capabilities``."""
     if requested in PRECISIONS:
         return requested, "compute.precision"
     if requested != "auto":
-        raise AccelerationError(f"config key 'compute.precision': {requested!r} is not one of auto, {', '.join(PRECISIONS)}")
+        raise AccelerationError(
+            f"config key 'compute.precision': {requested!r} is not one of auto, {', '.join(PRECISIONS)}"
+        )
     if not capabilities:
         return "float32", "auto: no GPU"
     oldest = min(capabilities)
     if oldest >= (8, 0):
-        return "mixed_bfloat16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has bfloat16 tensor cores"
+        return (
+            "mixed_bfloat16",
+            f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has bfloat16 tensor cores",
+        )
     if oldest >= (7, 0):
-        return "mixed_float16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has float16 tensor cores"
-    return "float32", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has no tensor cores"
+        return (
+            "mixed_float16",
+            f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has float16 tensor cores",
+        )
+    return (
+        "float32",
+        f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has no tensor cores",
+    )
 
 
-def resolve_jit_compile(requested, backend: str, has_gpu: bool, deterministic: bool) -> tuple[bool, str]:
+def resolve_jit_compile(
+    requested, backend: str, has_gpu: bool, deterministic: bool
+) -> tuple[bool, str]:
     """(whether to XLA-compile, why) for ``compute.jit_compile`` (auto, true or false)."""
     if requested is True or requested is False:
         if requested and backend == "tensorflow" and deterministic:
@@ -147,14 +190,22 @@ def resolve_jit_compile(requested, backend: str, has_gpu: bool, deterministic: b
             )
         return requested, "compute.jit_compile"
     if requested != "auto":
-        raise AccelerationError(f"config key 'compute.jit_compile': {requested!r} is not one of auto, true, false")
+        raise AccelerationError(
+            f"config key 'compute.jit_compile': {requested!r} is not one of auto, true, false"
+        )
     if backend == "jax":
         return True, "auto: JAX always compiles"
     if backend == "torch":
         return False, "auto: off under PyTorch"
     if deterministic:
-        return False, "auto: compute.deterministic asks for TensorFlow's op determinism, which Keras does not combine with XLA"
-    return True, f"auto: TensorFlow on the {'GPU' if has_gpu else 'CPU'}, faster with XLA"
+        return (
+            False,
+            "auto: compute.deterministic asks for TensorFlow's op determinism, which Keras does not combine with XLA",
+        )
+    return (
+        True,
+        f"auto: TensorFlow on the {'GPU' if has_gpu else 'CPU'}, faster with XLA",
+    )
 
 
 def apply_precision(policy: str) -> None:

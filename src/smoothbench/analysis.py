@@ -34,7 +34,12 @@ def _is_baseline(method: str, value: float) -> bool:
 
 def baseline_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``frame`` (runs or cells, with method and value columns) at gamma = 1 (one-hot)."""
-    return frame[[_is_baseline(method, value) for method, value in zip(frame["method"], frame["value"])]]
+    return frame[
+        [
+            _is_baseline(method, value)
+            for method, value in zip(frame["method"], frame["value"])
+        ]
+    ]
 
 
 def describe(method: str, value: float) -> str:
@@ -42,7 +47,9 @@ def describe(method: str, value: float) -> str:
     return f"{METHOD_LABELS[method].split(' (')[0]} = {format_gamma(value)}"
 
 
-def student_interval(differences: list[float], level: float = 0.95) -> tuple[float, float, float]:
+def student_interval(
+    differences: list[float], level: float = 0.95
+) -> tuple[float, float, float]:
     """(mean, lower, upper) of a Student-t interval for the mean; NaN bounds for one value."""
     n = len(differences)
     mean = sum(differences) / n
@@ -66,33 +73,62 @@ def paired_differences(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
         for (method, value), group in own.groupby(["method", "value"], sort=False):
             if _is_baseline(method, value):
                 continue
-            paired = [(accuracy - base[seed]) for seed, accuracy in zip(group["seed"], group["best_val_accuracy_percent"]) if seed in base]
+            paired = [
+                (accuracy - base[seed])
+                for seed, accuracy in zip(
+                    group["seed"], group["best_val_accuracy_percent"]
+                )
+                if seed in base
+            ]
             if not paired:
                 continue
             mean, lower, upper = student_interval(paired)
             if math.isnan(lower):
                 verdict = "one seed: no interval"
             elif lower == upper:
-                verdict = "same difference on every seed: no spread to estimate noise from"
+                verdict = (
+                    "same difference on every seed: no spread to estimate noise from"
+                )
             elif lower > 0:
                 verdict = "gain holds"
             elif upper < 0:
                 verdict = "loss holds"
             else:
                 verdict = "within seed noise"
-            rows.append({
-                "experiment": name, "method": method, "value": value, "seeds": len(paired),
-                "mean_difference_points": mean, "ci95_lower_points": lower, "ci95_upper_points": upper,
-                "verdict": verdict,
-            })
-    columns = ["experiment", "method", "value", "seeds", "mean_difference_points", "ci95_lower_points",
-               "ci95_upper_points", "verdict"]
+            rows.append(
+                {
+                    "experiment": name,
+                    "method": method,
+                    "value": value,
+                    "seeds": len(paired),
+                    "mean_difference_points": mean,
+                    "ci95_lower_points": lower,
+                    "ci95_upper_points": upper,
+                    "verdict": verdict,
+                }
+            )
+    columns = [
+        "experiment",
+        "method",
+        "value",
+        "seeds",
+        "mean_difference_points",
+        "ci95_lower_points",
+        "ci95_upper_points",
+        "verdict",
+    ]
     frame = pd.DataFrame.from_records(rows, columns=columns)
     order = {method: index for index, method in enumerate(METHODS)}
     if len(frame):
         frame["_order"] = frame["method"].map(order)
-        frame = frame.sort_values(["_order", "value"], ascending=[True, False], kind="stable")
-        frame = frame.sort_values("experiment", key=lambda c: c.map(list(study.experiments).index), kind="stable")
+        frame = frame.sort_values(
+            ["_order", "value"], ascending=[True, False], kind="stable"
+        )
+        frame = frame.sort_values(
+            "experiment",
+            key=lambda c: c.map(list(study.experiments).index),
+            kind="stable",
+        )
         frame = frame.drop(columns="_order")
     return frame.reset_index(drop=True)
 
@@ -108,7 +144,9 @@ def calibration_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([means, stds, counts], axis=1).reset_index()
 
 
-def best_of_method(cells: pd.DataFrame, experiment: str, method: str, exclude_baseline: bool = False) -> pd.Series | None:
+def best_of_method(
+    cells: pd.DataFrame, experiment: str, method: str, exclude_baseline: bool = False
+) -> pd.Series | None:
     """The (method, value) cell of ``experiment`` with the best mean accuracy (first on ties, by value order)."""
     own = cells[(cells["experiment"] == experiment) & (cells["method"] == method)]
     if exclude_baseline:
@@ -138,6 +176,8 @@ def methods_table(cells: pd.DataFrame, study: Study) -> pd.DataFrame:
             row[f"{key}_value"] = math.nan if cell is None else cell["value"]
             for metric in ("accuracy_percent", "ece"):
                 row[f"{key}_{metric}"] = math.nan if cell is None else cell[metric]
-                row[f"{key}_{metric}_std"] = math.nan if cell is None else cell[f"{metric}_std"]
+                row[f"{key}_{metric}_std"] = (
+                    math.nan if cell is None else cell[f"{metric}_std"]
+                )
         rows.append(row)
     return pd.DataFrame.from_records(rows)

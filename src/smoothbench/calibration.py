@@ -34,32 +34,47 @@ def log_softmax(logits) -> np.ndarray:
 def reliability_bins(probabilities, labels, bins: int = DEFAULT_BINS) -> list[dict]:
     """Per equal-width confidence bin: its edges, example count, mean confidence and accuracy
     (None where empty). Bin b holds confidences in (b/bins, (b+1)/bins]."""
-    probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels).reshape(-1)
+    probabilities, labels = (
+        np.asarray(probabilities, dtype=np.float64),
+        np.asarray(labels).reshape(-1),
+    )
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
-    uppers = np.arange(1, bins + 1) / bins  # b / bins exactly as the bin edges print, no confidence x bins rounding
+    uppers = (
+        np.arange(1, bins + 1) / bins
+    )  # b / bins exactly as the bin edges print, no confidence x bins rounding
     index = np.clip(np.searchsorted(uppers, confidence, side="left"), 0, bins - 1)
     table = []
     for b in range(bins):
         members = index == b
         count = int(members.sum())
-        table.append({
-            "lower": b / bins,
-            "upper": (b + 1) / bins,
-            "count": count,
-            "confidence": float(confidence[members].mean()) if count else None,
-            "accuracy": float(correct[members].mean()) if count else None,
-        })
+        table.append(
+            {
+                "lower": b / bins,
+                "upper": (b + 1) / bins,
+                "count": count,
+                "confidence": float(confidence[members].mean()) if count else None,
+                "accuracy": float(correct[members].mean()) if count else None,
+            }
+        )
     return table
 
 
 def error_from_bins(table: list[dict]) -> float:
     """ECE of :func:`reliability_bins`' table: sum over bins of (share of examples) x |accuracy - confidence|."""
     total = sum(row["count"] for row in table)
-    return float(sum(row["count"] / total * abs(row["accuracy"] - row["confidence"]) for row in table if row["count"]))
+    return float(
+        sum(
+            row["count"] / total * abs(row["accuracy"] - row["confidence"])
+            for row in table
+            if row["count"]
+        )
+    )
 
 
-def expected_calibration_error(probabilities, labels, bins: int = DEFAULT_BINS) -> float:
+def expected_calibration_error(
+    probabilities, labels, bins: int = DEFAULT_BINS
+) -> float:
     return error_from_bins(reliability_bins(probabilities, labels, bins))
 
 
@@ -69,7 +84,10 @@ def negative_log_likelihood(logits, labels) -> float:
 
 
 def brier_score(probabilities, labels) -> float:
-    probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels).reshape(-1)
+    probabilities, labels = (
+        np.asarray(probabilities, dtype=np.float64),
+        np.asarray(labels).reshape(-1),
+    )
     one_hot = np.zeros_like(probabilities)
     one_hot[np.arange(len(labels)), labels] = 1.0
     return float(((probabilities - one_hot) ** 2).sum(axis=1).mean())

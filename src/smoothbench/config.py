@@ -48,13 +48,19 @@ def _is_integer(checker, instance) -> bool:
 def _is_number(checker, instance) -> bool:
     """A finite int or float, not a bool: YAML's .nan passes every minimum and maximum
     (each comparison with NaN is false), so learning_rate: .nan would reach the job."""
-    return isinstance(instance, (int, float)) and not isinstance(instance, bool) and math.isfinite(instance)
+    return (
+        isinstance(instance, (int, float))
+        and not isinstance(instance, bool)
+        and math.isfinite(instance)
+    )
 
 
 # "boolean" already takes only true and false (1 is no boolean).
 Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({"integer": _is_integer, "number": _is_number}),
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}
+    ),
 )
 
 
@@ -66,7 +72,11 @@ def format_key(path) -> str:
     """``["experiments", "svhn", "gammas", 0]`` -> ``experiments.svhn.gammas[0]``."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        text += (
+            f"[{part}]"
+            if isinstance(part, int)
+            else (f".{part}" if text else str(part))
+        )
     return text or "<top level>"
 
 
@@ -116,19 +126,29 @@ def _alternative(branch: dict) -> str:
     if branch.get("type") == "array":
         kind = (branch.get("items") or {}).get("type")
         return f"a list of {kind}s" if isinstance(kind, str) else "a list"
-    return f"a {branch['type']}" if isinstance(branch.get("type"), str) else "the other form"
+    return (
+        f"a {branch['type']}"
+        if isinstance(branch.get("type"), str)
+        else "the other form"
+    )
 
 
 def _branch_errors(error: jsonschema.ValidationError) -> list:
     """Of a failed ``oneOf``, the errors of the one alternative whose type the value has
     (a list for ``gammas: []``), so the message says what is wrong with the list."""
     matching = [
-        index for index, branch in enumerate(error.validator_value)
-        if isinstance(branch.get("type"), str) and Validator.TYPE_CHECKER.is_type(error.instance, branch["type"])
+        index
+        for index, branch in enumerate(error.validator_value)
+        if isinstance(branch.get("type"), str)
+        and Validator.TYPE_CHECKER.is_type(error.instance, branch["type"])
     ]
     if len(matching) != 1:
         return []
-    return [sub for sub in error.context if sub.relative_schema_path and sub.relative_schema_path[0] == matching[0]]
+    return [
+        sub
+        for sub in error.context
+        if sub.relative_schema_path and sub.relative_schema_path[0] == matching[0]
+    ]
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -151,7 +171,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
         if chosen:
             return "\n".join(dict.fromkeys(_describe(sub) for sub in chosen))
         alternatives = [_alternative(branch) for branch in error.validator_value]
-        either = " nor ".join(alternatives) if len(alternatives) == 2 else "any of " + ", ".join(alternatives)
+        either = (
+            " nor ".join(alternatives)
+            if len(alternatives) == 2
+            else "any of " + ", ".join(alternatives)
+        )
         return f"config key {key!r}: {error.instance!r} is neither {either}"
     if error.validator == "uniqueItems":
         items = list(error.instance)
@@ -164,9 +188,15 @@ def _describe(error: jsonschema.ValidationError) -> str:
                     )
     if error.validator == "minItems" and not error.instance:
         parent = error.parent
-        consts = [branch["const"] for branch in parent.validator_value if "const" in branch] if parent is not None else []
+        consts = (
+            [branch["const"] for branch in parent.validator_value if "const" in branch]
+            if parent is not None
+            else []
+        )
         instead = "".join(f", or write {const!r}" for const in consts)
-        return f"config key {key!r}: the list is empty; list at least one value{instead}"
+        return (
+            f"config key {key!r}: the list is empty; list at least one value{instead}"
+        )
     if error.validator == "type" and error.validator_value in ("integer", "number"):
         wanted = "an integer" if error.validator_value == "integer" else "a number"
         if isinstance(error.instance, bool):
@@ -174,7 +204,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
         if isinstance(error.instance, float) and not math.isfinite(error.instance):
             return f"config key {key!r}: {error.instance!r} is not a finite number"
         if isinstance(error.instance, float) and error.validator_value == "integer":
-            hint = f" (write {int(error.instance)}, without a decimal point)" if error.instance.is_integer() else ""
+            hint = (
+                f" (write {int(error.instance)}, without a decimal point)"
+                if error.instance.is_integer()
+                else ""
+            )
             return f"config key {key!r}: {error.instance!r} is not an integer{hint}"
     return f"config key {key!r}: {error.message}"
 
@@ -182,24 +216,40 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def validate_config(config: dict, schema_path: Path | str = SCHEMA_PATH) -> dict:
     """Return a deep copy of ``config`` with defaults filled, or raise ConfigError."""
     if not isinstance(config, dict):
-        raise ConfigError(f"the config must be a mapping of keys, got {type(config).__name__}")
+        raise ConfigError(
+            f"the config must be a mapping of keys, got {type(config).__name__}"
+        )
     schema = load_schema(schema_path)
     filled = fill_defaults(copy.deepcopy(config), schema)
     validator = Validator(schema)
-    errors = sorted(validator.iter_errors(filled), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    errors = sorted(
+        validator.iter_errors(filled),
+        key=lambda e: (list(map(str, e.absolute_path)), e.message),
+    )
     if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+        raise ConfigError(
+            "invalid config:\n  " + "\n  ".join(_describe(e) for e in errors)
+        )
     return filled
 
 
-def gamma_grid(num_classes: int, denominator: int = 10, min_numerator: int = 1, max_numerator: int = 10) -> list[float]:
+def gamma_grid(
+    num_classes: int,
+    denominator: int = 10,
+    min_numerator: int = 1,
+    max_numerator: int = 10,
+) -> list[float]:
     """The paper's grid: k / denominator, descending, kept where gamma > 1/K.
 
     The comparison is done in integers (k * K > denominator), so no floating-point
     accumulation decides whether a value is in the grid.
     """
     numerators = range(max_numerator, min_numerator - 1, -1)
-    return [k / denominator for k in numerators if k <= denominator and k * num_classes > denominator]
+    return [
+        k / denominator
+        for k in numerators
+        if k <= denominator and k * num_classes > denominator
+    ]
 
 
 def format_gamma(gamma: float) -> str:
@@ -258,12 +308,16 @@ class Experiment:
         """The value of ``method`` whose path text (:func:`format_gamma`) is ``text``."""
         if method not in self.methods:
             on = ", ".join(self.methods) or "none"
-            raise ConfigError(f"experiment {self.name!r} does not train method {method!r} (config key 'methods'; it trains: {on})")
+            raise ConfigError(
+                f"experiment {self.name!r} does not train method {method!r} (config key 'methods'; it trains: {on})"
+            )
         for value in self.methods[method]:
             if format_gamma(value) == text:
                 return value
         known = ", ".join(format_gamma(value) for value in self.methods[method])
-        raise ConfigError(f"experiment {self.name!r} has no {method} {text!r} in its config (it has {known})")
+        raise ConfigError(
+            f"experiment {self.name!r} has no {method} {text!r} in its config (it has {known})"
+        )
 
 
 METHODS = ("gamma", "alpha", "lspp")
@@ -362,9 +416,14 @@ class Study:
     def download_settings(self, dataset: str) -> dict[str, Any]:
         """The part of :meth:`data_settings` that the download result depends on."""
         settings = self.data_settings(dataset)
-        return {key: settings[key] for key in ("dataset", "tfds_data_dir", "source_dir", "mock")}
+        return {
+            key: settings[key]
+            for key in ("dataset", "tfds_data_dir", "source_dir", "mock")
+        }
 
-    def train_settings(self, experiment: str, method: str, value_text: str, seed: int) -> dict[str, Any]:
+    def train_settings(
+        self, experiment: str, method: str, value_text: str, seed: int
+    ) -> dict[str, Any]:
         """What one training run's result depends on: the protocol, the method and its
         value (gamma or alpha), and the seed.
 
@@ -372,29 +431,35 @@ class Study:
         evaluation batch size) is in :meth:`compute_settings` instead.
         """
         if experiment not in self.experiments:
-            raise ConfigError(f"no experiment {experiment!r} in config key 'experiments'")
+            raise ConfigError(
+                f"no experiment {experiment!r} in config key 'experiments'"
+            )
         chosen = self.experiments[experiment]
         seed = int(seed)
         if seed not in self.seeds:
-            raise ConfigError(f"seed {seed} is not in config key 'seeds' ({self.seeds})")
-        return canonical({
-            "experiment": chosen.name,
-            "dataset": chosen.dataset.name,
-            "num_classes": chosen.dataset.num_classes,
-            "image_shape": list(chosen.image_shape),
-            "model": chosen.model,
-            "depth": chosen.depth,
-            "pooling": chosen.pooling,
-            "min_image_size": chosen.min_image_size,
-            "epochs": chosen.epochs,
-            "batch_size": chosen.batch_size,
-            "optimizer": copy.deepcopy(chosen.optimizer),
-            "augmentation": copy.deepcopy(chosen.augmentation),
-            "mean_subtraction": chosen.mean_subtraction,
-            "method": method,
-            "value": chosen.value_for(method, value_text),
-            "seed": seed,
-        })
+            raise ConfigError(
+                f"seed {seed} is not in config key 'seeds' ({self.seeds})"
+            )
+        return canonical(
+            {
+                "experiment": chosen.name,
+                "dataset": chosen.dataset.name,
+                "num_classes": chosen.dataset.num_classes,
+                "image_shape": list(chosen.image_shape),
+                "model": chosen.model,
+                "depth": chosen.depth,
+                "pooling": chosen.pooling,
+                "min_image_size": chosen.min_image_size,
+                "epochs": chosen.epochs,
+                "batch_size": chosen.batch_size,
+                "optimizer": copy.deepcopy(chosen.optimizer),
+                "augmentation": copy.deepcopy(chosen.augmentation),
+                "mean_subtraction": chosen.mean_subtraction,
+                "method": method,
+                "value": chosen.value_for(method, value_text),
+                "seed": seed,
+            }
+        )
 
     def compute_settings(self) -> dict[str, Any]:
         """How training jobs run; nothing here changes a result."""
@@ -409,12 +474,19 @@ class Study:
         runtime = own.get("runtime_minutes", compute["runtime_minutes"])
         if compute["runtime_grows_with_attempt"]:
             runtime *= max(1, attempt)
-        return {"gpu": compute["gpus_per_job"], "mem_mb": own.get("mem_mb", compute["mem_mb"]), "runtime": runtime}
+        return {
+            "gpu": compute["gpus_per_job"],
+            "mem_mb": own.get("mem_mb", compute["mem_mb"]),
+            "runtime": runtime,
+        }
 
     def network_settings(self) -> dict[str, Any]:
         """Whether and how long the download step may try the network."""
         data = self.config["data"]
-        return {"download": data["download"], "network_timeout_seconds": data["network_timeout_seconds"]}
+        return {
+            "download": data["download"],
+            "network_timeout_seconds": data["network_timeout_seconds"],
+        }
 
 
 def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:
@@ -426,18 +498,28 @@ def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:
         where = f"{key}.dataset" if "dataset" in merged else key
         raise ConfigError(f"config key {where!r}: {error.args[0]}") from None
     if not depth_is_valid(merged["model"], merged["depth"]):
-        rule = "6n+2 (20, 32, 44, 56, ...)" if merged["model"] == "resnet_v1" else "9n+2 (29, 56, 83, 110, ...)"
+        rule = (
+            "6n+2 (20, 32, 44, 56, ...)"
+            if merged["model"] == "resnet_v1"
+            else "9n+2 (29, 56, 83, 110, ...)"
+        )
         source = key if "depth" in (config["experiments"][name] or {}) else "protocol"
-        raise ConfigError(f"config key '{source}.depth': {merged['depth']} is not a {merged['model']} depth; use {rule}")
+        raise ConfigError(
+            f"config key '{source}.depth': {merged['depth']} is not a {merged['model']} depth; use {rule}"
+        )
     schedule = merged["optimizer"]["schedule"]
     boundaries = [step["after_epoch"] for step in schedule]
     if boundaries != sorted(set(boundaries)):
-        raise ConfigError(f"config key '{key}.optimizer.schedule': after_epoch values must increase strictly, got {boundaries}")
+        raise ConfigError(
+            f"config key '{key}.optimizer.schedule': after_epoch values must increase strictly, got {boundaries}"
+        )
     image_shape = spec.prepared_shape(config["data"]["image_size"])
     if merged["pooling"] == "fixed_8x8":
         side = max(min(image_shape[:2]), merged["min_image_size"])
         if final_map_size(side) < FIXED_POOL_SIZE:
-            source = key if "pooling" in (config["experiments"][name] or {}) else "protocol"
+            source = (
+                key if "pooling" in (config["experiments"][name] or {}) else "protocol"
+            )
             raise ConfigError(
                 f"config key '{source}.pooling': fixed_8x8 needs inputs of at least 29 pixels, but {spec.name} "
                 f"images are {image_shape[0]}x{image_shape[1]} and 'min_image_size' is {merged['min_image_size']}; "
@@ -461,7 +543,9 @@ def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:
             gammas.append(float(gamma))
         texts = [format_gamma(g) for g in gammas]
         if len(set(texts)) != len(texts):
-            raise ConfigError(f"config key '{key}.gammas': two gammas share one output path: {texts}")
+            raise ConfigError(
+                f"config key '{key}.gammas': two gammas share one output path: {texts}"
+            )
     return Experiment(
         name=name,
         dataset=spec,
@@ -526,9 +610,18 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
 
 def _check_compute(compute: dict) -> None:
     """Refuse, before any job starts, compute choices that cannot run together."""
-    backend = compute["backend"] if compute["backend"] != "auto" else os.environ.get("KERAS_BACKEND", "tensorflow")
+    backend = (
+        compute["backend"]
+        if compute["backend"] != "auto"
+        else os.environ.get("KERAS_BACKEND", "tensorflow")
+    )
     try:  # the job's own resolution, run early: the device does not matter for what it refuses
-        resolve_jit_compile(compute["jit_compile"], backend, has_gpu=False, deterministic=compute["deterministic"])
+        resolve_jit_compile(
+            compute["jit_compile"],
+            backend,
+            has_gpu=False,
+            deterministic=compute["deterministic"],
+        )
     except AccelerationError as error:
         raise ConfigError(str(error)) from None
 
@@ -538,7 +631,11 @@ def _resolve_methods(config: dict, experiments: dict[str, Experiment]) -> None:
     chosen = {name: {} for name in experiments}
     for method in METHODS:
         section = config["methods"][method]
-        names = list(experiments) if section["experiments"] == "all" else section["experiments"]
+        names = (
+            list(experiments)
+            if section["experiments"] == "all"
+            else section["experiments"]
+        )
         for index, name in enumerate(names):
             if name not in experiments:
                 close = difflib.get_close_matches(name, list(experiments), n=1)
@@ -556,11 +653,15 @@ def _resolve_methods(config: dict, experiments: dict[str, Experiment]) -> None:
             low_ok = value >= 0 if method == "alpha" else value > 0
             if not (low_ok and value < 1):
                 interval = "[0, 1)" if method == "alpha" else "(0, 1)"
-                raise ConfigError(f"config key 'methods.{method}.values[{index}]': alpha = {value} must lie in {interval}")
+                raise ConfigError(
+                    f"config key 'methods.{method}.values[{index}]': alpha = {value} must lie in {interval}"
+                )
             values.append(float(value))
         texts = [format_gamma(value) for value in values]
         if len(set(texts)) != len(texts):
-            raise ConfigError(f"config key 'methods.{method}.values': two values share one output path: {texts}")
+            raise ConfigError(
+                f"config key 'methods.{method}.values': two values share one output path: {texts}"
+            )
         for name in names:
             chosen[name][method] = tuple(values)
     for name, methods in chosen.items():

@@ -69,7 +69,9 @@ def parse_rate(text: str) -> Rate:
         network, side = key.split("@")
         rate = Rate(network, int(side), float(value), "stated")
     except ValueError:
-        raise CostError(f"--rate {text!r}: expected NETWORK@SIDE=IMAGES_PER_SECOND, e.g. resnet_v2-83@72=900") from None
+        raise CostError(
+            f"--rate {text!r}: expected NETWORK@SIDE=IMAGES_PER_SECOND, e.g. resnet_v2-83@72=900"
+        ) from None
     if rate.images_per_second <= 0:
         raise CostError(f"--rate {text!r}: images per second must be positive")
     return rate
@@ -83,12 +85,20 @@ def read_benchmark(path: Path | str, variant: str = "ours") -> list[Rate]:
         for row in csv.DictReader(handle):
             if row.get("variant") == variant:
                 side = int(row["image_shape"].split("x")[0])
-                measured.setdefault((f"{row['model']}-{row['depth']}", side), []).append(row)
+                measured.setdefault(
+                    (f"{row['model']}-{row['depth']}", side), []
+                ).append(row)
     if not measured:
-        raise CostError(f"{path}: no {variant!r} rows; run benchmarks/benchmark_training.py to measure")
+        raise CostError(
+            f"{path}: no {variant!r} rows; run benchmarks/benchmark_training.py to measure"
+        )
     return [
-        Rate(network, side, statistics.median(float(row["images_per_second"]) for row in rows),
-             f"{Path(path).name} ({rows[0]['device']}, {variant}, median of {len(rows)})")
+        Rate(
+            network,
+            side,
+            statistics.median(float(row["images_per_second"]) for row in rows),
+            f"{Path(path).name} ({rows[0]['device']}, {variant}, median of {len(rows)})",
+        )
         for (network, side), rows in measured.items()
     ]
 
@@ -97,7 +107,10 @@ def rate_for(rates: list[Rate], network: str, side: int) -> tuple[float, str]:
     """Images/s of ``network`` at ``side``: measured, or scaled by pixels from the nearest measured side."""
     own = [rate for rate in rates if rate.network == network]
     if not own:
-        known = ", ".join(sorted({f"{rate.network}@{rate.side}" for rate in rates})) or "none"
+        known = (
+            ", ".join(sorted({f"{rate.network}@{rate.side}" for rate in rates}))
+            or "none"
+        )
         raise CostError(
             f"no throughput for {network} (measured or stated: {known}); run benchmarks/benchmark_training.py "
             f"with it or pass --rate {network}@{side}=IMAGES_PER_SECOND"
@@ -106,30 +119,51 @@ def rate_for(rates: list[Rate], network: str, side: int) -> tuple[float, str]:
     if exact:
         return exact[-1].images_per_second, exact[-1].source
     nearest = min(own, key=lambda rate: abs(rate.side - side))
-    return nearest.images_per_second * (nearest.side / side) ** 2, f"{nearest.source}, scaled from {nearest.side}px"
+    return nearest.images_per_second * (
+        nearest.side / side
+    ) ** 2, f"{nearest.source}, scaled from {nearest.side}px"
 
 
-def split_sizes(study: Study, dataset: str, prepared_root: Path | str | None) -> tuple[int, int, str]:
+def split_sizes(
+    study: Study, dataset: str, prepared_root: Path | str | None
+) -> tuple[int, int, str]:
     """(training, validation) examples of ``dataset`` and where the numbers come from."""
     if prepared_root is not None:
         manifest = Path(prepared_root) / dataset / "manifest.json"
         if manifest.is_file():
             splits = json.loads(manifest.read_text())["splits"]
-            return splits["train"]["count"], splits["validation"]["count"], str(manifest)
+            return (
+                splits["train"]["count"],
+                splits["validation"]["count"],
+                str(manifest),
+            )
     spec = get_dataset(dataset)
-    if study.splits(dataset) != {"train": spec.train_split, "validation": spec.validation_split}:
+    if study.splits(dataset) != {
+        "train": spec.train_split,
+        "validation": spec.validation_split,
+    }:
         raise CostError(
             f"config key 'data.splits.{dataset}' chooses its own splits and {dataset} is not prepared yet: "
             "prepare it first (snakemake --until prepare) so that the estimate reads the split sizes"
         )
     if dataset not in SPLIT_SIZES:
-        raise CostError(f"no split sizes known for dataset {dataset!r}; prepare it first")
+        raise CostError(
+            f"no split sizes known for dataset {dataset!r}; prepare it first"
+        )
     train, validation = SPLIT_SIZES[dataset]
-    return train, validation, "TFDS catalog" if dataset != "digits" else "prepare step (80/20)"
+    return (
+        train,
+        validation,
+        "TFDS catalog" if dataset != "digits" else "prepare step (80/20)",
+    )
 
 
-def plan(study: Study, rates: list[Rate], prepared_root: Path | str | None = "results/prepared",
-         evaluation_speedup: float = DEFAULT_EVALUATION_SPEEDUP) -> list[dict]:
+def plan(
+    study: Study,
+    rates: list[Rate],
+    prepared_root: Path | str | None = "results/prepared",
+    evaluation_speedup: float = DEFAULT_EVALUATION_SPEEDUP,
+) -> list[dict]:
     """One row per planned training run with its estimated hours and GPU-hours."""
     rows = []
     gpus = max(1, study.config["compute"]["gpus_per_job"])
@@ -138,21 +172,41 @@ def plan(study: Study, rates: list[Rate], prepared_root: Path | str | None = "re
         side = padded_shape(experiment.image_shape, experiment.min_image_size)[0]
         network = experiment.model_name
         images_per_second, source = rate_for(rates, network, side)
-        train, validation, sizes_from = split_sizes(study, experiment.dataset.name, prepared_root)
-        seconds = experiment.epochs * (train / images_per_second + validation / (images_per_second * evaluation_speedup))
+        train, validation, sizes_from = split_sizes(
+            study, experiment.dataset.name, prepared_root
+        )
+        seconds = experiment.epochs * (
+            train / images_per_second
+            + validation / (images_per_second * evaluation_speedup)
+        )
         hours = seconds / 3600
-        rows.append({
-            "experiment": run.experiment, "method": run.method, "value": run.value_text, "seed": run.seed,
-            "network": network, "side": side, "epochs": experiment.epochs, "train_images": train,
-            "validation_images": validation, "images_per_second": round(images_per_second, 2), "rate_source": source,
-            "sizes_source": sizes_from, "hours": hours, "gpus": gpus, "gpu_hours": hours * gpus,
-        })
+        rows.append(
+            {
+                "experiment": run.experiment,
+                "method": run.method,
+                "value": run.value_text,
+                "seed": run.seed,
+                "network": network,
+                "side": side,
+                "epochs": experiment.epochs,
+                "train_images": train,
+                "validation_images": validation,
+                "images_per_second": round(images_per_second, 2),
+                "rate_source": source,
+                "sizes_source": sizes_from,
+                "hours": hours,
+                "gpus": gpus,
+                "gpu_hours": hours * gpus,
+            }
+        )
     return rows
 
 
 def render(rows: list[dict]) -> str:
     """The plan as a text table and its total."""
-    lines = [f"{'experiment':14} {'run':12} {'seed':>4} {'network':14} {'px':>3} {'epochs':>6} {'img/s':>8} {'GPU-h':>9}"]
+    lines = [
+        f"{'experiment':14} {'run':12} {'seed':>4} {'network':14} {'px':>3} {'epochs':>6} {'img/s':>8} {'GPU-h':>9}"
+    ]
     for row in rows:
         lines.append(
             f"{row['experiment']:14} {row['method'] + '~' + row['value']:12} {row['seed']:>4} {row['network']:14} "

@@ -33,7 +33,9 @@ class ArrayBatches(keras.utils.PyDataset):
     shuffled order), which keeps reads from a memory-mapped file sequential-ish.
     """
 
-    def __init__(self, images, labels, batch_size: int, order=None, workers: int = 1, **kwargs):
+    def __init__(
+        self, images, labels, batch_size: int, order=None, workers: int = 1, **kwargs
+    ):
         super().__init__(workers=workers, use_multiprocessing=False, **kwargs)
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")

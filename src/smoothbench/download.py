@@ -35,7 +35,12 @@ def probe_hosts(hosts, timeout: float) -> str | None:
     sites that reach the internet through one gateway).
     """
     override = os.environ.get("SMOOTHBENCH_NETWORK_PROBE")
-    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")
+    proxy = (
+        os.environ.get("HTTPS_PROXY")
+        or os.environ.get("https_proxy")
+        or os.environ.get("HTTP_PROXY")
+        or os.environ.get("http_proxy")
+    )
     if override:
         host, _, port = override.rpartition(":")
         hosts = [(host, int(port))]
@@ -47,7 +52,11 @@ def probe_hosts(hosts, timeout: float) -> str | None:
             with socket.create_connection((host, port), timeout=timeout):
                 pass
         except OSError as error:
-            reason = "timed out" if isinstance(error, TimeoutError | socket.timeout) else (error.strerror or str(error))
+            reason = (
+                "timed out"
+                if isinstance(error, TimeoutError | socket.timeout)
+                else (error.strerror or str(error))
+            )
             return f"cannot connect to {host}:{port} within {timeout:g} s ({reason})"
     return None
 
@@ -87,15 +96,22 @@ def download(settings: dict, network: dict) -> dict:
     :meth:`smoothbench.config.Study.network_settings`.
     """
     spec = get_dataset(settings["dataset"])
-    record = {"dataset": spec.name, "source": spec.source, "tfds_name": spec.tfds_name, "finished": None}
+    record = {
+        "dataset": spec.name,
+        "source": spec.source,
+        "tfds_name": spec.tfds_name,
+        "finished": None,
+    }
     if spec.source == "sklearn":
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        record.update(mode="bundled", examples=int(len(digits.target)), finished=now())
+        record.update(mode="bundled", examples=len(digits.target), finished=now())
         return record
     if settings["mock"]["enabled"]:
-        record.update(mode="mock", num_examples=settings["mock"]["num_examples"], finished=now())
+        record.update(
+            mode="mock", num_examples=settings["mock"]["num_examples"], finished=now()
+        )
         return record
 
     import tensorflow_datasets as tfds
@@ -108,7 +124,9 @@ def download(settings: dict, network: dict) -> dict:
         record["mode"] = "already-built"
     elif source_dir:
         folder = Path(os.path.expanduser(source_dir))
-        missing = [name for name in spec.source_filenames if not (folder / name).is_file()]
+        missing = [
+            name for name in spec.source_filenames if not (folder / name).is_file()
+        ]
         if missing:
             raise DownloadError(
                 f"config key 'data.source_dirs.{spec.name}' names {folder}, which lacks "
@@ -119,20 +137,32 @@ def download(settings: dict, network: dict) -> dict:
             # folder stands in for the server, read with a file copy, no upstream checksum.
             builder.URL = str(folder) + "/"
         builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=str(folder), try_download_gcs=False)
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=str(folder), try_download_gcs=False
+            )
         )
         record.update(
             mode="source-dir",
             source_dir=str(folder),
-            source_files={name: sha256_of_file(folder / name) for name in spec.source_filenames},
+            source_files={
+                name: sha256_of_file(folder / name) for name in spec.source_filenames
+            },
         )
     else:
         if not network["download"]:
-            raise DownloadError(missing_message(spec, data_dir, "downloads are switched off (config key 'data.download' is false)"))
+            raise DownloadError(
+                missing_message(
+                    spec,
+                    data_dir,
+                    "downloads are switched off (config key 'data.download' is false)",
+                )
+            )
         failure = probe_hosts(spec.source_hosts, network["network_timeout_seconds"])
         if failure:
             raise DownloadError(missing_message(spec, data_dir, failure))
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+        )
         record["mode"] = "downloaded"
     record.update(splits=_split_counts(builder), finished=now())
     return record

@@ -27,8 +27,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from smoothbench.errors import SmoothbenchError
 
@@ -45,16 +45,24 @@ def available_slots(environment: dict | None = None) -> list[str]:
     environment = os.environ if environment is None else environment
     for variable in (SLOTS_VARIABLE, "CUDA_VISIBLE_DEVICES"):
         value = environment.get(variable)
-        if value is not None:  # set, even to nothing: that is the answer ("" or -1: no GPU)
+        if (
+            value is not None
+        ):  # set, even to nothing: that is the answer ("" or -1: no GPU)
             slots = [slot.strip() for slot in value.split(",") if slot.strip()]
             return [] if slots in ([], ["-1"], ["NoDevFiles"]) else slots
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        listing = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True, timeout=30)
+        listing = subprocess.run(
+            ["nvidia-smi", "--list-gpus"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
-    return [str(index) for index, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU ")]
+    return [
+        str(index)
+        for index, line in enumerate(listing.stdout.splitlines())
+        if line.startswith("GPU ")
+    ]
 
 
 def lock_folder(environment: dict | None = None) -> Path:
@@ -64,7 +72,9 @@ def lock_folder(environment: dict | None = None) -> Path:
     name = f"smoothbench-gpu-slots-{os.getuid()}"
     if environment.get("SLURM_JOB_ID"):
         name += f"-slurm-{environment['SLURM_JOB_ID']}"
-    folder = environment.get(LOCK_FOLDER_VARIABLE) or os.path.join(tempfile.gettempdir(), name)
+    folder = environment.get(LOCK_FOLDER_VARIABLE) or os.path.join(
+        tempfile.gettempdir(), name
+    )
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -79,7 +89,9 @@ def _try_lock(path: Path):
         return None
     handle.seek(0)
     handle.truncate()
-    handle.write(f"pid {os.getpid()}\n")  # for people looking at the folder; the lock is the flock
+    handle.write(
+        f"pid {os.getpid()}\n"
+    )  # for people looking at the folder; the lock is the flock
     handle.flush()
     return handle
 
@@ -96,7 +108,9 @@ def claimed_slots(
     SLURM). Waits while every slot is held by other jobs."""
     environment = os.environ if environment is None else environment
     if environment.get("SLURM_JOB_ID") and len(available_slots(environment)) <= count:
-        log(f"GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES={environment.get('CUDA_VISIBLE_DEVICES', '')!r}")
+        log(
+            f"GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES={environment.get('CUDA_VISIBLE_DEVICES', '')!r}"
+        )
         yield []
         return
     if count == 0:
@@ -107,7 +121,9 @@ def claimed_slots(
     slots = available_slots(environment)
     if not slots:
         environment["CUDA_VISIBLE_DEVICES"] = ""
-        log(f"no GPU found (nvidia-smi, CUDA_VISIBLE_DEVICES, {SLOTS_VARIABLE}): training on the CPU")
+        log(
+            f"no GPU found (nvidia-smi, CUDA_VISIBLE_DEVICES, {SLOTS_VARIABLE}): training on the CPU"
+        )
         yield []
         return
     if count > len(slots):
@@ -133,15 +149,21 @@ def claimed_slots(
                 handle.close()
             held = []
             if not waited:
-                log(f"waiting for a free GPU slot: all of {', '.join(slots)} are held by other jobs ({folder})")
+                log(
+                    f"waiting for a free GPU slot: all of {', '.join(slots)} are held by other jobs ({folder})"
+                )
                 waited = True
             time.sleep(poll_seconds)
         ids = [slot for slot, _ in held]
         environment["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
-        log(f"GPU slot {','.join(ids)} claimed at {time.time():.3f} (CUDA_VISIBLE_DEVICES={','.join(ids)})")
+        log(
+            f"GPU slot {','.join(ids)} claimed at {time.time():.3f} (CUDA_VISIBLE_DEVICES={','.join(ids)})"
+        )
         yield ids
     finally:
         for _, handle in held:
             handle.close()  # closing the file drops the flock
         if held:
-            log(f"GPU slot {','.join(slot for slot, _ in held)} released at {time.time():.3f}")
+            log(
+                f"GPU slot {','.join(slot for slot, _ in held)} released at {time.time():.3f}"
+            )

@@ -39,7 +39,9 @@ def gamma_from_alpha(alpha: float, num_classes: int) -> float:
 def smoothed_targets(labels, num_classes: int, gamma: float):
     """Eq. 7's target distribution for integer ``labels`` of shape (batch,) or (batch, 1)."""
     if not 1.0 / num_classes < gamma <= 1.0:
-        raise ValueError(f"gamma must lie in (1/K, 1] = ({1 / num_classes:.4g}, 1], got {gamma}")
+        raise ValueError(
+            f"gamma must lie in (1/K, 1] = ({1 / num_classes:.4g}, 1], got {gamma}"
+        )
     labels = keras.ops.reshape(keras.ops.cast(labels, "int32"), (-1,))
     one_hot = keras.ops.one_hot(labels, num_classes, dtype="float32")
     off_value = (1.0 - gamma) / (num_classes - 1) if num_classes > 1 else 0.0
@@ -48,7 +50,9 @@ def smoothed_targets(labels, num_classes: int, gamma: float):
 
 def smoothed_cross_entropy(labels, logits, gamma: float):
     """Per-example -sum_k q_k log softmax(logits)_k with eq. 7's q."""
-    return target_cross_entropy(smoothed_targets(labels, logits.shape[-1], gamma), logits)
+    return target_cross_entropy(
+        smoothed_targets(labels, logits.shape[-1], gamma), logits
+    )
 
 
 @keras.saving.register_keras_serializable(package="smoothbench")
@@ -58,7 +62,9 @@ class SmoothedCrossEntropy(keras.losses.Loss):
     ``SmoothedCrossEntropy(gamma=0.9)``; ``gamma=1`` is sparse categorical cross-entropy.
     """
 
-    def __init__(self, gamma: float = 1.0, name: str = "smoothed_cross_entropy", **kwargs):
+    def __init__(
+        self, gamma: float = 1.0, name: str = "smoothed_cross_entropy", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
         self.gamma = float(gamma)
 
@@ -92,7 +98,10 @@ def fixed_targets(labels, num_classes: int, method: str, value: float):
 
 def target_cross_entropy(targets, logits):
     """Per-example -sum_k targets_k log softmax(logits)_k."""
-    return -keras.ops.sum(targets * keras.ops.log_softmax(keras.ops.cast(logits, "float32"), axis=-1), axis=-1)
+    return -keras.ops.sum(
+        targets * keras.ops.log_softmax(keras.ops.cast(logits, "float32"), axis=-1),
+        axis=-1,
+    )
 
 
 @keras.saving.register_keras_serializable(package="smoothbench")
@@ -100,7 +109,13 @@ class FixedTargetCrossEntropy(keras.losses.Loss):
     """Cross-entropy of logits against a fixed smoothing method's targets, from integer labels:
     ``FixedTargetCrossEntropy("alpha", 0.1)``; ("gamma", 1.0) is sparse categorical cross-entropy."""
 
-    def __init__(self, method: str = "gamma", value: float = 1.0, name: str = "fixed_target_cross_entropy", **kwargs):
+    def __init__(
+        self,
+        method: str = "gamma",
+        value: float = 1.0,
+        name: str = "fixed_target_cross_entropy",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.method, self.value = str(method), float(value)
 
@@ -143,8 +158,14 @@ def label_smoothing_plus_plus_terms(labels, logits, matrix_logits, alpha: float)
     """
     probabilities = keras.ops.softmax(keras.ops.cast(logits, "float32"), axis=-1)
     targets = learned_targets(labels, learned_target_matrix(matrix_logits), alpha)
-    network = -keras.ops.sum(keras.ops.stop_gradient(targets) * keras.ops.log(probabilities + LOG_EPSILON), axis=-1)
-    matrix = -keras.ops.sum(keras.ops.stop_gradient(probabilities) * keras.ops.log(targets + LOG_EPSILON), axis=-1)
+    network = -keras.ops.sum(
+        keras.ops.stop_gradient(targets) * keras.ops.log(probabilities + LOG_EPSILON),
+        axis=-1,
+    )
+    matrix = -keras.ops.sum(
+        keras.ops.stop_gradient(probabilities) * keras.ops.log(targets + LOG_EPSILON),
+        axis=-1,
+    )
     return network, matrix
 
 
@@ -155,7 +176,10 @@ class LearnedTargetMatrix(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.logits = self.add_weight(
-            shape=(self.num_classes, self.num_classes - 1), initializer="zeros", trainable=True, name="c_logits"
+            shape=(self.num_classes, self.num_classes - 1),
+            initializer="zeros",
+            trainable=True,
+            name="c_logits",
         )
         self.built = True  # its one weight exists from the start; it takes no input
 
@@ -171,19 +195,29 @@ class LabelSmoothingPlusPlusModel(keras.Model):
     loss the method's split symmetric cross-entropy, and C is one more trainable weight
     (the same optimizer updates it, as in the method's code)."""
 
-    def __init__(self, network: keras.Model, num_classes: int, alpha: float = 0.1, **kwargs):
+    def __init__(
+        self, network: keras.Model, num_classes: int, alpha: float = 0.1, **kwargs
+    ):
         super().__init__(**kwargs)
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"Label Smoothing++ needs 0 < alpha < 1, got {alpha}")
         self.network = network
         self.alpha = float(alpha)
-        self.target_matrix = LearnedTargetMatrix(num_classes, name="label_smoothing_plus_plus")
+        self.target_matrix = LearnedTargetMatrix(
+            num_classes, name="label_smoothing_plus_plus"
+        )
 
     def call(self, inputs, training=False):
         return self.network(inputs, training=training)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        network, matrix = label_smoothing_plus_plus_terms(y, y_pred, self.target_matrix.logits, self.alpha)
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        network, matrix = label_smoothing_plus_plus_terms(
+            y, y_pred, self.target_matrix.logits, self.alpha
+        )
         loss = keras.ops.mean((network + matrix) / 2.0)
-        regularization = self.losses  # the network's weight decay, as compile's loss would add
+        regularization = (
+            self.losses
+        )  # the network's weight decay, as compile's loss would add
         return loss + sum(regularization) if regularization else loss

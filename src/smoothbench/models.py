@@ -81,7 +81,9 @@ def _head(x, num_classes: int, pooling: str):
     else:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     # float32 logits even under a mixed-precision policy: the loss needs them exact.
-    return keras.layers.Dense(num_classes, kernel_initializer="he_normal", dtype="float32", name="logits")(x)
+    return keras.layers.Dense(
+        num_classes, kernel_initializer="he_normal", dtype="float32", name="logits"
+    )(x)
 
 
 def _check_input(input_shape, pooling: str) -> None:
@@ -101,7 +103,13 @@ def _blocks_per_stage(model: str, depth: int, layers_per_block: int) -> int:
     return (depth - 2) // layers_per_block
 
 
-def resnet_v1(input_shape, depth: int, num_classes: int, pooling: str = "fixed_8x8", name: str | None = None) -> keras.Model:
+def resnet_v1(
+    input_shape,
+    depth: int,
+    num_classes: int,
+    pooling: str = "fixed_8x8",
+    name: str | None = None,
+) -> keras.Model:
     """ResNet v1 (He et al. 2016a) for small images; depth 6n+2 (20 in the paper)."""
     blocks = _blocks_per_stage("resnet_v1", depth, 6)
     _check_input(input_shape, pooling)
@@ -116,7 +124,12 @@ def resnet_v1(input_shape, depth: int, num_classes: int, pooling: str = "fixed_8
             y = _convolution_block(y, filters, activation=None, name=f"{prefix}_2")
             if stack > 0 and block == 0:
                 x = _convolution_block(
-                    x, filters, kernel_size=1, strides=strides, activation=None, batch_normalization=False,
+                    x,
+                    filters,
+                    kernel_size=1,
+                    strides=strides,
+                    activation=None,
+                    batch_normalization=False,
                     name=f"{prefix}_shortcut",
                 )
             x = keras.layers.Add(name=f"{prefix}_add")([x, y])
@@ -126,7 +139,13 @@ def resnet_v1(input_shape, depth: int, num_classes: int, pooling: str = "fixed_8
     return keras.Model(inputs, outputs, name=name or f"resnet_v1_{depth}")
 
 
-def resnet_v2(input_shape, depth: int, num_classes: int, pooling: str = "fixed_8x8", name: str | None = None) -> keras.Model:
+def resnet_v2(
+    input_shape,
+    depth: int,
+    num_classes: int,
+    pooling: str = "fixed_8x8",
+    name: str | None = None,
+) -> keras.Model:
     """ResNet v2 (He et al. 2016b), pre-activation bottlenecks; depth 9n+2 (83 in the paper)."""
     blocks = _blocks_per_stage("resnet_v2", depth, 9)
     _check_input(input_shape, pooling)
@@ -146,14 +165,33 @@ def resnet_v2(input_shape, depth: int, num_classes: int, pooling: str = "fixed_8
                 if block == 0:
                     strides = 2
             y = _convolution_block(
-                x, filters_in, kernel_size=1, strides=strides, activation=activation,
-                batch_normalization=batch_normalization, convolution_first=False, name=f"{prefix}_1",
+                x,
+                filters_in,
+                kernel_size=1,
+                strides=strides,
+                activation=activation,
+                batch_normalization=batch_normalization,
+                convolution_first=False,
+                name=f"{prefix}_1",
             )
-            y = _convolution_block(y, filters_in, convolution_first=False, name=f"{prefix}_2")
-            y = _convolution_block(y, filters_out, kernel_size=1, convolution_first=False, name=f"{prefix}_3")
+            y = _convolution_block(
+                y, filters_in, convolution_first=False, name=f"{prefix}_2"
+            )
+            y = _convolution_block(
+                y,
+                filters_out,
+                kernel_size=1,
+                convolution_first=False,
+                name=f"{prefix}_3",
+            )
             if block == 0:
                 x = _convolution_block(
-                    x, filters_out, kernel_size=1, strides=strides, activation=None, batch_normalization=False,
+                    x,
+                    filters_out,
+                    kernel_size=1,
+                    strides=strides,
+                    activation=None,
+                    batch_normalization=False,
                     name=f"{prefix}_shortcut",
                 )
             x = keras.layers.Add(name=f"{prefix}_add")([x, y])
@@ -167,12 +205,16 @@ def resnet_v2(input_shape, depth: int, num_classes: int, pooling: str = "fixed_8
 BUILDERS = {"resnet_v1": resnet_v1, "resnet_v2": resnet_v2}
 
 
-def build_resnet(model: str, depth: int, input_shape, num_classes: int, pooling: str = "fixed_8x8") -> keras.Model:
+def build_resnet(
+    model: str, depth: int, input_shape, num_classes: int, pooling: str = "fixed_8x8"
+) -> keras.Model:
     """The paper's classifier by name: ``build_resnet("resnet_v1", 20, (32, 32, 3), 10)``."""
     try:
         builder = BUILDERS[model]
     except KeyError:
-        raise ValueError(f"model must be one of {sorted(BUILDERS)}, got {model!r}") from None
+        raise ValueError(
+            f"model must be one of {sorted(BUILDERS)}, got {model!r}"
+        ) from None
     return builder(input_shape, depth, num_classes, pooling)
 
 
@@ -186,13 +228,19 @@ class Preprocess(keras.layers.Layer):
     so a checkpoint carries it.
     """
 
-    def __init__(self, mean_shape, padding=((0, 0), (0, 0)), subtract_mean: bool = True, **kwargs):
+    def __init__(
+        self, mean_shape, padding=((0, 0), (0, 0)), subtract_mean: bool = True, **kwargs
+    ):
         super().__init__(**kwargs)
         self.mean_shape = tuple(mean_shape)
         self.padding = tuple(tuple(int(p) for p in side) for side in padding)
         self.subtract_mean = bool(subtract_mean)
         self.mean = self.add_weight(
-            shape=self.mean_shape, initializer="zeros", trainable=False, name="mean", dtype="float32"
+            shape=self.mean_shape,
+            initializer="zeros",
+            trainable=False,
+            name="mean",
+            dtype="float32",
         )
 
     def call(self, images):
@@ -230,7 +278,13 @@ class RandomShift(keras.layers.Layer):
     would turn compilation off for the whole model). The identity outside training.
     """
 
-    def __init__(self, height_factor: float, width_factor: float, seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        height_factor: float,
+        width_factor: float,
+        seed: int | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.height_factor = float(height_factor)
         self.width_factor = float(width_factor)
@@ -248,7 +302,9 @@ class RandomShift(keras.layers.Layer):
         weight = (positions - lower)[..., None]
         lower = ops.cast(lower, "int32")
         upper = ops.minimum(lower + 1, size - 1)
-        return (1.0 - weight) * ops.one_hot(lower, size, dtype="float32") + weight * ops.one_hot(upper, size, dtype="float32")
+        return (1.0 - weight) * ops.one_hot(
+            lower, size, dtype="float32"
+        ) + weight * ops.one_hot(upper, size, dtype="float32")
 
     def call(self, images, training=None):
         if not training or (self.height_factor == 0 and self.width_factor == 0):
@@ -256,19 +312,35 @@ class RandomShift(keras.layers.Layer):
         ops = keras.ops
         batch = ops.shape(images)[0]
         height, width = images.shape[1], images.shape[2]
-        vertical = keras.random.uniform((batch,), -self.height_factor * height, self.height_factor * height,
-                                        seed=self.seed_generator)
-        horizontal = keras.random.uniform((batch,), -self.width_factor * width, self.width_factor * width,
-                                          seed=self.seed_generator)
-        images = ops.einsum("bih,bhwc->biwc", self.interpolation_matrix(vertical, height), images)
-        return ops.einsum("bjw,biwc->bijc", self.interpolation_matrix(horizontal, width), images)
+        vertical = keras.random.uniform(
+            (batch,),
+            -self.height_factor * height,
+            self.height_factor * height,
+            seed=self.seed_generator,
+        )
+        horizontal = keras.random.uniform(
+            (batch,),
+            -self.width_factor * width,
+            self.width_factor * width,
+            seed=self.seed_generator,
+        )
+        images = ops.einsum(
+            "bih,bhwc->biwc", self.interpolation_matrix(vertical, height), images
+        )
+        return ops.einsum(
+            "bjw,biwc->bijc", self.interpolation_matrix(horizontal, width), images
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "height_factor": self.height_factor, "width_factor": self.width_factor,
-                "seed": self.seed}
+        return {
+            **super().get_config(),
+            "height_factor": self.height_factor,
+            "width_factor": self.width_factor,
+            "seed": self.seed,
+        }
 
 
 def build_training_model(
@@ -290,15 +362,22 @@ def build_training_model(
     inputs = keras.Input(shape=tuple(image_shape), dtype="uint8", name="uint8_images")
     # Preprocessing and augmentation stay float32 under a mixed-precision policy (cheap,
     # and the mean subtraction is exact); the classifier follows the global policy.
-    preprocess = Preprocess(tuple(image_shape), padding=padding, subtract_mean=subtract_mean, name="preprocess",
-                            dtype="float32")
+    preprocess = Preprocess(
+        tuple(image_shape),
+        padding=padding,
+        subtract_mean=subtract_mean,
+        name="preprocess",
+        dtype="float32",
+    )
     x = preprocess(inputs)
     if subtract_mean:
         preprocess.mean.assign(keras.ops.convert_to_tensor(mean, dtype="float32"))
     if shift:
         x = RandomShift(shift, shift, name="random_shift", dtype="float32")(x)
     if horizontal_flip:
-        x = keras.layers.RandomFlip("horizontal", name="random_flip", dtype="float32")(x)
+        x = keras.layers.RandomFlip("horizontal", name="random_flip", dtype="float32")(
+            x
+        )
     outputs = classifier(x)
     return keras.Model(inputs, outputs, name=f"train_{classifier.name}")
 

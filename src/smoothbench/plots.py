@@ -54,10 +54,14 @@ def save_figure(figure, stem: Path | str) -> list[Path]:
     stem = Path(stem)
     written = []
     for suffix in FORMATS:
-        path = stem.parent / f"{stem.name}.{suffix}"  # not with_suffix: a stem may hold a dot (lspp~0.1)
+        path = (
+            stem.parent / f"{stem.name}.{suffix}"
+        )  # not with_suffix: a stem may hold a dot (lspp~0.1)
         metadata = {"CreationDate": None} if suffix == "pdf" else {}
         with storage.atomic_file(path, "wb") as stream:
-            figure.savefig(stream, format=suffix, dpi=150, metadata=metadata, bbox_inches="tight")
+            figure.savefig(
+                stream, format=suffix, dpi=150, metadata=metadata, bbox_inches="tight"
+            )
         written.append(path)
     return written
 
@@ -75,7 +79,9 @@ def _grid(count: int, max_columns: int = 4) -> tuple[int, int]:
     return columns, math.ceil(max(count, 1) / columns)
 
 
-def plot_accuracy_versus_gamma(runs: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str], stem: Path | str) -> list[Path]:
+def plot_accuracy_versus_gamma(
+    runs: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str], stem: Path | str
+) -> list[Path]:
     """One panel per experiment (in ``labels``' order): accuracy (%) against gamma."""
     names = list(labels)
     columns, rows = _grid(len(names))
@@ -83,31 +89,57 @@ def plot_accuracy_versus_gamma(runs: pd.DataFrame, paper: pd.DataFrame, labels: 
     for index, name in enumerate(names):
         axis = axes.flat[index]
         own = runs[runs["experiment"] == name]
-        summary = own.groupby("gamma")["best_val_accuracy_percent"].agg(["mean", "std", "count"]).reset_index()
+        summary = (
+            own.groupby("gamma")["best_val_accuracy_percent"]
+            .agg(["mean", "std", "count"])
+            .reset_index()
+        )
         seeds = int(summary["count"].max()) if len(summary) else 0
         axis.errorbar(
-            summary["gamma"], summary["mean"], yerr=summary["std"].fillna(0), color=OURS_COLOR, marker="o",
-            markersize=4, capsize=3, label="ours" + (f" (mean ± std, {seeds} seeds)" if seeds > 1 else ""),
+            summary["gamma"],
+            summary["mean"],
+            yerr=summary["std"].fillna(0),
+            color=OURS_COLOR,
+            marker="o",
+            markersize=4,
+            capsize=3,
+            label="ours" + (f" (mean ± std, {seeds} seeds)" if seeds > 1 else ""),
         )
         if seeds > 1:
-            axis.scatter(own["gamma"], own["best_val_accuracy_percent"], color=OURS_COLOR, s=8, alpha=0.4, zorder=3)
+            axis.scatter(
+                own["gamma"],
+                own["best_val_accuracy_percent"],
+                color=OURS_COLOR,
+                s=8,
+                alpha=0.4,
+                zorder=3,
+            )
         theirs = paper[paper["experiment"] == name].sort_values("gamma")
         if len(theirs):
-            axis.plot(theirs["gamma"], theirs["mean_percent"], color=PAPER_COLOR, marker="s", markersize=4,
-                      linestyle="--", label="paper")
+            axis.plot(
+                theirs["gamma"],
+                theirs["mean_percent"],
+                color=PAPER_COLOR,
+                marker="s",
+                markersize=4,
+                linestyle="--",
+                label="paper",
+            )
         axis.set_title(labels[name])
         axis.set_xlabel("γ")
         axis.set_ylabel("best val. accuracy (%)")
         axis.set_xlim(0.05, 1.05)
         axis.grid(alpha=0.3)
         axis.legend(fontsize="x-small")
-    for axis in axes.flat[len(names):]:
+    for axis in axes.flat[len(names) :]:
         axis.set_visible(False)
     figure.suptitle("Best validation accuracy against γ (γ = 1: plain cross-entropy)")
     return save_figure(figure, stem)
 
 
-def plot_gain_over_baseline(ours: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str], stem: Path | str) -> list[Path]:
+def plot_gain_over_baseline(
+    ours: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str], stem: Path | str
+) -> list[Path]:
     """Table 3's diff % per data set: ours beside the paper's (recomputed from its Tables 1-2)."""
     names = list(labels)
     figure, axes = _figure(1, 1, width=max(4.0, 0.75 * len(names) + 2), height=3.4)
@@ -122,15 +154,36 @@ def plot_gain_over_baseline(ours: pd.DataFrame, paper: pd.DataFrame, labels: dic
     ours_values, paper_values = values(ours), values(paper)
     with_paper = not np.all(np.isnan(paper_values))
     offset = width / 2 if with_paper else 0.0
-    axis.bar(positions - offset, np.nan_to_num(ours_values), width, color=OURS_COLOR, label="ours")
+    axis.bar(
+        positions - offset,
+        np.nan_to_num(ours_values),
+        width,
+        color=OURS_COLOR,
+        label="ours",
+    )
     if with_paper:
-        axis.bar(positions + offset, np.nan_to_num(paper_values), width, color=PAPER_COLOR, label="paper (from its Tables 1-2)")
+        axis.bar(
+            positions + offset,
+            np.nan_to_num(paper_values),
+            width,
+            color=PAPER_COLOR,
+            label="paper (from its Tables 1-2)",
+        )
     for position, value in zip(positions, ours_values):
         if np.isnan(value):
-            axis.annotate("no γ = 1", (position - offset, 0), ha="center", va="bottom", fontsize="x-small", rotation=90)
+            axis.annotate(
+                "no γ = 1",
+                (position - offset, 0),
+                ha="center",
+                va="bottom",
+                fontsize="x-small",
+                rotation=90,
+            )
     axis.set_xlim(-0.75, len(names) - 0.25)
     axis.axhline(0, color="black", linewidth=0.8)
-    axis.set_xticks(positions, [labels[name] for name in names], rotation=30, ha="right")
+    axis.set_xticks(
+        positions, [labels[name] for name in names], rotation=30, ha="right"
+    )
     axis.set_ylabel("gain over γ = 1 (diff %)")
     axis.set_title("Best γ against plain cross-entropy: (best - base) / best x 100")
     axis.grid(axis="y", alpha=0.3)
@@ -138,7 +191,12 @@ def plot_gain_over_baseline(ours: pd.DataFrame, paper: pd.DataFrame, labels: dic
     return save_figure(figure, stem)
 
 
-def plot_training_curves(label: str, histories: list[tuple[float, int, list[dict]]], num_classes: int, stem: Path | str) -> list[Path]:
+def plot_training_curves(
+    label: str,
+    histories: list[tuple[float, int, list[dict]]],
+    num_classes: int,
+    stem: Path | str,
+) -> list[Path]:
     """Loss, loss above its floor, and accuracy per epoch for one experiment's gammas.
 
     ``histories``: (gamma, seed, rows of history.csv). Several seeds of a gamma are
@@ -159,7 +217,10 @@ def plot_training_curves(label: str, histories: list[tuple[float, int, list[dict
         epochs = np.arange(1, length + 1)
 
         def mean(key):
-            return np.mean([[row[key] for row in rows[:length]] for rows in by_gamma[gamma]], axis=0)
+            return np.mean(
+                [[row[key] for row in rows[:length]] for rows in by_gamma[gamma]],
+                axis=0,
+            )
 
         floor = target_entropy(gamma, num_classes)
         text = f"γ = {format_gamma(gamma)}"
@@ -167,9 +228,16 @@ def plot_training_curves(label: str, histories: list[tuple[float, int, list[dict
         loss_axis.plot(epochs, mean("val_loss"), color=colour, linestyle="--")
         loss_axis.axhline(floor, color=colour, linestyle=":", linewidth=0.8)
         excess_axis.plot(epochs, np.maximum(mean("loss") - floor, 1e-6), color=colour)
-        excess_axis.plot(epochs, np.maximum(mean("val_loss") - floor, 1e-6), color=colour, linestyle="--")
+        excess_axis.plot(
+            epochs,
+            np.maximum(mean("val_loss") - floor, 1e-6),
+            color=colour,
+            linestyle="--",
+        )
         accuracy_axis.plot(epochs, 100 * mean("accuracy"), color=colour)
-        accuracy_axis.plot(epochs, 100 * mean("val_accuracy"), color=colour, linestyle="--")
+        accuracy_axis.plot(
+            epochs, 100 * mean("val_accuracy"), color=colour, linestyle="--"
+        )
     loss_axis.set_title("loss (dotted: its floor H(q))")
     excess_axis.set_title("loss - H(q), log scale")
     excess_axis.set_yscale("log")
@@ -179,11 +247,16 @@ def plot_training_curves(label: str, histories: list[tuple[float, int, list[dict
         axis.grid(alpha=0.3)
     from matplotlib.lines import Line2D
 
-    styles = [Line2D([], [], color="black", label="training"), Line2D([], [], color="black", linestyle="--", label="validation")]
+    styles = [
+        Line2D([], [], color="black", label="training"),
+        Line2D([], [], color="black", linestyle="--", label="validation"),
+    ]
     loss_axis.legend(fontsize="x-small", ncols=2)
     accuracy_axis.legend(handles=styles, fontsize="x-small", loc="lower right")
     averaged = f", mean of {seeds} seeds" if seeds > 1 else ""
-    figure.suptitle(f"{label}: training (solid) and validation (dashed) per epoch{averaged}")
+    figure.suptitle(
+        f"{label}: training (solid) and validation (dashed) per epoch{averaged}"
+    )
     return save_figure(figure, stem)
 
 
@@ -196,10 +269,14 @@ def write_summary_plots(study, metrics_files, folder: Path | str) -> list[Path]:
 
     folder = Path(folder)
     runs = tables.collect_runs(study, metrics_files)
-    runs = runs[runs["method"] == "gamma"].reset_index(drop=True)  # the paper's method; the others are in the tables
+    runs = runs[runs["method"] == "gamma"].reset_index(
+        drop=True
+    )  # the paper's method; the others are in the tables
     labels = tables.row_labels(study)
     paper = tables.paper_cells()
-    ours = tables.best_versus_baseline(tables.summarize_cells(runs), list(study.experiments))
+    ours = tables.best_versus_baseline(
+        tables.summarize_cells(runs), list(study.experiments)
+    )
     theirs = tables.best_versus_baseline(paper)
     return [
         *plot_accuracy_versus_gamma(runs, paper, labels, folder / "accuracy_vs_gamma"),
@@ -207,7 +284,9 @@ def write_summary_plots(study, metrics_files, folder: Path | str) -> list[Path]:
     ]
 
 
-def write_training_curves(study, experiment: str, metrics_files, stem: Path | str) -> list[Path]:
+def write_training_curves(
+    study, experiment: str, metrics_files, stem: Path | str
+) -> list[Path]:
     """One experiment's training curves from its runs' history.csv (beside each metrics.json)."""
     from smoothbench import tables
     from smoothbench.training import HISTORY_FILE, read_history
@@ -215,22 +294,32 @@ def write_training_curves(study, experiment: str, metrics_files, stem: Path | st
     runs = tables.collect_runs(study, metrics_files)
     wrong = runs[runs["experiment"] != experiment]
     if len(wrong):
-        raise tables.ResultsError(f"{wrong['metrics_file'].iloc[0]}: not a run of experiment {experiment!r}")
-    runs = runs[runs["method"] == "gamma"]  # curves against gamma, each with eq. 7's floor
+        raise tables.ResultsError(
+            f"{wrong['metrics_file'].iloc[0]}: not a run of experiment {experiment!r}"
+        )
+    runs = runs[
+        runs["method"] == "gamma"
+    ]  # curves against gamma, each with eq. 7's floor
     histories = []
     for record in runs.itertuples():
         path = Path(record.metrics_file).with_name(HISTORY_FILE)
         try:
             rows = read_history(path)
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise tables.ResultsError(f"{path}: unreadable history ({error}); retrain the run") from None
-        missing = {"loss", "accuracy", "val_loss", "val_accuracy"} - set(rows[0] if rows else ())
+            raise tables.ResultsError(
+                f"{path}: unreadable history ({error}); retrain the run"
+            ) from None
+        missing = {"loss", "accuracy", "val_loss", "val_accuracy"} - set(
+            rows[0] if rows else ()
+        )
         if not rows or missing:
             what = f"no column {', '.join(sorted(missing))}" if rows else "no epochs"
             raise tables.ResultsError(f"{path}: {what} in the history; retrain the run")
         histories.append((record.gamma, record.seed, rows))
     spec = study.experiments[experiment]
-    return plot_training_curves(tables.row_labels(study)[experiment], histories, spec.dataset.num_classes, stem)
+    return plot_training_curves(
+        tables.row_labels(study)[experiment], histories, spec.dataset.num_classes, stem
+    )
 
 
 def pooled_bins(bin_lists: list[list[dict]]) -> list[dict]:
@@ -239,15 +328,31 @@ def pooled_bins(bin_lists: list[list[dict]]) -> list[dict]:
     pooled = []
     for rows in zip(*bin_lists):
         count = sum(row["count"] for row in rows)
-        pooled.append({
-            "lower": rows[0]["lower"], "upper": rows[0]["upper"], "count": count,
-            "confidence": sum(row["count"] * row["confidence"] for row in rows if row["count"]) / count if count else None,
-            "accuracy": sum(row["count"] * row["accuracy"] for row in rows if row["count"]) / count if count else None,
-        })
+        pooled.append(
+            {
+                "lower": rows[0]["lower"],
+                "upper": rows[0]["upper"],
+                "count": count,
+                "confidence": sum(
+                    row["count"] * row["confidence"] for row in rows if row["count"]
+                )
+                / count
+                if count
+                else None,
+                "accuracy": sum(
+                    row["count"] * row["accuracy"] for row in rows if row["count"]
+                )
+                / count
+                if count
+                else None,
+            }
+        )
     return pooled
 
 
-def plot_reliability(label: str, curves: list[tuple[str, list[dict], float]], stem: Path | str) -> list[Path]:
+def plot_reliability(
+    label: str, curves: list[tuple[str, list[dict], float]], stem: Path | str
+) -> list[Path]:
     """Reliability diagrams: one panel per (name, pooled bins, ECE): accuracy per confidence
     bin as filled bars, the bin's mean confidence as an outline (outline above the bar:
     overconfident; below: underconfident), the diagonal of perfect calibration, and the
@@ -257,13 +362,34 @@ def plot_reliability(label: str, curves: list[tuple[str, list[dict], float]], st
         total = sum(row["count"] for row in bins) or 1
         filled = [row for row in bins if row["count"]]
         width = bins[0]["upper"] - bins[0]["lower"]
-        axis.bar([row["lower"] for row in filled], [row["accuracy"] for row in filled], width=width, align="edge",
-                 color=OURS_COLOR, edgecolor="white", label="accuracy")
-        axis.bar([row["lower"] for row in filled], [row["confidence"] for row in filled], width=width, align="edge",
-                 fill=False, edgecolor=PAPER_COLOR, linewidth=1.2, label="mean confidence")
+        axis.bar(
+            [row["lower"] for row in filled],
+            [row["accuracy"] for row in filled],
+            width=width,
+            align="edge",
+            color=OURS_COLOR,
+            edgecolor="white",
+            label="accuracy",
+        )
+        axis.bar(
+            [row["lower"] for row in filled],
+            [row["confidence"] for row in filled],
+            width=width,
+            align="edge",
+            fill=False,
+            edgecolor=PAPER_COLOR,
+            linewidth=1.2,
+            label="mean confidence",
+        )
         axis.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=1)
-        axis.plot([row["lower"] + width / 2 for row in bins], [row["count"] / total for row in bins], color="#555555",
-                  linewidth=1, marker=".", label="share of examples")
+        axis.plot(
+            [row["lower"] + width / 2 for row in bins],
+            [row["count"] / total for row in bins],
+            color="#555555",
+            linewidth=1,
+            marker=".",
+            label="share of examples",
+        )
         axis.set_xlim(0, 1)
         axis.set_ylim(0, 1)
         axis.set_xlabel("confidence")
@@ -274,7 +400,9 @@ def plot_reliability(label: str, curves: list[tuple[str, list[dict], float]], st
     return save_figure(figure, stem)
 
 
-def plot_c_matrix(matrix: np.ndarray, class_names: list[str], title: str, stem: Path | str) -> list[Path]:
+def plot_c_matrix(
+    matrix: np.ndarray, class_names: list[str], title: str, stem: Path | str
+) -> list[Path]:
     """C as a heatmap: row = the true class, column = where its smoothing mass goes."""
     K = len(matrix)
     side = min(10.0, 2.5 + 0.35 * K)
@@ -283,21 +411,39 @@ def plot_c_matrix(matrix: np.ndarray, class_names: list[str], title: str, stem: 
     image = axis.imshow(matrix, cmap="viridis", vmin=0)
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
     if K <= 40:
-        names = [str(name) for name in class_names] if len(class_names) == K else [str(k) for k in range(K)]
+        names = (
+            [str(name) for name in class_names]
+            if len(class_names) == K
+            else [str(k) for k in range(K)]
+        )
         axis.set_xticks(range(K), names, rotation=90, fontsize=7)
         axis.set_yticks(range(K), names, fontsize=7)
         if K <= 12:
             for row in range(K):
                 for column in range(K):
                     if row != column:
-                        axis.text(column, row, f"{matrix[row, column]:.2f}", ha="center", va="center", fontsize=6, color="white")
+                        axis.text(
+                            column,
+                            row,
+                            f"{matrix[row, column]:.2f}",
+                            ha="center",
+                            va="center",
+                            fontsize=6,
+                            color="white",
+                        )
     axis.set_xlabel("class receiving the smoothing mass")
     axis.set_ylabel("true class")
     axis.set_title(title, fontsize=9)
     return save_figure(figure, stem)
 
 
-def write_reliability(study, experiment: str, metrics_files, stem: Path | str, calibration_epoch: str = "best") -> list[Path]:
+def write_reliability(
+    study,
+    experiment: str,
+    metrics_files,
+    stem: Path | str,
+    calibration_epoch: str = "best",
+) -> list[Path]:
     """One experiment's reliability diagrams from its runs' metrics.json: gamma = 1, the best
     gamma, and the best uniform alpha and LS++ value where run (best by mean accuracy)."""
     import json
@@ -312,26 +458,41 @@ def write_reliability(study, experiment: str, metrics_files, stem: Path | str, c
     if len(baseline):
         chosen.append(("one-hot (γ = 1)", baseline.iloc[0]))
     for method, exclude in (("gamma", True), ("alpha", False), ("lspp", False)):
-        best = analysis.best_of_method(cells, experiment, method, exclude_baseline=exclude)
+        best = analysis.best_of_method(
+            cells, experiment, method, exclude_baseline=exclude
+        )
         if best is not None:
             chosen.append((f"best {analysis.describe(method, best['value'])}", best))
     curves = []
     for name, cell in chosen:
-        files = runs[(runs["method"] == cell["method"]) & (runs["value"] == cell["value"])]["metrics_file"]
+        files = runs[
+            (runs["method"] == cell["method"]) & (runs["value"] == cell["value"])
+        ]["metrics_file"]
         bin_lists = []
         for path in files:
             calibration = json.loads(Path(path).read_text()).get("calibration") or {}
             measured = calibration.get(f"{calibration_epoch}_epoch")
             if not measured or "bins" not in measured:
-                raise tables.ResultsError(f"{path}: no calibration bins at the {calibration_epoch} epoch; retrain the run")
+                raise tables.ResultsError(
+                    f"{path}: no calibration bins at the {calibration_epoch} epoch; retrain the run"
+                )
             bin_lists.append(measured["bins"])
         curves.append((name, pooled_bins(bin_lists), float(cell["ece"])))
     if not curves:
-        raise tables.ResultsError(f"experiment {experiment!r}: no runs to draw a reliability diagram from")
+        raise tables.ResultsError(
+            f"experiment {experiment!r}: no runs to draw a reliability diagram from"
+        )
     return plot_reliability(tables.row_labels(study)[experiment], curves, stem)
 
 
-def write_c_matrix(study, experiment: str, value_text: str, matrix_files, manifest_file, stem: Path | str) -> list[Path]:
+def write_c_matrix(
+    study,
+    experiment: str,
+    value_text: str,
+    matrix_files,
+    manifest_file,
+    stem: Path | str,
+) -> list[Path]:
     """The mean over seeds of one (experiment, LS++ alpha)'s learned C, with the class names
     from the prepared data's manifest."""
     import json
@@ -344,11 +505,17 @@ def write_c_matrix(study, experiment: str, value_text: str, matrix_files, manife
         try:
             matrix = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as error:
-            raise tables.ResultsError(f"{path}: unreadable C matrix ({error}); retrain the run") from None
+            raise tables.ResultsError(
+                f"{path}: unreadable C matrix ({error}); retrain the run"
+            ) from None
         if matrix.shape != (K, K):
-            raise tables.ResultsError(f"{path}: C has shape {matrix.shape}, expected ({K}, {K}) for {experiment}")
+            raise tables.ResultsError(
+                f"{path}: C has shape {matrix.shape}, expected ({K}, {K}) for {experiment}"
+            )
         matrices.append(matrix)
-    names = json.loads(Path(manifest_file).read_text()).get("class_names") or [str(k) for k in range(K)]
+    names = json.loads(Path(manifest_file).read_text()).get("class_names") or [
+        str(k) for k in range(K)
+    ]
     label = tables.row_labels(study)[experiment]
     title = f"{label}: learned C of LS++ (α = {value_text}), mean of {len(matrices)} seed(s)"
     return plot_c_matrix(np.mean(matrices, axis=0), names, title, stem)

@@ -9,8 +9,8 @@ the [0, 1] scale the paper's recipe uses (pixels / 255).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -39,17 +39,25 @@ def square_image(image, size: int, method: str):
     if method == "resize":
 
         def changed():
-            return tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+            return tf.image.resize(
+                image, (size, size), method="bilinear", antialias=True
+            )
 
         out = tf.cond(tf.logical_and(height == size, width == size), unchanged, changed)
     elif method == "center_crop":
         shorter = tf.minimum(height, width)
         scale = tf.cast(size, tf.float32) / tf.cast(shorter, tf.float32)
-        new_height = tf.maximum(size, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
-        new_width = tf.maximum(size, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32))
+        new_height = tf.maximum(
+            size, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32)
+        )
+        new_width = tf.maximum(
+            size, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32)
+        )
 
         def changed():
-            return tf.image.resize(image, (new_height, new_width), method="bilinear", antialias=True)
+            return tf.image.resize(
+                image, (new_height, new_width), method="bilinear", antialias=True
+            )
 
         resized = tf.cond(shorter == size, unchanged, changed)
         top = (tf.shape(resized)[0] - size) // 2
@@ -64,7 +72,9 @@ def square_image(image, size: int, method: str):
 class Split:
     """A split to be written: its size, its image shape, and a way to stream batches."""
 
-    def __init__(self, name: str, count: int, shape: tuple[int, int, int], batches) -> None:
+    def __init__(
+        self, name: str, count: int, shape: tuple[int, int, int], batches
+    ) -> None:
         self.name, self.count, self.shape, self._batches = name, count, shape, batches
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -86,7 +96,9 @@ def _tfds_splits(spec: DatasetSpec, settings: dict) -> tuple[dict[str, Split], d
         split = settings["splits"][role]
 
         def dataset(split=split):
-            data = builder.as_dataset(split=split, shuffle_files=False, as_supervised=True)
+            data = builder.as_dataset(
+                split=split, shuffle_files=False, as_supervised=True
+            )
             if spec.native_shape is None:
                 size, method = settings["image_size"], settings["square_method"]
                 data = data.map(
@@ -102,7 +114,9 @@ def _tfds_splits(spec: DatasetSpec, settings: dict) -> tuple[dict[str, Split], d
             count = 0
         if count == 0:  # mock data carries no split metadata: count by reading
             count = sum(int(labels.shape[0]) for _, labels in tfds.as_numpy(dataset()))
-        splits[role] = Split(split, count, shape, lambda dataset=dataset: tfds.as_numpy(dataset()))
+        splits[role] = Split(
+            split, count, shape, lambda dataset=dataset: tfds.as_numpy(dataset())
+        )
     label = builder.info.features["label"]
     info = {"tfds_version": str(builder.version), "class_names": list(label.names)}
     if label.num_classes != spec.num_classes:
@@ -121,7 +135,11 @@ def _digits_splits(spec: DatasetSpec, settings: dict) -> tuple[dict[str, Split],
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     labels = digits.target.astype(np.int32)
     parts = train_test_split(
-        images, labels, test_size=settings["validation_fraction"], stratify=labels, random_state=0
+        images,
+        labels,
+        test_size=settings["validation_fraction"],
+        stratify=labels,
+        random_state=0,
     )
     arrays = {"train": (parts[0], parts[2]), "validation": (parts[1], parts[3])}
     splits = {
@@ -133,7 +151,10 @@ def _digits_splits(spec: DatasetSpec, settings: dict) -> tuple[dict[str, Split],
         )
         for role in SPLITS
     }
-    return splits, {"tfds_version": None, "class_names": [str(name) for name in digits.target_names]}
+    return splits, {
+        "tfds_version": None,
+        "class_names": [str(name) for name in digits.target_names],
+    }
 
 
 def prepare(settings: dict, output_folder: Path | str) -> dict:
@@ -151,7 +172,9 @@ def prepare(settings: dict, output_folder: Path | str) -> dict:
 
         context = tfds.testing.mock_data(num_examples=settings["mock"]["num_examples"])
     with context:
-        splits, info = (_digits_splits if spec.source == "sklearn" else _tfds_splits)(spec, settings)
+        splits, info = (_digits_splits if spec.source == "sklearn" else _tfds_splits)(
+            spec, settings
+        )
         with storage.staging_folder(output_folder) as staging:
             arrays, split_summary, mean = {}, {}, None
             for role, split in splits.items():
@@ -159,7 +182,9 @@ def prepare(settings: dict, output_folder: Path | str) -> dict:
                 split_summary[role] = summary
                 if role == "train":
                     if split.count == 0:
-                        raise storage.PreparedDataError(f"dataset {spec.name!r}: the train split {split.name!r} is empty")
+                        raise storage.PreparedDataError(
+                            f"dataset {spec.name!r}: the train split {split.name!r} is empty"
+                        )
                     mean = (sums / split.count / 255.0).astype(np.float32)
             arrays["mean"] = {
                 "file": "mean.npy",
@@ -180,18 +205,32 @@ def prepare(settings: dict, output_folder: Path | str) -> dict:
                 "mean_scale": "per-pixel mean of train_images / 255 (float32)",
                 "splits": split_summary,
                 "arrays": arrays,
-                "settings": {key: settings[key] for key in ("image_size", "square_method", "validation_fraction") if key in settings},
+                "settings": {
+                    key: settings[key]
+                    for key in ("image_size", "square_method", "validation_fraction")
+                    if key in settings
+                },
             }
             storage.write_json_atomic(staging / storage.MANIFEST_NAME, manifest)
-            storage.publish(staging, output_folder, [entry["file"] for entry in arrays.values()] + [storage.MANIFEST_NAME])
+            storage.publish(
+                staging,
+                output_folder,
+                [entry["file"] for entry in arrays.values()] + [storage.MANIFEST_NAME],
+            )
     return manifest
 
 
-def _write_split(spec: DatasetSpec, role: str, split: Split, staging: Path, arrays: dict):
+def _write_split(
+    spec: DatasetSpec, role: str, split: Split, staging: Path, arrays: dict
+):
     """Stream one split to ``{role}_images.npy`` / ``{role}_labels.npy``; return its summary and pixel sums."""
     shape = tuple(split.shape)
-    image_writer = storage.StreamingArrayWriter(staging / f"{role}_images.npy", (split.count, *shape), np.uint8)
-    label_writer = storage.StreamingArrayWriter(staging / f"{role}_labels.npy", (split.count,), np.int32)
+    image_writer = storage.StreamingArrayWriter(
+        staging / f"{role}_images.npy", (split.count, *shape), np.uint8
+    )
+    label_writer = storage.StreamingArrayWriter(
+        staging / f"{role}_labels.npy", (split.count,), np.int32
+    )
     sums = np.zeros(shape, dtype=np.float64)
     class_counts = np.zeros(spec.num_classes, dtype=np.int64)
     for images, labels in split.batches():
@@ -212,16 +251,25 @@ def _write_split(spec: DatasetSpec, role: str, split: Split, staging: Path, arra
         if role == "train":
             sums += images.sum(axis=0, dtype=np.float64)
         class_counts += np.bincount(labels, minlength=spec.num_classes)
-    for writer, name in ((image_writer, f"{role}_images"), (label_writer, f"{role}_labels")):
+    for writer, name in (
+        (image_writer, f"{role}_images"),
+        (label_writer, f"{role}_labels"),
+    ):
         try:
             digest = writer.close()
         except ValueError as error:
-            raise storage.PreparedDataError(f"dataset {spec.name!r}, split {split.name!r}: {error}") from None
+            raise storage.PreparedDataError(
+                f"dataset {spec.name!r}, split {split.name!r}: {error}"
+            ) from None
         arrays[name] = {
             "file": f"{name}.npy",
             "dtype": str(writer.dtype),
             "shape": list(writer.shape),
             "sha256": digest,
         }
-    summary = {"split": split.name, "count": split.count, "class_counts": class_counts.tolist()}
+    summary = {
+        "split": split.name,
+        "count": split.count,
+        "class_counts": class_counts.tolist(),
+    }
     return summary, sums

@@ -14,7 +14,10 @@ from smoothbench.errors import SmoothbenchError
 
 DECATHLON_BUILDER = "visual_domain_decathlon"
 _VGG = "http://www.robots.ox.ac.uk/~vgg/share/"
-_DECATHLON_FILES = (_VGG + "decathlon-1.0-devkit.tar.gz", _VGG + "decathlon-1.0-data.tar.gz")
+_DECATHLON_FILES = (
+    _VGG + "decathlon-1.0-devkit.tar.gz",
+    _VGG + "decathlon-1.0-data.tar.gz",
+)
 _MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 _FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 _IDX_FILES = (
@@ -60,7 +63,9 @@ class DatasetSpec:
 
     @property
     def is_decathlon(self) -> bool:
-        return bool(self.tfds_name) and self.tfds_name.startswith(DECATHLON_BUILDER + "/")
+        return bool(self.tfds_name) and self.tfds_name.startswith(
+            DECATHLON_BUILDER + "/"
+        )
 
     @property
     def source_filenames(self) -> tuple[str, ...]:
@@ -100,7 +105,9 @@ def _decathlon(name: str, num_classes: int, description: str, **extra) -> Datase
     )
 
 
-def _mnist_family(name: str, base_url: str, description: str, note: str = "") -> DatasetSpec:
+def _mnist_family(
+    name: str, base_url: str, description: str, note: str = ""
+) -> DatasetSpec:
     # No validation split: the paper's recipe validates MNIST on its test set.
     return DatasetSpec(
         name=name,
@@ -204,4 +211,6 @@ def get_dataset(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         known = ", ".join(sorted(DATASETS))
-        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {known}") from None
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r}; known datasets: {known}"
+        ) from None

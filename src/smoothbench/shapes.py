@@ -13,7 +13,9 @@ def final_map_size(image_size: int) -> int:
     return math.ceil(math.ceil(image_size / 2) / 2)
 
 
-def padding_to(image_shape, min_image_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def padding_to(
+    image_shape, min_image_size: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """Symmetric (top, bottom), (left, right) padding bringing each side up to ``min_image_size``."""
     padding = []
     for side in image_shape[:2]:
@@ -24,4 +26,8 @@ def padding_to(image_shape, min_image_size: int) -> tuple[tuple[int, int], tuple
 
 def padded_shape(image_shape, min_image_size: int) -> tuple[int, int, int]:
     (top, bottom), (left, right) = padding_to(image_shape, min_image_size)
-    return (image_shape[0] + top + bottom, image_shape[1] + left + right, image_shape[2])
+    return (
+        image_shape[0] + top + bottom,
+        image_shape[1] + left + right,
+        image_shape[2],
+    )

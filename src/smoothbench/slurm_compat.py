@@ -23,7 +23,10 @@ def first_word_states(states: dict | None) -> dict | None:
     """``{"10": "CANCELLED by 0"}`` -> ``{"10": "CANCELLED"}``."""
     if states is None:
         return None
-    return {job: (state.split()[0] if state.strip() else state) for job, state in states.items()}
+    return {
+        job: (state.split()[0] if state.strip() else state)
+        for job, state in states.items()
+    }
 
 
 def install() -> str:

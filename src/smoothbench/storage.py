@@ -31,14 +31,20 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from smoothbench.errors import SmoothbenchError
 
-ARRAY_NAMES = ("train_images", "train_labels", "validation_images", "validation_labels", "mean")
+ARRAY_NAMES = (
+    "train_images",
+    "train_labels",
+    "validation_images",
+    "validation_labels",
+    "mean",
+)
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 _CHUNK = 1 << 22
@@ -76,19 +82,25 @@ def atomic_file(path: Path | str, mode: str = "w") -> Iterator:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         stale.unlink(missing_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(handle, mode) as stream:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp creates 0600; honour the umask instead
+        os.chmod(
+            temporary, 0o666 & ~_UMASK
+        )  # mkstemp creates 0600; honour the umask instead
         os.replace(temporary, path)
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         if isinstance(error, OSError) and error.filename is None:
-            raise StorageError(f"{path}: could not be written ({error.strerror or error})") from error
+            raise StorageError(
+                f"{path}: could not be written ({error.strerror or error})"
+            ) from error
         raise
 
 
@@ -113,21 +125,33 @@ class StreamingArrayWriter:
         self.rows_written = 0
         self._digest = hashlib.sha256()
         self._stream = open(self.path, "wb")
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
-        np.lib.format.write_array_header_1_0(_HashingStream(self._stream, self._digest), header)
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": self.shape,
+        }
+        np.lib.format.write_array_header_1_0(
+            _HashingStream(self._stream, self._digest), header
+        )
 
     def write(self, rows: np.ndarray) -> None:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
         if rows.shape[1:] != self.shape[1:]:
-            raise ValueError(f"{self.path.name}: rows of shape {rows.shape[1:]}, expected {self.shape[1:]}")
+            raise ValueError(
+                f"{self.path.name}: rows of shape {rows.shape[1:]}, expected {self.shape[1:]}"
+            )
         if self.rows_written + len(rows) > self.shape[0]:
-            raise ValueError(f"{self.path.name}: more than the {self.shape[0]} rows announced")
+            raise ValueError(
+                f"{self.path.name}: more than the {self.shape[0]} rows announced"
+            )
         data = rows.tobytes()
         self._digest.update(data)
         try:
             self._stream.write(data)
         except OSError as error:
-            raise StorageError(f"{self.path}: could not be written ({error.strerror or error})") from error
+            raise StorageError(
+                f"{self.path}: could not be written ({error.strerror or error})"
+            ) from error
         self.rows_written += len(rows)
 
     def close(self) -> str:
@@ -137,9 +161,13 @@ class StreamingArrayWriter:
             os.fsync(self._stream.fileno())
             self._stream.close()
         except OSError as error:
-            raise StorageError(f"{self.path}: could not be written ({error.strerror or error})") from error
+            raise StorageError(
+                f"{self.path}: could not be written ({error.strerror or error})"
+            ) from error
         if self.rows_written != self.shape[0]:
-            raise ValueError(f"{self.path.name}: wrote {self.rows_written} rows, announced {self.shape[0]}")
+            raise ValueError(
+                f"{self.path.name}: wrote {self.rows_written} rows, announced {self.shape[0]}"
+            )
         return self._digest.hexdigest()
 
 
@@ -199,11 +227,15 @@ def read_manifest(folder: Path | str) -> dict:
     except json.JSONDecodeError as error:
         raise PreparedDataError(f"{path}: not valid JSON ({error})") from None
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise PreparedDataError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise PreparedDataError(
+            f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
     return manifest
 
 
-def open_prepared(folder: Path | str, verify_checksums: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
+def open_prepared(
+    folder: Path | str, verify_checksums: bool = True
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Open a prepared dataset memory-mapped, after checking it against its manifest.
 
     Checks that every array exists with the manifest's dtype and shape, that labels
@@ -216,7 +248,9 @@ def open_prepared(folder: Path | str, verify_checksums: bool = True) -> tuple[di
     for name, entry in manifest["arrays"].items():
         path = folder / entry["file"]
         if not path.exists():
-            raise PreparedDataError(f"{path}: listed in {folder / MANIFEST_NAME} but missing")
+            raise PreparedDataError(
+                f"{path}: listed in {folder / MANIFEST_NAME} but missing"
+            )
         if verify_checksums:
             actual = sha256_of_file(path)
             if actual != entry["sha256"]:
@@ -236,8 +270,12 @@ def open_prepared(folder: Path | str, verify_checksums: bool = True) -> tuple[di
     for split in ("train", "validation"):
         labels = arrays[f"{split}_labels"]
         if len(labels) != len(arrays[f"{split}_images"]):
-            raise PreparedDataError(f"{folder}: {split} has {len(arrays[f'{split}_images'])} images but {len(labels)} labels")
-        if len(labels) and (labels.min() < 0 or labels.max() >= manifest["num_classes"]):
+            raise PreparedDataError(
+                f"{folder}: {split} has {len(arrays[f'{split}_images'])} images but {len(labels)} labels"
+            )
+        if len(labels) and (
+            labels.min() < 0 or labels.max() >= manifest["num_classes"]
+        ):
             raise PreparedDataError(
                 f"{folder / manifest['arrays'][f'{split}_labels']['file']}: labels outside [0, {manifest['num_classes']})"
             )

@@ -52,17 +52,38 @@ TABLE_NAMES = ("table1", "table2", "table3")
 # Beyond the paper (smoothbench.analysis): seeds, methods, calibration.
 ANALYSIS_NAMES = ("paired_differences", "methods", "calibration")
 OUTPUT_FILES = (
-    *(f"{name}.{suffix}" for name in TABLE_NAMES for suffix in ("csv", "md", "tex", "html")),
+    *(
+        f"{name}.{suffix}"
+        for name in TABLE_NAMES
+        for suffix in ("csv", "md", "tex", "html")
+    ),
     "comparison.csv",
     "comparison_table3.csv",
     "comparison.md",
     "comparison.html",
-    *(f"{name}.{suffix}" for name in ANALYSIS_NAMES for suffix in ("csv", "md", "html")),
+    *(
+        f"{name}.{suffix}"
+        for name in ANALYSIS_NAMES
+        for suffix in ("csv", "md", "html")
+    ),
 )
 CALIBRATION_COLUMNS = ["ece", "nll", "brier", "confidence"]
 RUN_COLUMNS = [
-    "row", "experiment", "dataset", "num_classes", "model", "epochs", "method", "value", "gamma", "seed",
-    "best_val_accuracy_percent", "best_epoch", *CALIBRATION_COLUMNS, "calibration_epoch", "metrics_file",
+    "row",
+    "experiment",
+    "dataset",
+    "num_classes",
+    "model",
+    "epochs",
+    "method",
+    "value",
+    "gamma",
+    "seed",
+    "best_val_accuracy_percent",
+    "best_epoch",
+    *CALIBRATION_COLUMNS,
+    "calibration_epoch",
+    "metrics_file",
 ]
 
 
@@ -81,13 +102,23 @@ def _check_type(path: Path, payload: dict, key: str) -> None:
             "delete the run folder and run the workflow again to retrain it"
         )
     value = payload[key]
-    if isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and not math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kinds)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         expected = " or ".join(kind.__name__ for kind in kinds)
-        raise ResultsError(f"{path}: {key!r} is {value!r}, expected a finite {expected}")
+        raise ResultsError(
+            f"{path}: {key!r} is {value!r}, expected a finite {expected}"
+        )
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 def _differences(recorded, expected, key: str = "") -> list[str]:
@@ -98,38 +129,63 @@ def _differences(recorded, expected, key: str = "") -> list[str]:
         for name in sorted(set(recorded) | set(expected), key=str):
             inner = f"{key}.{name}" if key else str(name)
             if name not in recorded:
-                found.append(f"{inner}: absent in the file, {expected[name]!r} in the config")
+                found.append(
+                    f"{inner}: absent in the file, {expected[name]!r} in the config"
+                )
             elif name not in expected:
-                found.append(f"{inner}: {recorded[name]!r} in the file, absent in the config")
+                found.append(
+                    f"{inner}: {recorded[name]!r} in the file, absent in the config"
+                )
             else:
                 found += _differences(recorded[name], expected[name], inner)
         return found
     if (
-        isinstance(recorded, list) and isinstance(expected, list) and len(recorded) == len(expected)
+        isinstance(recorded, list)
+        and isinstance(expected, list)
+        and len(recorded) == len(expected)
         and any(isinstance(item, dict) for item in expected)
     ):
-        return [found for index, (one, two) in enumerate(zip(recorded, expected))
-                for found in _differences(one, two, f"{key}[{index}]")]
-    return [] if _same(recorded, expected) else [f"{key}: {recorded!r} in the file, {expected!r} in the config"]
+        return [
+            found
+            for index, (one, two) in enumerate(zip(recorded, expected))
+            for found in _differences(one, two, f"{key}[{index}]")
+        ]
+    return (
+        []
+        if _same(recorded, expected)
+        else [f"{key}: {recorded!r} in the file, {expected!r} in the config"]
+    )
 
 
 def _same(one, two) -> bool:
     if isinstance(one, dict) and isinstance(two, dict):
-        return one.keys() == two.keys() and all(_same(one[name], two[name]) for name in one)
+        return one.keys() == two.keys() and all(
+            _same(one[name], two[name]) for name in one
+        )
     if isinstance(one, list) and isinstance(two, list):
         return len(one) == len(two) and all(map(_same, one, two))
     return isinstance(one, bool) == isinstance(two, bool) and one == two
 
 
-def _check_settings(path: Path, payload: dict, study: Study, method: str, value_text: str) -> None:
+def _check_settings(
+    path: Path, payload: dict, study: Study, method: str, value_text: str
+) -> None:
     """Refuse a run file trained under other settings than the config gives its run (a
     run left by another config, e.g. 3 epochs where the config now has 8)."""
-    expected = study.train_settings(payload["experiment"], method, value_text, payload["seed"])
-    retrain = ("it was trained under another config: delete its run folder and run the workflow again to "
-               "retrain it under this one, or make the tables with the config it was trained with")
+    expected = study.train_settings(
+        payload["experiment"], method, value_text, payload["seed"]
+    )
+    retrain = (
+        "it was trained under another config: delete its run folder and run the workflow again to "
+        "retrain it under this one, or make the tables with the config it was trained with"
+    )
     recorded = payload.get("settings")
     if not isinstance(recorded, dict):
-        found = "has no 'settings'" if recorded is None else f"'settings' is {recorded!r}, not an object"
+        found = (
+            "has no 'settings'"
+            if recorded is None
+            else f"'settings' is {recorded!r}, not an object"
+        )
         raise ResultsError(
             f"{path}: {found}, so nothing shows which config it was trained under; delete its run folder and run "
             "the workflow again to retrain it"
@@ -137,7 +193,9 @@ def _check_settings(path: Path, payload: dict, study: Study, method: str, value_
     differences = _differences(recorded, expected)
     if differences:
         listed = "; ".join(differences)
-        raise ResultsError(f"{path}: its settings differ from what the config gives this run ({listed}); {retrain}")
+        raise ResultsError(
+            f"{path}: its settings differ from what the config gives this run ({listed}); {retrain}"
+        )
     if payload["epochs"] != expected["epochs"]:
         raise ResultsError(
             f"{path}: 'epochs' is {payload['epochs']} (epochs trained), but its settings and the config have "
@@ -152,22 +210,40 @@ def _read_calibration(path: Path, payload: dict, calibration_epoch: str) -> dict
     if calibration is None:
         return {}
     if not isinstance(calibration, dict):
-        raise ResultsError(f"{path}: 'calibration' is {calibration!r}, expected an object")
+        raise ResultsError(
+            f"{path}: 'calibration' is {calibration!r}, expected an object"
+        )
     key = f"calibration.{calibration_epoch}_epoch"
     measured = calibration.get(f"{calibration_epoch}_epoch")
     if not isinstance(measured, dict):
-        found = f"has no {key!r}" if measured is None else f"{key!r} is {measured!r}, expected an object"
-        raise ResultsError(f"{path}: {found}; retrain the run (or set config key tables.calibration_epoch)")
+        found = (
+            f"has no {key!r}"
+            if measured is None
+            else f"{key!r} is {measured!r}, expected an object"
+        )
+        raise ResultsError(
+            f"{path}: {found}; retrain the run (or set config key tables.calibration_epoch)"
+        )
     for name in ("epoch", *CALIBRATION_COLUMNS):
         if name not in measured:
             raise ResultsError(f"{path}: has no '{key}.{name}'; retrain the run")
         value = measured[name]
         if not _is_number(value):
-            why = (" (a non-finite calibration comes from non-finite validation outputs, so that epoch's accuracy "
-                   "is in doubt too)") if isinstance(value, float) else ""
-            raise ResultsError(f"{path}: '{key}.{name}' is {value!r}, expected a finite number{why}; retrain the run")
+            why = (
+                (
+                    " (a non-finite calibration comes from non-finite validation outputs, so that epoch's accuracy "
+                    "is in doubt too)"
+                )
+                if isinstance(value, float)
+                else ""
+            )
+            raise ResultsError(
+                f"{path}: '{key}.{name}' is {value!r}, expected a finite number{why}; retrain the run"
+            )
     epoch = measured["epoch"]
-    reported = payload["best_epoch"] if calibration_epoch == "best" else payload["epochs"] - 1
+    reported = (
+        payload["best_epoch"] if calibration_epoch == "best" else payload["epochs"] - 1
+    )
     if epoch != reported:
         which = "best_epoch" if calibration_epoch == "best" else "the last epoch"
         raise ResultsError(
@@ -177,21 +253,33 @@ def _read_calibration(path: Path, payload: dict, calibration_epoch: str) -> dict
     bins = measured.get("bins")
     if bins is not None:
         if not isinstance(bins, list) or not bins:
-            raise ResultsError(f"{path}: '{key}.bins' is {bins!r}, expected a list of reliability bins")
+            raise ResultsError(
+                f"{path}: '{key}.bins' is {bins!r}, expected a list of reliability bins"
+            )
         for index, row in enumerate(bins):
             where = f"{key}.bins[{index}]"
             if not isinstance(row, dict):
                 raise ResultsError(f"{path}: '{where}' is {row!r}, expected an object")
             count = row.get("count")
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                raise ResultsError(f"{path}: '{where}.count' is {count!r}, expected a count of examples")
-            for name in ("lower", "upper", *(("confidence", "accuracy") if count else ())):
+                raise ResultsError(
+                    f"{path}: '{where}.count' is {count!r}, expected a count of examples"
+                )
+            for name in (
+                "lower",
+                "upper",
+                *(("confidence", "accuracy") if count else ()),
+            ):
                 if not _is_number(row.get(name)):
-                    raise ResultsError(f"{path}: '{where}.{name}' is {row.get(name)!r}, expected a finite number")
+                    raise ResultsError(
+                        f"{path}: '{where}.{name}' is {row.get(name)!r}, expected a finite number"
+                    )
     return measured
 
 
-def read_run_metrics(path: Path | str, study: Study, calibration_epoch: str = "best") -> dict:
+def read_run_metrics(
+    path: Path | str, study: Study, calibration_epoch: str = "best"
+) -> dict:
     """One run's table values from its ``metrics.json``, checked against the study.
 
     The file must name an experiment, method, value and seed of the study; when it lies
@@ -207,16 +295,26 @@ def read_run_metrics(path: Path | str, study: Study, calibration_epoch: str = "b
     try:
         payload = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ResultsError(f"{path}: missing; this run has not finished (run the workflow to train it)") from None
+        raise ResultsError(
+            f"{path}: missing; this run has not finished (run the workflow to train it)"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ResultsError(f"{path}: not valid JSON ({error}); delete it and run the workflow again to retrain this run") from None
+        raise ResultsError(
+            f"{path}: not valid JSON ({error}); delete it and run the workflow again to retrain this run"
+        ) from None
     if not isinstance(payload, dict):
-        raise ResultsError(f"{path}: expected a JSON object, found {type(payload).__name__}")
+        raise ResultsError(
+            f"{path}: expected a JSON object, found {type(payload).__name__}"
+        )
     method = payload.get("method", "gamma")
     if method not in METHODS:
-        raise ResultsError(f"{path}: method {method!r} is not one of {', '.join(METHODS)}")
+        raise ResultsError(
+            f"{path}: method {method!r} is not one of {', '.join(METHODS)}"
+        )
     if method == "gamma" and "value" not in payload and "gamma" in payload:
-        payload["value"] = payload["gamma"]  # eq. 7's value may be given as 'gamma' alone
+        payload["value"] = payload[
+            "gamma"
+        ]  # eq. 7's value may be given as 'gamma' alone
     for key in REQUIRED_METRICS:
         _check_type(path, payload, key)
     name = payload["experiment"]
@@ -226,27 +324,44 @@ def read_run_metrics(path: Path | str, study: Study, calibration_epoch: str = "b
         )
     experiment = study.experiments[name]
     if method not in experiment.methods:
-        raise ResultsError(f"{path}: experiment {name!r} does not train method {method!r} in this config (config key 'methods')")
+        raise ResultsError(
+            f"{path}: experiment {name!r} does not train method {method!r} in this config (config key 'methods')"
+        )
     value = payload["value"]
     value_text = format_gamma(value)
     known = [format_gamma(known_value) for known_value in experiment.methods[method]]
     if value_text not in known:
         K = experiment.dataset.num_classes
-        why = f"gamma must lie in (1/K, 1] = ({1 / K:.4g}, 1]; " if method == "gamma" and not 1 / K < value <= 1 else ""
+        why = (
+            f"gamma must lie in (1/K, 1] = ({1 / K:.4g}, 1]; "
+            if method == "gamma" and not 1 / K < value <= 1
+            else ""
+        )
         raise ResultsError(
             f"{path}: {method} {value} is outside experiment {name!r}'s grid ({why}the config has {', '.join(known)})"
         )
     if payload["seed"] not in study.seeds:
-        raise ResultsError(f"{path}: seed {payload['seed']} is not in config key 'seeds' ({study.seeds})")
+        raise ResultsError(
+            f"{path}: seed {payload['seed']} is not in config key 'seeds' ({study.seeds})"
+        )
     accuracy = payload["best_val_accuracy"]
     if not 0 <= accuracy <= 1:
-        raise ResultsError(f"{path}: best_val_accuracy {accuracy} is not a fraction in [0, 1]")
+        raise ResultsError(
+            f"{path}: best_val_accuracy {accuracy} is not a fraction in [0, 1]"
+        )
     if not 0 <= payload["best_epoch"] < payload["epochs"]:
-        raise ResultsError(f"{path}: best_epoch {payload['best_epoch']} is not one of its {payload['epochs']} epochs")
-    in_grammar = path.parent.name.startswith("seed~") and path.parent.parent.name.split("~")[0] in METHODS
+        raise ResultsError(
+            f"{path}: best_epoch {payload['best_epoch']} is not one of its {payload['epochs']} epochs"
+        )
+    in_grammar = (
+        path.parent.name.startswith("seed~")
+        and path.parent.parent.name.split("~")[0] in METHODS
+    )
     if in_grammar and len(path.parents) > 3:
         # In the sweep's path grammar the folder must be the one the file's run owns.
-        belongs = Path(Run(name, value, payload["seed"], method).folder(str(path.parents[3])))
+        belongs = Path(
+            Run(name, value, payload["seed"], method).folder(str(path.parents[3]))
+        )
         if belongs != path.parent:
             raise ResultsError(
                 f"{path}: the file says experiment {name}, {method} {value_text}, seed {payload['seed']} but lies in "
@@ -266,18 +381,28 @@ def read_run_metrics(path: Path | str, study: Study, calibration_epoch: str = "b
         "seed": payload["seed"],
         "best_val_accuracy_percent": round(100 * accuracy, 5),
         "best_epoch": payload["best_epoch"],
-        **{key: float(measured[key]) if key in measured else math.nan for key in CALIBRATION_COLUMNS},
+        **{
+            key: float(measured[key]) if key in measured else math.nan
+            for key in CALIBRATION_COLUMNS
+        },
         "calibration_epoch": measured.get("epoch", math.nan),
         "metrics_file": str(path),
     }
 
 
-def collect_runs(study: Study, metrics_files, calibration_epoch: str = "best") -> pd.DataFrame:
+def collect_runs(
+    study: Study, metrics_files, calibration_epoch: str = "best"
+) -> pd.DataFrame:
     """Every run's table values (one row per file), in the study's experiment and method order."""
     records, seen = [], {}
     for path in metrics_files:
         record = read_run_metrics(path, study, calibration_epoch)
-        key = (record["experiment"], record["method"], format_gamma(record["value"]), record["seed"])
+        key = (
+            record["experiment"],
+            record["method"],
+            format_gamma(record["value"]),
+            record["seed"],
+        )
         if key in seen:
             raise ResultsError(
                 f"{path}: the same run as {seen[key]} (experiment {key[0]}, {key[1]} {key[2]}, seed {key[3]})"
@@ -285,7 +410,9 @@ def collect_runs(study: Study, metrics_files, calibration_epoch: str = "best") -
         seen[key] = path
         records.append(record)
     labels = row_labels(study)
-    frame = pd.DataFrame.from_records(records, columns=[column for column in RUN_COLUMNS if column != "row"])
+    frame = pd.DataFrame.from_records(
+        records, columns=[column for column in RUN_COLUMNS if column != "row"]
+    )
     frame.insert(0, "row", frame["experiment"].map(labels))
     order = {name: index for index, name in enumerate(study.experiments)}
     method_order = {method: index for index, method in enumerate(METHODS)}
@@ -302,8 +429,14 @@ def collect_runs(study: Study, metrics_files, calibration_epoch: str = "best") -
 def summarize_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (experiment, gamma) of eq. 7's runs: mean and sample std over seeds, in percent."""
     runs = runs[runs["method"] == "gamma"] if "method" in runs else runs
-    grouped = runs.groupby(["experiment", "gamma"], sort=False)["best_val_accuracy_percent"]
-    cells = grouped.agg(mean_percent="mean", std_percent=lambda values: values.std(ddof=1), seeds="count")
+    grouped = runs.groupby(["experiment", "gamma"], sort=False)[
+        "best_val_accuracy_percent"
+    ]
+    cells = grouped.agg(
+        mean_percent="mean",
+        std_percent=lambda values: values.std(ddof=1),
+        seeds="count",
+    )
     return cells.reset_index()
 
 
@@ -331,7 +464,9 @@ def printed_table3() -> pd.DataFrame:
 
 
 def paper_row_labels() -> dict[str, str]:
-    return dict(zip(*paper_cells()[["experiment", "row"]].drop_duplicates().to_numpy().T))
+    return dict(
+        zip(*paper_cells()[["experiment", "row"]].drop_duplicates().to_numpy().T)
+    )
 
 
 def row_labels(study: Study) -> dict[str, str]:
@@ -347,7 +482,9 @@ def _same_gamma(left: float, right: float) -> bool:
     return format_gamma(left) == format_gamma(right)
 
 
-def best_versus_baseline(cells: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
+def best_versus_baseline(
+    cells: pd.DataFrame, order: list[str] | None = None
+) -> pd.DataFrame:
     """Table 3 from cells: per experiment the best mean over gamma, the gamma(s) giving
     it, the mean at gamma = 1 and diff % = (best - base) / best x 100."""
     rows = []
@@ -366,15 +503,27 @@ def best_versus_baseline(cells: pd.DataFrame, order: list[str] | None = None) ->
                 "experiment": name,
                 "best_percent": float(best),
                 "best_std_percent": float(winners["std_percent"].iloc[0]),
-                "best_gamma": ", ".join(format_gamma(gamma) for gamma in winners["gamma"]),
+                "best_gamma": ", ".join(
+                    format_gamma(gamma) for gamma in winners["gamma"]
+                ),
                 "baseline_percent": base_mean,
                 "baseline_std_percent": base_std,
-                "diff_percent": (best - base_mean) / best * 100 if best > 0 else math.nan,
+                "diff_percent": (best - base_mean) / best * 100
+                if best > 0
+                else math.nan,
                 "seeds": int(own["seeds"].min()),
             }
         )
-    columns = ["experiment", "best_percent", "best_std_percent", "best_gamma", "baseline_percent",
-               "baseline_std_percent", "diff_percent", "seeds"]
+    columns = [
+        "experiment",
+        "best_percent",
+        "best_std_percent",
+        "best_gamma",
+        "baseline_percent",
+        "baseline_std_percent",
+        "diff_percent",
+        "seeds",
+    ]
     return pd.DataFrame.from_records(rows, columns=columns)
 
 
@@ -387,17 +536,37 @@ def check_paper_arithmetic(tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame
     """
     printed = printed_table3()
     recomputed = best_versus_baseline(paper_cells(), list(printed["experiment"]))
-    recomputed = recomputed[["experiment", "best_percent", "best_gamma", "baseline_percent", "diff_percent"]]
+    recomputed = recomputed[
+        ["experiment", "best_percent", "best_gamma", "baseline_percent", "diff_percent"]
+    ]
     recomputed = recomputed.rename(columns={"best_gamma": "best_gamma_recomputed"})
-    merged = printed.merge(recomputed, on="experiment", suffixes=("_printed", "_recomputed"), how="left")
-    slack = tolerance + 1e-9  # values are decimals; keep 0.02 vs 0.0199999 from flipping
+    merged = printed.merge(
+        recomputed, on="experiment", suffixes=("_printed", "_recomputed"), how="left"
+    )
+    slack = (
+        tolerance + 1e-9
+    )  # values are decimals; keep 0.02 vs 0.0199999 from flipping
     merged["holds"] = (
-        ((merged["best_percent_printed"] - merged["best_percent_recomputed"]).abs() <= slack)
-        & ((merged["baseline_percent_printed"] - merged["baseline_percent_recomputed"]).abs() <= slack)
-        & ((merged["diff_percent_printed"] - merged["diff_percent_recomputed"]).abs() <= slack)
+        (
+            (merged["best_percent_printed"] - merged["best_percent_recomputed"]).abs()
+            <= slack
+        )
+        & (
+            (
+                merged["baseline_percent_printed"]
+                - merged["baseline_percent_recomputed"]
+            ).abs()
+            <= slack
+        )
+        & (
+            (merged["diff_percent_printed"] - merged["diff_percent_recomputed"]).abs()
+            <= slack
+        )
     )
     merged["diff_over_base_percent"] = (
-        (merged["best_percent_recomputed"] - merged["baseline_percent_recomputed"]) / merged["baseline_percent_recomputed"] * 100
+        (merged["best_percent_recomputed"] - merged["baseline_percent_recomputed"])
+        / merged["baseline_percent_recomputed"]
+        * 100
     )
     return merged
 
@@ -415,7 +584,11 @@ def format_cell(mean: float, std: float = math.nan, decimals: int = 2) -> str:
 
 def table_gammas(study: Study, number: int) -> list[float]:
     """The columns of Table ``number``: the paper's, plus the study's other gammas in range."""
-    studied = {gamma for experiment in study.experiments.values() for gamma in experiment.gammas}
+    studied = {
+        gamma
+        for experiment in study.experiments.values()
+        for gamma in experiment.gammas
+    }
     columns = {format_gamma(gamma): gamma for gamma in TABLE_GAMMAS[number]}
     for gamma in studied:
         if (gamma <= TABLE1_LAST_GAMMA) == (number == 1):
@@ -428,7 +601,9 @@ def gamma_is_possible(gamma: float, num_classes: int) -> bool:
     return round(gamma * num_classes, 9) > 1
 
 
-def accuracy_rows(cells: pd.DataFrame, study: Study, gammas: list[float]) -> list[list[str]]:
+def accuracy_rows(
+    cells: pd.DataFrame, study: Study, gammas: list[float]
+) -> list[list[str]]:
     """Table 1 or 2 as text rows: label, then one cell per gamma ('-': impossible or not run)."""
     labels = row_labels(study)
     rows = []
@@ -437,10 +612,16 @@ def accuracy_rows(cells: pd.DataFrame, study: Study, gammas: list[float]) -> lis
         row = [labels[name]]
         for gamma in gammas:
             cell = own[[_same_gamma(value, gamma) for value in own["gamma"]]]
-            if cell.empty or not gamma_is_possible(gamma, experiment.dataset.num_classes):
+            if cell.empty or not gamma_is_possible(
+                gamma, experiment.dataset.num_classes
+            ):
                 row.append("-")
             else:
-                row.append(format_cell(cell["mean_percent"].iloc[0], cell["std_percent"].iloc[0]))
+                row.append(
+                    format_cell(
+                        cell["mean_percent"].iloc[0], cell["std_percent"].iloc[0]
+                    )
+                )
         rows.append(row)
     return rows
 
@@ -454,20 +635,24 @@ def table3_rows(table3: pd.DataFrame, study: Study) -> list[list[str]]:
             rows.append([labels[name], "-", "-", "-", "-"])
             continue
         record = own.iloc[0]
-        rows.append([
-            labels[name],
-            format_cell(record["best_percent"], record["best_std_percent"]),
-            record["best_gamma"],
-            format_cell(record["baseline_percent"], record["baseline_std_percent"]),
-            format_cell(record["diff_percent"]),
-        ])
+        rows.append(
+            [
+                labels[name],
+                format_cell(record["best_percent"], record["best_std_percent"]),
+                record["best_gamma"],
+                format_cell(record["baseline_percent"], record["baseline_std_percent"]),
+                format_cell(record["diff_percent"]),
+            ]
+        )
     return rows
 
 
 # ---------------------------------------------------------------- rendering
 
 
-def render_markdown(title: str, header: list[str], rows: list[list[str]], notes: list[str] = ()) -> str:
+def render_markdown(
+    title: str, header: list[str], rows: list[list[str]], notes: list[str] = ()
+) -> str:
     def line(cells):
         return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
 
@@ -480,8 +665,18 @@ def render_markdown(title: str, header: list[str], rows: list[list[str]], notes:
     return "\n".join(parts) + "\n"
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -489,7 +684,9 @@ def latex_escape(text: str) -> str:
     return text.replace(" ± ", r" $\pm$ ").replace("γ", r"$\gamma$").replace("−", "-")
 
 
-def render_latex(caption: str, label: str, header: list[str], rows: list[list[str]]) -> str:
+def render_latex(
+    caption: str, label: str, header: list[str], rows: list[list[str]]
+) -> str:
     """A booktabs table (``\\usepackage{booktabs}``)."""
     columns = "l" + "r" * (len(header) - 1)
     lines = [
@@ -518,27 +715,37 @@ _HTML_STYLE = (
 )
 
 
-def render_html(sections: list[tuple[str, list[str], list[list[str]], list[str]]]) -> str:
+def render_html(
+    sections: list[tuple[str, list[str], list[list[str]], list[str]]],
+) -> str:
     """A standalone HTML page of (title, header, rows, notes) sections."""
     body = []
     for title, header, rows, notes in sections:
         body.append(f"<h2>{html.escape(title)}</h2>")
         if not rows:
-            body.extend(f"<p class=\"note\">{html.escape(note)}</p>" for note in notes)
+            body.extend(f'<p class="note">{html.escape(note)}</p>' for note in notes)
             continue
-        body.append("<table><thead><tr>" + "".join(f"<th>{html.escape(cell)}</th>" for cell in header) + "</tr></thead><tbody>")
+        body.append(
+            "<table><thead><tr>"
+            + "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+            + "</tr></thead><tbody>"
+        )
         for row in rows:
             cells = "".join(
-                f"<td class=\"flag\">{html.escape(str(cell))}</td>" if str(cell).startswith("NO") else f"<td>{html.escape(str(cell))}</td>"
+                f'<td class="flag">{html.escape(str(cell))}</td>'
+                if str(cell).startswith("NO")
+                else f"<td>{html.escape(str(cell))}</td>"
                 for cell in row
             )
             body.append(f"<tr>{cells}</tr>")
         body.append("</tbody></table>")
-        body.extend(f"<p class=\"note\">{html.escape(note)}</p>" for note in notes)
+        body.extend(f'<p class="note">{html.escape(note)}</p>' for note in notes)
     title = html.escape(sections[0][0]) if sections else "smoothbench"
     return (
-        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
-        f"<style>{_HTML_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_HTML_STYLE}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
     )
 
 
@@ -548,28 +755,46 @@ def render_html(sections: list[tuple[str, list[str], list[list[str]], list[str]]
 def compare_cells(cells: pd.DataFrame, study: Study) -> pd.DataFrame:
     """Every (experiment, gamma) in both the paper's Tables 1-2 and our runs."""
     paper = paper_cells()[["row", "experiment", "gamma", "mean_percent"]]
-    paper = paper.assign(gamma_text=paper["gamma"].map(format_gamma)).drop(columns="gamma")
+    paper = paper.assign(gamma_text=paper["gamma"].map(format_gamma)).drop(
+        columns="gamma"
+    )
     ours = cells.assign(gamma_text=cells["gamma"].map(format_gamma))
-    both = ours.merge(paper, on=["experiment", "gamma_text"], suffixes=("", "_paper"), sort=False)
-    compared = pd.DataFrame({
-        "row": both["row"],
-        "experiment": both["experiment"],
-        "gamma": both["gamma"],
-        "paper_percent": both["mean_percent_paper"],
-        "ours_percent": both["mean_percent"].round(5),
-        "ours_std_percent": both["std_percent"].round(5),
-        "seeds": both["seeds"],
-        "difference_points": (both["mean_percent"] - both["mean_percent_paper"]).round(5),
-        "ours_model": [study.experiments[name].model_name for name in both["experiment"]],
-        "ours_epochs": [study.experiments[name].epochs for name in both["experiment"]],
-    })
+    both = ours.merge(
+        paper, on=["experiment", "gamma_text"], suffixes=("", "_paper"), sort=False
+    )
+    compared = pd.DataFrame(
+        {
+            "row": both["row"],
+            "experiment": both["experiment"],
+            "gamma": both["gamma"],
+            "paper_percent": both["mean_percent_paper"],
+            "ours_percent": both["mean_percent"].round(5),
+            "ours_std_percent": both["std_percent"].round(5),
+            "seeds": both["seeds"],
+            "difference_points": (
+                both["mean_percent"] - both["mean_percent_paper"]
+            ).round(5),
+            "ours_model": [
+                study.experiments[name].model_name for name in both["experiment"]
+            ],
+            "ours_epochs": [
+                study.experiments[name].epochs for name in both["experiment"]
+            ],
+        }
+    )
     return compared.reset_index(drop=True)
 
 
 def compare_table3(ours: pd.DataFrame, tolerance: float) -> pd.DataFrame:
     """The paper's printed Table 3, the same recomputed from its Tables 1-2, and ours."""
     check = check_paper_arithmetic(tolerance)
-    ours = ours.rename(columns={column: f"ours_{column}" for column in ours.columns if column != "experiment"})
+    ours = ours.rename(
+        columns={
+            column: f"ours_{column}"
+            for column in ours.columns
+            if column != "experiment"
+        }
+    )
     return check.merge(ours, on="experiment", how="left")
 
 
@@ -590,8 +815,10 @@ def _seed_note(cells: pd.DataFrame) -> str:
     counts = sorted(set(cells["seeds"])) if len(cells) else [0]
     if counts == [1]:
         return "One seed per cell, as in the paper."
-    return (f"Seeds per cell: {', '.join(map(str, counts))}; cells show mean ± sample standard deviation over "
-            "seeds (a single seed shows no ±); the csv lists every seed.")
+    return (
+        f"Seeds per cell: {', '.join(map(str, counts))}; cells show mean ± sample standard deviation over "
+        "seeds (a single seed shows no ±); the csv lists every seed."
+    )
 
 
 def finished_runs(study: Study, runs_root: Path | str) -> tuple[list[Path], list]:
@@ -600,7 +827,9 @@ def finished_runs(study: Study, runs_root: Path | str) -> tuple[list[Path], list
     finished, unfinished = [], []
     for run in study.runs():
         path = Path(run.folder(str(runs_root))) / METRICS_FILE
-        (finished if path.is_file() else unfinished).append(path if path.is_file() else run)
+        (finished if path.is_file() else unfinished).append(
+            path if path.is_file() else run
+        )
     return finished, unfinished
 
 
@@ -631,23 +860,50 @@ def write_tables(
         header = ["Data set", *(f"γ = {gamma:.2f}" for gamma in gammas)]
         rows = accuracy_rows(cells, study, gammas)
         title = f"Table {number}: best validation accuracy (%), γ {'≤ 0.5' if number == 1 else '> 0.5'}"
-        notes = [metric, dash, seeds, f"Source: {len(runs)} run files (metrics.json), listed in table{number}.csv."]
-        in_table = runs[[(gamma <= TABLE1_LAST_GAMMA) == (number == 1) for gamma in runs["gamma"]]]
+        notes = [
+            metric,
+            dash,
+            seeds,
+            f"Source: {len(runs)} run files (metrics.json), listed in table{number}.csv.",
+        ]
+        in_table = runs[
+            [(gamma <= TABLE1_LAST_GAMMA) == (number == 1) for gamma in runs["gamma"]]
+        ]
         _write_csv(folder / f"table{number}.csv", in_table)
-        _write(folder / f"table{number}.md", render_markdown(title, header, rows, notes))
-        _write(folder / f"table{number}.tex", render_latex(f"{title}. {metric} {dash}", f"tab:smoothbench-table{number}", header, rows))
-        _write(folder / f"table{number}.html", render_html([(title, header, rows, notes)]))
+        _write(
+            folder / f"table{number}.md", render_markdown(title, header, rows, notes)
+        )
+        _write(
+            folder / f"table{number}.tex",
+            render_latex(
+                f"{title}. {metric} {dash}",
+                f"tab:smoothbench-table{number}",
+                header,
+                rows,
+            ),
+        )
+        _write(
+            folder / f"table{number}.html", render_html([(title, header, rows, notes)])
+        )
 
     header3 = ["Data set", "Best", "γ best", "Acc. γ = 1", "diff %"]
     rows3 = table3_rows(ours3, study)
     title3 = "Table 3: the best accuracy over γ against γ = 1"
-    notes3 = ["diff % = (best - base) / best x 100, base = the accuracy at γ = 1 ('-' where γ = 1 was not run).",
-              "γ best lists every γ that reaches the best value.", seeds]
+    notes3 = [
+        "diff % = (best - base) / best x 100, base = the accuracy at γ = 1 ('-' where γ = 1 was not run).",
+        "γ best lists every γ that reaches the best value.",
+        seeds,
+    ]
     table3_csv = ours3.copy()
     table3_csv.insert(0, "row", table3_csv["experiment"].map(row_labels(study)))
     _write_csv(folder / "table3.csv", table3_csv.round(5))
     _write(folder / "table3.md", render_markdown(title3, header3, rows3, notes3))
-    _write(folder / "table3.tex", render_latex(f"{title3}. {notes3[0]}", "tab:smoothbench-table3", header3, rows3))
+    _write(
+        folder / "table3.tex",
+        render_latex(
+            f"{title3}. {notes3[0]}", "tab:smoothbench-table3", header3, rows3
+        ),
+    )
     _write(folder / "table3.html", render_html([(title3, header3, rows3, notes3)]))
 
     compared = compare_cells(cells, study)
@@ -655,19 +911,39 @@ def write_tables(
     _write_csv(folder / "comparison.csv", compared)
     _write_csv(folder / "comparison_table3.csv", against.round(5))
     sections = comparison_sections(compared, against, tolerance)
-    _write(folder / "comparison.md", "".join(render_markdown(*section) + "\n" for section in sections))
+    _write(
+        folder / "comparison.md",
+        "".join(render_markdown(*section) + "\n" for section in sections),
+    )
     _write(folder / "comparison.html", render_html(sections))
     frames = write_analysis(study, all_runs, folder, calibration_epoch, seeds)
-    return {"runs": runs, "cells": cells, "table3": ours3, "comparison": compared, "comparison_table3": against,
-            "all_runs": all_runs, **frames}
+    return {
+        "runs": runs,
+        "cells": cells,
+        "table3": ours3,
+        "comparison": compared,
+        "comparison_table3": against,
+        "all_runs": all_runs,
+        **frames,
+    }
 
 
 def _value_cell(mean, std, value=None, decimals=2) -> str:
     text = format_cell(mean, std, decimals)
-    return text if value is None or text == "-" or pd.isna(value) else f"{text} ({format_gamma(value)})"
+    return (
+        text
+        if value is None or text == "-" or pd.isna(value)
+        else f"{text} ({format_gamma(value)})"
+    )
 
 
-def write_analysis(study: Study, runs: pd.DataFrame, folder: Path, calibration_epoch: str, seeds_note: str) -> dict:
+def write_analysis(
+    study: Study,
+    runs: pd.DataFrame,
+    folder: Path,
+    calibration_epoch: str,
+    seeds_note: str,
+) -> dict:
     """paired_differences, methods and calibration (.csv, .md, .html) from every run of every method."""
     from smoothbench import analysis
 
@@ -675,98 +951,245 @@ def write_analysis(study: Study, runs: pd.DataFrame, folder: Path, calibration_e
     calibration = analysis.calibration_cells(runs)
     paired = analysis.paired_differences(runs, study)
     methods = analysis.methods_table(calibration, study)
-    accuracy = {(r.experiment, r.method, format_gamma(r.value)): (r.accuracy_percent, r.accuracy_percent_std)
-                for r in calibration.itertuples()}
+    accuracy = {
+        (r.experiment, r.method, format_gamma(r.value)): (
+            r.accuracy_percent,
+            r.accuracy_percent_std,
+        )
+        for r in calibration.itertuples()
+    }
 
-    header = ["Data set", "method", "seeds", "accuracy %", "γ = 1 %", "mean difference (points)", "95 % interval",
-              "verdict"]
+    header = [
+        "Data set",
+        "method",
+        "seeds",
+        "accuracy %",
+        "γ = 1 %",
+        "mean difference (points)",
+        "95 % interval",
+        "verdict",
+    ]
     rows = []
     for r in paired.itertuples():
-        ours, base = accuracy[(r.experiment, r.method, format_gamma(r.value))], accuracy[(r.experiment, "gamma", "1.0")]
-        interval = "-" if pd.isna(r.ci95_lower_points) else f"[{r.ci95_lower_points:+.2f}, {r.ci95_upper_points:+.2f}]"
-        rows.append([labels[r.experiment], analysis.describe(r.method, r.value), str(r.seeds), format_cell(*ours),
-                     format_cell(*base), f"{r.mean_difference_points:+.2f}", interval, r.verdict])
+        ours, base = (
+            accuracy[(r.experiment, r.method, format_gamma(r.value))],
+            accuracy[(r.experiment, "gamma", "1.0")],
+        )
+        interval = (
+            "-"
+            if pd.isna(r.ci95_lower_points)
+            else f"[{r.ci95_lower_points:+.2f}, {r.ci95_upper_points:+.2f}]"
+        )
+        rows.append(
+            [
+                labels[r.experiment],
+                analysis.describe(r.method, r.value),
+                str(r.seeds),
+                format_cell(*ours),
+                format_cell(*base),
+                f"{r.mean_difference_points:+.2f}",
+                interval,
+                r.verdict,
+            ]
+        )
     title = "Gains over γ = 1, paired by seed"
-    notes = ["Difference of best validation accuracy from γ = 1 (one-hot) trained with the same seed, in percentage "
-             "points: mean over seeds and a 95 % Student-t interval (n - 1 degrees of freedom). 'gain holds': the "
-             "whole interval is above 0; 'within seed noise': it contains 0.", seeds_note]
+    notes = [
+        "Difference of best validation accuracy from γ = 1 (one-hot) trained with the same seed, in percentage "
+        "points: mean over seeds and a 95 % Student-t interval (n - 1 degrees of freedom). 'gain holds': the "
+        "whole interval is above 0; 'within seed noise': it contains 0.",
+        seeds_note,
+    ]
     if not rows:
-        notes.insert(0, "No run pairs with γ = 1 in this study (γ = 1 was not run), so there is no paired difference.")
-    _write_csv(folder / "paired_differences.csv", paired.assign(row=paired["experiment"].map(labels)).round(5))
-    _write(folder / "paired_differences.md", render_markdown(title, header, rows, notes))
-    _write(folder / "paired_differences.html", render_html([(title, header, rows, notes)]))
+        notes.insert(
+            0,
+            "No run pairs with γ = 1 in this study (γ = 1 was not run), so there is no paired difference.",
+        )
+    _write_csv(
+        folder / "paired_differences.csv",
+        paired.assign(row=paired["experiment"].map(labels)).round(5),
+    )
+    _write(
+        folder / "paired_differences.md", render_markdown(title, header, rows, notes)
+    )
+    _write(
+        folder / "paired_differences.html", render_html([(title, header, rows, notes)])
+    )
 
-    header = ["Data set", "1-hot", "ECE", "uniform α (best α)", "ECE", "γ best (γ)", "ECE", "LS++ (α)", "ECE"]
+    header = [
+        "Data set",
+        "1-hot",
+        "ECE",
+        "uniform α (best α)",
+        "ECE",
+        "γ best (γ)",
+        "ECE",
+        "LS++ (α)",
+        "ECE",
+    ]
     rows = []
     for r in methods.itertuples():
         row = [labels[r.experiment]]
         for key in ("one_hot", "alpha", "gamma", "lspp"):
             value = None if key == "one_hot" else getattr(r, f"{key}_value")
-            row.append(_value_cell(getattr(r, f"{key}_accuracy_percent"), getattr(r, f"{key}_accuracy_percent_std"), value))
-            row.append(format_cell(getattr(r, f"{key}_ece"), getattr(r, f"{key}_ece_std"), 4))
+            row.append(
+                _value_cell(
+                    getattr(r, f"{key}_accuracy_percent"),
+                    getattr(r, f"{key}_accuracy_percent_std"),
+                    value,
+                )
+            )
+            row.append(
+                format_cell(getattr(r, f"{key}_ece"), getattr(r, f"{key}_ece_std"), 4)
+            )
         rows.append(row)
     title = "Methods side by side: accuracy (%) and ECE"
-    notes = ["Best validation accuracy (%) and expected calibration error (15 bins) on the validation split, mean ± "
-             "std over seeds. Each method shows its value with the best mean accuracy; '-': not run. 1-hot is γ = 1; "
-             "uniform α is q = (1 - α) onehot + α / K; LS++ is Label Smoothing++ (learned C).",
-             f"Calibration is measured at the {calibration_epoch} epoch (config key tables.calibration_epoch).", seeds_note]
-    _write_csv(folder / "methods.csv", methods.assign(row=methods["experiment"].map(labels) if len(methods) else []).round(6))
+    notes = [
+        "Best validation accuracy (%) and expected calibration error (15 bins) on the validation split, mean ± "
+        "std over seeds. Each method shows its value with the best mean accuracy; '-': not run. 1-hot is γ = 1; "
+        "uniform α is q = (1 - α) onehot + α / K; LS++ is Label Smoothing++ (learned C).",
+        f"Calibration is measured at the {calibration_epoch} epoch (config key tables.calibration_epoch).",
+        seeds_note,
+    ]
+    _write_csv(
+        folder / "methods.csv",
+        methods.assign(
+            row=methods["experiment"].map(labels) if len(methods) else []
+        ).round(6),
+    )
     _write(folder / "methods.md", render_markdown(title, header, rows, notes))
     _write(folder / "methods.html", render_html([(title, header, rows, notes)]))
 
-    header = ["Data set", "method", "seeds", "accuracy %", "ECE", "NLL", "Brier", "confidence"]
+    header = [
+        "Data set",
+        "method",
+        "seeds",
+        "accuracy %",
+        "ECE",
+        "NLL",
+        "Brier",
+        "confidence",
+    ]
     rows = [
-        [labels[r.experiment], analysis.describe(r.method, r.value), str(r.seeds), format_cell(r.accuracy_percent, r.accuracy_percent_std),
-         format_cell(r.ece, r.ece_std, 4), format_cell(r.nll, r.nll_std, 4), format_cell(r.brier, r.brier_std, 4),
-         format_cell(r.confidence, r.confidence_std, 4)]
+        [
+            labels[r.experiment],
+            analysis.describe(r.method, r.value),
+            str(r.seeds),
+            format_cell(r.accuracy_percent, r.accuracy_percent_std),
+            format_cell(r.ece, r.ece_std, 4),
+            format_cell(r.nll, r.nll_std, 4),
+            format_cell(r.brier, r.brier_std, 4),
+            format_cell(r.confidence, r.confidence_std, 4),
+        ]
         for r in calibration.itertuples()
     ]
     title = "Calibration on the validation split"
-    notes = ["ECE: expected calibration error, 15 equal-width confidence bins; NLL: mean negative log-likelihood; "
-             "Brier: mean squared distance of the probabilities from the one-hot label (0 best, 2 worst); confidence: "
-             "mean top probability. Mean ± std over seeds.",
-             f"Measured at the {calibration_epoch} epoch of each run (config key tables.calibration_epoch); "
-             "'-': the run files hold no calibration.", seeds_note]
-    _write_csv(folder / "calibration.csv", calibration.assign(row=calibration["experiment"].map(labels)).round(6))
+    notes = [
+        "ECE: expected calibration error, 15 equal-width confidence bins; NLL: mean negative log-likelihood; "
+        "Brier: mean squared distance of the probabilities from the one-hot label (0 best, 2 worst); confidence: "
+        "mean top probability. Mean ± std over seeds.",
+        f"Measured at the {calibration_epoch} epoch of each run (config key tables.calibration_epoch); "
+        "'-': the run files hold no calibration.",
+        seeds_note,
+    ]
+    _write_csv(
+        folder / "calibration.csv",
+        calibration.assign(row=calibration["experiment"].map(labels)).round(6),
+    )
     _write(folder / "calibration.md", render_markdown(title, header, rows, notes))
     _write(folder / "calibration.html", render_html([(title, header, rows, notes)]))
-    return {"paired_differences": paired, "methods": methods, "calibration": calibration}
+    return {
+        "paired_differences": paired,
+        "methods": methods,
+        "calibration": calibration,
+    }
 
 
-def comparison_sections(compared: pd.DataFrame, against: pd.DataFrame, tolerance: float) -> list:
+def comparison_sections(
+    compared: pd.DataFrame, against: pd.DataFrame, tolerance: float
+) -> list:
     """The comparison as (title, header, rows, notes) sections."""
-    header = ["Data set", "γ", "paper", "ours", "ours − paper", "seeds", "our model, epochs"]
+    header = [
+        "Data set",
+        "γ",
+        "paper",
+        "ours",
+        "ours − paper",
+        "seeds",
+        "our model, epochs",
+    ]
     rows = [
-        [record.row, f"{record.gamma:.2f}", format_cell(record.paper_percent),
-         format_cell(record.ours_percent, record.ours_std_percent), f"{record.difference_points:+.2f}",
-         str(record.seeds), f"{record.ours_model}, {record.ours_epochs}"]
+        [
+            record.row,
+            f"{record.gamma:.2f}",
+            format_cell(record.paper_percent),
+            format_cell(record.ours_percent, record.ours_std_percent),
+            f"{record.difference_points:+.2f}",
+            str(record.seeds),
+            f"{record.ours_model}, {record.ours_epochs}",
+        ]
         for record in compared.itertuples()
     ]
-    notes = [f"Best validation accuracy (%): the paper's Tables 1-2 ({PAPER}) and this study's runs, for every "
-             "(data set, γ) in both. The paper ran one seed per cell."]
+    notes = [
+        f"Best validation accuracy (%): the paper's Tables 1-2 ({PAPER}) and this study's runs, for every "
+        "(data set, γ) in both. The paper ran one seed per cell."
+    ]
     if not rows:
-        notes.append("No data set of this study is in the paper's tables, so there is nothing to compare cell by cell.")
-    header3 = ["Data set", "printed best", "printed γ = 1", "printed diff %", "recomputed diff %",
-               "paper's arithmetic", "our best (γ)", "our γ = 1", "our diff %"]
+        notes.append(
+            "No data set of this study is in the paper's tables, so there is nothing to compare cell by cell."
+        )
+    header3 = [
+        "Data set",
+        "printed best",
+        "printed γ = 1",
+        "printed diff %",
+        "recomputed diff %",
+        "paper's arithmetic",
+        "our best (γ)",
+        "our γ = 1",
+        "our diff %",
+    ]
     rows3 = []
     for record in against.itertuples():
-        holds = "holds" if record.holds else (
-            f"NO: {record.diff_percent_printed:.2f} printed, {record.diff_percent_recomputed:.2f} from Tables 1-2 "
-            f"((best - base) / base gives {record.diff_over_base_percent:.2f})"
+        holds = (
+            "holds"
+            if record.holds
+            else (
+                f"NO: {record.diff_percent_printed:.2f} printed, {record.diff_percent_recomputed:.2f} from Tables 1-2 "
+                f"((best - base) / base gives {record.diff_over_base_percent:.2f})"
+            )
         )
-        ours_best = "-" if pd.isna(record.ours_best_percent) else (
-            f"{format_cell(record.ours_best_percent, record.ours_best_std_percent)} ({record.ours_best_gamma})")
-        rows3.append([
-            record.row, format_cell(record.best_percent_printed), format_cell(record.baseline_percent_printed),
-            format_cell(record.diff_percent_printed), format_cell(record.diff_percent_recomputed), holds, ours_best,
-            format_cell(record.ours_baseline_percent, record.ours_baseline_std_percent), format_cell(record.ours_diff_percent),
-        ])
+        ours_best = (
+            "-"
+            if pd.isna(record.ours_best_percent)
+            else (
+                f"{format_cell(record.ours_best_percent, record.ours_best_std_percent)} ({record.ours_best_gamma})"
+            )
+        )
+        rows3.append(
+            [
+                record.row,
+                format_cell(record.best_percent_printed),
+                format_cell(record.baseline_percent_printed),
+                format_cell(record.diff_percent_printed),
+                format_cell(record.diff_percent_recomputed),
+                holds,
+                ours_best,
+                format_cell(
+                    record.ours_baseline_percent, record.ours_baseline_std_percent
+                ),
+                format_cell(record.ours_diff_percent),
+            ]
+        )
     broken = [record.row for record in against.itertuples() if not record.holds]
     notes3 = [
         "Printed: the paper's Table 3. Recomputed: Table 3 computed from the paper's Tables 1-2 with "
         "diff % = (best - base) / best x 100, as this project computes its own.",
         f"The paper's arithmetic holds where every printed value is within {tolerance:g} points of the recomputed one. "
-        + (f"It does not hold for: {', '.join(broken)}." if broken else "It holds on every row."),
+        + (
+            f"It does not hold for: {', '.join(broken)}."
+            if broken
+            else "It holds on every row."
+        ),
     ]
     return [
         ("Comparison with the paper: Tables 1-2, cell by cell", header, rows, notes),

@@ -50,8 +50,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -60,8 +60,17 @@ from smoothbench.errors import SmoothbenchError
 from smoothbench.shapes import padded_shape, padding_to
 
 HISTORY_COLUMNS = (
-    "epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy",
-    "val_ece", "val_nll", "val_brier", "val_confidence", "seconds",
+    "epoch",
+    "lr",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "val_ece",
+    "val_nll",
+    "val_brier",
+    "val_confidence",
+    "seconds",
 )
 CALIBRATION_KEYS = ("accuracy", "ece", "nll", "brier", "confidence")
 CHECKPOINT_FOLDER = "checkpoint"
@@ -113,7 +122,11 @@ def data_fingerprint(manifest: dict) -> str:
 
 def _output_names(settings: dict) -> list[str]:
     """The run's output files, metrics.json last (it marks the run finished)."""
-    return [HISTORY_FILE, *([C_MATRIX_FILE] if settings["method"] == "lspp" else []), METRICS_FILE]
+    return [
+        HISTORY_FILE,
+        *([C_MATRIX_FILE] if settings["method"] == "lspp" else []),
+        METRICS_FILE,
+    ]
 
 
 def _finished_record(run_folder: Path, fingerprints: dict) -> Path | None:
@@ -126,7 +139,9 @@ def _finished_record(run_folder: Path, fingerprints: dict) -> Path | None:
     return record if recorded == fingerprints else None
 
 
-def _write_finished_record(run_folder: Path, fingerprints: dict, files: dict[str, Callable]) -> Path:
+def _write_finished_record(
+    run_folder: Path, fingerprints: dict, files: dict[str, Callable]
+) -> Path:
     """Write every output (name -> writer(path)) into ``run_folder/.finished`` at once.
 
     The files are written into a staging folder that is renamed into place whole,
@@ -134,10 +149,14 @@ def _write_finished_record(run_folder: Path, fingerprints: dict, files: dict[str
     record = run_folder / FINISHED_FOLDER
     for stale in run_folder.glob(f"{FINISHED_FOLDER}.staging-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(dir=run_folder, prefix=f"{FINISHED_FOLDER}.staging-"))
+    staging = Path(
+        tempfile.mkdtemp(dir=run_folder, prefix=f"{FINISHED_FOLDER}.staging-")
+    )
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700; honour the umask as the outputs do
+    os.chmod(
+        staging, 0o777 & ~umask
+    )  # mkdtemp creates 0700; honour the umask as the outputs do
     try:
         for name, write in files.items():
             write(staging / name)
@@ -153,7 +172,10 @@ def _write_finished_record(run_folder: Path, fingerprints: dict, files: dict[str
 def _publish(record: Path, run_folder: Path, names: list[str]) -> None:
     """Copy the finished files into ``run_folder``, each atomically, metrics.json last."""
     for name in names:
-        with open(record / name, "rb") as source, storage.atomic_file(run_folder / name, "wb") as target:
+        with (
+            open(record / name, "rb") as source,
+            storage.atomic_file(run_folder / name, "wb") as target,
+        ):
             shutil.copyfileobj(source, target)
 
 
@@ -198,7 +220,9 @@ def _variables(model, optimizer) -> list:
     return list(model.variables) + list(optimizer.variables)
 
 
-def save_checkpoint(path: Path, model, optimizer, state: dict, metric_values: list | None = None) -> None:
+def save_checkpoint(
+    path: Path, model, optimizer, state: dict, metric_values: list | None = None
+) -> None:
     """Every model and optimizer variable plus ``state`` (JSON) in one .npz, replaced atomically.
 
     ``metric_values`` (mid-epoch checkpoints): the running totals of the epoch's training
@@ -206,7 +230,10 @@ def save_checkpoint(path: Path, model, optimizer, state: dict, metric_values: li
     import keras
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"variable_{index:05d}": keras.ops.convert_to_numpy(variable) for index, variable in enumerate(_variables(model, optimizer))}
+    arrays = {
+        f"variable_{index:05d}": keras.ops.convert_to_numpy(variable)
+        for index, variable in enumerate(_variables(model, optimizer))
+    }
     for index, value in enumerate(metric_values or []):
         arrays[f"metric_{index:05d}"] = np.asarray(value)
     arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
@@ -219,7 +246,9 @@ def read_checkpoint_state(path: Path) -> dict:
         with np.load(path, allow_pickle=False) as archive:
             return json.loads(archive["state"].tobytes().decode())
     except Exception as error:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({error}); delete it to start the run over") from None
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint ({error}); delete it to start the run over"
+        ) from None
 
 
 def restore_checkpoint(path: Path, model, optimizer) -> dict:
@@ -228,7 +257,9 @@ def restore_checkpoint(path: Path, model, optimizer) -> dict:
     try:
         with np.load(path, allow_pickle=False) as archive:
             state = json.loads(archive["state"].tobytes().decode())
-            names = sorted(name for name in archive.files if name.startswith("variable_"))
+            names = sorted(
+                name for name in archive.files if name.startswith("variable_")
+            )
             if len(names) != len(variables):
                 raise CheckpointError(
                     f"{path}: holds {len(names)} variables, the model and optimizer have {len(variables)}; "
@@ -245,21 +276,36 @@ def restore_checkpoint(path: Path, model, optimizer) -> dict:
     except CheckpointError:
         raise
     except Exception as error:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({error}); delete it to start the run over") from None
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint ({error}); delete it to start the run over"
+        ) from None
     return state
 
 
 def read_checkpoint_metrics(path: Path) -> list[np.ndarray]:
     """The running metric totals a mid-epoch checkpoint holds (none at an epoch end)."""
     with np.load(path, allow_pickle=False) as archive:
-        return [archive[name] for name in sorted(name for name in archive.files if name.startswith("metric_"))]
+        return [
+            archive[name]
+            for name in sorted(
+                name for name in archive.files if name.startswith("metric_")
+            )
+        ]
 
 
 class TrainingStopped(SmoothbenchError, RuntimeError):
     """SIGTERM (a scheduler's time limit, a preemption, scancel) stopped the run after a checkpoint."""
 
 
-def _mid_epoch_checkpoints(model, save, every_seconds: float, steps_before: int, steps: int, metric_values, stop_requested):
+def _mid_epoch_checkpoints(
+    model,
+    save,
+    every_seconds: float,
+    steps_before: int,
+    steps: int,
+    metric_values,
+    stop_requested,
+):
     """A Keras callback: every ``every_seconds`` within an epoch (and at once when
     ``stop_requested()``) call ``save(steps_done, metric_values)`` after a batch; on a
     stop request it also stops fit. ``metric_values`` (from a checkpoint) are put back
@@ -284,11 +330,23 @@ def _mid_epoch_checkpoints(model, save, every_seconds: float, steps_before: int,
         def on_train_batch_end(self, batch, logs=None):
             done = steps_before + batch + 1
             stop = stop_requested()
-            if done >= steps or not (stop or (every_seconds > 0 and time.perf_counter() - self.last >= every_seconds)):
+            if done >= steps or not (
+                stop
+                or (
+                    every_seconds > 0
+                    and time.perf_counter() - self.last >= every_seconds
+                )
+            ):
                 return  # the epoch's end writes its own checkpoint
             if hasattr(model, "jax_state_sync"):
                 model.jax_state_sync()  # JAX keeps the variables outside the model during fit
-            save(done, [keras.ops.convert_to_numpy(variable) for variable in model.metrics_variables])
+            save(
+                done,
+                [
+                    keras.ops.convert_to_numpy(variable)
+                    for variable in model.metrics_variables
+                ],
+            )
             self.last = time.perf_counter()
             if stop:
                 self.stopped_at = done
@@ -331,7 +389,13 @@ def read_history(path: Path | str) -> list[dict]:
     """history.csv as a list of dicts with numbers (epoch int, the rest float)."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()} for row in rows]
+    return [
+        {
+            key: (int(value) if key == "epoch" else float(value))
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
 
 
 def code_provenance() -> dict:
@@ -340,18 +404,37 @@ def code_provenance() -> dict:
     from smoothbench import __version__
 
     package = Path(__file__).resolve().parent
-    provenance = {"version": __version__, "source": str(package), "commit": None, "dirty": None}
+    provenance = {
+        "version": __version__,
+        "source": str(package),
+        "commit": None,
+        "dirty": None,
+    }
     try:
         commit = subprocess.run(
-            ["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30
+            ["git", "-C", str(package), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         if commit.returncode == 0:
             status = subprocess.run(
-                ["git", "-C", str(package), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True, text=True, timeout=30,
+                [
+                    "git",
+                    "-C",
+                    str(package),
+                    "status",
+                    "--porcelain",
+                    "--untracked-files=no",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
             provenance["commit"] = commit.stdout.strip()
-            provenance["dirty"] = bool(status.stdout.strip()) if status.returncode == 0 else None
+            provenance["dirty"] = (
+                bool(status.stdout.strip()) if status.returncode == 0 else None
+            )
     except (OSError, subprocess.TimeoutExpired):
         pass  # no git: version and source still say which code ran
     return provenance
@@ -360,10 +443,16 @@ def code_provenance() -> dict:
 def _software() -> dict:
     import keras
 
-    versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }
     versions["smoothbench"] = code_provenance()
     backend = keras.backend.backend()
-    if backend in acceleration.BACKENDS and backend in sys.modules:  # each backend's package has its name
+    if (
+        backend in acceleration.BACKENDS and backend in sys.modules
+    ):  # each backend's package has its name
         versions[backend] = getattr(sys.modules[backend], "__version__", "?")
     return versions
 
@@ -395,7 +484,11 @@ def build_model(settings: dict, mean: np.ndarray):
 def describe_method(settings: dict) -> str:
     """``gamma=0.9``, ``alpha=0.1``, ``lspp alpha=0.1``: a run's method as logs print it."""
     method, value = settings["method"], settings["value"]
-    return f"{method}={value}" if method in ("gamma", "alpha") else f"{method} alpha={value}"
+    return (
+        f"{method}={value}"
+        if method in ("gamma", "alpha")
+        else f"{method} alpha={value}"
+    )
 
 
 def compile_for_method(model, settings: dict, optimizer, jit_compile="auto"):
@@ -410,11 +503,20 @@ def compile_for_method(model, settings: dict, optimizer, jit_compile="auto"):
 
     accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     if settings["method"] == "lspp":
-        model = LabelSmoothingPlusPlusModel(model, settings["num_classes"], settings["value"], name="label_smoothing_plus_plus")
+        model = LabelSmoothingPlusPlusModel(
+            model,
+            settings["num_classes"],
+            settings["value"],
+            name="label_smoothing_plus_plus",
+        )
         model.compile(optimizer=optimizer, metrics=[accuracy], jit_compile=jit_compile)
     else:
-        model.compile(optimizer=optimizer, loss=FixedTargetCrossEntropy(settings["method"], settings["value"]),
-                      metrics=[accuracy], jit_compile=jit_compile)
+        model.compile(
+            optimizer=optimizer,
+            loss=FixedTargetCrossEntropy(settings["method"], settings["value"]),
+            metrics=[accuracy],
+            jit_compile=jit_compile,
+        )
     return model
 
 
@@ -425,10 +527,14 @@ def validation_loss(settings: dict, model, logits, labels) -> float:
     from smoothbench import losses
 
     if settings["method"] == "lspp":
-        network, matrix = losses.label_smoothing_plus_plus_terms(labels, logits, model.target_matrix.logits, settings["value"])
+        network, matrix = losses.label_smoothing_plus_plus_terms(
+            labels, logits, model.target_matrix.logits, settings["value"]
+        )
         values = (network + matrix) / 2.0
     else:
-        targets = losses.fixed_targets(labels, settings["num_classes"], settings["method"], settings["value"])
+        targets = losses.fixed_targets(
+            labels, settings["num_classes"], settings["method"], settings["value"]
+        )
         values = losses.target_cross_entropy(targets, logits)
     return float(np.mean(keras.ops.convert_to_numpy(values)))
 
@@ -458,7 +564,9 @@ def train(
             f"(same settings and data; best val_accuracy {metrics['best_val_accuracy']:.4f}); nothing retrained"
         )
         return metrics
-    manifest, arrays = storage.open_prepared(prepared_folder, verify_checksums=compute["verify_checksums"])
+    manifest, arrays = storage.open_prepared(
+        prepared_folder, verify_checksums=compute["verify_checksums"]
+    )
     check_manifest(manifest, settings, prepared_folder)
     acceleration.select_backend(compute.get("backend", "auto"))
     backend = configure_backend(compute["threads_per_job"], compute["deterministic"])
@@ -471,15 +579,22 @@ def train(
 
     accelerators = acceleration.visible_accelerators()
     capabilities = acceleration.gpu_compute_capabilities(accelerators)
-    precision, precision_reason = acceleration.resolve_precision(compute.get("precision", "auto"), capabilities)
+    precision, precision_reason = acceleration.resolve_precision(
+        compute.get("precision", "auto"), capabilities
+    )
     jit_compile, jit_reason = acceleration.resolve_jit_compile(
-        compute.get("jit_compile", "auto"), backend, bool(capabilities), compute["deterministic"]
+        compute.get("jit_compile", "auto"),
+        backend,
+        bool(capabilities),
+        compute["deterministic"],
     )
     acceleration.apply_precision(precision)  # before any layer is built
     seed = settings["seed"]
     keras.utils.set_random_seed(seed)
     classifier, model = build_model(settings, np.asarray(arrays["mean"]))
-    optimizer = keras.optimizers.Adam(learning_rate=settings["optimizer"]["learning_rate"])
+    optimizer = keras.optimizers.Adam(
+        learning_rate=settings["optimizer"]["learning_rate"]
+    )
     model = compile_for_method(model, settings, optimizer, jit_compile=jit_compile)
     # Under mixed_float16 model.optimizer wraps `optimizer` in a loss scale; the checkpoint
     # holds `optimizer`'s variables only, so a run may resume under another precision.
@@ -494,30 +609,43 @@ def train(
     rows: list[dict] = []
     attempts: list[dict] = []
     calibration = {"best_epoch": None, "final_epoch": None}
-    in_progress = None  # a mid-epoch checkpoint's epoch, steps done, seconds and metric totals
+    in_progress = (
+        None  # a mid-epoch checkpoint's epoch, steps done, seconds and metric totals
+    )
     if checkpoint.exists():
         state = read_checkpoint_state(checkpoint)
         if (
             state.get("fingerprint") != fingerprint
             or state.get("format") != CHECKPOINT_FORMAT
-            or state.get("data_fingerprint", fingerprints["data"]) != fingerprints["data"]
+            or state.get("data_fingerprint", fingerprints["data"])
+            != fingerprints["data"]
         ):
-            log(f"discarding {checkpoint}: it was written with other settings or other prepared data")
+            log(
+                f"discarding {checkpoint}: it was written with other settings or other prepared data"
+            )
             shutil.rmtree(checkpoint.parent)
         else:
             state = restore_checkpoint(checkpoint, model, optimizer)
-            rows, attempts, calibration = state["history"], state["attempts"], state["calibration"]
+            rows, attempts, calibration = (
+                state["history"],
+                state["attempts"],
+                state["calibration"],
+            )
             in_progress = state.get("epoch_in_progress")
             if in_progress:
                 in_progress["metric_values"] = read_checkpoint_metrics(checkpoint)
                 within = f", and {in_progress['steps_done']} of {in_progress['steps']} steps of epoch {in_progress['epoch']}"
-            log(f"resuming from {checkpoint}: {len(rows)} of {settings['epochs']} epochs done{within if in_progress else ''}")
+            log(
+                f"resuming from {checkpoint}: {len(rows)} of {settings['epochs']} epochs done{within if in_progress else ''}"
+            )
     start_epoch = len(rows)
     attempts.append(
         {
             "started_at_epoch": start_epoch,
             "started_at_step": in_progress["steps_done"] if in_progress else 0,
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
             "host": socket.gethostname(),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -528,34 +656,65 @@ def train(
     )
     device = acceleration.describe_accelerators(accelerators)
     train_images, train_labels = arrays["train_images"], arrays["train_labels"]
-    validation = ArrayBatches(arrays["validation_images"], arrays["validation_labels"], compute["evaluation_batch_size"])
+    validation = ArrayBatches(
+        arrays["validation_images"],
+        arrays["validation_labels"],
+        compute["evaluation_batch_size"],
+    )
     log(
         f"{settings['experiment']} {describe_method(settings)} seed={seed}: {settings['model']}-{settings['depth']} "
         f"({parameters:,} parameters) on {device} with Keras {keras.__version__} ({backend}); "
         f"{len(train_labels)} training / {len(validation.labels)} validation images; "
         f"epochs {start_epoch}..{settings['epochs'] - 1}"
     )
-    log(f"precision {precision} ({precision_reason}); XLA {'on' if jit_compile else 'off'} ({jit_reason})")
+    log(
+        f"precision {precision} ({precision_reason}); XLA {'on' if jit_compile else 'off'} ({jit_reason})"
+    )
 
     every_seconds = 60.0 * compute.get("checkpoint_minutes", 10)
     batch_size = settings["batch_size"]
     steps = math.ceil(len(train_labels) / batch_size)
     with _stop_on_sigterm() as stop_requested:
         for epoch in range(start_epoch, settings["epochs"]):
-            rate = learning_rate_at(epoch, settings["optimizer"]["learning_rate"], settings["optimizer"]["schedule"])
+            rate = learning_rate_at(
+                epoch,
+                settings["optimizer"]["learning_rate"],
+                settings["optimizer"]["schedule"],
+            )
             optimizer.learning_rate.assign(rate)
-            resumed = in_progress if in_progress and in_progress["epoch"] == epoch else None
+            resumed = (
+                in_progress if in_progress and in_progress["epoch"] == epoch else None
+            )
             steps_before = resumed["steps_done"] if resumed else 0
-            order = epoch_order(len(train_labels), seed, epoch)[steps_before * batch_size :]
+            order = epoch_order(len(train_labels), seed, epoch)[
+                steps_before * batch_size :
+            ]
             batches = ArrayBatches(train_images, train_labels, batch_size, order=order)
             epoch_start = time.perf_counter()
             seconds_before = resumed["seconds"] if resumed else 0.0
 
-            def save_mid_epoch(done, metric_values, epoch=epoch, epoch_start=epoch_start, seconds_before=seconds_before):
-                progress = {"epoch": epoch, "steps_done": done, "steps": steps,
-                            "seconds": seconds_before + time.perf_counter() - epoch_start}
-                mid_state = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "data_fingerprint": fingerprints["data"],
-                             "history": rows, "attempts": attempts, "calibration": calibration, "epoch_in_progress": progress}
+            def save_mid_epoch(
+                done,
+                metric_values,
+                epoch=epoch,
+                epoch_start=epoch_start,
+                seconds_before=seconds_before,
+            ):
+                progress = {
+                    "epoch": epoch,
+                    "steps_done": done,
+                    "steps": steps,
+                    "seconds": seconds_before + time.perf_counter() - epoch_start,
+                }
+                mid_state = {
+                    "format": CHECKPOINT_FORMAT,
+                    "fingerprint": fingerprint,
+                    "data_fingerprint": fingerprints["data"],
+                    "history": rows,
+                    "attempts": attempts,
+                    "calibration": calibration,
+                    "epoch_in_progress": progress,
+                }
                 save_checkpoint(checkpoint, model, optimizer, mid_state, metric_values)
 
             if resumed:
@@ -563,8 +722,15 @@ def train(
                 # accuracy metric lazily, so build it now, as Keras itself does under a
                 # distribution strategy (shapes only: no variable changes).
                 model._symbolic_build(data_batch=batches[0])
-            checkpoints = _mid_epoch_checkpoints(model, save_mid_epoch, every_seconds, steps_before, steps,
-                                                 resumed["metric_values"] if resumed else None, stop_requested)
+            checkpoints = _mid_epoch_checkpoints(
+                model,
+                save_mid_epoch,
+                every_seconds,
+                steps_before,
+                steps,
+                resumed["metric_values"] if resumed else None,
+                stop_requested,
+            )
             result = model.fit(
                 batches,
                 initial_epoch=epoch,
@@ -585,10 +751,14 @@ def train(
             logits = model.predict(validation, verbose=0)
             if np.all(np.isfinite(logits)):
                 summary = calibration_summary(logits, validation.labels)
-                logs["val_loss"] = validation_loss(settings, model, logits, validation.labels)
+                logs["val_loss"] = validation_loss(
+                    settings, model, logits, validation.labels
+                )
                 logs.update({f"val_{key}": summary[key] for key in CALIBRATION_KEYS})
             seconds = seconds_before + time.perf_counter() - epoch_start
-            if not all(math.isfinite(logs.get(key, math.nan)) for key in ("loss", "val_loss")):
+            if not all(
+                math.isfinite(logs.get(key, math.nan)) for key in ("loss", "val_loss")
+            ):
                 raise TrainingDivergedError(
                     f"{settings['experiment']} {describe_method(settings)} seed={seed}: the loss became "
                     f"{logs.get('loss', math.nan)} in epoch {epoch} (learning rate {rate:g}); no metrics were written. "
@@ -602,15 +772,30 @@ def train(
                 "accuracy": float(f"{logs['accuracy']:.7g}"),
                 "val_loss": float(f"{logs['val_loss']:.7g}"),
                 "val_accuracy": float(f"{logs['val_accuracy']:.7g}"),
-                **{f"val_{key}": float(f"{logs[f'val_{key}']:.7g}") for key in CALIBRATION_KEYS if key != "accuracy"},
+                **{
+                    f"val_{key}": float(f"{logs[f'val_{key}']:.7g}")
+                    for key in CALIBRATION_KEYS
+                    if key != "accuracy"
+                },
                 "seconds": round(seconds, 3),
             }
             rows.append(row)
             calibration["final_epoch"] = {"epoch": epoch, **summary}
-            if calibration["best_epoch"] is None or row["val_accuracy"] > max(r["val_accuracy"] for r in rows[:-1]):
-                calibration["best_epoch"] = {"epoch": epoch, **summary}  # the first epoch reaching the best accuracy
-            state = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "data_fingerprint": fingerprints["data"],
-                     "history": rows, "attempts": attempts, "calibration": calibration}
+            if calibration["best_epoch"] is None or row["val_accuracy"] > max(
+                r["val_accuracy"] for r in rows[:-1]
+            ):
+                calibration["best_epoch"] = {
+                    "epoch": epoch,
+                    **summary,
+                }  # the first epoch reaching the best accuracy
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "fingerprint": fingerprint,
+                "data_fingerprint": fingerprints["data"],
+                "history": rows,
+                "attempts": attempts,
+                "calibration": calibration,
+            }
             save_checkpoint(checkpoint, model, optimizer, state)
             _write_history(checkpoint.parent / PROGRESS_FILE, rows)
             log(
@@ -619,12 +804,19 @@ def train(
                 f"val_accuracy {row['val_accuracy']:.4f}  {seconds:.1f} s"
             )
 
-    metrics = summarize(settings, rows, attempts, parameters, manifest, prepared_folder, device, backend)
-    metrics["calibration"] = {"bins": len(calibration["final_epoch"]["bins"]), **calibration}
+    metrics = summarize(
+        settings, rows, attempts, parameters, manifest, prepared_folder, device, backend
+    )
+    metrics["calibration"] = {
+        "bins": len(calibration["final_epoch"]["bins"]),
+        **calibration,
+    }
     metrics["wall_seconds_last_attempt"] = round(time.perf_counter() - started, 3)
     files = {HISTORY_FILE: lambda path: _write_history(path, rows)}
     if settings["method"] == "lspp":
-        matrix = keras.ops.convert_to_numpy(model.target_matrix.matrix()).astype(np.float32)
+        matrix = keras.ops.convert_to_numpy(model.target_matrix.matrix()).astype(
+            np.float32
+        )
 
         def write_matrix(path):
             with storage.atomic_file(path, "wb") as stream:
@@ -653,11 +845,17 @@ def _equivalent_gamma(settings: dict) -> dict:
     if method == "gamma":
         return {"gamma": value}
     if method == "alpha":
-        return {"equivalent_gamma": round(gamma_from_alpha(value, settings["num_classes"]), 12)}
+        return {
+            "equivalent_gamma": round(
+                gamma_from_alpha(value, settings["num_classes"]), 12
+            )
+        }
     return {"initial_equivalent_gamma": round(1.0 - value, 12)}
 
 
-def summarize(settings, rows, attempts, parameters, manifest, prepared_folder, device, backend) -> dict:
+def summarize(
+    settings, rows, attempts, parameters, manifest, prepared_folder, device, backend
+) -> dict:
     """metrics.json's content, from the history and the run's context."""
     accuracies = [row["val_accuracy"] for row in rows]
     best_epoch = int(np.argmax(accuracies))  # the first epoch reaching the best value
@@ -685,12 +883,16 @@ def summarize(settings, rows, attempts, parameters, manifest, prepared_folder, d
         "software": _software(),
         "prepared_data": {
             "folder": str(prepared_folder),
-            "manifest_sha256": storage.sha256_of_file(Path(prepared_folder) / storage.MANIFEST_NAME),
+            "manifest_sha256": storage.sha256_of_file(
+                Path(prepared_folder) / storage.MANIFEST_NAME
+            ),
             "train_examples": manifest["splits"]["train"]["count"],
             "validation_examples": manifest["splits"]["validation"]["count"],
             "validation_split": manifest["splits"]["validation"]["split"],
             "mock_data": manifest.get("mock_data", False),
         },
         "settings": settings,
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
     }

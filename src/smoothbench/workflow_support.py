@@ -32,7 +32,11 @@ def use_checkout(source_folder: str) -> None:
     install of another clone cannot win; SMOOTHBENCH_SOURCE tells the job which copy it
     must have imported (:func:`check_source`)."""
     os.environ["SMOOTHBENCH_SOURCE"] = source_folder
-    others = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry and entry != source_folder]
+    others = [
+        entry
+        for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if entry and entry != source_folder
+    ]
     os.environ["PYTHONPATH"] = os.pathsep.join([source_folder, *others])
 
 
@@ -43,7 +47,10 @@ def code_fingerprint(base: str | os.PathLike) -> str:
 
     base = Path(base)
     digest = hashlib.sha256()
-    files = [*(base / "src" / "smoothbench").rglob("*.py"), *(base / "workflow" / "scripts").glob("*.py")]
+    files = [
+        *(base / "src" / "smoothbench").rglob("*.py"),
+        *(base / "workflow" / "scripts").glob("*.py"),
+    ]
     for path in sorted(files):
         digest.update(path.relative_to(base).as_posix().encode())
         digest.update(b"\0")
@@ -108,9 +115,14 @@ def logged(log_path: str | os.PathLike):
         except BaseException as error:
             traceback.print_exc()
             sys.stderr.flush()
-            os.write(terminal, f"\nerror: {describe_error(error)}\n(full log: {log_path})\n".encode())
+            os.write(
+                terminal,
+                f"\nerror: {describe_error(error)}\n(full log: {log_path})\n".encode(),
+            )
             if isinstance(error, SmoothbenchError):
-                failed = True  # a message for the user: no second traceback on the terminal
+                failed = (
+                    True  # a message for the user: no second traceback on the terminal
+                )
             else:
                 raise
         finally:

@@ -9,4 +9,10 @@ from smoothbench.workflow_support import logged
 with logged(snakemake.log[0]):
     folder = Path(snakemake.output.table1_csv).parent
     tolerance, epoch = snakemake.params.tolerance, snakemake.params.calibration_epoch
-    write_tables(load_study(snakemake.config), snakemake.input.metrics, folder, tolerance, calibration_epoch=epoch)
+    write_tables(
+        load_study(snakemake.config),
+        snakemake.input.metrics,
+        folder,
+        tolerance,
+        calibration_epoch=epoch,
+    )

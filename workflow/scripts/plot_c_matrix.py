@@ -9,4 +9,11 @@ from smoothbench.workflow_support import logged
 with logged(snakemake.log[0]):
     stem = Path(snakemake.output.png[: -len(".png")])
     matrices, manifest = snakemake.input.matrices, snakemake.input.manifest
-    write_c_matrix(load_study(snakemake.config), snakemake.wildcards.experiment, snakemake.wildcards.value, matrices, manifest, stem)
+    write_c_matrix(
+        load_study(snakemake.config),
+        snakemake.wildcards.experiment,
+        snakemake.wildcards.value,
+        matrices,
+        manifest,
+        stem,
+    )

@@ -9,4 +9,10 @@ from smoothbench.workflow_support import logged
 with logged(snakemake.log[0]):
     stem = Path(snakemake.output.png[: -len(".png")])
     study, experiment = load_study(snakemake.config), snakemake.wildcards.experiment
-    write_reliability(study, experiment, snakemake.input.metrics, stem, snakemake.params.calibration_epoch)
+    write_reliability(
+        study,
+        experiment,
+        snakemake.input.metrics,
+        stem,
+        snakemake.params.calibration_epoch,
+    )

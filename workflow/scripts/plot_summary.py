@@ -7,4 +7,8 @@ from smoothbench.plots import write_summary_plots
 from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):
-    write_summary_plots(load_study(snakemake.config), snakemake.input.metrics, Path(snakemake.output.accuracy).parent)
+    write_summary_plots(
+        load_study(snakemake.config),
+        snakemake.input.metrics,
+        Path(snakemake.output.accuracy).parent,
+    )

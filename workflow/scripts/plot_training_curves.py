@@ -8,4 +8,9 @@ from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):
     stem = Path(snakemake.output.png[: -len(".png")])
-    write_training_curves(load_study(snakemake.config), snakemake.wildcards.experiment, snakemake.input.metrics, stem)
+    write_training_curves(
+        load_study(snakemake.config),
+        snakemake.wildcards.experiment,
+        snakemake.input.metrics,
+        stem,
+    )
