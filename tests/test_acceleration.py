@@ -13,8 +13,9 @@ from smoothbench.acceleration import (
     resolve_jit_compile,
     resolve_precision,
 )
-from smoothbench.config import ConfigError, load_study
+from smoothbench.config import ConfigError
 from smoothbench.models import RandomShift, build_resnet, build_training_model
+from smoothbench.study import load_study
 
 
 @pytest.mark.parametrize(

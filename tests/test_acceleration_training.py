@@ -26,9 +26,9 @@ import sys
 import pytest
 from conftest import run_workflow
 
-from smoothbench import training
-from smoothbench.config import load_study
+from smoothbench import run_record
 from smoothbench.prepare import prepare
+from smoothbench.study import load_study
 
 SWITCH_CONFIG = {
     "data": {"download": False},
@@ -49,7 +49,7 @@ SWITCH_CONFIG = {
 }
 TRAIN_ONE = """
 import json, sys
-from smoothbench.config import load_study
+from smoothbench.study import load_study
 from smoothbench.training import train
 config, compute, seed, prepared, run = json.loads(sys.argv[1])
 study = load_study(config)
@@ -78,8 +78,8 @@ def _train(digits, name: str, compute: dict, seed: int = 0) -> dict:
         timeout=900,
     )
     assert process.returncode == 0, process.stdout + process.stderr[-4000:]
-    metrics = json.loads((run / training.METRICS_FILE).read_text())
-    metrics["history"] = training.read_history(run / training.HISTORY_FILE)
+    metrics = json.loads((run / run_record.METRICS_FILE).read_text())
+    metrics["history"] = run_record.read_history(run / run_record.HISTORY_FILE)
     metrics["log"] = process.stdout
     return metrics
 
@@ -189,7 +189,7 @@ def test_a_training_job_runs_under_each_installed_backend(tmp_path, backend):
     assert {run.method for run in runs} == {"gamma", "lspp"}
     for run in runs:
         folder = tmp_path / run.folder()
-        metrics = json.loads((folder / training.METRICS_FILE).read_text())
+        metrics = json.loads((folder / run_record.METRICS_FILE).read_text())
         assert (
             metrics["backend"] == backend
             and metrics["attempts"][-1]["backend"] == backend
@@ -198,7 +198,7 @@ def test_a_training_job_runs_under_each_installed_backend(tmp_path, backend):
             backend == "jax"
         )  # auto on this CPU
         assert backend in metrics["software"]
-        history = training.read_history(folder / training.HISTORY_FILE)
+        history = run_record.read_history(folder / run_record.HISTORY_FILE)
         assert all(math.isfinite(row["loss"]) for row in history)
         assert history[-1]["loss"] < history[0]["loss"]
         assert metrics["best_val_accuracy"] > 0.5, (

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from smoothbench import analysis
-from smoothbench.config import load_study
+from smoothbench.study import load_study
 
 STUDY = load_study(
     {

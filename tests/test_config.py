@@ -13,13 +13,12 @@ from smoothbench.config import (
     SCHEMA_PATH,
     ConfigError,
     _resolve,
-    format_gamma,
     format_key,
-    gamma_grid,
     load_schema,
-    load_study,
-    load_study_file,
 )
+from smoothbench.methods import gamma_grid
+from smoothbench.run_record import format_value
+from smoothbench.study import load_study, load_study_file
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +151,7 @@ def test_gamma_grid_follows_gamma_greater_than_one_over_k(paper):
     ],
 )
 def test_gamma_path_text(gamma, text):
-    assert format_gamma(gamma) == text
+    assert format_value(gamma) == text
 
 
 def test_defaults_fill_an_almost_empty_config():

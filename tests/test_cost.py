@@ -8,7 +8,7 @@ import pytest
 from conftest import REPOSITORY
 
 from smoothbench import cli, cost, registry
-from smoothbench.config import load_study, load_study_file
+from smoothbench.study import load_study, load_study_file
 
 RATES = [
     cost.Rate("resnet_v2-83", 72, 400.0, "test"),

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import REPOSITORY, SNAKEMAKE
 
-from smoothbench import training
+from smoothbench import run_record
 
 pytestmark = pytest.mark.workflow
 
@@ -67,7 +67,7 @@ def _command(workdir: Path, *arguments: str) -> list[str]:
 def _values(history_path: Path) -> list[dict]:
     return [
         {key: value for key, value in row.items() if key != "seconds"}
-        for row in training.read_history(history_path)
+        for row in run_record.read_history(history_path)
     ]
 
 
@@ -97,7 +97,7 @@ def _check_nothing_looks_finished_that_is_not(
             assert first_seen.setdefault(gamma, metrics) == metrics, (
                 f"gamma {gamma} was trained again"
             )
-        record = workdir / run / training.FINISHED_FOLDER / "metrics.json"
+        record = workdir / run / run_record.FINISHED_FOLDER / "metrics.json"
         if gamma in first_seen and record.exists():
             assert json.loads(record.read_text()) == first_seen[gamma], gamma
     tables = workdir / "results" / "tables"

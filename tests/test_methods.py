@@ -9,9 +9,9 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from smoothbench import losses, training  # noqa: E402
-from smoothbench.config import load_study  # noqa: E402
 from smoothbench.prepare import prepare  # noqa: E402
 from smoothbench.storage import open_prepared  # noqa: E402
+from smoothbench.study import load_study  # noqa: E402
 
 
 def _batch(K, seed=0, size=16):

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from conftest import REPOSITORY, demo_command
 
-from smoothbench import training
+from smoothbench import run_record
 
 pytestmark = [
     pytest.mark.workflow,
@@ -193,7 +193,7 @@ def _train_until_two_epochs(tmp_path: Path, config: Path):
         tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.9" / "seed~0.log"
     )
     deadline = time.monotonic() + 600
-    while not (progress.exists() and len(training.read_history(progress)) >= 2):
+    while not (progress.exists() and len(run_record.read_history(progress)) >= 2):
         assert workflow.poll() is None, (tmp_path / "snakemake.out").read_text()[-3000:]
         assert time.monotonic() < deadline, "no two epochs within 600 s"
         time.sleep(0.2)
@@ -210,7 +210,7 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes(tmp_path):
     workflow.wait(timeout=900)
     assert workflow.returncode == 0, (tmp_path / "snakemake.out").read_text()[-5000:]
 
-    history = training.read_history(run / "history.csv")
+    history = run_record.read_history(run / "history.csv")
     assert [row["epoch"] for row in history] == list(range(10))
     metrics = json.loads((run / "metrics.json").read_text())
     attempts = metrics["attempts"]
@@ -292,7 +292,7 @@ def test_a_preempted_training_job_is_requeued_by_slurm_and_resumes_from_its_chec
     snakemake_output = (tmp_path / "snakemake.out").read_text()
     assert workflow.returncode == 0, snakemake_output[-5000:]
 
-    history = training.read_history(run / "history.csv")
+    history = run_record.read_history(run / "history.csv")
     assert [row["epoch"] for row in history] == list(range(epochs))
     attempts = json.loads((run / "metrics.json").read_text())["attempts"]
     starts = [
@@ -338,7 +338,7 @@ def _demo_speed(demo) -> tuple[float, float]:
     runs = demo[0] / "results" / "runs" / "digits"
     epochs, overheads = [], []
     for history_file in sorted(runs.glob("gamma~*/seed~*/history.csv")):
-        history = training.read_history(history_file)
+        history = run_record.read_history(history_file)
         epochs += [row["seconds"] for row in history[1:]]
         where = history_file.parent.relative_to(runs)
         benchmark = (
@@ -388,7 +388,7 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
         sized + "\n" + process.stdout[-5000:] + process.stderr[-3000:]
     )
     run = tmp_path / "results" / "runs" / "digits" / "gamma~0.9" / "seed~0"
-    history = training.read_history(run / "history.csv")
+    history = run_record.read_history(run / "history.csv")
     assert [row["epoch"] for row in history] == list(range(epochs))
     attempts = json.loads((run / "metrics.json").read_text())["attempts"]
     measured = f"{sized}; here {statistics.median(row['seconds'] for row in history[1:]):.2f} s per epoch"

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from conftest import REPOSITORY
 
-from smoothbench import tables
-from smoothbench.config import format_gamma, load_study, load_study_file
+from smoothbench import paper, rendering, tables
+from smoothbench.run_record import format_value
+from smoothbench.study import load_study, load_study_file
 
 PAPER_STUDY = load_study_file(REPOSITORY / "config.yaml")
 
@@ -33,12 +34,12 @@ def write_metrics(
     study = study or (
         PAPER_STUDY if experiment in PAPER_STUDY.experiments else _digits_study()
     )
-    settings = study.train_settings(experiment, "gamma", format_gamma(gamma), seed)
+    settings = study.train_settings(experiment, "gamma", format_value(gamma), seed)
     path = (
         folder
         / "runs"
         / experiment
-        / f"gamma~{format_gamma(gamma)}"
+        / f"gamma~{format_value(gamma)}"
         / f"seed~{seed}"
         / "metrics.json"
     )
@@ -67,7 +68,7 @@ def paper_as_runs(tmp_path_factory):
         write_metrics(
             folder, record.experiment, record.gamma, 0, record.accuracy_percent / 100
         )
-        for record in pd.read_csv(tables.PAPER_CELLS_FILE, comment="#").itertuples()
+        for record in pd.read_csv(paper.PAPER_CELLS_FILE, comment="#").itertuples()
     ]
     frames = tables.write_tables(PAPER_STUDY, files, folder / "tables")
     return folder / "tables", frames
@@ -86,19 +87,20 @@ def markdown_cells(path: Path) -> dict[str, list[str]]:
 
 
 def test_the_paper_transcription_has_one_cell_per_run_of_the_paper_study():
-    paper = tables.paper_cells()
-    assert len(paper) == len(PAPER_STUDY.runs()) == 108
+    cells_of_paper = paper.paper_cells()
+    assert len(cells_of_paper) == len(PAPER_STUDY.runs()) == 108
     cells = {
-        (record.experiment, format_gamma(record.gamma)) for record in paper.itertuples()
+        (record.experiment, format_value(record.gamma))
+        for record in cells_of_paper.itertuples()
     }
     assert cells == {(run.experiment, run.gamma_text) for run in PAPER_STUDY.runs()}
-    assert set(tables.printed_table3()["experiment"]) == set(PAPER_STUDY.experiments)
+    assert set(paper.printed_table3()["experiment"]) == set(PAPER_STUDY.experiments)
 
 
 def test_the_paper_tables_as_runs_reproduce_its_table3_except_imagenet_a(paper_as_runs):
     folder, _ = paper_as_runs
     ours = pd.read_csv(folder / "table3.csv")
-    printed = tables.printed_table3()
+    printed = paper.printed_table3()
     merged = printed.merge(ours, on="experiment", suffixes=("_printed", "_ours"))
     assert len(merged) == 13
     for record in merged.itertuples():
@@ -137,9 +139,9 @@ def test_table_cells_are_dashes_exactly_where_gamma_is_at_most_one_over_k_or_not
     )
     gammas = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     labels = tables.row_labels(PAPER_STUDY)
-    paper = {
-        (r.experiment, format_gamma(r.gamma)): r.mean_percent
-        for r in tables.paper_cells().itertuples()
+    printed = {
+        (r.experiment, format_value(r.gamma)): r.mean_percent
+        for r in paper.paper_cells().itertuples()
     }
     for name, experiment in PAPER_STUDY.experiments.items():
         row = one[labels[name]] + two[labels[name]]
@@ -147,12 +149,12 @@ def test_table_cells_are_dashes_exactly_where_gamma_is_at_most_one_over_k_or_not
         for gamma, cell in zip(gammas, row):
             expected_dash = (
                 gamma * experiment.dataset.num_classes <= 1 + 1e-9
-                or (name, format_gamma(gamma)) not in paper
+                or (name, format_value(gamma)) not in printed
             )
             assert (cell == "-") == expected_dash, (name, gamma, cell)
             if not expected_dash:
                 assert (
-                    cell == f"{paper[(name, format_gamma(gamma))]:.2f}"
+                    cell == f"{printed[(name, format_value(gamma))]:.2f}"
                 )  # the paper's printed value
     # The rows the paper's caption names: K = 10 at 0.1, and K = 2 below 0.6.
     assert [one[label][0] for label in ("svhn", "cifar10", "mnist")] == ["-", "-", "-"]
@@ -362,7 +364,7 @@ def test_unreadable_moved_duplicated_or_missing_run_files_are_named(tmp_path):
 
 
 def test_latex_escapes_names_and_formats_plus_minus():
-    text = tables.render_latex(
+    text = rendering.render_latex(
         "Table 9: 50% of γ",
         "tab:x",
         ["Data set", "γ = 0.90"],

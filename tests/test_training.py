@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("keras")
 
-from smoothbench import storage, training
-from smoothbench.config import load_study
+from smoothbench import run_record, storage, training
 from smoothbench.data import ArrayBatches, epoch_order
 from smoothbench.prepare import prepare
+from smoothbench.study import load_study
 
 PAPER_SCHEDULE = [
     {"after_epoch": 80, "factor": 1e-1},
@@ -103,8 +103,8 @@ def test_a_run_writes_history_and_metrics_and_removes_its_checkpoint(digits, tmp
         tmp_path,
         log=lambda message: None,
     )
-    history = training.read_history(tmp_path / "history.csv")
-    assert list(history[0]) == list(training.HISTORY_COLUMNS)
+    history = run_record.read_history(tmp_path / "history.csv")
+    assert list(history[0]) == list(run_record.HISTORY_COLUMNS)
     assert [row["epoch"] for row in history] == [0, 1]
     assert all(0 <= row["val_accuracy"] <= 1 and row["seconds"] > 0 for row in history)
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -189,7 +189,7 @@ def test_a_checkpoint_from_other_settings_is_discarded_not_resumed(digits, tmp_p
     }
     # A checkpoint left by a run of gamma 1.0, found by a job of gamma 0.9 in the same folder.
     training.save_checkpoint(
-        tmp_path / training.CHECKPOINT_FOLDER / training.CHECKPOINT_FILE,
+        tmp_path / run_record.CHECKPOINT_FOLDER / run_record.CHECKPOINT_FILE,
         model,
         optimizer,
         state,
@@ -295,8 +295,8 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(
         "resuming from" in message and "2 of 4 epochs done" in message
         for message in messages
     )
-    whole = training.read_history(tmp_path / "whole" / "history.csv")
-    resumed = training.read_history(tmp_path / "resumed" / "history.csv")
+    whole = run_record.read_history(tmp_path / "whole" / "history.csv")
+    resumed = run_record.read_history(tmp_path / "resumed" / "history.csv")
     assert [row["epoch"] for row in resumed] == [0, 1, 2, 3]
     for row_whole, row_resumed in zip(whole, resumed):
         del row_whole["seconds"], row_resumed["seconds"]
@@ -325,7 +325,8 @@ def _without_seconds(rows: list[dict]) -> list[dict]:
 
 def _outputs(folder, settings) -> dict[str, bytes]:
     return {
-        name: (folder / name).read_bytes() for name in training._output_names(settings)
+        name: (folder / name).read_bytes()
+        for name in run_record.output_names(settings["method"])
     }
 
 
@@ -340,7 +341,7 @@ def test_a_run_killed_after_it_finished_is_republished_not_retrained(
     )
     training.train(settings, compute, prepared, tmp_path, log=lambda message: None)
     finished = _outputs(tmp_path, settings)
-    record = tmp_path / training.FINISHED_FOLDER
+    record = tmp_path / run_record.FINISHED_FOLDER
     assert (
         _outputs(record, settings) == finished
         and not (tmp_path / "checkpoint").exists()
@@ -375,7 +376,7 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
     )
     reference = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     history = _without_seconds(
-        training.read_history(tmp_path / "whole" / "history.csv")
+        run_record.read_history(tmp_path / "whole" / "history.csv")
     )
     # (what is patched, which of its calls after the last epoch is the kill): atomic_file
     # writes history, metrics and fingerprint into .finished/'s staging folder (calls
@@ -431,7 +432,7 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
             messages,
         )
         assert (
-            _without_seconds(training.read_history(folder / "history.csv")) == history
+            _without_seconds(run_record.read_history(folder / "history.csv")) == history
         ), case
         for key in ("best_val_accuracy", "best_epoch", "epochs", "settings"):
             assert metrics[key] == reference[key], (case, key)
@@ -531,7 +532,7 @@ def test_a_run_killed_within_an_epoch_resumes_at_that_step_with_the_uninterrupte
         for message in messages
     ), messages
     whole, resumed = (
-        _without_seconds(training.read_history(tmp_path / name / "history.csv"))
+        _without_seconds(run_record.read_history(tmp_path / name / "history.csv"))
         for name in ("whole", "resumed")
     )
     assert resumed == whole
@@ -594,7 +595,7 @@ def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(
         "and 1 of" in message and "steps of epoch 1" in message for message in messages
     ), messages
     whole, stopped = (
-        _without_seconds(training.read_history(tmp_path / name / "history.csv"))
+        _without_seconds(run_record.read_history(tmp_path / name / "history.csv"))
         for name in ("whole", "stopped")
     )
     assert stopped == whole

@@ -15,7 +15,7 @@ import yaml
 from conftest import FASHION_MNIST_DIR, REPOSITORY, SNAKEMAKE, run_workflow
 
 from smoothbench import storage, training
-from smoothbench.config import load_study_file
+from smoothbench.study import load_study_file
 
 pytestmark = pytest.mark.workflow
 

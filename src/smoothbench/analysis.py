@@ -22,14 +22,16 @@ import math
 import pandas as pd
 from scipy import stats
 
-from smoothbench.config import METHODS, Study, format_gamma
+from smoothbench.methods import METHODS
+from smoothbench.run_record import format_value
+from smoothbench.study import Study
 
 METHOD_LABELS = {"gamma": "γ (eq. 7)", "alpha": "uniform α", "lspp": "LS++ α"}
 CALIBRATION_METRICS = ["accuracy_percent", "ece", "nll", "brier", "confidence"]
 
 
 def _is_baseline(method: str, value: float) -> bool:
-    return method == "gamma" and format_gamma(value) == "1.0"
+    return method == "gamma" and format_value(value) == "1.0"
 
 
 def baseline_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -44,7 +46,7 @@ def baseline_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 def describe(method: str, value: float) -> str:
     """``γ = 0.9``, ``uniform α = 0.1``, ``LS++ α = 0.1``."""
-    return f"{METHOD_LABELS[method].split(' (')[0]} = {format_gamma(value)}"
+    return f"{METHOD_LABELS[method].split(' (')[0]} = {format_value(value)}"
 
 
 def student_interval(

@@ -24,10 +24,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from smoothbench.config import ConfigError, load_study_file
+from smoothbench.config import ConfigError
 from smoothbench.errors import SmoothbenchError
 from smoothbench.registry import DATASETS, get_dataset
 from smoothbench.storage import PreparedDataError, open_prepared
+from smoothbench.study import load_study_file
 
 
 def main(argv: list[str] | None = None) -> int:

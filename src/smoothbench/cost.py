@@ -23,10 +23,10 @@ import json
 import statistics
 from pathlib import Path
 
-from smoothbench.config import Study
 from smoothbench.errors import SmoothbenchError
 from smoothbench.registry import get_dataset
 from smoothbench.shapes import padded_shape
+from smoothbench.study import Study
 
 # (training, validation) examples of the registry's default splits. Decathlon: the TFDS
 # catalog of visual_domain_decathlon 1.2.0 (train / validation); MNIST and CIFAR-10:

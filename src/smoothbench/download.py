@@ -92,8 +92,8 @@ def _split_counts(builder) -> dict[str, int]:
 def download(settings: dict, network: dict) -> dict:
     """Make ``settings['dataset']`` readable by the prepare step; return a record of how.
 
-    ``settings`` is :meth:`smoothbench.config.Study.download_settings`, ``network``
-    :meth:`smoothbench.config.Study.network_settings`.
+    ``settings`` is :meth:`smoothbench.study.Study.download_settings`, ``network``
+    :meth:`smoothbench.study.Study.network_settings`.
     """
     spec = get_dataset(settings["dataset"])
     record = {

@@ -26,21 +26,21 @@ from __future__ import annotations
 
 import keras
 
-
-def alpha_from_gamma(gamma: float, num_classes: int) -> float:
-    """The uniform-smoothing alpha giving the same targets as ``gamma``."""
-    return num_classes * (1.0 - gamma) / (num_classes - 1)
-
-
-def gamma_from_alpha(alpha: float, num_classes: int) -> float:
-    return 1.0 - alpha * (num_classes - 1) / num_classes
+# The methods' arithmetic (no Keras) lives in smoothbench.methods; re-exported here.
+from smoothbench.methods import (  # noqa: F401
+    alpha_from_gamma,
+    gamma_from_alpha,
+    gamma_in_range,
+    gamma_range_text,
+    target_entropy,
+)
 
 
 def smoothed_targets(labels, num_classes: int, gamma: float):
     """Eq. 7's target distribution for integer ``labels`` of shape (batch,) or (batch, 1)."""
-    if not 1.0 / num_classes < gamma <= 1.0:
+    if not gamma_in_range(gamma, num_classes):
         raise ValueError(
-            f"gamma must lie in (1/K, 1] = ({1 / num_classes:.4g}, 1], got {gamma}"
+            f"gamma must lie in {gamma_range_text(num_classes)}, got {gamma}"
         )
     labels = keras.ops.reshape(keras.ops.cast(labels, "int32"), (-1,))
     one_hot = keras.ops.one_hot(labels, num_classes, dtype="float32")

@@ -29,8 +29,8 @@ import math
 
 import keras
 
-from smoothbench.config import depth_is_valid
 from smoothbench.shapes import FIXED_POOL_SIZE, final_map_size
+from smoothbench.study import depth_is_valid
 
 L2_WEIGHT = 1e-4
 POOLINGS = ("fixed_8x8", "global")

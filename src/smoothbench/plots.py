@@ -33,20 +33,13 @@ import numpy as np
 import pandas as pd
 
 from smoothbench import storage
-from smoothbench.config import format_gamma
+from smoothbench.methods import target_entropy
+from smoothbench.paper import best_versus_baseline, paper_cells
+from smoothbench.run_record import format_value
 
 FORMATS = ("png", "pdf")
 OURS_COLOR = "#1f5fa8"
 PAPER_COLOR = "#c2410c"
-
-
-def target_entropy(gamma: float, num_classes: int) -> float:
-    """H(q) in nats for eq. 7's targets: the least value the smoothed loss can take."""
-    entropy = -gamma * math.log(gamma) if gamma > 0 else 0.0
-    if gamma < 1:
-        other = (1 - gamma) / (num_classes - 1)
-        entropy -= (1 - gamma) * math.log(other)
-    return entropy
 
 
 def save_figure(figure, stem: Path | str) -> list[Path]:
@@ -223,7 +216,7 @@ def plot_training_curves(
             )
 
         floor = target_entropy(gamma, num_classes)
-        text = f"γ = {format_gamma(gamma)}"
+        text = f"γ = {format_value(gamma)}"
         loss_axis.plot(epochs, mean("loss"), color=colour, label=text)
         loss_axis.plot(epochs, mean("val_loss"), color=colour, linestyle="--")
         loss_axis.axhline(floor, color=colour, linestyle=":", linewidth=0.8)
@@ -273,11 +266,9 @@ def write_summary_plots(study, metrics_files, folder: Path | str) -> list[Path]:
         drop=True
     )  # the paper's method; the others are in the tables
     labels = tables.row_labels(study)
-    paper = tables.paper_cells()
-    ours = tables.best_versus_baseline(
-        tables.summarize_cells(runs), list(study.experiments)
-    )
-    theirs = tables.best_versus_baseline(paper)
+    paper = paper_cells()
+    ours = best_versus_baseline(tables.summarize_cells(runs), list(study.experiments))
+    theirs = best_versus_baseline(paper)
     return [
         *plot_accuracy_versus_gamma(runs, paper, labels, folder / "accuracy_vs_gamma"),
         *plot_gain_over_baseline(ours, theirs, labels, folder / "gain_over_baseline"),

@@ -2,10 +2,10 @@
 
 Every number comes from a run's ``metrics.json`` (its ``best_val_accuracy``: the best
 validation accuracy over the epochs, the paper's metric); the tidy ``.csv`` files
-name the file each value was read from. The paper's Tables 1-2 are data
-(``paper/mezzini_tables_1_2.csv``); its Table 3 is computed from them the same way as
-ours, and the printed Table 3 (``paper/mezzini_table_3_printed.csv``) is read only to
-check the paper's own arithmetic.
+name the file each value was read from. The paper's own numbers, and Table 3's
+formula that its rows and ours share, are :mod:`smoothbench.paper`'s; the text formats
+(Markdown, LaTeX, HTML) are :mod:`smoothbench.rendering`'s; the files a run leaves are
+read through :mod:`smoothbench.run_record`.
 
 Layout as the paper prints it: data sets as rows, gamma as columns (Table 1: gamma
 <= 0.5, Table 2: gamma > 0.5), best validation accuracy in percent with two decimals,
@@ -18,36 +18,39 @@ follow.
 
 from __future__ import annotations
 
-import functools
-import html
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
-from smoothbench import storage
-from smoothbench.config import METHODS, Run, Study, format_gamma
-from smoothbench.errors import SmoothbenchError
-from smoothbench.training import METRICS_FILE
+from smoothbench import run_record, storage
+from smoothbench.methods import METHODS, gamma_in_range, gamma_range_text
+from smoothbench.paper import (
+    DEFAULT_TOLERANCE,
+    PAPER,
+    TABLE_GAMMAS,
+    best_versus_baseline,
+    check_paper_arithmetic,
+    paper_cells,
+    paper_row_labels,
+    same_gamma,
+)
+from smoothbench.rendering import (
+    format_cell,
+    render_html,
+    render_latex,
+    render_markdown,
+    value_cell,
+)
+from smoothbench.run_record import (
+    CALIBRATION_COLUMNS,
+    METRICS_FILE,
+    ResultsError,
+    format_value,
+)
+from smoothbench.study import Study
 
-PAPER_FOLDER = Path(__file__).with_name("paper")
-PAPER_CELLS_FILE = PAPER_FOLDER / "mezzini_tables_1_2.csv"
-PAPER_TABLE3_FILE = PAPER_FOLDER / "mezzini_table_3_printed.csv"
-PAPER = 'M. Mezzini, "Empirical study on label smoothing in neural networks"'
-# The paper's columns; a study's other gammas join the table whose range holds them.
-TABLE_GAMMAS = {1: (0.1, 0.2, 0.3, 0.4, 0.5), 2: (0.6, 0.7, 0.8, 0.9, 1.0)}
 TABLE1_LAST_GAMMA = 0.5
-DEFAULT_TOLERANCE = 0.02
-# What a table reads from metrics.json, and the type each value must have.
-REQUIRED_METRICS = {
-    "experiment": (str,),
-    "value": (int, float),
-    "seed": (int,),
-    "best_val_accuracy": (int, float),
-    "best_epoch": (int,),
-    "epochs": (int,),
-}
 TABLE_NAMES = ("table1", "table2", "table3")
 # Beyond the paper (smoothbench.analysis): seeds, methods, calibration.
 ANALYSIS_NAMES = ("paired_differences", "methods", "calibration")
@@ -67,7 +70,6 @@ OUTPUT_FILES = (
         for suffix in ("csv", "md", "html")
     ),
 )
-CALIBRATION_COLUMNS = ["ece", "nll", "brier", "confidence"]
 RUN_COLUMNS = [
     "row",
     "experiment",
@@ -87,38 +89,7 @@ RUN_COLUMNS = [
 ]
 
 
-class ResultsError(SmoothbenchError, ValueError):
-    """A run file the tables cannot use; the message names the file."""
-
-
 # ---------------------------------------------------------------- reading runs
-
-
-def _check_type(path: Path, payload: dict, key: str) -> None:
-    kinds = REQUIRED_METRICS[key]
-    if key not in payload:
-        raise ResultsError(
-            f"{path}: has no {key!r}, so it is not a finished run's metrics.json; "
-            "delete the run folder and run the workflow again to retrain it"
-        )
-    value = payload[key]
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, kinds)
-        or (isinstance(value, float) and not math.isfinite(value))
-    ):
-        expected = " or ".join(kind.__name__ for kind in kinds)
-        raise ResultsError(
-            f"{path}: {key!r} is {value!r}, expected a finite {expected}"
-        )
-
-
-def _is_number(value) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
 
 
 def _differences(recorded, expected, key: str = "") -> list[str]:
@@ -203,80 +174,6 @@ def _check_settings(
         )
 
 
-def _read_calibration(path: Path, payload: dict, calibration_epoch: str) -> dict:
-    """The ``calibration.{calibration_epoch}_epoch`` section, every field checked; {} where
-    the file holds no calibration at all (the tables show '-' there and say so)."""
-    calibration = payload.get("calibration")
-    if calibration is None:
-        return {}
-    if not isinstance(calibration, dict):
-        raise ResultsError(
-            f"{path}: 'calibration' is {calibration!r}, expected an object"
-        )
-    key = f"calibration.{calibration_epoch}_epoch"
-    measured = calibration.get(f"{calibration_epoch}_epoch")
-    if not isinstance(measured, dict):
-        found = (
-            f"has no {key!r}"
-            if measured is None
-            else f"{key!r} is {measured!r}, expected an object"
-        )
-        raise ResultsError(
-            f"{path}: {found}; retrain the run (or set config key tables.calibration_epoch)"
-        )
-    for name in ("epoch", *CALIBRATION_COLUMNS):
-        if name not in measured:
-            raise ResultsError(f"{path}: has no '{key}.{name}'; retrain the run")
-        value = measured[name]
-        if not _is_number(value):
-            why = (
-                (
-                    " (a non-finite calibration comes from non-finite validation outputs, so that epoch's accuracy "
-                    "is in doubt too)"
-                )
-                if isinstance(value, float)
-                else ""
-            )
-            raise ResultsError(
-                f"{path}: '{key}.{name}' is {value!r}, expected a finite number{why}; retrain the run"
-            )
-    epoch = measured["epoch"]
-    reported = (
-        payload["best_epoch"] if calibration_epoch == "best" else payload["epochs"] - 1
-    )
-    if epoch != reported:
-        which = "best_epoch" if calibration_epoch == "best" else "the last epoch"
-        raise ResultsError(
-            f"{path}: '{key}.epoch' is {epoch!r}, but {which} is {reported}: the calibration does not describe "
-            "the network whose accuracy the file reports; retrain the run"
-        )
-    bins = measured.get("bins")
-    if bins is not None:
-        if not isinstance(bins, list) or not bins:
-            raise ResultsError(
-                f"{path}: '{key}.bins' is {bins!r}, expected a list of reliability bins"
-            )
-        for index, row in enumerate(bins):
-            where = f"{key}.bins[{index}]"
-            if not isinstance(row, dict):
-                raise ResultsError(f"{path}: '{where}' is {row!r}, expected an object")
-            count = row.get("count")
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                raise ResultsError(
-                    f"{path}: '{where}.count' is {count!r}, expected a count of examples"
-                )
-            for name in (
-                "lower",
-                "upper",
-                *(("confidence", "accuracy") if count else ()),
-            ):
-                if not _is_number(row.get(name)):
-                    raise ResultsError(
-                        f"{path}: '{where}.{name}' is {row.get(name)!r}, expected a finite number"
-                    )
-    return measured
-
-
 def read_run_metrics(
     path: Path | str, study: Study, calibration_epoch: str = "best"
 ) -> dict:
@@ -292,31 +189,8 @@ def read_run_metrics(
     it is malformed or not finite.
     """
     path = Path(path)
-    try:
-        payload = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResultsError(
-            f"{path}: missing; this run has not finished (run the workflow to train it)"
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ResultsError(
-            f"{path}: not valid JSON ({error}); delete it and run the workflow again to retrain this run"
-        ) from None
-    if not isinstance(payload, dict):
-        raise ResultsError(
-            f"{path}: expected a JSON object, found {type(payload).__name__}"
-        )
-    method = payload.get("method", "gamma")
-    if method not in METHODS:
-        raise ResultsError(
-            f"{path}: method {method!r} is not one of {', '.join(METHODS)}"
-        )
-    if method == "gamma" and "value" not in payload and "gamma" in payload:
-        payload["value"] = payload[
-            "gamma"
-        ]  # eq. 7's value may be given as 'gamma' alone
-    for key in REQUIRED_METRICS:
-        _check_type(path, payload, key)
+    payload = run_record.read_metrics(path)
+    method = payload["method"]
     name = payload["experiment"]
     if name not in study.experiments:
         raise ResultsError(
@@ -328,13 +202,13 @@ def read_run_metrics(
             f"{path}: experiment {name!r} does not train method {method!r} in this config (config key 'methods')"
         )
     value = payload["value"]
-    value_text = format_gamma(value)
-    known = [format_gamma(known_value) for known_value in experiment.methods[method]]
+    value_text = format_value(value)
+    known = [format_value(known_value) for known_value in experiment.methods[method]]
     if value_text not in known:
         K = experiment.dataset.num_classes
         why = (
-            f"gamma must lie in (1/K, 1] = ({1 / K:.4g}, 1]; "
-            if method == "gamma" and not 1 / K < value <= 1
+            f"gamma must lie in {gamma_range_text(K)}; "
+            if method == "gamma" and not gamma_in_range(value, K)
             else ""
         )
         raise ResultsError(
@@ -344,31 +218,9 @@ def read_run_metrics(
         raise ResultsError(
             f"{path}: seed {payload['seed']} is not in config key 'seeds' ({study.seeds})"
         )
-    accuracy = payload["best_val_accuracy"]
-    if not 0 <= accuracy <= 1:
-        raise ResultsError(
-            f"{path}: best_val_accuracy {accuracy} is not a fraction in [0, 1]"
-        )
-    if not 0 <= payload["best_epoch"] < payload["epochs"]:
-        raise ResultsError(
-            f"{path}: best_epoch {payload['best_epoch']} is not one of its {payload['epochs']} epochs"
-        )
-    in_grammar = (
-        path.parent.name.startswith("seed~")
-        and path.parent.parent.name.split("~")[0] in METHODS
-    )
-    if in_grammar and len(path.parents) > 3:
-        # In the sweep's path grammar the folder must be the one the file's run owns.
-        belongs = Path(
-            Run(name, value, payload["seed"], method).folder(str(path.parents[3]))
-        )
-        if belongs != path.parent:
-            raise ResultsError(
-                f"{path}: the file says experiment {name}, {method} {value_text}, seed {payload['seed']} but lies in "
-                f"{path.parents[2].name}/{path.parent.parent.name}/{path.parent.name}; it was moved or copied by hand"
-            )
+    run_record.check_ranges_and_folder(path, payload)
     _check_settings(path, payload, study, method, value_text)
-    measured = _read_calibration(path, payload, calibration_epoch)
+    measured = run_record.read_calibration(path, payload, calibration_epoch)
     return {
         "experiment": name,
         "dataset": experiment.dataset.name,
@@ -379,7 +231,7 @@ def read_run_metrics(
         "value": float(value),
         "gamma": float(value) if method == "gamma" else math.nan,
         "seed": payload["seed"],
-        "best_val_accuracy_percent": round(100 * accuracy, 5),
+        "best_val_accuracy_percent": round(100 * payload["best_val_accuracy"], 5),
         "best_epoch": payload["best_epoch"],
         **{
             key: float(measured[key]) if key in measured else math.nan
@@ -400,7 +252,7 @@ def collect_runs(
         key = (
             record["experiment"],
             record["method"],
-            format_gamma(record["value"]),
+            format_value(record["value"]),
             record["seed"],
         )
         if key in seen:
@@ -440,146 +292,13 @@ def summarize_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return cells.reset_index()
 
 
-# ---------------------------------------------------------------- the paper's numbers
-
-
-@functools.lru_cache(maxsize=1)
-def _paper_cells() -> pd.DataFrame:
-    frame = pd.read_csv(PAPER_CELLS_FILE, comment="#")
-    frame = frame.rename(columns={"accuracy_percent": "mean_percent"})
-    frame["std_percent"] = math.nan
-    frame["seeds"] = 1
-    return frame
-
-
-def paper_cells() -> pd.DataFrame:
-    """The paper's Tables 1-2 as cells (one seed each): experiment, gamma, mean_percent, ...
-    (read once per process; each caller gets its own copy)."""
-    return _paper_cells().copy()
-
-
-def printed_table3() -> pd.DataFrame:
-    """The paper's Table 3 as printed (only for checking the paper's arithmetic)."""
-    return pd.read_csv(PAPER_TABLE3_FILE, comment="#")
-
-
-def paper_row_labels() -> dict[str, str]:
-    return dict(
-        zip(*paper_cells()[["experiment", "row"]].drop_duplicates().to_numpy().T)
-    )
-
-
 def row_labels(study: Study) -> dict[str, str]:
     """experiment -> the label its row gets: the paper's (``ImageN.(a)``) or its own name."""
     known = paper_row_labels()
     return {name: known.get(name, name) for name in study.experiments}
 
 
-# ---------------------------------------------------------------- Table 3
-
-
-def _same_gamma(left: float, right: float) -> bool:
-    return format_gamma(left) == format_gamma(right)
-
-
-def best_versus_baseline(
-    cells: pd.DataFrame, order: list[str] | None = None
-) -> pd.DataFrame:
-    """Table 3 from cells: per experiment the best mean over gamma, the gamma(s) giving
-    it, the mean at gamma = 1 and diff % = (best - base) / best x 100."""
-    rows = []
-    names = order if order is not None else list(dict.fromkeys(cells["experiment"]))
-    for name in names:
-        own = cells[cells["experiment"] == name]
-        if own.empty:
-            continue
-        best = own["mean_percent"].max()
-        winners = own[own["mean_percent"] == best].sort_values("gamma")
-        base = own[[_same_gamma(gamma, 1.0) for gamma in own["gamma"]]]
-        base_mean = float(base["mean_percent"].iloc[0]) if len(base) else math.nan
-        base_std = float(base["std_percent"].iloc[0]) if len(base) else math.nan
-        rows.append(
-            {
-                "experiment": name,
-                "best_percent": float(best),
-                "best_std_percent": float(winners["std_percent"].iloc[0]),
-                "best_gamma": ", ".join(
-                    format_gamma(gamma) for gamma in winners["gamma"]
-                ),
-                "baseline_percent": base_mean,
-                "baseline_std_percent": base_std,
-                "diff_percent": (best - base_mean) / best * 100
-                if best > 0
-                else math.nan,
-                "seeds": int(own["seeds"].min()),
-            }
-        )
-    columns = [
-        "experiment",
-        "best_percent",
-        "best_std_percent",
-        "best_gamma",
-        "baseline_percent",
-        "baseline_std_percent",
-        "diff_percent",
-        "seeds",
-    ]
-    return pd.DataFrame.from_records(rows, columns=columns)
-
-
-def check_paper_arithmetic(tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
-    """The paper's printed Table 3 next to Table 3 recomputed from its Tables 1-2.
-
-    ``holds`` is False where a printed value (best, base or diff %) differs from the
-    recomputed one by more than ``tolerance`` percentage points; ``diff_over_base``
-    shows the other formula, (best - base) / base x 100, for such rows.
-    """
-    printed = printed_table3()
-    recomputed = best_versus_baseline(paper_cells(), list(printed["experiment"]))
-    recomputed = recomputed[
-        ["experiment", "best_percent", "best_gamma", "baseline_percent", "diff_percent"]
-    ]
-    recomputed = recomputed.rename(columns={"best_gamma": "best_gamma_recomputed"})
-    merged = printed.merge(
-        recomputed, on="experiment", suffixes=("_printed", "_recomputed"), how="left"
-    )
-    slack = (
-        tolerance + 1e-9
-    )  # values are decimals; keep 0.02 vs 0.0199999 from flipping
-    merged["holds"] = (
-        (
-            (merged["best_percent_printed"] - merged["best_percent_recomputed"]).abs()
-            <= slack
-        )
-        & (
-            (
-                merged["baseline_percent_printed"]
-                - merged["baseline_percent_recomputed"]
-            ).abs()
-            <= slack
-        )
-        & (
-            (merged["diff_percent_printed"] - merged["diff_percent_recomputed"]).abs()
-            <= slack
-        )
-    )
-    merged["diff_over_base_percent"] = (
-        (merged["best_percent_recomputed"] - merged["baseline_percent_recomputed"])
-        / merged["baseline_percent_recomputed"]
-        * 100
-    )
-    return merged
-
-
 # ---------------------------------------------------------------- layout
-
-
-def format_cell(mean: float, std: float = math.nan, decimals: int = 2) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "-"
-    if std is None or (isinstance(std, float) and math.isnan(std)):
-        return f"{mean:.{decimals}f}"
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
 def table_gammas(study: Study, number: int) -> list[float]:
@@ -589,16 +308,11 @@ def table_gammas(study: Study, number: int) -> list[float]:
         for experiment in study.experiments.values()
         for gamma in experiment.gammas
     }
-    columns = {format_gamma(gamma): gamma for gamma in TABLE_GAMMAS[number]}
+    columns = {format_value(gamma): gamma for gamma in TABLE_GAMMAS[number]}
     for gamma in studied:
         if (gamma <= TABLE1_LAST_GAMMA) == (number == 1):
-            columns.setdefault(format_gamma(gamma), gamma)
+            columns.setdefault(format_value(gamma), gamma)
     return sorted(columns.values())
-
-
-def gamma_is_possible(gamma: float, num_classes: int) -> bool:
-    """gamma > 1/K, decided without floating-point noise (0.1 x 10 is not > 1)."""
-    return round(gamma * num_classes, 9) > 1
 
 
 def accuracy_rows(
@@ -611,10 +325,8 @@ def accuracy_rows(
         own = cells[cells["experiment"] == name]
         row = [labels[name]]
         for gamma in gammas:
-            cell = own[[_same_gamma(value, gamma) for value in own["gamma"]]]
-            if cell.empty or not gamma_is_possible(
-                gamma, experiment.dataset.num_classes
-            ):
+            cell = own[[same_gamma(value, gamma) for value in own["gamma"]]]
+            if cell.empty or not gamma_in_range(gamma, experiment.dataset.num_classes):
                 row.append("-")
             else:
                 row.append(
@@ -647,118 +359,16 @@ def table3_rows(table3: pd.DataFrame, study: Study) -> list[list[str]]:
     return rows
 
 
-# ---------------------------------------------------------------- rendering
-
-
-def render_markdown(
-    title: str, header: list[str], rows: list[list[str]], notes: list[str] = ()
-) -> str:
-    def line(cells):
-        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
-
-    alignment = ["---"] + ["---:"] * (len(header) - 1)
-    parts = [f"## {title}", ""]
-    if rows:  # an empty table renders as a lone header: leave it to the notes
-        parts += [line(header), "| " + " | ".join(alignment) + " |", *map(line, rows)]
-    if notes:
-        parts += ["", *notes]
-    return "\n".join(parts) + "\n"
-
-
-_LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-
-
-def latex_escape(text: str) -> str:
-    text = "".join(_LATEX_ESCAPES.get(character, character) for character in str(text))
-    return text.replace(" ± ", r" $\pm$ ").replace("γ", r"$\gamma$").replace("−", "-")
-
-
-def render_latex(
-    caption: str, label: str, header: list[str], rows: list[list[str]]
-) -> str:
-    """A booktabs table (``\\usepackage{booktabs}``)."""
-    columns = "l" + "r" * (len(header) - 1)
-    lines = [
-        "% generated by smoothbench (rule aggregate); needs \\usepackage{booktabs}",
-        "\\begin{table}[t]",
-        "\\centering",
-        f"\\caption{{{latex_escape(caption)}}}",
-        f"\\label{{{label}}}",
-        f"\\begin{{tabular}}{{{columns}}}",
-        "\\toprule",
-        " & ".join(latex_escape(cell) for cell in header) + " \\\\",
-        "\\midrule",
-        *(" & ".join(latex_escape(cell) for cell in row) + " \\\\" for row in rows),
-        "\\bottomrule",
-        "\\end{tabular}",
-        "\\end{table}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-_HTML_STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:1em}table{border-collapse:collapse;margin:0.5em 0 1em}"
-    "th,td{padding:0.2em 0.6em;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child"
-    "{text-align:left}th{border-bottom:2px solid #444}p.note{color:#444;font-size:0.9em;max-width:60em}"
-    "td.flag{color:#b00;font-weight:bold}"
-)
-
-
-def render_html(
-    sections: list[tuple[str, list[str], list[list[str]], list[str]]],
-) -> str:
-    """A standalone HTML page of (title, header, rows, notes) sections."""
-    body = []
-    for title, header, rows, notes in sections:
-        body.append(f"<h2>{html.escape(title)}</h2>")
-        if not rows:
-            body.extend(f'<p class="note">{html.escape(note)}</p>' for note in notes)
-            continue
-        body.append(
-            "<table><thead><tr>"
-            + "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-            + "</tr></thead><tbody>"
-        )
-        for row in rows:
-            cells = "".join(
-                f'<td class="flag">{html.escape(str(cell))}</td>'
-                if str(cell).startswith("NO")
-                else f"<td>{html.escape(str(cell))}</td>"
-                for cell in row
-            )
-            body.append(f"<tr>{cells}</tr>")
-        body.append("</tbody></table>")
-        body.extend(f'<p class="note">{html.escape(note)}</p>' for note in notes)
-    title = html.escape(sections[0][0]) if sections else "smoothbench"
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_HTML_STYLE}</style></head><body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
-
-
 # ---------------------------------------------------------------- the comparison
 
 
 def compare_cells(cells: pd.DataFrame, study: Study) -> pd.DataFrame:
     """Every (experiment, gamma) in both the paper's Tables 1-2 and our runs."""
     paper = paper_cells()[["row", "experiment", "gamma", "mean_percent"]]
-    paper = paper.assign(gamma_text=paper["gamma"].map(format_gamma)).drop(
+    paper = paper.assign(gamma_text=paper["gamma"].map(format_value)).drop(
         columns="gamma"
     )
-    ours = cells.assign(gamma_text=cells["gamma"].map(format_gamma))
+    ours = cells.assign(gamma_text=cells["gamma"].map(format_value))
     both = ours.merge(
         paper, on=["experiment", "gamma_text"], suffixes=("", "_paper"), sort=False
     )
@@ -823,7 +433,7 @@ def _seed_note(cells: pd.DataFrame) -> str:
 
 def finished_runs(study: Study, runs_root: Path | str) -> tuple[list[Path], list]:
     """The metrics.json of every finished run of the study under ``runs_root``, and the
-    runs (:class:`smoothbench.config.Run`) that have none yet."""
+    runs (:class:`smoothbench.study.Run`) that have none yet."""
     finished, unfinished = [], []
     for run in study.runs():
         path = Path(run.folder(str(runs_root))) / METRICS_FILE
@@ -928,15 +538,6 @@ def write_tables(
     }
 
 
-def _value_cell(mean, std, value=None, decimals=2) -> str:
-    text = format_cell(mean, std, decimals)
-    return (
-        text
-        if value is None or text == "-" or pd.isna(value)
-        else f"{text} ({format_gamma(value)})"
-    )
-
-
 def write_analysis(
     study: Study,
     runs: pd.DataFrame,
@@ -952,7 +553,7 @@ def write_analysis(
     paired = analysis.paired_differences(runs, study)
     methods = analysis.methods_table(calibration, study)
     accuracy = {
-        (r.experiment, r.method, format_gamma(r.value)): (
+        (r.experiment, r.method, format_value(r.value)): (
             r.accuracy_percent,
             r.accuracy_percent_std,
         )
@@ -972,7 +573,7 @@ def write_analysis(
     rows = []
     for r in paired.itertuples():
         ours, base = (
-            accuracy[(r.experiment, r.method, format_gamma(r.value))],
+            accuracy[(r.experiment, r.method, format_value(r.value))],
             accuracy[(r.experiment, "gamma", "1.0")],
         )
         interval = (
@@ -1032,7 +633,7 @@ def write_analysis(
         for key in ("one_hot", "alpha", "gamma", "lspp"):
             value = None if key == "one_hot" else getattr(r, f"{key}_value")
             row.append(
-                _value_cell(
+                value_cell(
                     getattr(r, f"{key}_accuracy_percent"),
                     getattr(r, f"{key}_accuracy_percent_std"),
                     value,

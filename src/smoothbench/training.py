@@ -37,7 +37,7 @@ same seed gives the same numbers on the same machine.
 from __future__ import annotations
 
 import contextlib
-import csv
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -52,35 +52,30 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from smoothbench import acceleration, storage
 from smoothbench.errors import SmoothbenchError
-from smoothbench.shapes import padded_shape, padding_to
-
-HISTORY_COLUMNS = (
-    "epoch",
-    "lr",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "val_ece",
-    "val_nll",
-    "val_brier",
-    "val_confidence",
-    "seconds",
+from smoothbench.run_record import (
+    C_MATRIX_FILE,
+    CALIBRATION_KEYS,
+    CHECKPOINT_FILE,
+    CHECKPOINT_FOLDER,
+    FINGERPRINT_FILE,
+    FINISHED_FOLDER,
+    HISTORY_FILE,
+    METRICS_FILE,
+    PROGRESS_FILE,
+    output_names,
+    read_history,  # noqa: F401  (re-exported: smoothbench.training.read_history)
+    write_history,
+    write_metrics,
 )
-CALIBRATION_KEYS = ("accuracy", "ece", "nll", "brier", "confidence")
-CHECKPOINT_FOLDER = "checkpoint"
-FINISHED_FOLDER = ".finished"
-FINGERPRINT_FILE = "fingerprint.json"
-CHECKPOINT_FILE = "state.npz"
-PROGRESS_FILE = "progress.csv"
-HISTORY_FILE = "history.csv"
-METRICS_FILE = "metrics.json"
-C_MATRIX_FILE = "c_matrix.npy"
+from smoothbench.shapes import padded_shape, padding_to
+from smoothbench.study import RunSettings
+
 CHECKPOINT_FORMAT = 2
 
 
@@ -110,7 +105,7 @@ def learning_rate_at(epoch: int, learning_rate: float, schedule: list[dict]) -> 
     return learning_rate * factor
 
 
-def settings_fingerprint(settings: dict) -> str:
+def settings_fingerprint(settings: RunSettings) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
@@ -118,15 +113,6 @@ def data_fingerprint(manifest: dict) -> str:
     """sha256 of what the prepared data is: the dataset and every array's sha256."""
     content = {"dataset": manifest.get("dataset"), "arrays": manifest.get("arrays")}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-
-
-def _output_names(settings: dict) -> list[str]:
-    """The run's output files, metrics.json last (it marks the run finished)."""
-    return [
-        HISTORY_FILE,
-        *([C_MATRIX_FILE] if settings["method"] == "lspp" else []),
-        METRICS_FILE,
-    ]
 
 
 def _finished_record(run_folder: Path, fingerprints: dict) -> Path | None:
@@ -179,18 +165,19 @@ def _publish(record: Path, run_folder: Path, names: list[str]) -> None:
             shutil.copyfileobj(source, target)
 
 
-def check_manifest(manifest: dict, settings: dict, folder: Path) -> None:
+def check_manifest(manifest: dict, settings: RunSettings | dict, folder: Path) -> None:
     """Refuse prepared data that is not the dataset, K or image shape the run expects."""
+    settings = RunSettings.from_dict(settings)
     where = Path(folder) / storage.MANIFEST_NAME
     expected = {
-        "dataset": settings["dataset"],
-        "num_classes": settings["num_classes"],
-        "image_shape": list(settings["image_shape"]),
+        "dataset": settings.dataset,
+        "num_classes": settings.num_classes,
+        "image_shape": list(settings.image_shape),
     }
     for key, value in expected.items():
         if manifest.get(key) != value:
             raise storage.PreparedDataError(
-                f"{where}: {key} is {manifest.get(key)!r}, but experiment {settings['experiment']!r} expects {value!r}; "
+                f"{where}: {key} is {manifest.get(key)!r}, but experiment {settings.experiment!r} expects {value!r}; "
                 "the prepared data does not belong to this config - delete the folder and prepare again"
             )
 
@@ -377,27 +364,6 @@ def _stop_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _write_history(path: Path, rows: list[dict]) -> None:
-    with storage.atomic_file(path) as stream:
-        writer = csv.DictWriter(stream, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: row[key] for key in HISTORY_COLUMNS})
-
-
-def read_history(path: Path | str) -> list[dict]:
-    """history.csv as a list of dicts with numbers (epoch int, the rest float)."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return [
-        {
-            key: (int(value) if key == "epoch" else float(value))
-            for key, value in row.items()
-        }
-        for row in rows
-    ]
-
-
 def code_provenance() -> dict:
     """The smoothbench that runs: version, the folder it was imported from, and - in a
     git checkout - its commit and whether tracked files differ from it (dirty)."""
@@ -457,33 +423,35 @@ def _software() -> dict:
     return versions
 
 
-def build_model(settings: dict, mean: np.ndarray):
+def build_model(settings: RunSettings | dict, mean: np.ndarray):
     """(classifier, training model) for ``settings``; the training model takes uint8 images."""
+    settings = RunSettings.from_dict(settings)
     from smoothbench.models import build_resnet, build_training_model
 
-    image_shape = tuple(settings["image_shape"])
+    image_shape = tuple(settings.image_shape)
     classifier = build_resnet(
-        settings["model"],
-        settings["depth"],
-        padded_shape(image_shape, settings["min_image_size"]),
-        settings["num_classes"],
-        settings["pooling"],
+        settings.model,
+        settings.depth,
+        padded_shape(image_shape, settings.min_image_size),
+        settings.num_classes,
+        settings.pooling,
     )
     model = build_training_model(
         classifier,
         image_shape,
         mean,
-        padding=padding_to(image_shape, settings["min_image_size"]),
-        subtract_mean=settings["mean_subtraction"],
-        shift=settings["augmentation"]["shift"],
-        horizontal_flip=settings["augmentation"]["horizontal_flip"],
+        padding=padding_to(image_shape, settings.min_image_size),
+        subtract_mean=settings.mean_subtraction,
+        shift=settings.augmentation["shift"],
+        horizontal_flip=settings.augmentation["horizontal_flip"],
     )
     return classifier, model
 
 
-def describe_method(settings: dict) -> str:
+def describe_method(settings: RunSettings | dict) -> str:
     """``gamma=0.9``, ``alpha=0.1``, ``lspp alpha=0.1``: a run's method as logs print it."""
-    method, value = settings["method"], settings["value"]
+    settings = RunSettings.from_dict(settings)
+    method, value = settings.method, settings.value
     return (
         f"{method}={value}"
         if method in ("gamma", "alpha")
@@ -491,90 +459,143 @@ def describe_method(settings: dict) -> str:
     )
 
 
-def compile_for_method(model, settings: dict, optimizer, jit_compile="auto"):
-    """``model`` compiled with the loss of ``settings['method']``; Label Smoothing++ wraps it
+def compile_for_method(
+    model, settings: RunSettings | dict, optimizer, jit_compile="auto"
+):
+    """``model`` compiled with the loss of ``settings.method``; Label Smoothing++ wraps it
     in :class:`smoothbench.losses.LabelSmoothingPlusPlusModel` (its C is a weight of the
     wrapper). ``jit_compile`` is Keras' (:mod:`smoothbench.acceleration` resolves it).
     Returns the model to train; under ``mixed_float16`` its ``optimizer`` is Keras' loss
     scale wrapper around ``optimizer``."""
+    settings = RunSettings.from_dict(settings)
     import keras
 
     from smoothbench.losses import FixedTargetCrossEntropy, LabelSmoothingPlusPlusModel
 
     accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    if settings["method"] == "lspp":
+    if settings.method == "lspp":
         model = LabelSmoothingPlusPlusModel(
             model,
-            settings["num_classes"],
-            settings["value"],
+            settings.num_classes,
+            settings.value,
             name="label_smoothing_plus_plus",
         )
         model.compile(optimizer=optimizer, metrics=[accuracy], jit_compile=jit_compile)
     else:
         model.compile(
             optimizer=optimizer,
-            loss=FixedTargetCrossEntropy(settings["method"], settings["value"]),
+            loss=FixedTargetCrossEntropy(settings.method, settings.value),
             metrics=[accuracy],
             jit_compile=jit_compile,
         )
     return model
 
 
-def validation_loss(settings: dict, model, logits, labels) -> float:
+def validation_loss(settings: RunSettings | dict, model, logits, labels) -> float:
     """The method's loss (without weight decay) of ``logits`` against ``labels``."""
+    settings = RunSettings.from_dict(settings)
     import keras
 
     from smoothbench import losses
 
-    if settings["method"] == "lspp":
+    if settings.method == "lspp":
         network, matrix = losses.label_smoothing_plus_plus_terms(
-            labels, logits, model.target_matrix.logits, settings["value"]
+            labels, logits, model.target_matrix.logits, settings.value
         )
         values = (network + matrix) / 2.0
     else:
         targets = losses.fixed_targets(
-            labels, settings["num_classes"], settings["method"], settings["value"]
+            labels, settings.num_classes, settings.method, settings.value
         )
         values = losses.target_cross_entropy(targets, logits)
     return float(np.mean(keras.ops.convert_to_numpy(values)))
 
 
 def train(
-    settings: dict,
+    settings: RunSettings | dict,
     compute: dict,
     prepared_folder: Path | str,
     run_folder: Path | str,
     log: Callable[[str], None] = say,
 ) -> dict:
-    """Train one run (see the module docstring); return its metrics."""
+    """Train one run (see the module docstring); return its metrics.
+
+    The steps: republish the run when it already finished (:func:`republish_finished`);
+    else open the prepared data, set up the backend and the model
+    (:func:`set_up_session`), resume from the checkpoint (:func:`resume`), train the
+    epochs left (:func:`train_epochs`) and write the outputs (:func:`finish`).
+    """
+    settings = RunSettings.from_dict(settings)
     prepared_folder, run_folder = Path(prepared_folder), Path(run_folder)
     started = time.perf_counter()
     fingerprints = {
         "format": CHECKPOINT_FORMAT,
-        "settings": settings_fingerprint(settings),
+        "settings": settings_fingerprint(settings.as_dict()),
         "data": data_fingerprint(storage.read_manifest(prepared_folder)),
     }
-    record = _finished_record(run_folder, fingerprints)
-    if record is not None:
-        shutil.rmtree(run_folder / CHECKPOINT_FOLDER, ignore_errors=True)
-        _publish(record, run_folder, _output_names(settings))
-        metrics = json.loads((run_folder / METRICS_FILE).read_text())
-        log(
-            f"already finished: republished {', '.join(_output_names(settings))} from {record} "
-            f"(same settings and data; best val_accuracy {metrics['best_val_accuracy']:.4f}); nothing retrained"
-        )
+    metrics = republish_finished(settings, run_folder, fingerprints, log)
+    if metrics is not None:
         return metrics
     manifest, arrays = storage.open_prepared(
         prepared_folder, verify_checksums=compute["verify_checksums"]
     )
     check_manifest(manifest, settings, prepared_folder)
+    session = set_up_session(settings, compute, np.asarray(arrays["mean"]))
+    checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
+    # A job killed while writing leaves a temporary file; one job runs per folder at a time.
+    for stale in [*run_folder.glob(".*.tmp"), *checkpoint.parent.glob(".*.tmp")]:
+        stale.unlink(missing_ok=True)
+    progress = resume(checkpoint, session, fingerprints, settings, log)
+    progress.attempts.append(attempt_record(progress, session))
+    train_epochs(settings, compute, session, arrays, checkpoint, progress, log)
+    return finish(
+        settings, session, progress, manifest, prepared_folder, run_folder, started, log
+    )
+
+
+def republish_finished(
+    settings: RunSettings, run_folder: Path, fingerprints: dict, log
+) -> dict | None:
+    """The metrics of a run whose ``.finished/`` record matches these fingerprints,
+    after publishing its files again (nothing is trained); None otherwise."""
+    record = _finished_record(run_folder, fingerprints)
+    if record is None:
+        return None
+    names = output_names(settings.method)
+    shutil.rmtree(run_folder / CHECKPOINT_FOLDER, ignore_errors=True)
+    _publish(record, run_folder, names)
+    metrics = json.loads((run_folder / METRICS_FILE).read_text())
+    log(
+        f"already finished: republished {', '.join(names)} from {record} "
+        f"(same settings and data; best val_accuracy {metrics['best_val_accuracy']:.4f}); nothing retrained"
+    )
+    return metrics
+
+
+@dataclasses.dataclass
+class Session:
+    """One attempt's backend, compute choices (and why) and model."""
+
+    backend: str
+    precision: str
+    precision_reason: str
+    jit_compile: bool
+    jit_reason: str
+    device: str
+    classifier: Any
+    model: Any  # what fit() trains (Label Smoothing++ wraps the network)
+    optimizer: Any  # the Adam whose variables the checkpoint holds
+    parameters: int
+
+
+def set_up_session(settings: RunSettings, compute: dict, mean: np.ndarray) -> Session:
+    """Choose the backend, threads, precision and XLA, seed Keras, and build and
+    compile the model with its optimizer."""
     acceleration.select_backend(compute.get("backend", "auto"))
     backend = configure_backend(compute["threads_per_job"], compute["deterministic"])
 
     import keras
 
-    from smoothbench.calibration import calibration_summary
-    from smoothbench.data import ArrayBatches, epoch_order
     from smoothbench.models import count_parameters
 
     accelerators = acceleration.visible_accelerators()
@@ -589,234 +610,325 @@ def train(
         compute["deterministic"],
     )
     acceleration.apply_precision(precision)  # before any layer is built
-    seed = settings["seed"]
-    keras.utils.set_random_seed(seed)
-    classifier, model = build_model(settings, np.asarray(arrays["mean"]))
-    optimizer = keras.optimizers.Adam(
-        learning_rate=settings["optimizer"]["learning_rate"]
-    )
+    keras.utils.set_random_seed(settings.seed)
+    classifier, model = build_model(settings, mean)
+    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
     model = compile_for_method(model, settings, optimizer, jit_compile=jit_compile)
     # Under mixed_float16 model.optimizer wraps `optimizer` in a loss scale; the checkpoint
     # holds `optimizer`'s variables only, so a run may resume under another precision.
     model.optimizer.build(model.trainable_variables)
-    parameters = count_parameters(classifier)
+    return Session(
+        backend=backend,
+        precision=precision,
+        precision_reason=precision_reason,
+        jit_compile=jit_compile,
+        jit_reason=jit_reason,
+        device=acceleration.describe_accelerators(accelerators),
+        classifier=classifier,
+        model=model,
+        optimizer=optimizer,
+        parameters=count_parameters(classifier),
+    )
 
-    fingerprint = fingerprints["settings"]
-    checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
-    # A job killed while writing leaves a temporary file; one job runs per folder at a time.
-    for stale in [*run_folder.glob(".*.tmp"), *checkpoint.parent.glob(".*.tmp")]:
-        stale.unlink(missing_ok=True)
-    rows: list[dict] = []
-    attempts: list[dict] = []
-    calibration = {"best_epoch": None, "final_epoch": None}
-    in_progress = (
-        None  # a mid-epoch checkpoint's epoch, steps done, seconds and metric totals
+
+@dataclasses.dataclass
+class Progress:
+    """What a checkpoint holds besides the variables: the epochs done (history rows),
+    the attempts, the calibration so far, and where a mid-epoch checkpoint stopped."""
+
+    fingerprints: dict
+    rows: list = dataclasses.field(default_factory=list)
+    attempts: list = dataclasses.field(default_factory=list)
+    calibration: dict = dataclasses.field(
+        default_factory=lambda: {"best_epoch": None, "final_epoch": None}
     )
-    if checkpoint.exists():
-        state = read_checkpoint_state(checkpoint)
-        if (
-            state.get("fingerprint") != fingerprint
-            or state.get("format") != CHECKPOINT_FORMAT
-            or state.get("data_fingerprint", fingerprints["data"])
-            != fingerprints["data"]
-        ):
-            log(
-                f"discarding {checkpoint}: it was written with other settings or other prepared data"
-            )
-            shutil.rmtree(checkpoint.parent)
-        else:
-            state = restore_checkpoint(checkpoint, model, optimizer)
-            rows, attempts, calibration = (
-                state["history"],
-                state["attempts"],
-                state["calibration"],
-            )
-            in_progress = state.get("epoch_in_progress")
-            if in_progress:
-                in_progress["metric_values"] = read_checkpoint_metrics(checkpoint)
-                within = f", and {in_progress['steps_done']} of {in_progress['steps']} steps of epoch {in_progress['epoch']}"
-            log(
-                f"resuming from {checkpoint}: {len(rows)} of {settings['epochs']} epochs done{within if in_progress else ''}"
-            )
-    start_epoch = len(rows)
-    attempts.append(
-        {
-            "started_at_epoch": start_epoch,
-            "started_at_step": in_progress["steps_done"] if in_progress else 0,
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"
-            ),
-            "host": socket.gethostname(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "backend": backend,
-            "precision": precision,
-            "jit_compile": jit_compile,
+    # a mid-epoch checkpoint's epoch, steps done, seconds and metric totals
+    in_progress: dict | None = None
+
+    def state(self, epoch_in_progress: dict | None = None) -> dict:
+        """The checkpoint's JSON state."""
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": self.fingerprints["settings"],
+            "data_fingerprint": self.fingerprints["data"],
+            "history": self.rows,
+            "attempts": self.attempts,
+            "calibration": self.calibration,
         }
+        if epoch_in_progress is not None:
+            state["epoch_in_progress"] = epoch_in_progress
+        return state
+
+
+def resume(
+    checkpoint: Path, session: Session, fingerprints: dict, settings: RunSettings, log
+) -> Progress:
+    """The progress of the checkpoint, its variables restored into the session's model
+    and optimizer; a fresh Progress when there is none, or when it was written with
+    other settings or other prepared data (it is deleted then)."""
+    progress = Progress(fingerprints)
+    if not checkpoint.exists():
+        return progress
+    state = read_checkpoint_state(checkpoint)
+    if (
+        state.get("fingerprint") != fingerprints["settings"]
+        or state.get("format") != CHECKPOINT_FORMAT
+        or state.get("data_fingerprint", fingerprints["data"]) != fingerprints["data"]
+    ):
+        log(
+            f"discarding {checkpoint}: it was written with other settings or other prepared data"
+        )
+        shutil.rmtree(checkpoint.parent)
+        return progress
+    state = restore_checkpoint(checkpoint, session.model, session.optimizer)
+    progress.rows, progress.attempts = state["history"], state["attempts"]
+    progress.calibration = state["calibration"]
+    progress.in_progress = in_progress = state.get("epoch_in_progress")
+    within = ""
+    if in_progress:
+        in_progress["metric_values"] = read_checkpoint_metrics(checkpoint)
+        within = f", and {in_progress['steps_done']} of {in_progress['steps']} steps of epoch {in_progress['epoch']}"
+    log(
+        f"resuming from {checkpoint}: {len(progress.rows)} of {settings.epochs} epochs done{within}"
     )
-    device = acceleration.describe_accelerators(accelerators)
-    train_images, train_labels = arrays["train_images"], arrays["train_labels"]
+    return progress
+
+
+def attempt_record(progress: Progress, session: Session) -> dict:
+    """Where and how this attempt runs, for metrics.json's ``attempts``."""
+    in_progress = progress.in_progress
+    return {
+        "started_at_epoch": len(progress.rows),
+        "started_at_step": in_progress["steps_done"] if in_progress else 0,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "backend": session.backend,
+        "precision": session.precision,
+        "jit_compile": session.jit_compile,
+    }
+
+
+def train_epochs(
+    settings: RunSettings,
+    compute: dict,
+    session: Session,
+    arrays: dict,
+    checkpoint: Path,
+    progress: Progress,
+    log,
+) -> None:
+    """Train the epochs left, a checkpoint at each epoch's end (and within an epoch
+    every ``compute.checkpoint_minutes``, and on SIGTERM)."""
+    import keras
+
+    from smoothbench.data import ArrayBatches
+
+    start_epoch = len(progress.rows)
     validation = ArrayBatches(
         arrays["validation_images"],
         arrays["validation_labels"],
         compute["evaluation_batch_size"],
     )
     log(
-        f"{settings['experiment']} {describe_method(settings)} seed={seed}: {settings['model']}-{settings['depth']} "
-        f"({parameters:,} parameters) on {device} with Keras {keras.__version__} ({backend}); "
-        f"{len(train_labels)} training / {len(validation.labels)} validation images; "
-        f"epochs {start_epoch}..{settings['epochs'] - 1}"
+        f"{settings.experiment} {describe_method(settings)} seed={settings.seed}: {settings.model_name} "
+        f"({session.parameters:,} parameters) on {session.device} with Keras {keras.__version__} ({session.backend}); "
+        f"{len(arrays['train_labels'])} training / {len(validation.labels)} validation images; "
+        f"epochs {start_epoch}..{settings.epochs - 1}"
     )
     log(
-        f"precision {precision} ({precision_reason}); XLA {'on' if jit_compile else 'off'} ({jit_reason})"
+        f"precision {session.precision} ({session.precision_reason}); "
+        f"XLA {'on' if session.jit_compile else 'off'} ({session.jit_reason})"
     )
-
     every_seconds = 60.0 * compute.get("checkpoint_minutes", 10)
-    batch_size = settings["batch_size"]
-    steps = math.ceil(len(train_labels) / batch_size)
     with _stop_on_sigterm() as stop_requested:
-        for epoch in range(start_epoch, settings["epochs"]):
-            rate = learning_rate_at(
+        for epoch in range(start_epoch, settings.epochs):
+            row = train_epoch(
+                settings,
+                session,
+                arrays,
+                validation,
                 epoch,
-                settings["optimizer"]["learning_rate"],
-                settings["optimizer"]["schedule"],
-            )
-            optimizer.learning_rate.assign(rate)
-            resumed = (
-                in_progress if in_progress and in_progress["epoch"] == epoch else None
-            )
-            steps_before = resumed["steps_done"] if resumed else 0
-            order = epoch_order(len(train_labels), seed, epoch)[
-                steps_before * batch_size :
-            ]
-            batches = ArrayBatches(train_images, train_labels, batch_size, order=order)
-            epoch_start = time.perf_counter()
-            seconds_before = resumed["seconds"] if resumed else 0.0
-
-            def save_mid_epoch(
-                done,
-                metric_values,
-                epoch=epoch,
-                epoch_start=epoch_start,
-                seconds_before=seconds_before,
-            ):
-                progress = {
-                    "epoch": epoch,
-                    "steps_done": done,
-                    "steps": steps,
-                    "seconds": seconds_before + time.perf_counter() - epoch_start,
-                }
-                mid_state = {
-                    "format": CHECKPOINT_FORMAT,
-                    "fingerprint": fingerprint,
-                    "data_fingerprint": fingerprints["data"],
-                    "history": rows,
-                    "attempts": attempts,
-                    "calibration": calibration,
-                    "epoch_in_progress": progress,
-                }
-                save_checkpoint(checkpoint, model, optimizer, mid_state, metric_values)
-
-            if resumed:
-                # The epoch's metric totals go back in before its first batch; Keras builds the
-                # accuracy metric lazily, so build it now, as Keras itself does under a
-                # distribution strategy (shapes only: no variable changes).
-                model._symbolic_build(data_batch=batches[0])
-            checkpoints = _mid_epoch_checkpoints(
-                model,
-                save_mid_epoch,
+                checkpoint,
+                progress,
                 every_seconds,
-                steps_before,
-                steps,
-                resumed["metric_values"] if resumed else None,
                 stop_requested,
             )
-            result = model.fit(
-                batches,
-                initial_epoch=epoch,
-                epochs=epoch + 1,
-                verbose=0,
-                callbacks=[keras.callbacks.TerminateOnNaN(), checkpoints],
-                shuffle=False,  # the order is epoch_order(seed, epoch); Keras would reshuffle batches with the global RNG
-            )
-            in_progress = None
-            if checkpoints.stopped_at is not None:
-                raise TrainingStopped(
-                    f"{settings['experiment']} {describe_method(settings)} seed={seed}: stopped by SIGTERM at step "
-                    f"{checkpoints.stopped_at} of {steps} of epoch {epoch}; checkpoint saved in {checkpoint.parent}, "
-                    "the next attempt resumes there"
-                )
-            logs = {key: float(values[-1]) for key, values in result.history.items()}
-            # Validation: one inference pass gives accuracy, the method's loss and calibration.
-            logits = model.predict(validation, verbose=0)
-            if np.all(np.isfinite(logits)):
-                summary = calibration_summary(logits, validation.labels)
-                logs["val_loss"] = validation_loss(
-                    settings, model, logits, validation.labels
-                )
-                logs.update({f"val_{key}": summary[key] for key in CALIBRATION_KEYS})
-            seconds = seconds_before + time.perf_counter() - epoch_start
-            if not all(
-                math.isfinite(logs.get(key, math.nan)) for key in ("loss", "val_loss")
-            ):
-                raise TrainingDivergedError(
-                    f"{settings['experiment']} {describe_method(settings)} seed={seed}: the loss became "
-                    f"{logs.get('loss', math.nan)} in epoch {epoch} (learning rate {rate:g}); no metrics were written. "
-                    f"The checkpoint of the last finite epoch, if any, is in {checkpoint.parent}"
-                )
-            row = {
-                "epoch": epoch,
-                "lr": rate,
-                # float32 metrics: 7 significant digits is all they hold
-                "loss": float(f"{logs['loss']:.7g}"),
-                "accuracy": float(f"{logs['accuracy']:.7g}"),
-                "val_loss": float(f"{logs['val_loss']:.7g}"),
-                "val_accuracy": float(f"{logs['val_accuracy']:.7g}"),
-                **{
-                    f"val_{key}": float(f"{logs[f'val_{key}']:.7g}")
-                    for key in CALIBRATION_KEYS
-                    if key != "accuracy"
-                },
-                "seconds": round(seconds, 3),
-            }
-            rows.append(row)
-            calibration["final_epoch"] = {"epoch": epoch, **summary}
-            if calibration["best_epoch"] is None or row["val_accuracy"] > max(
-                r["val_accuracy"] for r in rows[:-1]
-            ):
-                calibration["best_epoch"] = {
-                    "epoch": epoch,
-                    **summary,
-                }  # the first epoch reaching the best accuracy
-            state = {
-                "format": CHECKPOINT_FORMAT,
-                "fingerprint": fingerprint,
-                "data_fingerprint": fingerprints["data"],
-                "history": rows,
-                "attempts": attempts,
-                "calibration": calibration,
-            }
-            save_checkpoint(checkpoint, model, optimizer, state)
-            _write_history(checkpoint.parent / PROGRESS_FILE, rows)
             log(
-                f"epoch {epoch + 1}/{settings['epochs']}  lr {rate:.3g}  loss {row['loss']:.4f}  "
+                f"epoch {epoch + 1}/{settings.epochs}  lr {row['lr']:.3g}  loss {row['loss']:.4f}  "
                 f"accuracy {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
-                f"val_accuracy {row['val_accuracy']:.4f}  {seconds:.1f} s"
+                f"val_accuracy {row['val_accuracy']:.4f}  {row['seconds']:.1f} s"
             )
 
+
+def train_epoch(
+    settings: RunSettings,
+    session: Session,
+    arrays: dict,
+    validation,
+    epoch: int,
+    checkpoint: Path,
+    progress: Progress,
+    every_seconds: float,
+    stop_requested: Callable[[], bool],
+) -> dict:
+    """One epoch (the rest of it, after a mid-epoch checkpoint), its validation, and
+    the epoch-end checkpoint; returns its history row."""
+    import keras
+
+    from smoothbench.data import ArrayBatches, epoch_order
+
+    model, optimizer = session.model, session.optimizer
+    train_images, train_labels = arrays["train_images"], arrays["train_labels"]
+    batch_size = settings.batch_size
+    steps = math.ceil(len(train_labels) / batch_size)
+    rate = learning_rate_at(epoch, settings.learning_rate, settings.schedule)
+    optimizer.learning_rate.assign(rate)
+    in_progress = progress.in_progress
+    resumed = in_progress if in_progress and in_progress["epoch"] == epoch else None
+    steps_before = resumed["steps_done"] if resumed else 0
+    order = epoch_order(len(train_labels), settings.seed, epoch)[
+        steps_before * batch_size :
+    ]
+    batches = ArrayBatches(train_images, train_labels, batch_size, order=order)
+    epoch_start = time.perf_counter()
+    seconds_before = resumed["seconds"] if resumed else 0.0
+
+    def save_mid_epoch(done, metric_values):
+        position = {
+            "epoch": epoch,
+            "steps_done": done,
+            "steps": steps,
+            "seconds": seconds_before + time.perf_counter() - epoch_start,
+        }
+        save_checkpoint(
+            checkpoint, model, optimizer, progress.state(position), metric_values
+        )
+
+    if resumed:
+        # The epoch's metric totals go back in before its first batch; Keras builds the
+        # accuracy metric lazily, so build it now, as Keras itself does under a
+        # distribution strategy (shapes only: no variable changes).
+        model._symbolic_build(data_batch=batches[0])
+    checkpoints = _mid_epoch_checkpoints(
+        model,
+        save_mid_epoch,
+        every_seconds,
+        steps_before,
+        steps,
+        resumed["metric_values"] if resumed else None,
+        stop_requested,
+    )
+    result = model.fit(
+        batches,
+        initial_epoch=epoch,
+        epochs=epoch + 1,
+        verbose=0,
+        callbacks=[keras.callbacks.TerminateOnNaN(), checkpoints],
+        shuffle=False,  # the order is epoch_order(seed, epoch); Keras would reshuffle batches with the global RNG
+    )
+    progress.in_progress = None
+    if checkpoints.stopped_at is not None:
+        raise TrainingStopped(
+            f"{settings.experiment} {describe_method(settings)} seed={settings.seed}: stopped by SIGTERM at step "
+            f"{checkpoints.stopped_at} of {steps} of epoch {epoch}; checkpoint saved in {checkpoint.parent}, "
+            "the next attempt resumes there"
+        )
+    logs = {key: float(values[-1]) for key, values in result.history.items()}
+    summary = validate(settings, model, validation, logs)
+    seconds = seconds_before + time.perf_counter() - epoch_start
+    if not all(math.isfinite(logs.get(key, math.nan)) for key in ("loss", "val_loss")):
+        raise TrainingDivergedError(
+            f"{settings.experiment} {describe_method(settings)} seed={settings.seed}: the loss became "
+            f"{logs.get('loss', math.nan)} in epoch {epoch} (learning rate {rate:g}); no metrics were written. "
+            f"The checkpoint of the last finite epoch, if any, is in {checkpoint.parent}"
+        )
+    row = history_row(epoch, rate, logs, seconds)
+    rows, calibration = progress.rows, progress.calibration
+    rows.append(row)
+    calibration["final_epoch"] = {"epoch": epoch, **summary}
+    if calibration["best_epoch"] is None or row["val_accuracy"] > max(
+        r["val_accuracy"] for r in rows[:-1]
+    ):
+        # the first epoch reaching the best accuracy
+        calibration["best_epoch"] = {"epoch": epoch, **summary}
+    save_checkpoint(checkpoint, model, optimizer, progress.state())
+    write_history(checkpoint.parent / PROGRESS_FILE, rows)
+    return row
+
+
+def validate(settings: RunSettings, model, validation, logs: dict) -> dict | None:
+    """One inference pass over the validation split: adds ``val_loss`` (the method's
+    loss) and the calibration columns to ``logs`` and returns the calibration summary;
+    None (and ``logs`` unchanged) when the outputs are not finite."""
+    from smoothbench.calibration import calibration_summary
+
+    logits = model.predict(validation, verbose=0)
+    if not np.all(np.isfinite(logits)):
+        return None
+    summary = calibration_summary(logits, validation.labels)
+    logs["val_loss"] = validation_loss(settings, model, logits, validation.labels)
+    logs.update({f"val_{key}": summary[key] for key in CALIBRATION_KEYS})
+    return summary
+
+
+def history_row(epoch: int, rate: float, logs: dict, seconds: float) -> dict:
+    """One row of history.csv (run_record.HISTORY_COLUMNS)."""
+    return {
+        "epoch": epoch,
+        "lr": rate,
+        # float32 metrics: 7 significant digits is all they hold
+        "loss": float(f"{logs['loss']:.7g}"),
+        "accuracy": float(f"{logs['accuracy']:.7g}"),
+        "val_loss": float(f"{logs['val_loss']:.7g}"),
+        "val_accuracy": float(f"{logs['val_accuracy']:.7g}"),
+        **{
+            f"val_{key}": float(f"{logs[f'val_{key}']:.7g}")
+            for key in CALIBRATION_KEYS
+            if key != "accuracy"
+        },
+        "seconds": round(seconds, 3),
+    }
+
+
+def finish(
+    settings: RunSettings,
+    session: Session,
+    progress: Progress,
+    manifest: dict,
+    prepared_folder: Path,
+    run_folder: Path,
+    started: float,
+    log,
+) -> dict:
+    """Write the outputs whole into ``.finished/``, delete the checkpoint, publish the
+    outputs (metrics.json last); return the metrics."""
+    import keras
+
+    rows, calibration = progress.rows, progress.calibration
     metrics = summarize(
-        settings, rows, attempts, parameters, manifest, prepared_folder, device, backend
+        settings,
+        rows,
+        progress.attempts,
+        session.parameters,
+        manifest,
+        prepared_folder,
+        session.device,
+        session.backend,
     )
     metrics["calibration"] = {
         "bins": len(calibration["final_epoch"]["bins"]),
         **calibration,
     }
     metrics["wall_seconds_last_attempt"] = round(time.perf_counter() - started, 3)
-    files = {HISTORY_FILE: lambda path: _write_history(path, rows)}
-    if settings["method"] == "lspp":
-        matrix = keras.ops.convert_to_numpy(model.target_matrix.matrix()).astype(
-            np.float32
-        )
+    files = {HISTORY_FILE: lambda path: write_history(path, rows)}
+    if settings.method == "lspp":
+        matrix = keras.ops.convert_to_numpy(
+            session.model.target_matrix.matrix()
+        ).astype(np.float32)
 
         def write_matrix(path):
             with storage.atomic_file(path, "wb") as stream:
@@ -824,11 +936,11 @@ def train(
 
         files[C_MATRIX_FILE] = write_matrix
         metrics["c_matrix_file"] = C_MATRIX_FILE
-    files[METRICS_FILE] = lambda path: storage.write_json_atomic(path, metrics)
+    files[METRICS_FILE] = lambda path: write_metrics(path, metrics)
     # Finished whole in .finished/ first; from here a kill at any instant costs nothing.
-    record = _write_finished_record(run_folder, fingerprints, files)
-    shutil.rmtree(checkpoint.parent, ignore_errors=True)
-    _publish(record, run_folder, _output_names(settings))
+    record = _write_finished_record(run_folder, progress.fingerprints, files)
+    shutil.rmtree(run_folder / CHECKPOINT_FOLDER, ignore_errors=True)
+    _publish(record, run_folder, output_names(settings.method))
     log(
         f"done: best val_accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}, "
         f"final {metrics['final_val_accuracy']:.4f}, {metrics['train_seconds']:.0f} s of training"
@@ -836,19 +948,17 @@ def train(
     return metrics
 
 
-def _equivalent_gamma(settings: dict) -> dict:
+def _equivalent_gamma(settings: RunSettings) -> dict:
     """``gamma`` for gamma runs; for alpha runs the gamma of the same targets; for LS++
     the gamma its targets start from (1 - alpha)."""
     from smoothbench.losses import gamma_from_alpha
 
-    method, value = settings["method"], settings["value"]
+    method, value = settings.method, settings.value
     if method == "gamma":
         return {"gamma": value}
     if method == "alpha":
         return {
-            "equivalent_gamma": round(
-                gamma_from_alpha(value, settings["num_classes"]), 12
-            )
+            "equivalent_gamma": round(gamma_from_alpha(value, settings.num_classes), 12)
         }
     return {"initial_equivalent_gamma": round(1.0 - value, 12)}
 
@@ -860,14 +970,14 @@ def summarize(
     accuracies = [row["val_accuracy"] for row in rows]
     best_epoch = int(np.argmax(accuracies))  # the first epoch reaching the best value
     return {
-        "experiment": settings["experiment"],
-        "dataset": settings["dataset"],
-        "method": settings["method"],
-        "value": settings["value"],
+        "experiment": settings.experiment,
+        "dataset": settings.dataset,
+        "method": settings.method,
+        "value": settings.value,
         **_equivalent_gamma(settings),
-        "seed": settings["seed"],
-        "num_classes": settings["num_classes"],
-        "model": f"{settings['model']}-{settings['depth']}",
+        "seed": settings.seed,
+        "num_classes": settings.num_classes,
+        "model": settings.model_name,
         "params": parameters,
         "epochs": len(rows),
         "best_val_accuracy": accuracies[best_epoch],
@@ -891,7 +1001,7 @@ def summarize(
             "validation_split": manifest["splits"]["validation"]["split"],
             "mock_data": manifest.get("mock_data", False),
         },
-        "settings": settings,
+        "settings": settings.as_dict(),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         ),

@@ -7,10 +7,13 @@ from pathlib import Path
 SOURCE_FOLDER = str(Path(workflow.basedir).resolve() / "src")
 sys.path[:] = [SOURCE_FOLDER] + [entry for entry in sys.path if entry != SOURCE_FOLDER]
 
-from smoothbench.config import ConfigError, load_study
+from smoothbench.config import ConfigError
+from smoothbench.study import load_study
 from smoothbench.registry import DATASETS
+from smoothbench import run_record
 from smoothbench.storage import ARRAY_NAMES, MANIFEST_NAME
-from smoothbench.tables import OUTPUT_FILES, PAPER_CELLS_FILE, PAPER_TABLE3_FILE
+from smoothbench.paper import PAPER_CELLS_FILE, PAPER_TABLE3_FILE
+from smoothbench.tables import OUTPUT_FILES
 from smoothbench import slurm_compat
 from smoothbench.workflow_support import code_fingerprint, use_checkout
 
@@ -84,12 +87,17 @@ def train_settings(wildcards):
 
 def run_files(run):
     """history.csv and metrics.json (and, for Label Smoothing++, c_matrix.npy) of one
-    smoothbench.config.Run."""
-    folder = run.folder(RUNS)
-    files = {"history": f"{folder}/history.csv", "metrics": f"{folder}/metrics.json"}
-    if run.method == "lspp":
-        files["c_matrix"] = f"{folder}/c_matrix.npy"
-    return files
+    smoothbench.study.Run (smoothbench.run_record owns the names and the grammar)."""
+    return run.files(RUNS)
+
+
+# One run's folder with wildcards, and its files, as the train rules name them.
+RUN_FOLDER = run_record.run_folder_pattern(RUNS)
+HISTORY_FILE = run_record.HISTORY_FILE
+METRICS_FILE = run_record.METRICS_FILE
+C_MATRIX_FILE = run_record.C_MATRIX_FILE
+TRAIN_LOG = run_record.run_folder_pattern(f"{LOGS}/train") + ".log"
+TRAIN_BENCHMARK = run_record.run_folder_pattern(f"{RESULTS}/benchmarks/train") + ".tsv"
 
 
 def selected_run_files(kind, method=None, experiment=None, value_text=None):

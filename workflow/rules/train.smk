@@ -18,12 +18,12 @@ rule train:
             lambda wildcards: training_inputs(experiment_dataset(wildcards.experiment))
         ),
     output:
-        history=f"{RUNS}/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}/history.csv",
-        metrics=f"{RUNS}/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}/metrics.json",
+        history=f"{RUN_FOLDER}/{HISTORY_FILE}",
+        metrics=f"{RUN_FOLDER}/{METRICS_FILE}",
     log:
-        f"{LOGS}/train/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}.log",
+        TRAIN_LOG,
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}.tsv"
+        TRAIN_BENCHMARK
     wildcard_constraints:
         method="gamma|alpha",
     conda:
@@ -43,8 +43,8 @@ rule train:
 
 use rule train as train_lspp with:
     output:
-        history=f"{RUNS}/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}/history.csv",
-        c_matrix=f"{RUNS}/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}/c_matrix.npy",
-        metrics=f"{RUNS}/{{experiment}}/{{method}}~{{value}}/seed~{{seed}}/metrics.json",
+        history=f"{RUN_FOLDER}/{HISTORY_FILE}",
+        c_matrix=f"{RUN_FOLDER}/{C_MATRIX_FILE}",
+        metrics=f"{RUN_FOLDER}/{METRICS_FILE}",
     wildcard_constraints:
         method="lspp",

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from smoothbench.config import load_study
+from smoothbench.study import load_study
 from smoothbench.tables import write_tables
 from smoothbench.workflow_support import logged
 

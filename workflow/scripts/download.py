@@ -1,8 +1,8 @@
 """Snakemake adapter: rule download -> smoothbench.download.download."""
 
-from smoothbench.config import load_study
 from smoothbench.download import download
 from smoothbench.storage import write_json_atomic
+from smoothbench.study import load_study
 from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from smoothbench.config import load_study
 from smoothbench.plots import write_c_matrix
+from smoothbench.study import load_study
 from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from smoothbench.config import load_study
 from smoothbench.gpu_slots import claimed_slots
+from smoothbench.study import load_study
 from smoothbench.training import say, train
 from smoothbench.workflow_support import logged
 

@@ -1,0 +1,558 @@
+"""The study model: a validated config resolved into experiments, runs and each
+run's settings.
+
+:func:`load_study` validates a config (:mod:`smoothbench.config`: the JSON schema,
+defaults filled) and then checks the facts the schema cannot express: the dataset
+exists, each gamma lies in (1/K, 1] for that dataset's K (:mod:`smoothbench.methods`
+owns the rule), depths fit the ResNet family, the schedule is increasing, each method
+names experiments of the study and valid values. Every error names the config key at
+fault, e.g. ``experiments.svhn.gammas[0]``.
+
+A run's settings (what its result depends on) are a frozen :class:`RunSettings`;
+Snakemake receives them as a dict (``params``) and the job turns them back.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from smoothbench import run_record
+from smoothbench.acceleration import AccelerationError, resolve_jit_compile
+from smoothbench.config import SCHEMA_PATH, ConfigError, validate_config
+from smoothbench.methods import (
+    METHODS,
+    gamma_grid,
+    gamma_in_range,
+    gamma_range_text,
+    value_in_range,
+    value_range_text,
+)
+from smoothbench.registry import DatasetSpec, UnknownDatasetError, get_dataset
+from smoothbench.run_record import format_value
+from smoothbench.shapes import FIXED_POOL_SIZE, final_map_size
+
+# scikit-learn's load_digits(): 1,797 images of 10 classes (174 to 183 each), which
+# prepare._digits_splits splits stratified with data.digits_validation_fraction.
+DIGITS_IMAGES = 1797
+
+
+def canonical(value):
+    """``value`` with every mapping's keys sorted, recursively.
+
+    Snakemake decides whether params changed by comparing their text, so the order in
+    which a YAML file lists keys must not leak into them: reordering a config would
+    otherwise redo every job.
+    """
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def depth_is_valid(model: str, depth: int) -> bool:
+    step = 6 if model == "resnet_v1" else 9
+    return depth >= step + 2 and (depth - 2) % step == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One row of the paper's tables: a dataset trained under one protocol."""
+
+    name: str
+    dataset: DatasetSpec
+    model: str
+    depth: int
+    epochs: int
+    batch_size: int
+    optimizer: dict
+    augmentation: dict
+    mean_subtraction: bool
+    pooling: str
+    min_image_size: int
+    image_shape: tuple[int, int, int]
+    gammas: tuple[float, ...]
+    # method -> the values this experiment trains ("gamma" holds ``gammas`` when on)
+    methods: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def model_name(self) -> str:
+        """``resnet_v1-20``: family and depth, as tables print it."""
+        return f"{self.model}-{self.depth}"
+
+    def gamma_for(self, text: str) -> float:
+        """The gamma whose path text (:func:`format_value`) is ``text``."""
+        return self.value_for("gamma", text)
+
+    def value_for(self, method: str, text: str) -> float:
+        """The value of ``method`` whose path text (:func:`format_value`) is ``text``."""
+        if method not in self.methods:
+            on = ", ".join(self.methods) or "none"
+            raise ConfigError(
+                f"experiment {self.name!r} does not train method {method!r} (config key 'methods'; it trains: {on})"
+            )
+        for value in self.methods[method]:
+            if format_value(value) == text:
+                return value
+        known = ", ".join(format_value(value) for value in self.methods[method])
+        raise ConfigError(
+            f"experiment {self.name!r} has no {method} {text!r} in its config (it has {known})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """What one training run's result depends on: the protocol of its experiment, the
+    method and its value, and the seed. Snakemake passes it to the job as the dict of
+    :meth:`as_dict` (its ``params``: a change retrains the run); how the job runs
+    (devices, threads) is not here but in ``compute``."""
+
+    experiment: str
+    dataset: str
+    num_classes: int
+    image_shape: tuple[int, ...]
+    model: str  # resnet_v1 or resnet_v2
+    depth: int
+    pooling: str  # fixed_8x8 or global
+    min_image_size: int
+    epochs: int
+    batch_size: int
+    optimizer: Mapping[
+        str, Any
+    ]  # name, learning_rate, schedule [{after_epoch, factor}]
+    augmentation: Mapping[str, Any]  # shift, horizontal_flip
+    mean_subtraction: bool
+    method: str  # smoothbench.methods.METHODS
+    value: float  # gamma, or alpha for alpha and lspp
+    seed: int
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any] | RunSettings) -> RunSettings:
+        """The settings of :meth:`as_dict` (e.g. a job's params) back as RunSettings."""
+        if isinstance(settings, RunSettings):
+            return settings
+        names = {field.name for field in dataclasses.fields(cls)}
+        missing, unknown = names - set(settings), set(settings) - names
+        if missing or unknown:
+            raise ConfigError(
+                f"run settings: missing {sorted(missing)}, unknown {sorted(unknown)}"
+            )
+        return cls(**{**settings, "image_shape": tuple(settings["image_shape"])})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON data, keys sorted (what Snakemake compares and metrics.json records)."""
+        return canonical(dataclasses.asdict(self))
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.model}-{self.depth}"
+
+    @property
+    def learning_rate(self) -> float:
+        return self.optimizer["learning_rate"]
+
+    @property
+    def schedule(self) -> list[dict]:
+        return self.optimizer["schedule"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run: an experiment, a method at one value (gamma, or alpha), a seed."""
+
+    experiment: str
+    value: float
+    seed: int
+    method: str = "gamma"
+
+    @property
+    def value_text(self) -> str:
+        return format_value(self.value)
+
+    @property
+    def gamma_text(self) -> str:
+        return self.value_text
+
+    @property
+    def gamma(self) -> float:
+        if self.method != "gamma":
+            raise AttributeError(f"a {self.method} run has no gamma")
+        return self.value
+
+    def folder(self, runs_root: str = "results/runs") -> str:
+        """The run's folder (:func:`smoothbench.run_record.run_folder`)."""
+        return run_record.run_folder(
+            runs_root, self.experiment, self.method, self.value, self.seed
+        )
+
+    def files(self, runs_root: str = "results/runs") -> dict[str, str]:
+        """kind -> path of the run's outputs (:func:`smoothbench.run_record.output_files`)."""
+        return run_record.output_files(self.folder(runs_root), self.method)
+
+
+@dataclasses.dataclass
+class Study:
+    """A validated config: experiments resolved against the protocol and registry."""
+
+    config: dict
+    experiments: dict[str, Experiment]
+
+    @property
+    def datasets(self) -> list[str]:
+        """Datasets the experiments need, in config order, each once."""
+        names: list[str] = []
+        for experiment in self.experiments.values():
+            if experiment.dataset.name not in names:
+                names.append(experiment.dataset.name)
+        return names
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.config["seeds"])
+
+    def runs(self, method: str | None = None) -> list[Run]:
+        """Every run of the study (of ``method`` only, when given)."""
+        return [
+            Run(name, value, seed, chosen)
+            for name, experiment in self.experiments.items()
+            for chosen, values in experiment.methods.items()
+            if method in (None, chosen)
+            for value in values
+            for seed in self.seeds
+        ]
+
+    def splits(self, dataset: str) -> dict[str, str]:
+        """The TFDS split names read for training and validation of ``dataset``."""
+        spec = get_dataset(dataset)
+        chosen = {"train": spec.train_split, "validation": spec.validation_split}
+        chosen.update(self.config["data"]["splits"].get(dataset, {}))
+        return chosen
+
+    def data_settings(self, dataset: str) -> dict[str, Any]:
+        """What the prepared arrays of ``dataset`` depend on.
+
+        Snakemake reruns a job when these change, so nothing that leaves the result
+        unchanged belongs here (whether the network may be used, and for how long:
+        see :meth:`network_settings`).
+        """
+        data = self.config["data"]
+        data_dir = data["tfds_data_dir"]
+        spec = get_dataset(dataset)
+        settings = {
+            "dataset": dataset,
+            "tfds_data_dir": os.path.expanduser(data_dir) if data_dir else None,
+            "source_dir": data["source_dirs"].get(dataset),
+            "splits": self.splits(dataset),
+            "mock": data["mock"],
+        }
+        if spec.is_decathlon:
+            settings["image_size"] = data["image_size"]
+            settings["square_method"] = data["square_method"]
+        if spec.source == "sklearn":
+            settings["validation_fraction"] = data["digits_validation_fraction"]
+        return canonical(settings)
+
+    def download_settings(self, dataset: str) -> dict[str, Any]:
+        """The part of :meth:`data_settings` that the download result depends on."""
+        settings = self.data_settings(dataset)
+        return {
+            key: settings[key]
+            for key in ("dataset", "tfds_data_dir", "source_dir", "mock")
+        }
+
+    def train_settings(
+        self, experiment: str, method: str, value_text: str, seed: int
+    ) -> dict[str, Any]:
+        """What one training run's result depends on: the protocol, the method and its
+        value (gamma or alpha), and the seed.
+
+        Snakemake reruns a job when these change; how the job runs (devices, threads,
+        evaluation batch size) is in :meth:`compute_settings` instead.
+        """
+        return self.run_settings(experiment, method, value_text, seed).as_dict()
+
+    def run_settings(
+        self, experiment: str, method: str, value_text: str, seed: int
+    ) -> RunSettings:
+        """:meth:`train_settings` as a frozen :class:`RunSettings`."""
+        if experiment not in self.experiments:
+            raise ConfigError(
+                f"no experiment {experiment!r} in config key 'experiments'"
+            )
+        chosen = self.experiments[experiment]
+        seed = int(seed)
+        if seed not in self.seeds:
+            raise ConfigError(
+                f"seed {seed} is not in config key 'seeds' ({self.seeds})"
+            )
+        return RunSettings(
+            experiment=chosen.name,
+            dataset=chosen.dataset.name,
+            num_classes=chosen.dataset.num_classes,
+            image_shape=tuple(chosen.image_shape),
+            model=chosen.model,
+            depth=chosen.depth,
+            pooling=chosen.pooling,
+            min_image_size=chosen.min_image_size,
+            epochs=chosen.epochs,
+            batch_size=chosen.batch_size,
+            optimizer=canonical(chosen.optimizer),
+            augmentation=canonical(chosen.augmentation),
+            mean_subtraction=chosen.mean_subtraction,
+            method=method,
+            value=chosen.value_for(method, value_text),
+            seed=seed,
+        )
+
+    def compute_settings(self) -> dict[str, Any]:
+        """How training jobs run; nothing here changes a result."""
+        return copy.deepcopy(self.config["compute"])
+
+    def train_resources(self, experiment: str, attempt: int = 1) -> dict[str, int]:
+        """``gpu``, ``mem_mb`` and ``runtime`` (minutes) for one experiment's train jobs,
+        at Snakemake's ``attempt`` (1 for the first submission): with
+        ``compute.runtime_grows_with_attempt`` attempt n asks for n times the runtime."""
+        compute = self.config["compute"]
+        own = compute["experiments"].get(experiment, {})
+        runtime = own.get("runtime_minutes", compute["runtime_minutes"])
+        if compute["runtime_grows_with_attempt"]:
+            runtime *= max(1, attempt)
+        return {
+            "gpu": compute["gpus_per_job"],
+            "mem_mb": own.get("mem_mb", compute["mem_mb"]),
+            "runtime": runtime,
+        }
+
+    def network_settings(self) -> dict[str, Any]:
+        """Whether and how long the download step may try the network."""
+        data = self.config["data"]
+        return {
+            "download": data["download"],
+            "network_timeout_seconds": data["network_timeout_seconds"],
+        }
+
+
+def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:
+    key = f"experiments.{name}"
+    dataset_name = merged.get("dataset", name)
+    try:
+        spec = get_dataset(dataset_name)
+    except UnknownDatasetError as error:
+        where = f"{key}.dataset" if "dataset" in merged else key
+        raise ConfigError(f"config key {where!r}: {error.args[0]}") from None
+    if not depth_is_valid(merged["model"], merged["depth"]):
+        rule = (
+            "6n+2 (20, 32, 44, 56, ...)"
+            if merged["model"] == "resnet_v1"
+            else "9n+2 (29, 56, 83, 110, ...)"
+        )
+        source = key if "depth" in (config["experiments"][name] or {}) else "protocol"
+        raise ConfigError(
+            f"config key '{source}.depth': {merged['depth']} is not a {merged['model']} depth; use {rule}"
+        )
+    schedule = merged["optimizer"]["schedule"]
+    boundaries = [step["after_epoch"] for step in schedule]
+    if boundaries != sorted(set(boundaries)):
+        raise ConfigError(
+            f"config key '{key}.optimizer.schedule': after_epoch values must increase strictly, got {boundaries}"
+        )
+    image_shape = spec.prepared_shape(config["data"]["image_size"])
+    if merged["pooling"] == "fixed_8x8":
+        side = max(min(image_shape[:2]), merged["min_image_size"])
+        if final_map_size(side) < FIXED_POOL_SIZE:
+            source = (
+                key if "pooling" in (config["experiments"][name] or {}) else "protocol"
+            )
+            raise ConfigError(
+                f"config key '{source}.pooling': fixed_8x8 needs inputs of at least 29 pixels, but {spec.name} "
+                f"images are {image_shape[0]}x{image_shape[1]} and 'min_image_size' is {merged['min_image_size']}; "
+                "set min_image_size to 32 (pads the images) or pooling to global"
+            )
+    K = spec.num_classes
+    if merged["gammas"] == "grid":
+        gammas = gamma_grid(K, **config["gamma_grid"])
+        if not gammas:
+            raise ConfigError(
+                f"config key 'gamma_grid': no gamma of the grid lies in (1/K, 1] for {name} (K={K})"
+            )
+    else:
+        gammas = []
+        for index, gamma in enumerate(merged["gammas"]):
+            if not gamma_in_range(gamma, K):
+                raise ConfigError(
+                    f"config key '{key}.gammas[{index}]': gamma = {gamma} must lie in "
+                    f"{gamma_range_text(K)} for dataset {spec.name} (K={K})"
+                )
+            gammas.append(float(gamma))
+        texts = [format_value(g) for g in gammas]
+        if len(set(texts)) != len(texts):
+            raise ConfigError(
+                f"config key '{key}.gammas': two gammas share one output path: {texts}"
+            )
+    return Experiment(
+        name=name,
+        dataset=spec,
+        model=merged["model"],
+        depth=merged["depth"],
+        epochs=merged["epochs"],
+        batch_size=merged["batch_size"],
+        optimizer=merged["optimizer"],
+        augmentation=merged["augmentation"],
+        mean_subtraction=merged["mean_subtraction"],
+        pooling=merged["pooling"],
+        min_image_size=merged["min_image_size"],
+        image_shape=tuple(image_shape),
+        gammas=tuple(gammas),
+    )
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
+    """Validate ``config`` (a dict as Snakemake loads it) and resolve its experiments."""
+    filled = validate_config(config, schema_path)
+    if not filled["experiments"]:
+        raise ConfigError("config key 'experiments': the study lists no experiment")
+    experiments = {}
+    for name, override in filled["experiments"].items():
+        merged = _merge(filled["protocol"], override or {})
+        experiments[name] = _check_experiment(name, merged, filled)
+    _resolve_methods(filled, experiments)
+    for dataset in filled["data"]["source_dirs"]:
+        spec = _check_known(dataset, "data.source_dirs")
+        if spec.source != "tfds":
+            raise ConfigError(
+                f"config key 'data.source_dirs.{dataset}': {dataset} is bundled with scikit-learn and reads no "
+                "source files, so this key would be ignored; remove it"
+            )
+    for dataset in filled["data"]["splits"]:
+        spec = _check_known(dataset, "data.splits")
+        if spec.source != "tfds":
+            raise ConfigError(
+                f"config key 'data.splits.{dataset}': {dataset} comes from scikit-learn and has no TFDS splits, "
+                "so this key would be ignored; its split is set by 'data.digits_validation_fraction'"
+            )
+    _check_digits_fraction(filled["data"]["digits_validation_fraction"])
+    for name in filled["compute"]["experiments"]:
+        if name not in experiments:
+            raise ConfigError(
+                f"config key 'compute.experiments.{name}': no experiment of that name "
+                f"(the study has {', '.join(experiments)})"
+            )
+    _check_compute(filled["compute"])
+    return Study(config=filled, experiments=experiments)
+
+
+def _check_compute(compute: dict) -> None:
+    """Refuse, before any job starts, compute choices that cannot run together."""
+    backend = (
+        compute["backend"]
+        if compute["backend"] != "auto"
+        else os.environ.get("KERAS_BACKEND", "tensorflow")
+    )
+    try:  # the job's own resolution, run early: the device does not matter for what it refuses
+        resolve_jit_compile(
+            compute["jit_compile"],
+            backend,
+            has_gpu=False,
+            deterministic=compute["deterministic"],
+        )
+    except AccelerationError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _resolve_methods(config: dict, experiments: dict[str, Experiment]) -> None:
+    """Fill each experiment's ``methods`` from config key ``methods``, checking names and values."""
+    chosen = {name: {} for name in experiments}
+    for method in METHODS:
+        section = config["methods"][method]
+        names = (
+            list(experiments)
+            if section["experiments"] == "all"
+            else section["experiments"]
+        )
+        for index, name in enumerate(names):
+            if name not in experiments:
+                close = difflib.get_close_matches(name, list(experiments), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"config key 'methods.{method}.experiments[{index}]': no experiment {name!r}{hint}; "
+                    f"the study has {', '.join(experiments)}"
+                )
+        if method == "gamma":
+            for name in names:
+                chosen[name]["gamma"] = experiments[name].gammas
+            continue
+        values = []
+        for index, value in enumerate(section["values"]):
+            if not value_in_range(method, value):
+                interval = value_range_text(method)
+                raise ConfigError(
+                    f"config key 'methods.{method}.values[{index}]': alpha = {value} must lie in {interval}"
+                )
+            values.append(float(value))
+        texts = [format_value(value) for value in values]
+        if len(set(texts)) != len(texts):
+            raise ConfigError(
+                f"config key 'methods.{method}.values': two values share one output path: {texts}"
+            )
+        for name in names:
+            chosen[name][method] = tuple(values)
+    for name, methods in chosen.items():
+        if not methods:
+            raise ConfigError(
+                f"config key 'methods': experiment {name!r} trains no method; list it under a method's "
+                "'experiments' (or remove it from 'experiments')"
+            )
+        experiments[name] = dataclasses.replace(experiments[name], methods=methods)
+
+
+def _check_known(dataset: str, key: str) -> DatasetSpec:
+    try:
+        return get_dataset(dataset)
+    except UnknownDatasetError as error:
+        raise ConfigError(f"config key '{key}.{dataset}': {error.args[0]}") from None
+
+
+def _check_digits_fraction(fraction: float) -> None:
+    """Refuse a digits split that leaves a class without a validation or a training image.
+
+    prepare._digits_splits calls scikit-learn's stratified train_test_split with
+    test_size=fraction: it holds out ceil(fraction x 1797) images and refuses fewer than
+    10 (the number of classes) on either side. From 10 to 1787 held out, every class has
+    at least one image on each side (digits' classes hold 174 to 183 images each;
+    checked for every count with scikit-learn 1.9), so the bound is exactly
+    9/1797 < fraction <= 1787/1797.
+    """
+    classes = get_dataset("digits").num_classes
+    held_out = math.ceil(fraction * DIGITS_IMAGES)  # as scikit-learn counts it
+    if classes <= held_out <= DIGITS_IMAGES - classes:
+        return
+    low, high = classes - 1, DIGITS_IMAGES - classes
+    raise ConfigError(
+        f"config key 'data.digits_validation_fraction': {fraction} holds out {held_out} of the {DIGITS_IMAGES} "
+        f"digits images for validation and leaves {DIGITS_IMAGES - held_out} for training, but the stratified "
+        f"split needs at least one image of each of the {classes} classes on both sides; use a fraction from "
+        f"{math.ceil(low / DIGITS_IMAGES * 1e5) / 1e5} to {math.floor(high / DIGITS_IMAGES * 1e5) / 1e5} "
+        f"(exactly: above {low}/{DIGITS_IMAGES}, at most {high}/{DIGITS_IMAGES})"
+    )
+
+
+def load_study_file(path: Path | str) -> Study:
+    """Read a YAML config file and resolve it (for scripts and tests outside Snakemake)."""
+    with open(path) as handle:
+        return load_study(yaml.safe_load(handle) or {})
