@@ -1,5 +1,5 @@
 """The study through `snakemake --profile profiles/slurm` on a real single-node SLURM
-cluster (ci/slurm-cluster.sh: slurmctld, slurmd, slurmdbd with MariaDB, munge).
+cluster (.ci/slurm-cluster.sh: slurmctld, slurmd, slurmdbd with MariaDB, munge).
 
 These tests start (or reconfigure) that cluster themselves, which needs root on Debian:
 they run when SMOOTHBENCH_SLURM_TESTS=1, as .ci/run sets it on such machines, and are
@@ -33,7 +33,7 @@ pytestmark = [
     ),
 ]
 
-CLUSTER_SCRIPT = REPOSITORY / "ci" / "slurm-cluster.sh"
+CLUSTER_SCRIPT = REPOSITORY / ".ci" / "slurm-cluster.sh"
 PROFILE = REPOSITORY / "profiles" / "slurm"
 # Seconds before Snakemake's first status check of a job (40 by default: too slow for tests).
 FAST = [
@@ -71,6 +71,7 @@ def slurm_demo(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm_demo")
     config = yaml.safe_load((REPOSITORY / "config" / "demo.yaml").read_text())
     config["seeds"] = [0]
+    config["compute"]["gpus_per_job"] = 1  # a GPU per job, as the paper's study asks
     (workdir / "demo_seed0.yaml").write_text(yaml.safe_dump(config))
     process = through_slurm(workdir, config=workdir / "demo_seed0.yaml", timeout=1500)
     assert process.returncode == 0, process.stdout[-5000:] + process.stderr[-5000:]
@@ -103,7 +104,7 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
         job_ids.add(match.group(1))
         assert (
             "GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES='" in text
-        )  # the profile's gpu: 1 reached SLURM
+        )  # compute.gpus_per_job: 1 reached SLURM
         run = Path("results") / "runs" / "digits" / log.parent.name / "seed~0"
         metrics = json.loads((workdir / run / "metrics.json").read_text())
         assert metrics["attempts"][-1]["slurm_job_id"] == match.group(1)
@@ -171,7 +172,7 @@ CANCEL_CONFIG = {
         "augmentation": {"shift": 0.1, "horizontal_flip": False},
         "gammas": [0.9],
     },
-    "compute": {"threads_per_job": 2},
+    "compute": {"threads_per_job": 2, "gpus_per_job": 1},
     "experiments": {"digits": {}},
 }
 
@@ -233,7 +234,7 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes(tmp_path):
 def test_a_preempted_training_job_is_requeued_by_slurm_and_resumes_from_its_checkpoint(
     tmp_path, demo
 ):
-    """A job of the higher-tier partition 'urgent' (ci/slurm-cluster.sh) takes the whole
+    """A job of the higher-tier partition 'urgent' (.ci/slurm-cluster.sh) takes the whole
     node while the training job runs: SLURM preempts the training job (SIGTERM: it saves
     a checkpoint after the batch in progress), requeues it under the same job id, and
     runs it again once the node is free. Snakemake waits for that same job: one
@@ -375,6 +376,7 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
                 "protocol": {**CANCEL_CONFIG["protocol"], "epochs": epochs},
                 "compute": {
                     "threads_per_job": 2,
+                    "gpus_per_job": 1,
                     "runtime_minutes": first_limit_minutes,
                     "runtime_grows_with_attempt": True,
                 },
@@ -429,9 +431,12 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
 
 def test_asking_for_a_gpu_on_a_cluster_without_gpus_fails_with_slurms_error(tmp_path):
     start_cluster(gpus=0)
+    config = yaml.safe_load((REPOSITORY / "config" / "demo.yaml").read_text())
+    config["compute"]["gpus_per_job"] = 1
+    (tmp_path / "one_gpu.yaml").write_text(yaml.safe_dump(config))
     try:
         process = through_slurm(
-            tmp_path, timeout=600
+            tmp_path, config=tmp_path / "one_gpu.yaml", timeout=600
         )  # an error, not a hang: a hang times out
         assert process.returncode != 0
         assert (
