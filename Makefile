@@ -6,7 +6,13 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup demo test lint format fashion-mnist benchmark
+# Quick gates (docs/testing.md):
+#   make check      formatting, lint and a dry run of the paper's plan (under a minute)
+#   make test-fast  every test that starts neither the workflow nor SLURM (under 5 minutes)
+PYTHON_SOURCES := src workflow/scripts benchmarks tests
+RULE_SOURCES := Snakefile workflow/rules/
+
+.PHONY: setup demo test test-fast check lint format fashion-mnist benchmark
 
 setup: $(VENV)/.installed
 
@@ -37,9 +43,21 @@ test: setup fashion-mnist
 benchmark: setup
 	$(BIN)/python benchmarks/benchmark_training.py
 
-lint: setup
-	$(BIN)/snakemake --lint
-	$(BIN)/snakefmt --check Snakefile workflow/rules/
+test-fast: setup fashion-mnist
+	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(BIN)/pytest -m "not workflow"
+
+check: setup
+	@start=$$(date +%s); \
+	$(BIN)/snakefmt --check $(RULE_SOURCES) && \
+	$(BIN)/ruff format --check $(PYTHON_SOURCES) && \
+	$(BIN)/ruff check $(PYTHON_SOURCES) && \
+	$(BIN)/snakemake --lint && \
+	$(BIN)/snakemake --dry-run --quiet rules && \
+	echo "check: passed in $$(( $$(date +%s) - start )) s"
+
+lint: check
 
 format: setup
-	$(BIN)/snakefmt Snakefile workflow/rules/
+	$(BIN)/snakefmt $(RULE_SOURCES)
+	$(BIN)/ruff format $(PYTHON_SOURCES)
+	$(BIN)/ruff check --fix $(PYTHON_SOURCES)

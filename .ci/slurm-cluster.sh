@@ -5,11 +5,11 @@
 # root without systemd; it touches /etc/slurm and /etc/munge, so do not run it on a
 # machine whose SLURM you care about.
 #
-#   ci/slurm-cluster.sh start     install what is missing, start what is not running,
+#   .ci/slurm-cluster.sh start     install what is missing, start what is not running,
 #                                 wait until the node takes jobs
-#   ci/slurm-cluster.sh stop      cancel our jobs, stop only the daemons this script
+#   .ci/slurm-cluster.sh stop      cancel our jobs, stop only the daemons this script
 #                                 started (by the PIDs it recorded)
-#   ci/slurm-cluster.sh status    what runs, and the node's state
+#   .ci/slurm-cluster.sh status    what runs, and the node's state
 #
 # Settings (environment):
 #   SMOOTHBENCH_SLURM_STATE  folder for state, logs and PIDs (default /tmp/smoothbench-slurm)
@@ -96,7 +96,7 @@ write_configuration() {
         done
     fi
     cat >"$STATE/slurm.conf" <<EOF
-# written by smoothbench ci/slurm-cluster.sh
+# written by smoothbench .ci/slurm-cluster.sh
 ClusterName=smoothbench
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=slurm

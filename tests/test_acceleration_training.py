@@ -176,6 +176,7 @@ DIGITS_CONFIG = {
 }
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("backend", _installed_backends())
 def test_a_training_job_runs_under_each_installed_backend(tmp_path, backend):
     config = json.loads(json.dumps(DIGITS_CONFIG))
