@@ -746,7 +746,7 @@ def train_epochs(
     every_seconds = 60.0 * compute.get("checkpoint_minutes", 10)
     with _stop_on_sigterm() as stop_requested:
         for epoch in range(start_epoch, settings.epochs):
-            row = train_epoch(
+            row, seconds = train_epoch(
                 settings,
                 session,
                 arrays,
@@ -760,7 +760,7 @@ def train_epochs(
             log(
                 f"epoch {epoch + 1}/{settings.epochs}  lr {row['lr']:.3g}  loss {row['loss']:.4f}  "
                 f"accuracy {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
-                f"val_accuracy {row['val_accuracy']:.4f}  {row['seconds']:.1f} s"
+                f"val_accuracy {row['val_accuracy']:.4f}  {seconds:.1f} s"
             )
 
 
@@ -774,9 +774,9 @@ def train_epoch(
     progress: Progress,
     every_seconds: float,
     stop_requested: Callable[[], bool],
-) -> dict:
+) -> tuple[dict, float]:
     """One epoch (the rest of it, after a mid-epoch checkpoint), its validation, and
-    the epoch-end checkpoint; returns its history row."""
+    the epoch-end checkpoint; returns its history row and its seconds."""
     import keras
 
     from smoothbench.data import ArrayBatches, epoch_order
@@ -857,7 +857,7 @@ def train_epoch(
         calibration["best_epoch"] = {"epoch": epoch, **summary}
     save_checkpoint(checkpoint, model, optimizer, progress.state())
     write_history(checkpoint.parent / PROGRESS_FILE, rows)
-    return row
+    return row, seconds
 
 
 def validate(settings: RunSettings, model, validation, logs: dict) -> dict | None:
