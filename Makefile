@@ -14,12 +14,19 @@ RULE_SOURCES := Snakefile workflow/rules/
 
 .PHONY: setup demo test test-fast check lint format fashion-mnist benchmark
 
-setup: $(VENV)/.installed
+# GPU=1 (make setup GPU=1, make demo GPU=1, ...): also the gpu extra, TensorFlow and JAX
+# with their CUDA libraries from PyPI, for a machine with NVIDIA GPUs.
+GPU ?= 0
+comma := ,
+EXTRAS := test$(if $(filter 1,$(GPU)),$(comma)gpu)
+INSTALLED := $(VENV)/.installed$(if $(filter 1,$(GPU)),-gpu)
 
-$(VENV)/.installed: pyproject.toml
+setup: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 demo: setup

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+import yaml
 from conftest import REPOSITORY
 
 from smoothbench import cli, cost, registry
+from smoothbench.config import ConfigError
 from smoothbench.study import load_study, load_study_file
 
 RATES = [
@@ -39,6 +41,21 @@ def test_the_papers_bill_is_the_sum_of_its_jobs():
         b["images_per_second"] == pytest.approx(6000 * (32 / 72) ** 2, rel=1e-3)
         and "scaled from 32px" in b["rate_source"]
     )
+
+
+def test_runs_sharing_a_gpu_pay_their_share_of_its_hours():
+    config = yaml.safe_load((REPOSITORY / "config.yaml").read_text())
+    alone = cost.plan(load_study(config), RATES, prepared_root=None)
+    config["compute"]["runs_per_gpu"] = 4
+    shared = cost.plan(load_study(config), RATES, prepared_root=None)
+    for one, four in zip(alone, shared, strict=True):
+        assert four["hours"] == one["hours"] and four["runs_per_gpu"] == 4
+        assert four["gpu_hours"] == pytest.approx(one["gpu_hours"] / 4)
+    config["compute"]["gpus_per_job"] = 2
+    with pytest.raises(
+        ConfigError, match="compute.runs_per_gpu.*need compute.gpus_per_job: 1"
+    ):
+        load_study(config)
 
 
 def test_a_network_never_measured_is_named():

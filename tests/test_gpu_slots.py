@@ -195,3 +195,95 @@ def test_inside_a_slurm_allocation_with_more_gpus_jobs_claim_among_them(tmp_path
         ) as second:
             assert sorted(first + second) == ["2", "5"]
     assert gpu_slots.lock_folder({"SLURM_JOB_ID": "8"}).name.endswith("-slurm-8")
+
+
+def _hold_share(lock_folder, runs_per_gpu, seconds, queue):
+    environment = {
+        "SMOOTHBENCH_GPU_SLOTS": "0,1",
+        "SMOOTHBENCH_GPU_LOCK_DIR": lock_folder,
+    }
+    lines = []
+    with gpu_slots.claimed_slots(
+        1,
+        log=lines.append,
+        environment=environment,
+        poll_seconds=0.05,
+        runs_per_gpu=runs_per_gpu,
+    ) as slots:
+        start = time.time()
+        time.sleep(seconds)
+        end = time.time()
+    queue.put(
+        (slots[0], start, end, next(line for line in lines if "claimed at" in line))
+    )
+
+
+def _most_at_once(intervals):
+    """The largest number of (start, end) intervals that overlap at one instant."""
+    events = sorted(
+        [(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals]
+    )
+    most = current = 0
+    for _, change in events:
+        current += change
+        most = max(most, current)
+    return most
+
+
+def test_runs_per_gpu_shares_each_gpu_among_that_many_jobs_never_more(tmp_path):
+    """compute.runs_per_gpu 3 on two (fake) GPUs: 10 jobs, never more than 3 on a GPU
+    at once, both GPUs and every share used, and 6 jobs at once at most."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [
+        context.Process(target=_hold_share, args=(str(tmp_path), 3, 1.0, queue))
+        for _ in range(10)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    held = [queue.get(timeout=5) for _ in workers]
+    for slot in ("0", "1"):
+        on_slot = [
+            (start, end) for held_slot, start, end, _ in held if held_slot == slot
+        ]
+        assert on_slot, f"GPU {slot} was never used"
+        assert _most_at_once(on_slot) <= 3, f"more than 3 jobs on GPU {slot} at once"
+    assert 3 < _most_at_once([(start, end) for _, start, end, _ in held]) <= 6
+    shares = sorted(line.split("; ")[1].split(",")[0] for *_, line in held)
+    assert set(shares) == {
+        f"gpu{slot}.share{k}.lock" for slot in "01" for k in range(3)
+    }
+    assert all("one of 3 per GPU" in line for *_, line in held)
+
+
+def test_runs_per_gpu_needs_one_gpu_per_job(tmp_path):
+    with pytest.raises(
+        gpu_slots.GpuSlotError, match="runs_per_gpu 2 needs compute.gpus_per_job 1"
+    ):
+        with gpu_slots.claimed_slots(
+            2, log=lambda _: None, environment=_environment(tmp_path), runs_per_gpu=2
+        ):
+            pass
+
+
+@pytest.mark.parametrize(
+    "count, claimed, environment, named",
+    [
+        (0, [], {}, None),
+        (1, [], {}, "gpu=1"),
+        (1, ["3"], {}, "GPU slot 3"),
+        (
+            0,
+            [],
+            {"SLURM_JOB_ID": "5", "CUDA_VISIBLE_DEVICES": "0"},
+            "SLURM's CUDA_VISIBLE_DEVICES='0'",
+        ),
+        (0, [], {"SLURM_JOB_ID": "5", "CUDA_VISIBLE_DEVICES": ""}, None),
+    ],
+)
+def test_what_a_job_was_given_in_gpus(count, claimed, environment, named):
+    given = gpu_slots.gpus_given(count, claimed, environment)
+    assert given is None if named is None else named in given

@@ -599,3 +599,46 @@ def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(
         for name in ("whole", "stopped")
     )
     assert stopped == whole
+
+
+def test_a_job_given_a_gpu_that_its_backend_cannot_see_stops_before_training(
+    digits, tmp_path
+):
+    """No silent CPU: given a GPU (here a claimed slot) on this CPU-only machine, the
+    job refuses, says why and what to do, and leaves no metrics; with
+    compute.cpu_fallback it trains on the CPU and says so."""
+    study, prepared = digits
+    settings = _settings(study, epochs=1)
+    given = "the Snakemake resource gpu=1 (compute.gpus_per_job); GPU slot 0"
+    compute = study.compute_settings() | {"gpus_given": given}
+    with pytest.raises(training.acceleration.GpuNotVisibleError) as caught:
+        training.train(
+            settings, compute, prepared, tmp_path / "refused", log=lambda _: None
+        )
+    message = str(caught.value)
+    for part in (
+        f"was given GPUs ({given})",
+        "its Keras backend, tensorflow, sees none",
+        "CPU-only tensorflow",
+        "make setup GPU=1",
+        "compute.gpus_per_job: 0",
+        "compute.cpu_fallback: true",
+        "no metrics.json was written",
+    ):
+        assert part in message, (part, message)
+    assert not (tmp_path / "refused" / "metrics.json").exists()
+    assert not (tmp_path / "refused" / "checkpoint").exists()  # nothing trained
+    lines = []
+    metrics = training.train(
+        settings,
+        compute | {"cpu_fallback": True},
+        prepared,
+        tmp_path / "anyway",
+        log=lines.append,
+    )
+    assert (
+        metrics["device"] == "CPU" and (tmp_path / "anyway" / "metrics.json").exists()
+    )
+    assert any(
+        line.startswith("WARNING: this training job was given GPUs") for line in lines
+    )

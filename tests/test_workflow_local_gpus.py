@@ -23,7 +23,8 @@ FOUR_RUNS = {
         "augmentation": {"shift": 0.1, "horizontal_flip": False},
     },
     "gamma_grid": {"min_numerator": 7},
-    "compute": {"gpus_per_job": 1, "threads_per_job": 1},
+    # the slots are fake: the jobs train on the CPU, and say so
+    "compute": {"gpus_per_job": 1, "threads_per_job": 1, "cpu_fallback": True},
     "experiments": {"digits": {}},
 }
 
@@ -87,3 +88,34 @@ def test_four_jobs_with_two_gpus_never_share_a_slot(tmp_path):
         "gpu0.lock",
         "gpu1.lock",
     ]
+
+
+def test_a_job_given_a_gpu_it_cannot_see_fails_and_writes_no_metrics(tmp_path):
+    """A workstation run with a (fake) GPU slot and this CPU-only TensorFlow: the job
+    stops before training with the reason in its log, and no run looks finished."""
+    config = json.loads(json.dumps(FOUR_RUNS))
+    config["compute"]["cpu_fallback"] = False
+    config["gamma_grid"] = {"min_numerator": 10}
+    process = run_workflow(
+        tmp_path,
+        config,
+        "--profile",
+        str(REPOSITORY / "profiles" / "local"),
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=1",
+        "--until",
+        "train",
+        env={
+            "SMOOTHBENCH_GPU_SLOTS": "0",
+            "SMOOTHBENCH_GPU_LOCK_DIR": str(tmp_path / "locks"),
+        },
+    )
+    assert process.returncode != 0, process.stdout[-3000:]
+    log = (tmp_path / "results/logs/train/digits/gamma~1.0/seed~0.log").read_text()
+    assert "GPU slot 0 claimed" in log
+    assert "but its Keras backend, tensorflow, sees none" in log, log[-3000:]
+    assert "compute.gpus_per_job: 0" in log
+    assert not list(tmp_path.glob("results/runs/**/metrics.json"))
+    assert not list(tmp_path.glob("results/runs/**/history.csv"))

@@ -213,3 +213,49 @@ def apply_precision(policy: str) -> None:
     import keras
 
     keras.config.set_dtype_policy(policy)
+
+
+class GpuNotVisibleError(AccelerationError, RuntimeError):
+    """A training job was given GPUs that its Keras backend cannot see."""
+
+
+def check_gpus_visible(
+    given: str | None,
+    accelerators: list[tuple[str, tuple[int, int] | None]],
+    backend: str,
+    cpu_fallback: bool = False,
+) -> str | None:
+    """Refuse to train on the CPU a job that was given GPUs (``given``: what it was
+    given, in words; None when it was given none) but whose backend sees none. With
+    ``cpu_fallback`` (config key compute.cpu_fallback) return the warning to log
+    instead; None when there is nothing to say."""
+    if not given or accelerators:
+        return None
+    cause = (
+        f"this training job was given GPUs ({given}), but its Keras backend, {backend}, sees none. "
+        f"The likely cause: a CPU-only {backend} (plain `pip install {backend}` brings no CUDA "
+        "libraries): install the GPU extra (`make setup GPU=1`, or `pip install -e '.[gpu]'`), "
+        "and check that `nvidia-smi` lists the GPU. To train on the CPU on purpose, set config key "
+        "compute.gpus_per_job: 0"
+    )
+    if cpu_fallback:
+        return f"WARNING: {cause}; compute.cpu_fallback is true, so it trains on the CPU anyway"
+    raise GpuNotVisibleError(
+        f"{cause} (or compute.cpu_fallback: true to train on the CPU anyway). Nothing was "
+        "trained and no metrics.json was written"
+    )
+
+
+def prepare_environment(
+    backend: str, gpus_given: str | None, runs_per_gpu: int = 1
+) -> None:
+    """Environment variables the backend reads when it starts (call before Keras is
+    imported): with several runs per GPU, JAX allocates GPU memory as it needs it
+    instead of 75% of the GPU at once (TensorFlow's memory growth is set once it is
+    imported: smoothbench.training.configure_backend); on a job given no GPU,
+    TensorFlow's C++ start-up lines about the missing CUDA driver ('failed call to
+    cuInit', logged as errors) are not printed. A value already set is kept."""
+    if runs_per_gpu > 1 and backend == "jax":
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if not gpus_given and backend == "tensorflow":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

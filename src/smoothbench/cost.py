@@ -2,7 +2,10 @@
 
 hours of one run = epochs x (training images / training throughput + validation images /
 evaluation throughput) / 3600, and GPU-hours = hours x ``compute.gpus_per_job`` (at
-least 1: a CPU-only study is priced as device-hours). Throughput is images per second
+least 1: a CPU-only study is priced as device-hours) / ``compute.runs_per_gpu`` (N runs
+sharing a GPU each pay 1/N of its hours; the throughput is still that of a run alone
+unless a rate measured with N runs sharing the GPU is given, so a shared run's hours
+are a lower bound). Throughput is images per second
 of our training step at the run's model, depth and image side, from the benchmark's CSV
 (``benchmarks/benchmark_training.py`` writes ``results/benchmarks/throughput.csv``) or
 stated by hand (``--rate resnet_v2-83@72=900``). A side that was not measured is scaled
@@ -167,6 +170,7 @@ def plan(
     """One row per planned training run with its estimated hours and GPU-hours."""
     rows = []
     gpus = max(1, study.config["compute"]["gpus_per_job"])
+    runs_per_gpu = study.config["compute"]["runs_per_gpu"]
     for run in study.runs():
         experiment = study.experiments[run.experiment]
         side = padded_shape(experiment.image_shape, experiment.min_image_size)[0]
@@ -196,7 +200,8 @@ def plan(
                 "sizes_source": sizes_from,
                 "hours": hours,
                 "gpus": gpus,
-                "gpu_hours": hours * gpus,
+                "runs_per_gpu": runs_per_gpu,
+                "gpu_hours": hours * gpus / runs_per_gpu,
             }
         )
     return rows

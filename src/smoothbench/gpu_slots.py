@@ -13,6 +13,9 @@ file to clean up either, as a lock lives only in the kernel).
   allocation's GPUs, with locks private to that allocation.
 - A job that asks for 0 GPUs gets ``CUDA_VISIBLE_DEVICES=""``, so it neither trains on
   nor reserves memory of a GPU another job holds.
+- With ``compute.runs_per_gpu`` N > 1, each GPU has N slots
+  (``gpu{id}.share{k}.lock``): never more than N jobs on one GPU, the first jobs spread
+  over the GPUs.
 - The slots are ``SMOOTHBENCH_GPU_SLOTS`` (comma-separated ids) when set, else the
   ``CUDA_VISIBLE_DEVICES`` the workflow was started with, else the GPUs ``nvidia-smi``
   lists; with none, the job trains on the CPU.
@@ -96,17 +99,56 @@ def _try_lock(path: Path):
     return handle
 
 
+def gpus_given(
+    count: int, claimed: list[str], environment: dict | None = None
+) -> str | None:
+    """What GPUs a training job was given, in words, or None: the Snakemake resource
+    ``gpu`` (``count``), the slots it claimed, or the GPUs SLURM chose for it."""
+    environment = os.environ if environment is None else environment
+    given = []
+    if count > 0:
+        given.append(f"the Snakemake resource gpu={count} (compute.gpus_per_job)")
+    if claimed:
+        given.append(f"GPU slot {','.join(claimed)}")
+    visible = environment.get("CUDA_VISIBLE_DEVICES", "")
+    if environment.get("SLURM_JOB_ID") and visible.strip() not in (
+        "",
+        "-1",
+        "NoDevFiles",
+    ):
+        given.append(f"SLURM's CUDA_VISIBLE_DEVICES={visible!r}")
+    return "; ".join(given) or None
+
+
+def _lock_names(slots: list[str], runs_per_gpu: int) -> list[tuple[str, str]]:
+    """(slot, lock file name) candidates: one lock per GPU, or ``runs_per_gpu`` shares
+    of each, ordered so that the first jobs spread over the GPUs."""
+    if runs_per_gpu == 1:
+        return [(slot, f"gpu{slot}.lock") for slot in slots]
+    return [
+        (slot, f"gpu{slot}.share{share}.lock")
+        for share in range(runs_per_gpu)
+        for slot in slots
+    ]
+
+
 @contextlib.contextmanager
 def claimed_slots(
     count: int,
     log: Callable[[str], None] = print,
     environment: dict | None = None,
     poll_seconds: float = 2.0,
+    runs_per_gpu: int = 1,
 ) -> Iterator[list[str]]:
     """Hold ``count`` free GPU slots for the duration of the block, with
     ``CUDA_VISIBLE_DEVICES`` set to them; yields the slot ids ([] on the CPU or under
-    SLURM). Waits while every slot is held by other jobs."""
+    SLURM). Waits while every slot is held by other jobs. With ``runs_per_gpu`` N,
+    up to N jobs hold one GPU each (``count`` must be 1 then)."""
     environment = os.environ if environment is None else environment
+    if runs_per_gpu < 1 or (runs_per_gpu > 1 and count > 1):
+        raise GpuSlotError(
+            f"compute.runs_per_gpu {runs_per_gpu} needs compute.gpus_per_job 1, not {count}"
+        )
     if environment.get("SLURM_JOB_ID") and len(available_slots(environment)) <= count:
         log(
             f"GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES={environment.get('CUDA_VISIBLE_DEVICES', '')!r}"
@@ -122,7 +164,8 @@ def claimed_slots(
     if not slots:
         environment["CUDA_VISIBLE_DEVICES"] = ""
         log(
-            f"no GPU found (nvidia-smi, CUDA_VISIBLE_DEVICES, {SLOTS_VARIABLE}): training on the CPU"
+            f"no GPU found (nvidia-smi, CUDA_VISIBLE_DEVICES, {SLOTS_VARIABLE}) although the job asks for "
+            f"{count} (compute.gpus_per_job)"
         )
         yield []
         return
@@ -132,20 +175,23 @@ def claimed_slots(
             f"offers {len(slots)} ({', '.join(slots)}); lower compute.gpus_per_job or set {SLOTS_VARIABLE}"
         )
     folder = lock_folder(environment)
-    held: list[tuple[str, object]] = []
+    candidates = _lock_names(slots, runs_per_gpu)
+    held: list[tuple[str, str, object]] = []
     waited = False
     try:
         while True:
             # all or nothing: two jobs holding one slot each of the two they need would wait forever
-            for slot in slots:
-                handle = _try_lock(folder / f"gpu{slot}.lock")
+            for slot, name in candidates:
+                if any(slot == taken for taken, _, _ in held):
+                    continue  # two slots of one job are two GPUs
+                handle = _try_lock(folder / name)
                 if handle is not None:
-                    held.append((slot, handle))
+                    held.append((slot, name, handle))
                     if len(held) == count:
                         break
             if len(held) == count:
                 break
-            for _, handle in held:
+            for _, _, handle in held:
                 handle.close()
             held = []
             if not waited:
@@ -154,16 +200,19 @@ def claimed_slots(
                 )
                 waited = True
             time.sleep(poll_seconds)
-        ids = [slot for slot, _ in held]
+        ids = [slot for slot, _, _ in held]
         environment["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+        shared = (
+            f"; {held[0][1]}, one of {runs_per_gpu} per GPU" if runs_per_gpu > 1 else ""
+        )
         log(
-            f"GPU slot {','.join(ids)} claimed at {time.time():.3f} (CUDA_VISIBLE_DEVICES={','.join(ids)})"
+            f"GPU slot {','.join(ids)} claimed at {time.time():.3f} (CUDA_VISIBLE_DEVICES={','.join(ids)}{shared})"
         )
         yield ids
     finally:
-        for _, handle in held:
+        for _, _, handle in held:
             handle.close()  # closing the file drops the flock
         if held:
             log(
-                f"GPU slot {','.join(slot for slot, _ in held)} released at {time.time():.3f}"
+                f"GPU slot {','.join(slot for slot, _, _ in held)} released at {time.time():.3f}"
             )

@@ -459,6 +459,11 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
 
 def _check_compute(compute: dict) -> None:
     """Refuse, before any job starts, compute choices that cannot run together."""
+    if compute["runs_per_gpu"] > 1 and compute["gpus_per_job"] != 1:
+        raise ConfigError(
+            f"config key 'compute.runs_per_gpu': {compute['runs_per_gpu']} jobs sharing a GPU need "
+            f"compute.gpus_per_job: 1, not {compute['gpus_per_job']}; set runs_per_gpu to 1 or gpus_per_job to 1"
+        )
     backend = (
         compute["backend"]
         if compute["backend"] != "auto"

@@ -182,8 +182,12 @@ def check_manifest(manifest: dict, settings: RunSettings | dict, folder: Path) -
             )
 
 
-def configure_backend(threads: int, deterministic: bool) -> str:
-    """Thread pools and determinism of the Keras backend in use; returns the backend's name.
+def configure_backend(
+    threads: int, deterministic: bool, grow_memory: bool = False
+) -> str:
+    """Thread pools and determinism of the Keras backend in use, and with
+    ``grow_memory`` (several runs per GPU) TensorFlow's memory growth; returns the
+    backend's name.
 
     Must run before the backend has built anything (a fresh process, as Snakemake's).
     """
@@ -196,6 +200,10 @@ def configure_backend(threads: int, deterministic: bool) -> str:
         with contextlib.suppress(RuntimeError):  # already initialised: keep its pools
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+        if grow_memory:
+            for gpu in tf.config.list_physical_devices("GPU"):
+                with contextlib.suppress(RuntimeError):  # already initialised
+                    tf.config.experimental.set_memory_growth(gpu, True)
         if deterministic:
             tf.config.experimental.enable_op_determinism()
     elif backend == "jax" and deterministic:
@@ -540,7 +548,7 @@ def train(
         prepared_folder, verify_checksums=compute["verify_checksums"]
     )
     check_manifest(manifest, settings, prepared_folder)
-    session = set_up_session(settings, compute, np.asarray(arrays["mean"]))
+    session = set_up_session(settings, compute, np.asarray(arrays["mean"]), log)
     checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
     # A job killed while writing leaves a temporary file; one job runs per folder at a time.
     for stale in [*run_folder.glob(".*.tmp"), *checkpoint.parent.glob(".*.tmp")]:
@@ -588,17 +596,33 @@ class Session:
     parameters: int
 
 
-def set_up_session(settings: RunSettings, compute: dict, mean: np.ndarray) -> Session:
-    """Choose the backend, threads, precision and XLA, seed Keras, and build and
+def set_up_session(
+    settings: RunSettings, compute: dict, mean: np.ndarray, log=say
+) -> Session:
+    """Choose the backend, threads, precision and XLA, check that a job given GPUs sees
+    them (``compute["gpus_given"]``, set by the job's adapter), seed Keras, and build and
     compile the model with its optimizer."""
-    acceleration.select_backend(compute.get("backend", "auto"))
-    backend = configure_backend(compute["threads_per_job"], compute["deterministic"])
+    chosen = acceleration.select_backend(compute.get("backend", "auto"))
+    gpus_given = compute.get("gpus_given")
+    runs_per_gpu = compute.get("runs_per_gpu", 1)
+    acceleration.prepare_environment(chosen, gpus_given, runs_per_gpu)
+    backend = configure_backend(
+        compute["threads_per_job"],
+        compute["deterministic"],
+        grow_memory=runs_per_gpu > 1,
+    )
 
     import keras
 
     from smoothbench.models import count_parameters
 
     accelerators = acceleration.visible_accelerators()
+    # No silent CPU: a job given GPUs that its backend cannot see stops here.
+    warning = acceleration.check_gpus_visible(
+        gpus_given, accelerators, backend, compute.get("cpu_fallback", False)
+    )
+    if warning:
+        log(warning)
     capabilities = acceleration.gpu_compute_capabilities(accelerators)
     precision, precision_reason = acceleration.resolve_precision(
         compute.get("precision", "auto"), capabilities

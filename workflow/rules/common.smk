@@ -48,6 +48,8 @@ PLOTS = f"{RESULTS}/plots"
 PAPER_TABLES = str(PAPER_CELLS_FILE)
 PAPER_TABLE3 = str(PAPER_TABLE3_FILE)
 ENVIRONMENT = "../../envs/smoothbench.yaml"
+# Training on GPUs needs each backend's CUDA libraries (pyproject's gpu extra).
+GPU_ENVIRONMENT = "../../envs/smoothbench-gpu.yaml"
 
 
 def prepared_files(dataset):

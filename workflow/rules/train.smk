@@ -27,7 +27,7 @@ rule train:
     wildcard_constraints:
         method="gamma|alpha",
     conda:
-        ENVIRONMENT
+        GPU_ENVIRONMENT if STUDY.config["compute"]["gpus_per_job"] else ENVIRONMENT
     threads: STUDY.config["compute"]["threads_per_job"]
     resources:
         gpu=lambda wildcards: STUDY.train_resources(wildcards.experiment)["gpu"],
