@@ -175,48 +175,84 @@ def prepare(settings: dict, output_folder: Path | str) -> dict:
         splits, info = (_digits_splits if spec.source == "sklearn" else _tfds_splits)(
             spec, settings
         )
-        with storage.staging_folder(output_folder) as staging:
-            arrays, split_summary, mean = {}, {}, None
-            for role, split in splits.items():
-                summary, sums = _write_split(spec, role, split, staging, arrays)
-                split_summary[role] = summary
-                if role == "train":
-                    if split.count == 0:
-                        raise storage.PreparedDataError(
-                            f"dataset {spec.name!r}: the train split {split.name!r} is empty"
-                        )
-                    mean = (sums / split.count / 255.0).astype(np.float32)
-            arrays["mean"] = {
-                "file": "mean.npy",
-                "dtype": "float32",
-                "shape": list(mean.shape),
-                "sha256": storage.save_array(staging / "mean.npy", mean),
-            }
-            manifest = {
-                "format_version": storage.FORMAT_VERSION,
-                "dataset": spec.name,
-                "source": spec.source,
-                "tfds_name": spec.tfds_name,
-                "tfds_version": info["tfds_version"],
-                "mock_data": bool(mock),
-                "num_classes": spec.num_classes,
-                "class_names": info["class_names"],
-                "image_shape": list(splits["train"].shape),
-                "mean_scale": "per-pixel mean of train_images / 255 (float32)",
-                "splits": split_summary,
-                "arrays": arrays,
-                "settings": {
-                    key: settings[key]
-                    for key in ("image_size", "square_method", "validation_fraction")
-                    if key in settings
-                },
-            }
-            storage.write_json_atomic(staging / storage.MANIFEST_NAME, manifest)
-            storage.publish(
-                staging,
-                output_folder,
-                [entry["file"] for entry in arrays.values()] + [storage.MANIFEST_NAME],
-            )
+        return _publish_splits(spec, splits, info, settings, output_folder, mock)
+
+
+def prepare_arrays(
+    dataset: str,
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+    class_names: list[str],
+    output_folder: Path | str,
+) -> dict:
+    """Prepare ``dataset`` from images and labels already in memory (``arrays``: role
+    -> (uint8 images N x H x W x C, int labels)), for a machine without TensorFlow
+    (the GPU check); the same files and manifest as :func:`prepare`."""
+    spec = get_dataset(dataset)
+    splits = {
+        role: Split(
+            f"{role} (given as arrays)",
+            len(arrays[role][1]),
+            tuple(arrays[role][0].shape[1:]),
+            lambda role=role: iter([arrays[role]]),
+        )
+        for role in SPLITS
+    }
+    info = {"tfds_version": None, "class_names": list(class_names)}
+    return _publish_splits(spec, splits, info, {}, Path(output_folder), mock=False)
+
+
+def _publish_splits(
+    spec: DatasetSpec,
+    splits: dict,
+    info: dict,
+    settings: dict,
+    output_folder: Path,
+    mock: bool,
+) -> dict:
+    """Write the splits, their mean and the manifest into ``output_folder`` (staged,
+    the manifest last); return the manifest."""
+    with storage.staging_folder(output_folder) as staging:
+        arrays, split_summary, mean = {}, {}, None
+        for role, split in splits.items():
+            summary, sums = _write_split(spec, role, split, staging, arrays)
+            split_summary[role] = summary
+            if role == "train":
+                if split.count == 0:
+                    raise storage.PreparedDataError(
+                        f"dataset {spec.name!r}: the train split {split.name!r} is empty"
+                    )
+                mean = (sums / split.count / 255.0).astype(np.float32)
+        arrays["mean"] = {
+            "file": "mean.npy",
+            "dtype": "float32",
+            "shape": list(mean.shape),
+            "sha256": storage.save_array(staging / "mean.npy", mean),
+        }
+        manifest = {
+            "format_version": storage.FORMAT_VERSION,
+            "dataset": spec.name,
+            "source": spec.source,
+            "tfds_name": spec.tfds_name,
+            "tfds_version": info["tfds_version"],
+            "mock_data": bool(mock),
+            "num_classes": spec.num_classes,
+            "class_names": info["class_names"],
+            "image_shape": list(splits["train"].shape),
+            "mean_scale": "per-pixel mean of train_images / 255 (float32)",
+            "splits": split_summary,
+            "arrays": arrays,
+            "settings": {
+                key: settings[key]
+                for key in ("image_size", "square_method", "validation_fraction")
+                if key in settings
+            },
+        }
+        storage.write_json_atomic(staging / storage.MANIFEST_NAME, manifest)
+        storage.publish(
+            staging,
+            output_folder,
+            [entry["file"] for entry in arrays.values()] + [storage.MANIFEST_NAME],
+        )
     return manifest
 
 
