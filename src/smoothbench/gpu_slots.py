@@ -43,16 +43,21 @@ class GpuSlotError(SmoothbenchError, RuntimeError):
     """No usable GPU slot (e.g. a job asks for more GPUs than the machine has)."""
 
 
+def listed_gpus(value: str) -> list[str]:
+    """The GPU ids of a ``CUDA_VISIBLE_DEVICES``-style list; [] for "", "-1" or
+    "NoDevFiles" (SLURM's word for none)."""
+    slots = [slot.strip() for slot in value.split(",") if slot.strip()]
+    return [] if slots in ([], ["-1"], ["NoDevFiles"]) else slots
+
+
 def available_slots(environment: dict | None = None) -> list[str]:
     """The GPU ids this machine offers to training jobs (see the module docstring)."""
     environment = os.environ if environment is None else environment
     for variable in (SLOTS_VARIABLE, "CUDA_VISIBLE_DEVICES"):
         value = environment.get(variable)
-        if (
-            value is not None
-        ):  # set, even to nothing: that is the answer ("" or -1: no GPU)
-            slots = [slot.strip() for slot in value.split(",") if slot.strip()]
-            return [] if slots in ([], ["-1"], ["NoDevFiles"]) else slots
+        # set, even to nothing: that is the answer ("" or -1: no GPU)
+        if value is not None:
+            return listed_gpus(value)
     if shutil.which("nvidia-smi") is None:
         return []
     try:
@@ -92,9 +97,8 @@ def _try_lock(path: Path):
         return None
     handle.seek(0)
     handle.truncate()
-    handle.write(
-        f"pid {os.getpid()}\n"
-    )  # for people looking at the folder; the lock is the flock
+    # for people looking at the folder; the lock is the flock
+    handle.write(f"pid {os.getpid()}\n")
     handle.flush()
     return handle
 
@@ -111,11 +115,7 @@ def gpus_given(
     if claimed:
         given.append(f"GPU slot {','.join(claimed)}")
     visible = environment.get("CUDA_VISIBLE_DEVICES", "")
-    if environment.get("SLURM_JOB_ID") and visible.strip() not in (
-        "",
-        "-1",
-        "NoDevFiles",
-    ):
+    if environment.get("SLURM_JOB_ID") and listed_gpus(visible):
         given.append(f"SLURM's CUDA_VISIBLE_DEVICES={visible!r}")
     return "; ".join(given) or None
 

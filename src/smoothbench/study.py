@@ -390,11 +390,7 @@ def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:
                     f"{gamma_range_text(K)} for dataset {spec.name} (K={K})"
                 )
             gammas.append(float(gamma))
-        texts = [format_value(g) for g in gammas]
-        if len(set(texts)) != len(texts):
-            raise ConfigError(
-                f"config key '{key}.gammas': two gammas share one output path: {texts}"
-            )
+        _check_one_path_each(f"{key}.gammas", "gammas", gammas)
     return Experiment(
         name=name,
         dataset=spec,
@@ -510,11 +506,7 @@ def _resolve_methods(config: dict, experiments: dict[str, Experiment]) -> None:
                     f"config key 'methods.{method}.values[{index}]': alpha = {value} must lie in {interval}"
                 )
             values.append(float(value))
-        texts = [format_value(value) for value in values]
-        if len(set(texts)) != len(texts):
-            raise ConfigError(
-                f"config key 'methods.{method}.values': two values share one output path: {texts}"
-            )
+        _check_one_path_each(f"methods.{method}.values", "values", values)
         for name in names:
             chosen[name][method] = tuple(values)
     for name, methods in chosen.items():
@@ -524,6 +516,15 @@ def _resolve_methods(config: dict, experiments: dict[str, Experiment]) -> None:
                 "'experiments' (or remove it from 'experiments')"
             )
         experiments[name] = dataclasses.replace(experiments[name], methods=methods)
+
+
+def _check_one_path_each(key: str, noun: str, values: list[float]) -> None:
+    """Refuse two values of config key ``key`` that would name one run folder."""
+    texts = [format_value(value) for value in values]
+    if len(set(texts)) != len(texts):
+        raise ConfigError(
+            f"config key '{key}': two {noun} share one output path: {texts}"
+        )
 
 
 def _check_known(dataset: str, key: str) -> DatasetSpec:
