@@ -221,9 +221,8 @@ def measure(
         from smoothbench.shapes import padding_to
 
         pad = padding_to(tuple(configuration["shape"]), 32)
-        centred = (
-            images.astype(np.float32) / 255.0 - mean
-        )  # the example subtracts the mean up front
+        # the example subtracts the mean up front
+        centred = images.astype(np.float32) / 255.0 - mean
         if any(sum(side) for side in pad):
             centred = np.pad(centred, ((0, 0), *pad, (0, 0)))
         generator = ImageDataGenerator(
@@ -251,9 +250,8 @@ def measure(
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            float(
-                logs["loss"]
-            )  # wait for the step (JAX and TensorFlow dispatch asynchronously)
+            # wait for the step (JAX and TensorFlow dispatch asynchronously)
+            float(logs["loss"])
             ends.append(time.perf_counter())
 
     def timed(data, **options) -> list[float]:
@@ -388,9 +386,8 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
-    if (
-        arguments.child
-    ):  # one measurement, in its own process so that peak memory is its own
+    # one measurement, in its own process so that peak memory is its own
+    if arguments.child:
         configuration, variant, steps = json.loads(arguments.child)
         result = measure(
             configuration,

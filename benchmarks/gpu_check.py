@@ -286,9 +286,10 @@ def main(argv=None) -> int:
     )
     if alone:
         rate = alone["images_per_second"]
+        # derived: training at the measured rate, evaluation 3x faster (smoothbench.cost)
         summary["cifar10_epoch_seconds_resnet20_v1"] = round(
             CIFAR10_IMAGES[0] / rate + CIFAR10_IMAGES[1] / (3 * rate), 2
-        )  # derived: training at the measured rate, evaluation 3x faster (smoothbench.cost)
+        )
     output = Path(arguments.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     columns = [*benchmark_training.COLUMNS, "runs_sharing", "total_images_per_second"]

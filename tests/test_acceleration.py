@@ -27,11 +27,8 @@ from smoothbench.study import load_study
         ("auto", [(7, 0)], "mixed_float16"),  # V100
         ("auto", [(8, 0), (7, 5)], "mixed_float16"),  # the oldest GPU decides
         ("auto", [(6, 0)], "float32"),  # P100: no tensor cores
-        (
-            "mixed_bfloat16",
-            [],
-            "mixed_bfloat16",
-        ),  # asked for: honoured, even on the CPU
+        # asked for: honoured, even on the CPU
+        ("mixed_bfloat16", [], "mixed_bfloat16"),
         ("float32", [(9, 0)], "float32"),
     ],
 )
@@ -49,21 +46,11 @@ def test_an_unknown_precision_names_its_config_key():
 @pytest.mark.parametrize(
     "requested, backend, has_gpu, deterministic, expected",
     [
-        (
-            "auto",
-            "tensorflow",
-            False,
-            False,
-            True,
-        ),  # the CPU: XLA measured faster (benchmarks/)
+        # the CPU: XLA measured faster (benchmarks/)
+        ("auto", "tensorflow", False, False, True),
         ("auto", "tensorflow", True, False, True),
-        (
-            "auto",
-            "tensorflow",
-            True,
-            True,
-            False,
-        ),  # Keras refuses XLA with op determinism
+        # Keras refuses XLA with op determinism
+        ("auto", "tensorflow", True, True, False),
         ("auto", "tensorflow", False, True, False),
         ("auto", "jax", False, True, True),  # JAX always compiles
         ("auto", "torch", True, False, False),
@@ -137,9 +124,8 @@ def test_a_backend_other_than_the_imported_one_is_refused():
 
 
 def test_a_backend_that_is_not_installed_is_named(monkeypatch):
-    monkeypatch.delitem(
-        sys.modules, "keras"
-    )  # as in a fresh job, before Keras is imported
+    # as in a fresh job, before Keras is imported
+    monkeypatch.delitem(sys.modules, "keras")
     monkeypatch.setattr(acceleration.importlib.util, "find_spec", lambda name: None)
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     with pytest.raises(
@@ -186,9 +172,8 @@ def test_the_shift_is_scipys_bilinear_shift_with_nearest_fill():
     rng = np.random.default_rng(0)
     images = rng.random((4, 9, 7, 3), dtype=np.float32)
     vertical = np.array([0.0, 2.0, -1.25, 0.6], dtype=np.float32)
-    horizontal = np.array(
-        [0.0, -3.0, 0.5, 6.5], dtype=np.float32
-    )  # 6.5 > width - 1: all border
+    # 6.5 > width - 1: all border
+    horizontal = np.array([0.0, -3.0, 0.5, 6.5], dtype=np.float32)
     ours = _shifted(images, vertical, horizontal)
     for index in range(len(images)):
         expected = scipy.ndimage.shift(
@@ -218,18 +203,15 @@ def test_the_random_shift_stays_within_its_factor_and_is_the_identity_outside_tr
         :, size // 2, size // 2, :
     ]
     shifts = size // 2 - centre  # (dy, dx) per image, in pixels
-    assert (
-        np.abs(shifts).max() <= 0.1 * size + 1e-4
-    )  # up to 10 % of the side, as ImageDataGenerator
+    # up to 10 % of the side, as ImageDataGenerator
+    assert np.abs(shifts).max() <= 0.1 * size + 1e-4
     assert (shifts.min(axis=0) < -1.5).all() and (
         shifts.max(axis=0) > 1.5
     ).all()  # both ways, both axes
-    assert (
-        np.abs(np.corrcoef(shifts.T)[0, 1]) < 0.2
-    )  # the two axes are drawn independently
-    assert (
-        len(np.unique(np.round(shifts[:, 0], 3))) > 200
-    )  # continuous, not whole pixels
+    # the two axes are drawn independently
+    assert np.abs(np.corrcoef(shifts.T)[0, 1]) < 0.2
+    # continuous, not whole pixels
+    assert len(np.unique(np.round(shifts[:, 0], 3))) > 200
 
 
 def test_the_training_model_can_be_xla_compiled():

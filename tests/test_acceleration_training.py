@@ -109,11 +109,8 @@ def test_the_default_on_the_cpu_is_deterministic_float32_without_xla(default_run
     [
         ({"jit_compile": True, "deterministic": False}, "float32", True),
         ({"precision": "mixed_bfloat16"}, "mixed_bfloat16", False),
-        (
-            {"precision": "mixed_float16"},
-            "mixed_float16",
-            False,
-        ),  # Keras adds a dynamic loss scale
+        # Keras adds a dynamic loss scale
+        ({"precision": "mixed_float16"}, "mixed_float16", False),
     ],
     ids=["xla", "mixed_bfloat16", "mixed_float16"],
 )
@@ -195,16 +192,16 @@ def test_a_training_job_runs_under_each_installed_backend(tmp_path, backend):
             metrics["backend"] == backend
             and metrics["attempts"][-1]["backend"] == backend
         )
-        assert metrics["attempts"][-1]["jit_compile"] is (
-            backend == "jax"
-        )  # auto on this CPU
+        # auto on this CPU
+        assert metrics["attempts"][-1]["jit_compile"] is (backend == "jax")
         assert backend in metrics["software"]
         history = run_record.read_history(folder / run_record.HISTORY_FILE)
         assert all(math.isfinite(row["loss"]) for row in history)
         assert history[-1]["loss"] < history[0]["loss"]
+        # 10 classes: chance is 0.1
         assert metrics["best_val_accuracy"] > 0.5, (
             run,
             history,
-        )  # 10 classes: chance is 0.1
+        )
     log = (tmp_path / "results" / "logs" / "train").rglob("*.log")
     assert any(f"({backend})" in path.read_text() for path in log)

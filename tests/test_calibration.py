@@ -85,9 +85,8 @@ def test_a_perfectly_calibrated_classifier_has_ece_near_zero():
     predicted = rng.integers(0, K, size=n)
     probabilities = np.full((n, K), 0.0)
     probabilities[np.arange(n), predicted] = confidence
-    for k in range(
-        1, K
-    ):  # the rest spread over the other classes, each below the top one
+    # the rest spread over the other classes, each below the top one
+    for k in range(1, K):
         probabilities[np.arange(n), (predicted + k) % K] = (1 - confidence) / (K - 1)
     # the label is the predicted class with probability exactly its confidence
     right = rng.uniform(size=n) < confidence

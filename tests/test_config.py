@@ -125,12 +125,10 @@ def test_shipped_protocol_per_experiment(paper):
 
 def test_gamma_grid_follows_gamma_greater_than_one_over_k(paper):
     tenths = [k / 10 for k in range(10, 0, -1)]
-    assert paper.experiments["dtd"].gammas == tuple(
-        tenths
-    )  # K=47 keeps 0.1, as the paper's table
-    assert paper.experiments["svhn"].gammas == tuple(
-        tenths[:-1]
-    )  # K=10: 0.1 = 1/K is out
+    # K=47 keeps 0.1, as the paper's table
+    assert paper.experiments["dtd"].gammas == tuple(tenths)
+    # K=10: 0.1 = 1/K is out
+    assert paper.experiments["svhn"].gammas == tuple(tenths[:-1])
     assert paper.experiments["daimlerpedcls"].gammas == (1.0, 0.9, 0.8, 0.7, 0.6)  # K=2
     # built from integers: exactly the floats 3/10 etc., not accumulated sums
     assert gamma_grid(10)[-1] == 0.2 and 0.3 in gamma_grid(10)
@@ -343,9 +341,8 @@ def test_paper_model_choices_and_compute_estimates(paper):
         "mem_mb": 8000,
         "runtime": 720,
     }
-    assert (
-        paper.train_resources("cifar10", attempt=3)["runtime"] == 720
-    )  # a retry resumes: same limit
+    # a retry resumes: same limit
+    assert paper.train_resources("cifar10", attempt=3)["runtime"] == 720
     growing = load_study(
         {
             "compute": {"runtime_minutes": 10, "runtime_grows_with_attempt": True},
@@ -433,9 +430,8 @@ def test_methods_choose_experiments_and_values_and_name_the_culprit():
     )
     assert study.experiments["mnist"].methods["alpha"] == (0.1, 0.2)
     assert "alpha" not in study.experiments["cifar10"].methods
-    assert study.experiments["cifar10"].methods["lspp"] == (
-        0.1,
-    )  # the seed paper's alpha by default
+    # the seed paper's alpha by default
+    assert study.experiments["cifar10"].methods["lspp"] == (0.1,)
     folders = {run.folder() for run in study.runs() if run.method != "gamma"}
     assert (
         "results/runs/mnist/alpha~0.2/seed~0" in folders
@@ -523,9 +519,8 @@ NUMBER_KEYS = list(_typed_keys(SCHEMA, SCHEMA, "number"))
 )
 def test_the_walk_reaches_every_integer_and_number_of_the_schema(kind, keys, least):
     raw = {id(node) for node in _raw_nodes(SCHEMA, kind)}
-    assert len(raw) >= least and len(keys) > len(
-        raw
-    )  # $defs are reached from protocol and experiments
+    # $defs are reached from protocol and experiments
+    assert len(raw) >= least and len(keys) > len(raw)
     assert set().union(*(origins for _, _, origins in keys)) == raw
     text = SCHEMA_PATH.read_text()
     assert text.count(f"type: {kind}") == len(raw)  # inline ones ({type: ...}) too
@@ -764,9 +759,8 @@ def test_a_wrong_value_list_says_what_is_wrong_with_it():
         "config key 'methods.lspp.experiments': 'some' is neither 'all' nor a list of strings"
         in message
     )
-    load_study(
-        {"methods": {"alpha": {"experiments": []}}, "experiments": {"svhn": {}}}
-    )  # [] switches a method off
+    # [] switches a method off
+    load_study({"methods": {"alpha": {"experiments": []}}, "experiments": {"svhn": {}}})
 
 
 @pytest.mark.parametrize("fraction", [0.0001, 0.005, 9 / 1797, 0.995, 0.99999])

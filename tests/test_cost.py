@@ -146,9 +146,8 @@ def test_a_benchmark_csv_gives_the_median_of_its_rounds_per_variant(tmp_path):
     ]
     path.write_text(header + "\n".join(rows) + "\n")
     rates = {(rate.network, rate.side): rate for rate in cost.read_benchmark(path)}
-    assert (
-        rates[("resnet_v1-20", 32)].images_per_second == 210
-    )  # the median of 200, 260, 210
+    # the median of 200, 260, 210
+    assert rates[("resnet_v1-20", 32)].images_per_second == 210
     assert "median of 3" in rates[("resnet_v1-20", 32)].source
     assert rates[("resnet_v2-83", 72)].images_per_second == 5
     assert [

@@ -47,9 +47,8 @@ def test_no_gpu_asked_hides_the_gpus_and_slurm_chooses_its_own(tmp_path):
     with gpu_slots.claimed_slots(
         1, log=lambda _: None, environment=environment
     ) as slots:
-        assert (
-            slots == [] and environment["CUDA_VISIBLE_DEVICES"] == "3"
-        )  # SLURM chose it
+        # SLURM chose it
+        assert slots == [] and environment["CUDA_VISIBLE_DEVICES"] == "3"
     assert not list(tmp_path.glob("gpu*.lock"))  # nothing was claimed
     environment = {
         "SMOOTHBENCH_GPU_SLOTS": "",
@@ -58,9 +57,8 @@ def test_no_gpu_asked_hides_the_gpus_and_slurm_chooses_its_own(tmp_path):
     with gpu_slots.claimed_slots(
         1, log=lambda _: None, environment=environment
     ) as slots:
-        assert (
-            slots == [] and environment["CUDA_VISIBLE_DEVICES"] == ""
-        )  # no GPU: the CPU
+        # no GPU: the CPU
+        assert slots == [] and environment["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_asking_for_more_gpus_than_the_machine_has_names_the_config_key(tmp_path):

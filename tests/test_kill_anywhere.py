@@ -102,9 +102,8 @@ def _check_nothing_looks_finished_that_is_not(
             assert json.loads(record.read_text()) == first_seen[gamma], gamma
     tables = workdir / "results" / "tables"
     for path in tables.glob("*.csv") if tables.exists() else ():
-        pd.read_csv(
-            path
-        )  # whole (a table may have no rows: Table 1 holds gamma <= 0.5 only)
+        # whole (a table may have no rows: Table 1 holds gamma <= 0.5 only)
+        pd.read_csv(path)
     for path in (workdir / "results").rglob("*.json"):
         if ".snakemake" not in path.parts:
             json.loads(path.read_text())

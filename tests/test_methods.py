@@ -72,9 +72,8 @@ def test_the_learned_matrix_has_rows_summing_to_one_and_a_zero_diagonal():
 def test_each_term_reaches_only_its_own_parameters():
     K, alpha = 5, 0.1
     labels, logits = _batch(K)
-    logits = tf.Variable(
-        logits
-    )  # stands for the network: it reaches the loss only through its logits
+    # stands for the network: it reaches the loss only through its logits
+    logits = tf.Variable(logits)
     matrix_logits = tf.Variable(
         np.random.default_rng(2).normal(size=(K, K - 1)).astype(np.float32)
     )
@@ -84,9 +83,8 @@ def test_each_term_reaches_only_its_own_parameters():
         )
         network, matrix = tf.reduce_mean(network), tf.reduce_mean(matrix)
     assert tape.gradient(network, matrix_logits) is None  # the first term never moves C
-    assert (
-        tape.gradient(matrix, logits) is None
-    )  # the second term never moves the network
+    # the second term never moves the network
+    assert tape.gradient(matrix, logits) is None
     assert float(tf.reduce_max(tf.abs(tape.gradient(network, logits)))) > 0
     assert float(tf.reduce_max(tf.abs(tape.gradient(matrix, matrix_logits)))) > 0
 

@@ -48,9 +48,8 @@ def test_resnet_v1_structure_follows_the_example():
     assert not any("shortcut_bn" in layer.name for layer in model.layers)
     pool = model.get_layer("pool")
     assert isinstance(pool, keras.layers.AveragePooling2D) and pool.pool_size == (8, 8)
-    assert len(model.losses) == len(
-        convolutions
-    )  # one l2 term per convolution, none on the Dense layer
+    # one l2 term per convolution, none on the Dense layer
+    assert len(model.losses) == len(convolutions)
 
 
 def test_resnet_v2_widths_and_preactivation():

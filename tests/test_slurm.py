@@ -103,9 +103,8 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
         match = re.search(r"SLURM job (\d+)", text.splitlines()[0])
         assert match, text[:500]
         job_ids.add(match.group(1))
-        assert (
-            "GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES='" in text
-        )  # compute.gpus_per_job: 1 reached SLURM
+        # compute.gpus_per_job: 1 reached SLURM
+        assert "GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES='" in text
         run = Path("results") / "runs" / "digits" / log.parent.name / "seed~0"
         metrics = json.loads((workdir / run / "metrics.json").read_text())
         assert metrics["attempts"][-1]["slurm_job_id"] == match.group(1)
@@ -183,9 +182,8 @@ def _train_until_two_epochs(tmp_path: Path, config: Path):
     its epochs are checkpointed: (the workflow process, its run folder, its train log)."""
     command = demo_command(tmp_path, "--profile", str(PROFILE), *FAST)
     command[command.index("--configfile") + 1] = str(config)
-    output = open(
-        tmp_path / "snakemake.out", "w+"
-    )  # a file, not a pipe: nobody reads a pipe meanwhile
+    # a file, not a pipe: nobody reads a pipe meanwhile
+    output = open(tmp_path / "snakemake.out", "w+")
     workflow = subprocess.Popen(
         command, stdout=output, stderr=subprocess.STDOUT, text=True
     )
@@ -241,9 +239,8 @@ def test_a_preempted_training_job_is_requeued_by_slurm_and_resumes_from_its_chec
     runs it again once the node is free. Snakemake waits for that same job: one
     submission, one finished run with exactly its epochs."""
     epoch_seconds, overhead = _demo_speed(demo)
-    epochs = max(
-        12, math.ceil(30 / epoch_seconds)
-    )  # about 30 s of training: time to preempt it
+    # about 30 s of training: time to preempt it
+    epochs = max(12, math.ceil(30 / epoch_seconds))
     start_cluster(gpus=2)
     config = tmp_path / "preempt.yaml"
     config.write_text(
@@ -439,16 +436,14 @@ def test_asking_for_a_gpu_on_a_cluster_without_gpus_fails_with_slurms_error(tmp_
     config["compute"]["gpus_per_job"] = 1
     (tmp_path / "one_gpu.yaml").write_text(yaml.safe_dump(config))
     try:
-        process = through_slurm(
-            tmp_path, config=tmp_path / "one_gpu.yaml", timeout=600
-        )  # an error, not a hang: a hang times out
+        # an error, not a hang: a hang times out
+        process = through_slurm(tmp_path, config=tmp_path / "one_gpu.yaml", timeout=600)
         assert process.returncode != 0
         assert (
             "Invalid generic resource (gres) specification"
             in process.stdout + process.stderr
         )
-        assert not list(
-            tmp_path.glob("results/runs/**/metrics.json")
-        )  # nothing trained
+        # nothing trained
+        assert not list(tmp_path.glob("results/runs/**/metrics.json"))
     finally:
         start_cluster(gpus=2)

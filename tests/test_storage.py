@@ -56,9 +56,8 @@ def test_a_temporary_file_left_by_a_killed_writer_is_removed_by_the_next_write(
     path = tmp_path / "plot.png"
     stale = tmp_path / ".plot.png.k1ll3d.tmp"  # what a SIGKILLed atomic_file leaves
     stale.write_bytes(b"")
-    other = (
-        tmp_path / ".other.png.k1ll3d.tmp"
-    )  # another file's writer: not ours to remove
+    # another file's writer: not ours to remove
+    other = tmp_path / ".other.png.k1ll3d.tmp"
     other.write_bytes(b"")
     with storage.atomic_file(path, "wb") as stream:
         stream.write(b"png")
@@ -180,9 +179,8 @@ def test_a_prepare_killed_mid_write_leaves_nothing_that_looks_finished(tmp_path)
     )
     assert process.returncode == -signal.SIGKILL
     assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == []
-    assert list(
-        folder.glob(".staging-*/train_images.npy")
-    )  # it really was killed mid-way
+    # it really was killed mid-way
+    assert list(folder.glob(".staging-*/train_images.npy"))
     with pytest.raises(storage.PreparedDataError, match="no manifest"):
         storage.open_prepared(folder)
     # the next run cleans the stale staging folder and publishes a complete dataset

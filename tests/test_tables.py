@@ -113,9 +113,8 @@ def test_the_paper_tables_as_runs_reproduce_its_table3_except_imagenet_a(paper_a
         ), record
         gap = abs(record.diff_percent_printed - record.diff_percent_ours)
         if record.experiment == "imagenet12_a":
-            assert (
-                gap > 0.4 and round(record.diff_percent_ours, 2) == 6.66
-            )  # printed 7.12
+            # printed 7.12
+            assert gap > 0.4 and round(record.diff_percent_ours, 2) == 6.66
         else:
             assert gap <= 0.02 + 1e-9, record
     # The discrepancy is reported, for that row only.
@@ -153,9 +152,8 @@ def test_table_cells_are_dashes_exactly_where_gamma_is_at_most_one_over_k_or_not
             )
             assert (cell == "-") == expected_dash, (name, gamma, cell)
             if not expected_dash:
-                assert (
-                    cell == f"{printed[(name, format_value(gamma))]:.2f}"
-                )  # the paper's printed value
+                # the paper's printed value
+                assert cell == f"{printed[(name, format_value(gamma))]:.2f}"
     # The rows the paper's caption names: K = 10 at 0.1, and K = 2 below 0.6.
     assert [one[label][0] for label in ("svhn", "cifar10", "mnist")] == ["-", "-", "-"]
     assert one["daimlerp."] == ["-"] * 5 and "-" not in two["daimlerp."]
@@ -180,9 +178,8 @@ def test_csv_tex_and_html_carry_the_same_tables(paper_as_runs):
         "<td>vgg-flow.</td><td>52.80</td><td>0.2</td><td>42.30</td><td>19.89</td>"
         in html
     )
-    assert (
-        "<td>mnist</td><td>99.61</td><td>0.4, 0.9</td>" in html
-    )  # a tie lists both gammas
+    # a tie lists both gammas
+    assert "<td>mnist</td><td>99.61</td><td>0.4, 0.9</td>" in html
 
 
 def _digits_study(seeds=(0, 1, 2)):
@@ -306,9 +303,8 @@ def test_a_bad_metrics_file_is_an_error_naming_the_file(tmp_path, change, messag
             payload[key] = value
     bad = tmp_path / "runs" / "digits" / "gamma~0.8" / "seed~1" / "metrics.json"
     if "gamma" in change or "seed" in change or "experiment" in change:
-        bad = (
-            tmp_path / "elsewhere" / "metrics.json"
-        )  # outside the path grammar: the content decides
+        # outside the path grammar: the content decides
+        bad = tmp_path / "elsewhere" / "metrics.json"
     bad.parent.mkdir(parents=True, exist_ok=True)
     payload.setdefault("seed", 1)
     if bad.parent.name == "seed~1":
@@ -443,9 +439,8 @@ def test_a_run_left_by_another_config_is_refused_naming_the_file_and_the_setting
         write_metrics(tmp_path / "results", "digits", gamma, 0, 0.9, three)
         for gamma in (1.0, 0.9)
     ]
-    tables.write_tables(
-        three, files, tmp_path / "tables_three"
-    )  # its own config reads it
+    # its own config reads it
+    tables.write_tables(three, files, tmp_path / "tables_three")
     with pytest.raises(tables.ResultsError) as caught:
         tables.write_tables(eight, files, tmp_path / "tables")
     assert str(caught.value) == (

@@ -570,9 +570,8 @@ def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(
     ):
         save(path, model, optimizer, state, metric_values)
         if len(state["history"]) == 1 and "epoch_in_progress" not in state:
-            signal.raise_signal(
-                signal.SIGTERM
-            )  # a scheduler's time limit, during validation's wrap-up
+            # a scheduler's time limit, during validation's wrap-up
+            signal.raise_signal(signal.SIGTERM)
 
     monkeypatch.setattr(training, "save_checkpoint", save_then_sigterm_after_epoch_0)
     with pytest.raises(
@@ -583,9 +582,8 @@ def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(
             settings, compute, prepared, tmp_path / "stopped", log=lambda message: None
         )
     monkeypatch.setattr(training, "save_checkpoint", save)
-    assert (
-        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    )  # the handler is the run's only
+    # the handler is the run's only
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert not (tmp_path / "stopped" / "metrics.json").exists()
     messages = []
     training.train(

@@ -211,9 +211,8 @@ def test_fashion_mnist_built_offline_from_debians_files(tmp_path):
     assert (
         manifest["class_names"][0] == "T-shirt/top" and manifest["mock_data"] is False
     )
-    assert (
-        60 < arrays["train_images"].mean() < 90
-    )  # real clothes on black, not noise (~127)
+    # real clothes on black, not noise (~127)
+    assert 60 < arrays["train_images"].mean() < 90
     record = json.loads(
         (tmp_path / "results" / "downloads" / "fashion_mnist.json").read_text()
     )

@@ -118,9 +118,8 @@ def test_the_demo_compares_three_methods_over_two_seeds(demo):
     ]
     calibration = pd.read_csv(tables / "calibration.csv")
     assert len(calibration) == 7 and set(calibration["seeds"]) == {2}
-    for record in (
-        calibration.itertuples()
-    ):  # means of the two runs' own metrics.json, at their best epoch
+    # means of the two runs' own metrics.json, at their best epoch
+    for record in calibration.itertuples():
         values = []
         for seed in (0, 1):
             metrics = json.loads(

@@ -393,9 +393,8 @@ def test_a_killed_job_resumes_from_its_last_epoch(tmp_path, uninterrupted, how):
     done_before = len(training.read_history(progress))
     assert 2 <= done_before < 8
 
-    if how.startswith(
-        "SIGKILL"
-    ):  # a killed Snakemake leaves its lock behind, as after a crash
+    # a killed Snakemake leaves its lock behind, as after a crash
+    if how.startswith("SIGKILL"):
         subprocess.run(
             [*command, "--unlock"], cwd=tmp_path, capture_output=True, check=True
         )
@@ -407,9 +406,8 @@ def test_a_killed_job_resumes_from_its_last_epoch(tmp_path, uninterrupted, how):
     metrics = json.loads((tmp_path / RUN / "metrics.json").read_text())
     attempts = metrics["attempts"]
     assert [attempt["started_at_epoch"] for attempt in attempts][0] == 0
-    assert (
-        attempts[-1]["started_at_epoch"] >= done_before - 1 >= 1
-    )  # continued, did not restart
+    # continued, did not restart
+    assert attempts[-1]["started_at_epoch"] >= done_before - 1 >= 1
     log = (
         tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.8" / "seed~0.log"
     ).read_text()

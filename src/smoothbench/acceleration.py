@@ -66,9 +66,8 @@ def select_backend(requested: str = "auto") -> str:
                 "process; the backend must be chosen before Keras is imported"
             )
         return name
-    if (
-        importlib.util.find_spec(name) is None
-    ):  # each backend's package has the backend's name
+    # each backend's package has the backend's name
+    if importlib.util.find_spec(name) is None:
         where = (
             "config key 'compute.backend'"
             if requested != "auto"

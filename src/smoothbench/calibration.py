@@ -40,9 +40,8 @@ def reliability_bins(probabilities, labels, bins: int = DEFAULT_BINS) -> list[di
     )
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
-    uppers = (
-        np.arange(1, bins + 1) / bins
-    )  # b / bins exactly as the bin edges print, no confidence x bins rounding
+    # b / bins exactly as the bin edges print, no confidence x bins rounding
+    uppers = np.arange(1, bins + 1) / bins
     index = np.clip(np.searchsorted(uppers, confidence, side="left"), 0, bins - 1)
     table = []
     for b in range(bins):

@@ -146,9 +146,8 @@ def cost_main(argv: list[str] | None = None) -> int:
         default="config.yaml",
         help="the study's config (default: config.yaml)",
     )
-    benchmark_csv = Path(
-        "results/benchmarks/throughput.csv"
-    )  # where benchmarks/benchmark_training.py writes
+    # where benchmarks/benchmark_training.py writes
+    benchmark_csv = Path("results/benchmarks/throughput.csv")
     parser.add_argument(
         "--throughput",
         help=f"a benchmark CSV (default: {benchmark_csv} when it exists)",

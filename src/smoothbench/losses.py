@@ -217,7 +217,6 @@ class LabelSmoothingPlusPlusModel(keras.Model):
             y, y_pred, self.target_matrix.logits, self.alpha
         )
         loss = keras.ops.mean((network + matrix) / 2.0)
-        regularization = (
-            self.losses
-        )  # the network's weight decay, as compile's loss would add
+        # the network's weight decay, as compile's loss would add
+        regularization = self.losses
         return loss + sum(regularization) if regularization else loss

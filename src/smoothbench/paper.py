@@ -118,9 +118,8 @@ def check_paper_arithmetic(tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame
     merged = printed.merge(
         recomputed, on="experiment", suffixes=("_printed", "_recomputed"), how="left"
     )
-    slack = (
-        tolerance + 1e-9
-    )  # values are decimals; keep 0.02 vs 0.0199999 from flipping
+    # values are decimals; keep 0.02 vs 0.0199999 from flipping
+    slack = tolerance + 1e-9
     merged["holds"] = (
         (
             (merged["best_percent_printed"] - merged["best_percent_recomputed"]).abs()

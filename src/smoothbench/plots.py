@@ -47,9 +47,8 @@ def save_figure(figure, stem: Path | str) -> list[Path]:
     stem = Path(stem)
     written = []
     for suffix in FORMATS:
-        path = (
-            stem.parent / f"{stem.name}.{suffix}"
-        )  # not with_suffix: a stem may hold a dot (lspp~0.1)
+        # not with_suffix: a stem may hold a dot (lspp~0.1)
+        path = stem.parent / f"{stem.name}.{suffix}"
         metadata = {"CreationDate": None} if suffix == "pdf" else {}
         with storage.atomic_file(path, "wb") as stream:
             figure.savefig(
@@ -262,9 +261,8 @@ def write_summary_plots(study, metrics_files, folder: Path | str) -> list[Path]:
 
     folder = Path(folder)
     runs = tables.collect_runs(study, metrics_files)
-    runs = runs[runs["method"] == "gamma"].reset_index(
-        drop=True
-    )  # the paper's method; the others are in the tables
+    # the paper's method; the others are in the tables
+    runs = runs[runs["method"] == "gamma"].reset_index(drop=True)
     labels = tables.row_labels(study)
     paper = paper_cells()
     ours = best_versus_baseline(tables.summarize_cells(runs), list(study.experiments))

@@ -90,9 +90,8 @@ def atomic_file(path: Path | str, mode: str = "w") -> Iterator:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(
-            temporary, 0o666 & ~_UMASK
-        )  # mkstemp creates 0600; honour the umask instead
+        # mkstemp creates 0600; honour the umask instead
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):

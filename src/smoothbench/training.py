@@ -140,9 +140,8 @@ def _write_finished_record(
     )
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(
-        staging, 0o777 & ~umask
-    )  # mkdtemp creates 0700; honour the umask as the outputs do
+    # mkdtemp creates 0700; honour the umask as the outputs do
+    os.chmod(staging, 0o777 & ~umask)
     try:
         for name, write in files.items():
             write(staging / name)
@@ -424,9 +423,8 @@ def _software() -> dict:
     }
     versions["smoothbench"] = code_provenance()
     backend = keras.backend.backend()
-    if (
-        backend in acceleration.BACKENDS and backend in sys.modules
-    ):  # each backend's package has its name
+    # each backend's package has its name
+    if backend in acceleration.BACKENDS and backend in sys.modules:
         versions[backend] = getattr(sys.modules[backend], "__version__", "?")
     return versions
 
