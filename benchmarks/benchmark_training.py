@@ -112,6 +112,7 @@ VARIANTS = {
         "deterministic": True,
     },
 }
+RESULT_PREFIX = "RESULT "  # a --child process's measurement line
 COLUMNS = [
     "configuration",
     "variant",
@@ -327,6 +328,39 @@ def measure(
     }
 
 
+def child_command(
+    configuration: dict,
+    variant: str,
+    steps: int,
+    batch_size: int,
+    warmup: int,
+    repeats: int,
+    threads: int,
+) -> list[str]:
+    """The command that measures one variant in a process of its own (``--child``);
+    its result is the line :func:`child_result` reads."""
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        json.dumps([configuration, variant, steps]),
+        "--batch-size",
+        str(batch_size),
+        "--warmup",
+        str(warmup),
+        "--repeats",
+        str(repeats),
+        "--threads",
+        str(threads),
+    ]
+
+
+def child_result(stdout: str) -> dict | None:
+    """The measurement a ``--child`` process printed (its last RESULT line), or None."""
+    lines = [line for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    return json.loads(lines[-1][len(RESULT_PREFIX) :]) if lines else None
+
+
 def available_variants() -> list[str]:
     """Every variant whose backend is installed."""
     return [
@@ -398,7 +432,7 @@ def main(argv=None) -> int:
             arguments.repeats,
             arguments.threads,
         )
-        print("RESULT " + json.dumps(result))
+        print(RESULT_PREFIX + json.dumps(result))
         return 0
     indices = (
         [0]
@@ -425,20 +459,15 @@ def main(argv=None) -> int:
         steps = arguments.steps or configuration["steps"]
         for round_number in range(1, arguments.rounds + 1):
             for variant in variants:
-                command = [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    json.dumps([configuration, variant, steps]),
-                    "--batch-size",
-                    str(arguments.batch_size),
-                    "--warmup",
-                    str(arguments.warmup),
-                    "--repeats",
-                    str(arguments.repeats),
-                    "--threads",
-                    str(arguments.threads),
-                ]
+                command = child_command(
+                    configuration,
+                    variant,
+                    steps,
+                    arguments.batch_size,
+                    arguments.warmup,
+                    arguments.repeats,
+                    arguments.threads,
+                )
                 environment = {
                     **os.environ,
                     "KERAS_BACKEND": VARIANTS[variant]["backend"],
@@ -446,18 +475,14 @@ def main(argv=None) -> int:
                 process = subprocess.run(
                     command, capture_output=True, text=True, env=environment
                 )
-                lines = [
-                    line
-                    for line in process.stdout.splitlines()
-                    if line.startswith("RESULT ")
-                ]
-                if process.returncode != 0 or not lines:
+                measured = child_result(process.stdout)
+                if process.returncode != 0 or measured is None:
                     print(
                         process.stdout[-2000:] + process.stderr[-3000:], file=sys.stderr
                     )
                     return 1
                 result = {
-                    **json.loads(lines[-1][len("RESULT ") :]),
+                    **measured,
                     "round": round_number,
                 }
                 results.append(result)

@@ -75,20 +75,15 @@ def device_name() -> str:
 def measure_together(configuration: dict, processes: int, arguments) -> list[dict]:
     """``processes`` measurements of ``configuration`` at once, one process each."""
     steps = arguments.steps or configuration["steps"]
-    command = [
-        sys.executable,
-        str(REPOSITORY / "benchmarks" / "benchmark_training.py"),
-        "--child",
-        json.dumps([configuration, "ours-jax", steps]),
-        "--batch-size",
-        "32",
-        "--warmup",
-        str(arguments.warmup),
-        "--repeats",
-        str(arguments.repeats),
-        "--threads",
-        str(max(1, (os.cpu_count() or 1) // processes)),
-    ]
+    command = benchmark_training.child_command(
+        configuration,
+        "ours-jax",
+        steps,
+        32,
+        arguments.warmup,
+        arguments.repeats,
+        max(1, (os.cpu_count() or 1) // processes),
+    )
     environment = {**os.environ, "KERAS_BACKEND": "jax"}
     if processes > 1:  # what compute.runs_per_gpu > 1 sets (smoothbench.acceleration)
         environment["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
@@ -105,12 +100,12 @@ def measure_together(configuration: dict, processes: int, arguments) -> list[dic
     results = []
     for process in running:
         stdout, stderr = process.communicate(timeout=arguments.budget_seconds)
-        lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-        if process.returncode != 0 or not lines:
+        measured = benchmark_training.child_result(stdout)
+        if process.returncode != 0 or measured is None:
             raise RuntimeError(
                 f"{configuration['name']} x{processes}: {stderr[-3000:]}"
             )
-        results.append(json.loads(lines[-1][len("RESULT ") :]))
+        results.append(measured)
     total = round(sum(result["images_per_second"] for result in results), 2)
     for result in results:
         result["variant"] = (
