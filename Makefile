@@ -12,22 +12,70 @@ FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 PYTHON_SOURCES := src workflow/scripts benchmarks tests
 RULE_SOURCES := Snakefile workflow/rules/
 
-.PHONY: setup demo test test-fast check lint format fashion-mnist benchmark
+.PHONY: setup lock demo test test-fast check lint format fashion-mnist benchmark
 
 # GPU=1 (make setup GPU=1, make demo GPU=1, ...): also the gpu extra, TensorFlow and JAX
 # with their CUDA libraries from PyPI, for a machine with NVIDIA GPUs.
 GPU ?= 0
-comma := ,
-EXTRAS := test$(if $(filter 1,$(GPU)),$(comma)gpu)
 INSTALLED := $(VENV)/.installed$(if $(filter 1,$(GPU)),-gpu)
+# setup installs the exact versions of a lock file (docs/testing.md#the-lock-files), not
+# whatever PyPI has newest, so that every machine runs what the tests passed with; then
+# the package itself, editable, with --no-deps since the lock already holds its dependencies.
+LOCK := requirements/$(if $(filter 1,$(GPU)),gpu,cpu).txt
 
 setup: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml $(LOCK)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "make setup: the "\
+	  "locked versions (requirements/) need Python 3.11 or newer, not " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
+
+# make lock             rewrite both lock files from pyproject.toml, keeping every pin
+#                       that still satisfies it (after adding or changing a dependency)
+# make lock UPGRADE=1   the newest versions pyproject.toml allows; then make setup, make test
+# The CPU lock holds the dependencies with the test and jax extras, as setup installs
+# them; the GPU lock adds the gpu extra under the CPU lock as a constraint, so the two
+# share every version and only the CUDA libraries are its own. Both for CPython 3.11 on
+# Linux x86_64, with every file's sha256 (pip then refuses a file that differs), made by
+# uv at a fixed version in a venv of its own, so the project's venv stays the lock's.
+UPGRADE ?= 0
+UV_VERSION := 0.13.9
+UV_VENV := $(VENV)/uv-$(UV_VERSION)
+LOCK_OPTIONS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes
+CPU_LOCK_COMMAND := uv pip compile pyproject.toml --extra test --extra jax $(LOCK_OPTIONS)
+GPU_LOCK_COMMAND := $(CPU_LOCK_COMMAND) --extra gpu --constraint requirements/cpu.txt
+
+# $(call write_lock,FILE,SETUP COMMAND,WHAT IT HOLDS,UV COMMAND): uv starts from a copy of
+# FILE, whose pins it keeps where they still fit; the result, under a header saying what
+# it is and how it was made, replaces FILE only if it differs, so that an unchanged lock
+# does not make the next make setup reinstall.
+define write_lock
+	@if [ -f $(1) ]; then cp $(1) $(UV_VENV)/$(notdir $(1)); fi
+	$(UV_VENV)/bin/$(4)$(if $(filter 1,$(UPGRADE)), --upgrade) --no-header --output-file $(UV_VENV)/$(notdir $(1)) >/dev/null
+	@{ printf '%s\n' \
+	    '# The exact versions `$(2)` installs: $(3).' \
+	    '# Every file PyPI has of each version, with its sha256: pip refuses any other file.' \
+	    '# For CPython 3.11 on Linux x86_64. Made by `make lock` (docs/testing.md) with' \
+	    '# uv $(UV_VERSION), which ran' \
+	    '#   $(4)' \
+	    '# Do not edit by hand.'; \
+	  cat $(UV_VENV)/$(notdir $(1)); } > $(UV_VENV)/$(notdir $(1)).with-header
+	@if cmp -s $(UV_VENV)/$(notdir $(1)).with-header $(1); then echo "$(1): unchanged"; \
+	else mv $(UV_VENV)/$(notdir $(1)).with-header $(1); echo "$(1): rewritten"; fi
+endef
+
+lock: $(UV_VENV)/bin/uv
+	mkdir -p requirements
+	$(call write_lock,requirements/cpu.txt,make setup,the dependencies with the test and jax extras,$(CPU_LOCK_COMMAND))
+	$(call write_lock,requirements/gpu.txt,make setup GPU=1,every version of the CPU lock plus the gpu extra,$(GPU_LOCK_COMMAND))
+
+$(UV_VENV)/bin/uv:
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
 demo: setup
 	$(BIN)/snakemake --cores 2 --configfile config/demo.yaml --report results/report.html --report-after-run

@@ -1,12 +1,20 @@
-"""What `make setup` installs: the dependencies, and the GPU extra that makes each
-backend see NVIDIA GPUs from PyPI alone (pyproject.toml, envs/, the Makefile)."""
+"""What `make setup` installs: the exact versions of the lock files in requirements/
+(made from pyproject.toml by `make lock`), and the GPU extra that makes each backend see
+NVIDIA GPUs from PyPI alone (pyproject.toml, requirements/, envs/, the Makefile)."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 try:
     import tomllib
@@ -15,6 +23,10 @@ except ImportError:  # Python 3.10
 from conftest import REPOSITORY
 
 PYPROJECT = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())
+CPU_LOCK = REPOSITORY / "requirements" / "cpu.txt"
+GPU_LOCK = REPOSITORY / "requirements" / "gpu.txt"
+# A requirement line of a lock: `name==version`, then ` \` before its hash lines.
+PIN = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)")
 
 
 def _names(requirements) -> dict[str, str]:
@@ -63,15 +75,130 @@ def test_the_conda_environments_match_pyproject():
             assert listed[requirement] == wanted[requirement], (name, requirement)
 
 
-def test_make_setup_gpu_installs_the_gpu_extra():
-    def planned(*arguments):
-        return subprocess.run(
-            ["make", "-n", "-B", "setup", *arguments],
-            cwd=REPOSITORY,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+def _pins(lock: Path) -> dict[str, str]:
+    """Normalized package name -> the exact version a lock file pins it to."""
+    pins = {}
+    for line in lock.read_text().splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            match = PIN.match(line)
+            assert match, (lock.name, line)
+            pins[canonicalize_name(match["name"])] = match["version"]
+    return pins
 
-    assert 'pip install --quiet -e ".[test,gpu]"' in planned("GPU=1")
-    assert 'pip install --quiet -e ".[test]"' in planned()
+
+def _requirements(*extras: str) -> list[Requirement]:
+    """pyproject.toml's dependencies with the requirements of the given extras."""
+    project = PYPROJECT["project"]
+    texts = list(project["dependencies"])
+    for extra in extras:
+        texts += project["optional-dependencies"][extra]
+    return [Requirement(text) for text in texts]
+
+
+@pytest.mark.parametrize("lock", [CPU_LOCK, GPU_LOCK], ids=lambda lock: lock.name)
+def test_each_lock_pins_every_package_exactly_with_its_hashes(lock):
+    """pip installs a lock's files only when each is pinned with `==` and carries a
+    sha256 (hash-checking mode): a `>=`, a URL or an editable line would let the
+    versions drift again."""
+    requirement_lines = 0
+    lines = lock.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if not line or line[0].isspace() or line.startswith("#"):
+            continue
+        requirement_lines += 1
+        assert PIN.fullmatch(line.removesuffix(" \\")), (lock.name, line)
+        assert lines[number + 1].strip().startswith("--hash=sha256:"), (lock.name, line)
+    assert requirement_lines == len(_pins(lock)) > 100
+
+
+def test_the_cpu_lock_pins_pyproject_and_both_backends():
+    """Every requirement `make setup` asks for (the dependencies, the test and jax
+    extras) is in the CPU lock at a version it allows: a requirement added or raised in
+    pyproject.toml without `make lock` fails here."""
+    pins = _pins(CPU_LOCK)
+    for requirement in _requirements("test", "jax"):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in {CPU_LOCK.name}: run make lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{CPU_LOCK.name} pins {name}=={pins[name]}, outside {requirement}: "
+            "run make lock"
+        )
+    # both Keras backends the tests train with, and Keras itself
+    assert {"tensorflow", "jax", "jaxlib", "keras"} <= set(pins)
+
+
+def test_the_gpu_lock_shares_every_version_of_the_cpu_lock():
+    """`make setup GPU=1` must train with the versions the CPU tests passed with: the
+    GPU lock adds only the CUDA libraries of the gpu extra (made under the CPU lock as a
+    constraint by `make lock`)."""
+    cpu, gpu = _pins(CPU_LOCK), _pins(GPU_LOCK)
+    assert set(cpu) <= set(gpu), set(cpu) - set(gpu)
+    differing = {name: (cpu[name], gpu[name]) for name in cpu if cpu[name] != gpu[name]}
+    assert not differing, differing
+    own = set(gpu) - set(cpu)
+    assert own, "the GPU lock holds no CUDA libraries"
+    assert all(name.startswith(("nvidia-", "jax-cuda12-")) for name in own), own
+    # both backends' CUDA libraries: TensorFlow's [and-cuda] and JAX's plugin
+    assert {"jax-cuda12-plugin", "jax-cuda12-pjrt", "nvidia-cudnn-cu12"} <= own
+    for requirement in _requirements("test", "jax", "gpu"):
+        name = canonicalize_name(requirement.name)
+        assert name in gpu, f"{name} is not in {GPU_LOCK.name}: run make lock"
+        assert requirement.specifier.contains(gpu[name], prereleases=True), requirement
+
+
+def test_the_installed_environment_matches_the_lock():
+    """The environment the tests run in holds every package of the lock that
+    `make setup` installed it from (the GPU lock where the GPU stamp is), at exactly
+    that version, so that what passes here is what the lock reproduces elsewhere."""
+    gpu_installed = (Path(sys.prefix) / ".installed-gpu").exists()
+    lock = GPU_LOCK if gpu_installed else CPU_LOCK
+    wrong = {}
+    for name, version in _pins(lock).items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed != version:
+            wrong[name] = f"{installed} installed, {lock.name} pins {version}"
+    assert not wrong, (
+        f"{sys.prefix} differs from requirements/{lock.name} (make setup installs it): "
+        f"{wrong}"
+    )
+
+
+def _planned_setup(*arguments: str, venv: Path | None = None) -> str:
+    """The commands `make setup` would run (make -n), with the given make arguments."""
+    return subprocess.run(
+        ["make", "-n", "setup", *arguments]
+        + ([f"VENV={venv}"] if venv is not None else []),
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "MAKEFLAGS": ""},
+    ).stdout
+
+
+def test_make_setup_installs_the_lock_then_the_package_editable():
+    for arguments, lock in (((), "cpu.txt"), (("GPU=1",), "gpu.txt")):
+        planned = _planned_setup("-B", *arguments)
+        assert f"pip install --quiet --require-hashes -r requirements/{lock}" in planned
+        # the package itself, editable, without letting pip resolve anything newer
+        assert "pip install --quiet --no-deps -e ." in planned
+        assert "[test" not in planned, planned
+
+
+def test_make_setup_reinstalls_when_its_lock_changes(tmp_path):
+    """The stamp (.installed, .installed-gpu) depends on the lock it was installed
+    from: `make -W FILE` plans as if FILE had just changed."""
+    for stamp in (".installed", ".installed-gpu"):
+        (tmp_path / stamp).touch()
+    install = "--require-hashes -r requirements/"
+    assert install + "cpu.txt" in _planned_setup(
+        "-W", "requirements/cpu.txt", venv=tmp_path
+    )
+    assert install not in _planned_setup("-W", "requirements/gpu.txt", venv=tmp_path)
+    assert install + "gpu.txt" in _planned_setup(
+        "GPU=1", "-W", "requirements/gpu.txt", venv=tmp_path
+    )
+    assert install not in _planned_setup("GPU=1", venv=tmp_path)

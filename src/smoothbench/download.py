@@ -24,7 +24,7 @@ class DownloadError(SmoothbenchError, RuntimeError):
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def probe_hosts(hosts, timeout: float) -> str | None:

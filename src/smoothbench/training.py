@@ -722,9 +722,7 @@ def attempt_record(progress: Progress, session: Session) -> dict:
     return {
         "started_at_epoch": len(progress.rows),
         "started_at_step": in_progress["steps_done"] if in_progress else 0,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -1024,7 +1022,5 @@ def summarize(
             "mock_data": manifest.get("mock_data", False),
         },
         "settings": settings.as_dict(),
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

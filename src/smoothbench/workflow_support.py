@@ -21,7 +21,7 @@ def where_this_runs() -> str:
     """One line for the top of a job's log: when, on which host, in which SLURM job."""
     job = os.environ.get("SLURM_JOB_ID")
     place = f"SLURM job {job}" if job else "not a SLURM job"
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return f"{now} on {socket.gethostname()}, {place}"
 
 
