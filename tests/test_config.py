@@ -18,7 +18,7 @@ from smoothbench.config import (
 )
 from smoothbench.methods import gamma_grid
 from smoothbench.run_record import format_value
-from smoothbench.study import load_study, load_study_file
+from smoothbench.study import RunSettings, load_study, load_study_file
 
 
 @pytest.fixture(scope="module")
@@ -855,3 +855,57 @@ def test_keys_that_would_be_ignored_are_refused():
         }
     )
     assert study.splits("mnist") == {"train": "train", "validation": "train[90%:]"}
+
+
+def _demo_config(**lspp) -> dict:
+    config = yaml.safe_load((REPOSITORY / "config" / "demo.yaml").read_text())
+    config["methods"]["lspp"].update(lspp)
+    return config
+
+
+def _all_train_settings(study) -> dict:
+    return {
+        run.folder(): study.train_settings(
+            run.experiment, run.method, run.value_text, run.seed
+        )
+        for run in study.runs()
+    }
+
+
+def test_weight_decay_on_c_reaches_only_the_label_smoothing_plus_plus_runs():
+    by_default = _all_train_settings(load_study(_demo_config()))
+    on = _all_train_settings(load_study(_demo_config(weight_decay_on_c=True)))
+    off = _all_train_settings(load_study(_demo_config(weight_decay_on_c=False)))
+    assert by_default == on  # the shipped default: the method's code (--apply_wd 1)
+    lspp = {folder for folder in on if "/lspp~" in folder}
+    assert len(lspp) == 2 and len(on) == 14
+    for folder in lspp:
+        assert (on[folder]["weight_decay_on_c"], off[folder]["weight_decay_on_c"]) == (
+            True,
+            False,
+        )
+        assert {**on[folder], "weight_decay_on_c": False} == off[folder]
+    # a gamma or alpha run's settings (Snakemake's params) have no such key and stay
+    # exactly what they were, so switching it retrains no finished run of theirs
+    for folder in set(on) - lspp:
+        assert "weight_decay_on_c" not in on[folder] and on[folder] == off[folder]
+
+
+def test_weight_decay_on_c_must_be_a_boolean():
+    message = _error(_demo_config(weight_decay_on_c=1))
+    assert "'methods.lspp.weight_decay_on_c': 1 is not of type 'boolean'" in message
+
+
+def test_run_settings_hold_weight_decay_on_c_for_lspp_runs_only():
+    study = load_study(_demo_config(weight_decay_on_c=False))
+    lspp = study.train_settings("digits", "lspp", "0.1", 0)
+    gamma = study.train_settings("digits", "gamma", "0.9", 0)
+    assert RunSettings.from_dict(lspp).weight_decay_on_c is False
+    assert RunSettings.from_dict(gamma).weight_decay_on_c is None
+    assert RunSettings.from_dict(gamma).as_dict() == gamma
+    without = {key: value for key, value in lspp.items() if key != "weight_decay_on_c"}
+    with pytest.raises(ConfigError, match="must be true or false for a lspp run"):
+        RunSettings.from_dict(without)
+    with pytest.raises(ConfigError, match="must be absent .None. for a gamma run"):
+        RunSettings.from_dict({**gamma, "weight_decay_on_c": True})
+

@@ -108,3 +108,89 @@ def test_loss_serializes_with_its_gamma():
     loss = SmoothedCrossEntropy(0.7)
     again = SmoothedCrossEntropy.from_config(loss.get_config())
     assert again.gamma == 0.7
+
+
+def _label_smoothing_plus_plus_pair(K: int):
+    """Two LS++ models around one small network (whose kernel has its own l2), C's logits
+    set to the same non-zero values: one with weight decay on C, one without."""
+    from smoothbench.losses import LabelSmoothingPlusPlusModel
+    from smoothbench.models import L2_WEIGHT
+
+    keras.utils.set_random_seed(0)
+    network = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(K, kernel_regularizer=keras.regularizers.L2(L2_WEIGHT)),
+        ]
+    )
+    logits = np.random.default_rng(1).normal(size=(K, K - 1)).astype(np.float32) * 3
+    models = []
+    for matrix_l2 in (L2_WEIGHT, 0.0):
+        model = LabelSmoothingPlusPlusModel(network, K, 0.1, matrix_l2=matrix_l2)
+        model.target_matrix.logits.assign(logits)
+        models.append(model)
+    return (*models, logits)
+
+
+def test_weight_decay_on_c_adds_exactly_the_l2_of_its_logits():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("gradients taken with TensorFlow's GradientTape")
+    import tensorflow as tf
+
+    from smoothbench.models import L2_WEIGHT
+
+    K = 7
+    with_decay, without_decay, logits = _label_smoothing_plus_plus_pair(K)
+    images = np.random.default_rng(2).normal(size=(16, 6)).astype(np.float32)
+    labels = np.random.default_rng(3).integers(0, K, size=16).astype(np.int32)
+    expected = L2_WEIGHT * np.sum(logits.astype(np.float64) ** 2)
+    assert expected > 1e-3  # big enough to see against the loss's float32 rounding
+    gradients, totals = [], []
+    for model in (with_decay, without_decay):
+        with tf.GradientTape() as tape:
+            total = model.compute_loss(y=labels, y_pred=model(images))
+        totals.append(float(total))
+        gradients.append(
+            tape.gradient(total, [model.target_matrix.logits, *model.network.weights])
+        )
+    assert totals[0] - totals[1] == pytest.approx(expected, rel=1e-4)
+    # C's gradient gains 2 l2 C exactly; the network's is untouched
+    np.testing.assert_allclose(
+        gradients[0][0] - gradients[1][0], 2 * L2_WEIGHT * logits, rtol=1e-4, atol=1e-9
+    )
+    for decayed, plain in zip(gradients[0][1:], gradients[1][1:]):
+        np.testing.assert_array_equal(decayed, plain)
+    # the penalty is C's own: model.losses stays the network's weight decay
+    assert float(with_decay.matrix_weight_decay()) == pytest.approx(expected, rel=1e-6)
+    assert float(without_decay.matrix_weight_decay()) == 0.0
+    assert [float(loss) for loss in with_decay.losses] == [
+        float(loss) for loss in without_decay.losses
+    ]
+
+
+@pytest.mark.parametrize("weight_decay_on_c", [True, False])
+def test_a_label_smoothing_plus_plus_run_gets_the_networks_l2_on_c_when_asked(
+    weight_decay_on_c,
+):
+    from smoothbench import training
+    from smoothbench.models import L2_WEIGHT
+    from smoothbench.study import load_study
+
+    config = {
+        "methods": {
+            "lspp": {"experiments": "all", "weight_decay_on_c": weight_decay_on_c}
+        },
+        "experiments": {"digits": {"pooling": "global", "min_image_size": 0}},
+    }
+    settings = load_study(config).train_settings("digits", "lspp", "0.1", 0)
+    network = keras.Sequential([keras.Input((6,)), keras.layers.Dense(10)])
+    model = training.compile_for_method(network, settings, keras.optimizers.Adam(1e-3))
+    assert model.matrix_l2 == (L2_WEIGHT if weight_decay_on_c else 0.0)
+
+
+def test_a_negative_l2_on_c_is_refused():
+    from smoothbench.losses import LabelSmoothingPlusPlusModel
+
+    network = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="matrix_l2 must be at least 0"):
+        LabelSmoothingPlusPlusModel(network, 3, 0.1, matrix_l2=-1e-4)

@@ -18,6 +18,9 @@ the target is t = (1 - alpha) onehot(y) + alpha C[y]. The loss is half the sum o
 -sum stop_gradient(t) log p, which trains only the network, and -sum stop_gradient(p) log t,
 which trains only C (both logs of probabilities + 1e-6, as the method's code does). At
 the start C[y] is uniform over the other classes, so t is eq. 7 with gamma = 1 - alpha.
+With ``matrix_l2`` > 0 the training loss also holds Keras' L2 penalty on C's logits,
+matrix_l2 x sum(logits^2): the method's code puts C under the optimizer's weight decay
+by default (``--apply_wd 1``), and this network's weight decay is that penalty.
 
 Written with ``keras.ops`` only, so it runs under any Keras 3 backend.
 """
@@ -193,19 +196,38 @@ class LearnedTargetMatrix(keras.layers.Layer):
 class LabelSmoothingPlusPlusModel(keras.Model):
     """A network trained with Label Smoothing++: its outputs are the network's logits, its
     loss the method's split symmetric cross-entropy, and C is one more trainable weight
-    (the same optimizer updates it, as in the method's code)."""
+    (the same optimizer updates it, as in the method's code).
+
+    ``matrix_l2`` > 0 adds ``keras.regularizers.L2(matrix_l2)`` of C's logits to the
+    training loss, the weight decay the method's code gives C by default; 0 leaves C
+    unregularised. The penalty is added in :meth:`compute_loss`, not as the weight's
+    regularizer, so that ``self.losses`` stays the network's own weight decay."""
 
     def __init__(
-        self, network: keras.Model, num_classes: int, alpha: float = 0.1, **kwargs
+        self,
+        network: keras.Model,
+        num_classes: int,
+        alpha: float = 0.1,
+        matrix_l2: float = 0.0,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"Label Smoothing++ needs 0 < alpha < 1, got {alpha}")
+        if not matrix_l2 >= 0.0:
+            raise ValueError(f"matrix_l2 must be at least 0, got {matrix_l2}")
         self.network = network
         self.alpha = float(alpha)
+        self.matrix_l2 = float(matrix_l2)
         self.target_matrix = LearnedTargetMatrix(
             num_classes, name="label_smoothing_plus_plus"
         )
+
+    def matrix_weight_decay(self):
+        """The L2 penalty on C's logits that the training loss holds (0 without one)."""
+        if not self.matrix_l2:
+            return keras.ops.zeros((), dtype="float32")
+        return keras.regularizers.L2(self.matrix_l2)(self.target_matrix.logits)
 
     def call(self, inputs, training=False):
         return self.network(inputs, training=training)
@@ -217,6 +239,8 @@ class LabelSmoothingPlusPlusModel(keras.Model):
             y, y_pred, self.target_matrix.logits, self.alpha
         )
         loss = keras.ops.mean((network + matrix) / 2.0)
+        if self.matrix_l2:
+            loss = loss + self.matrix_weight_decay()
         # the network's weight decay, as compile's loss would add
         regularization = self.losses
         return loss + sum(regularization) if regularization else loss

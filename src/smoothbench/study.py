@@ -106,12 +106,20 @@ class Experiment:
         )
 
 
+# RunSettings fields that belong to one method; None (left out of as_dict) for the others.
+_METHOD_SETTINGS = frozenset({"weight_decay_on_c"})
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
     """What one training run's result depends on: the protocol of its experiment, the
-    method and its value, and the seed. Snakemake passes it to the job as the dict of
-    :meth:`as_dict` (its ``params``: a change retrains the run); how the job runs
-    (devices, threads) is not here but in ``compute``."""
+    method and its value, the seed, and the method's own settings. Snakemake passes it
+    to the job as the dict of :meth:`as_dict` (its ``params``: a change retrains the
+    run); how the job runs (devices, threads) is not here but in ``compute``.
+
+    A method's own setting is None for the runs of every other method and then left out
+    of :meth:`as_dict`: adding one to Label Smoothing++ must not change, and so retrain,
+    a finished gamma or alpha run."""
 
     experiment: str
     dataset: str
@@ -131,6 +139,17 @@ class RunSettings:
     method: str  # smoothbench.methods.METHODS
     value: float  # gamma, or alpha for alpha and lspp
     seed: int
+    # lspp only (config key methods.lspp.weight_decay_on_c): C's logits get the network's l2
+    weight_decay_on_c: bool | None = None
+
+    def __post_init__(self):
+        lspp = self.method == "lspp"
+        if lspp != isinstance(self.weight_decay_on_c, bool):
+            wanted = "true or false" if lspp else "absent (None)"
+            raise ConfigError(
+                f"run settings: weight_decay_on_c must be {wanted} for a {self.method} run, "
+                f"got {self.weight_decay_on_c!r}"
+            )
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any] | RunSettings) -> RunSettings:
@@ -138,7 +157,8 @@ class RunSettings:
         if isinstance(settings, RunSettings):
             return settings
         names = {field.name for field in dataclasses.fields(cls)}
-        missing, unknown = names - set(settings), set(settings) - names
+        missing = names - _METHOD_SETTINGS - set(settings)
+        unknown = set(settings) - names
         if missing or unknown:
             raise ConfigError(
                 f"run settings: missing {sorted(missing)}, unknown {sorted(unknown)}"
@@ -146,8 +166,15 @@ class RunSettings:
         return cls(**{**settings, "image_shape": tuple(settings["image_shape"])})
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON data, keys sorted (what Snakemake compares and metrics.json records)."""
-        return canonical(dataclasses.asdict(self))
+        """Plain JSON data, keys sorted (what Snakemake compares and metrics.json records),
+        without the method settings that are None (those of another method)."""
+        return canonical(
+            {
+                name: value
+                for name, value in dataclasses.asdict(self).items()
+                if not (name in _METHOD_SETTINGS and value is None)
+            }
+        )
 
     @property
     def model_name(self) -> str:
@@ -270,7 +297,7 @@ class Study:
         self, experiment: str, method: str, value_text: str, seed: int
     ) -> dict[str, Any]:
         """What one training run's result depends on: the protocol, the method and its
-        value (gamma or alpha), and the seed.
+        value (gamma or alpha), the seed, and for lspp ``weight_decay_on_c``.
 
         Snakemake reruns a job when these change; how the job runs (devices, threads,
         evaluation batch size) is in :meth:`compute_settings` instead.
@@ -308,6 +335,11 @@ class Study:
             method=method,
             value=chosen.value_for(method, value_text),
             seed=seed,
+            weight_decay_on_c=(
+                self.config["methods"]["lspp"]["weight_decay_on_c"]
+                if method == "lspp"
+                else None
+            ),
         )
 
     def compute_settings(self) -> dict[str, Any]:

@@ -480,10 +480,14 @@ def compile_for_method(
 
     accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     if settings.method == "lspp":
+        from smoothbench.models import L2_WEIGHT
+
         model = LabelSmoothingPlusPlusModel(
             model,
             settings.num_classes,
             settings.value,
+            # C's weight decay is the convolutions' l2 (assumption #20)
+            matrix_l2=L2_WEIGHT if settings.weight_decay_on_c else 0.0,
             name="label_smoothing_plus_plus",
         )
         model.compile(optimizer=optimizer, metrics=[accuracy], jit_compile=jit_compile)
