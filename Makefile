@@ -78,7 +78,7 @@ $(UV_VENV)/bin/uv:
 	$(UV_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
 demo: setup
-	$(BIN)/snakemake --cores 2 --configfile config/demo.yaml --report results/report.html --report-after-run
+	$(BIN)/snakemake --cores 2 --configfile config/demo.yaml --report results/demo/report.html --report-after-run
 
 # Real Fashion-MNIST images for the offline tests: Debian's package, installed when we are root.
 fashion-mnist:

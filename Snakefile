@@ -20,9 +20,6 @@ include: "workflow/rules/common.smk"
 report: "workflow/report/workflow.rst"
 
 
-STUDY = validated_study(config)
-
-
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/results.smk"

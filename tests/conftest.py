@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+# Where the demo writes (config/demo.yaml results_folder), relative to its workdir.
+DEMO_RESULTS = Path("results") / "demo"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 FASHION_MNIST_DIR = Path(
     os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
@@ -77,7 +79,7 @@ def demo(tmp_path_factory):
     (working directory, seconds it took). Tests that change files copy it first."""
     workdir = tmp_path_factory.mktemp("demo")
     started = time.monotonic()
-    report = workdir / "results" / "report.html"
+    report = workdir / DEMO_RESULTS / "report.html"
     process = subprocess.run(
         demo_command(
             workdir, "--cores", "2", "--report", str(report), "--report-after-run"

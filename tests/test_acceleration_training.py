@@ -186,7 +186,7 @@ def test_a_training_job_runs_under_each_installed_backend(tmp_path, backend):
     runs = study.runs()
     assert {run.method for run in runs} == {"gamma", "lspp"}
     for run in runs:
-        folder = tmp_path / run.folder()
+        folder = tmp_path / run.folder(study.runs_folder)
         metrics = json.loads((folder / run_record.METRICS_FILE).read_text())
         assert (
             metrics["backend"] == backend

@@ -432,7 +432,9 @@ def test_methods_choose_experiments_and_values_and_name_the_culprit():
     assert "alpha" not in study.experiments["cifar10"].methods
     # the seed paper's alpha by default
     assert study.experiments["cifar10"].methods["lspp"] == (0.1,)
-    folders = {run.folder() for run in study.runs() if run.method != "gamma"}
+    folders = {
+        run.folder(study.runs_folder) for run in study.runs() if run.method != "gamma"
+    }
     assert (
         "results/runs/mnist/alpha~0.2/seed~0" in folders
         and "results/runs/cifar10/lspp~0.1/seed~0" in folders
@@ -865,7 +867,7 @@ def _demo_config(**lspp) -> dict:
 
 def _all_train_settings(study) -> dict:
     return {
-        run.folder(): study.train_settings(
+        run.folder(study.runs_folder): study.train_settings(
             run.experiment, run.method, run.value_text, run.seed
         )
         for run in study.runs()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPOSITORY, demo_command
+from conftest import DEMO_RESULTS, REPOSITORY, demo_command
 
 from smoothbench import run_record
 
@@ -81,7 +81,7 @@ def slurm_demo(tmp_path_factory):
 
 def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo):
     workdir = slurm_demo
-    logs = workdir / "results" / "logs"
+    logs = workdir / DEMO_RESULTS / "logs"
     train_logs = sorted((logs / "train" / "digits").glob("*~*/seed~*.log"))
     assert [
         log.relative_to(logs / "train" / "digits").as_posix() for log in train_logs
@@ -105,7 +105,7 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
         job_ids.add(match.group(1))
         # compute.gpus_per_job: 1 reached SLURM
         assert "GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES='" in text
-        run = Path("results") / "runs" / "digits" / log.parent.name / "seed~0"
+        run = DEMO_RESULTS / "runs" / "digits" / log.parent.name / "seed~0"
         metrics = json.loads((workdir / run / "metrics.json").read_text())
         assert metrics["attempts"][-1]["slurm_job_id"] == match.group(1)
         # Same seed, same machine: each run's numbers are the local demo's twin's.
@@ -150,10 +150,10 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
     ).stdout.split()
     assert sorted(accounted) == sorted(f"{job}|COMPLETED" for job in job_ids)
     # Table 2 lists one line per run: the SLURM study's lines are the local demo's seed-0 lines.
-    ours = pd.read_csv(workdir / "results" / "tables" / "table2.csv").drop(
+    ours = pd.read_csv(workdir / DEMO_RESULTS / "tables" / "table2.csv").drop(
         columns=["metrics_file"], errors="ignore"
     )
-    local = pd.read_csv(demo[0] / "results" / "tables" / "table2.csv").drop(
+    local = pd.read_csv(demo[0] / DEMO_RESULTS / "tables" / "table2.csv").drop(
         columns=["metrics_file"], errors="ignore"
     )
     local = local[local["seed"] == 0].reset_index(drop=True)
@@ -336,14 +336,14 @@ def _demo_speed(demo) -> tuple[float, float]:
     """(seconds per epoch after the first, seconds a job spends outside its epochs: start-up,
     data, model), medians over the local demo's gamma runs, which train the network of
     CANCEL_CONFIG on the same data with the same threads, on this machine, in this session."""
-    runs = demo[0] / "results" / "runs" / "digits"
+    runs = demo[0] / DEMO_RESULTS / "runs" / "digits"
     epochs, overheads = [], []
     for history_file in sorted(runs.glob("gamma~*/seed~*/history.csv")):
         history = run_record.read_history(history_file)
         epochs += [row["seconds"] for row in history[1:]]
         where = history_file.parent.relative_to(runs)
         benchmark = (
-            demo[0] / "results" / "benchmarks" / "train" / "digits" / f"{where}.tsv"
+            demo[0] / DEMO_RESULTS / "benchmarks" / "train" / "digits" / f"{where}.tsv"
         )
         wall = float(pd.read_csv(benchmark, sep="\t")["s"].iloc[0])
         overheads.append(wall - sum(row["seconds"] for row in history))
@@ -444,6 +444,7 @@ def test_asking_for_a_gpu_on_a_cluster_without_gpus_fails_with_slurms_error(tmp_
             in process.stdout + process.stderr
         )
         # nothing trained
-        assert not list(tmp_path.glob("results/runs/**/metrics.json"))
+        assert not list(tmp_path.glob("results/demo/runs/**/metrics.json"))
+        assert (tmp_path / DEMO_RESULTS).exists()  # where the demo writes
     finally:
         start_cluster(gpus=2)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_command
+from conftest import DEMO_RESULTS, demo_command
 
 from smoothbench.tables import OUTPUT_FILES
 
@@ -64,13 +64,13 @@ def copy_of(demo, tmp_path) -> Path:
 
 def test_the_demo_ends_in_tables_and_plots_traced_to_its_runs(demo):
     workdir, _ = demo
-    tables = workdir / "results" / "tables"
+    tables = workdir / DEMO_RESULTS / "tables"
     for name in OUTPUT_FILES:
         assert (tables / name).stat().st_size > 0, name
     for stem in FIGURES:
         for suffix in ("png", "pdf"):
             assert (
-                workdir / "results" / "plots" / f"{stem}.{suffix}"
+                workdir / DEMO_RESULTS / "plots" / f"{stem}.{suffix}"
             ).stat().st_size > 1000
     table2 = pd.read_csv(tables / "table2.csv")
     assert sorted(zip(table2["gamma"], table2["seed"])) == [
@@ -105,8 +105,8 @@ def test_the_demo_ends_in_tables_and_plots_traced_to_its_runs(demo):
 
 def test_the_demo_compares_three_methods_over_two_seeds(demo):
     workdir, _ = demo
-    tables = workdir / "results" / "tables"
-    runs = workdir / "results" / "runs" / "digits"
+    tables = workdir / DEMO_RESULTS / "tables"
+    runs = workdir / DEMO_RESULTS / "runs" / "digits"
     assert sorted(path.name for path in runs.iterdir()) == [
         "alpha~0.1",
         "gamma~0.6",
@@ -164,7 +164,7 @@ def test_the_demo_compares_three_methods_over_two_seeds(demo):
 
 def test_the_demo_report_holds_every_table_and_plot(demo):
     workdir, _ = demo
-    embedded = report_files(workdir / "results" / "report.html")
+    embedded = report_files(workdir / DEMO_RESULTS / "report.html")
     for name in (
         "table1.html",
         "table2.html",
@@ -175,7 +175,7 @@ def test_the_demo_report_holds_every_table_and_plot(demo):
         "paired_differences.html",
     ):
         assert name in embedded, sorted(embedded)
-        assert embedded[name] == (workdir / "results" / "tables" / name).read_bytes()
+        assert embedded[name] == (workdir / DEMO_RESULTS / "tables" / name).read_bytes()
     assert (
         b"<td>digits</td>" in embedded["table2.html"]
         and b"ImageN.(a)" in embedded["comparison.html"]
@@ -191,10 +191,10 @@ def test_the_demo_report_holds_every_table_and_plot(demo):
         b"LS++" in embedded["methods.html"] and b"ECE" in embedded["calibration.html"]
     )
     # both digits.png figures (training curves, reliability) and the C heatmap, byte for byte
-    plots = workdir / "results" / "plots"
+    plots = workdir / DEMO_RESULTS / "plots"
     pngs = {
         content
-        for _, content in embedded_files(workdir / "results" / "report.html")
+        for _, content in embedded_files(workdir / DEMO_RESULTS / "report.html")
         if content.startswith(b"\x89PNG")
     }
     for path in (
@@ -203,7 +203,7 @@ def test_the_demo_report_holds_every_table_and_plot(demo):
         plots / "c_matrix" / "digits" / "lspp~0.1.png",
     ):
         assert path.read_bytes() in pngs, path
-    text = (workdir / "results" / "report.html").read_text()
+    text = (workdir / DEMO_RESULTS / "report.html").read_text()
     assert (
         "Training curves" in text
         and "best validation accuracy" in text
@@ -214,11 +214,11 @@ def test_the_demo_report_holds_every_table_and_plot(demo):
 def test_tables_and_plots_regenerate_without_training(demo, tmp_path):
     workdir = copy_of(demo, tmp_path)
     assert planned_rules(workdir) == []  # touching nothing plans nothing
-    table = workdir / "results" / "tables" / "table1.md"
-    before = (workdir / "results" / "tables" / "table2.md").read_text()
+    table = workdir / DEMO_RESULTS / "tables" / "table1.md"
+    before = (workdir / DEMO_RESULTS / "tables" / "table2.md").read_text()
     table.unlink()
     assert planned_rules(workdir) == ["aggregate"]
-    (workdir / "results" / "plots" / "training_curves" / "digits.png").unlink()
+    (workdir / DEMO_RESULTS / "plots" / "training_curves" / "digits.png").unlink()
     assert planned_rules(workdir) == ["aggregate", "plot_training_curves"]
     process = subprocess.run(
         demo_command(workdir, "--cores", "2"), capture_output=True, text=True
@@ -227,7 +227,7 @@ def test_tables_and_plots_regenerate_without_training(demo, tmp_path):
     assert not re.search(r"^(?:local)?rule train:", process.stderr, re.MULTILINE)
     assert (
         table.exists()
-        and (workdir / "results" / "tables" / "table2.md").read_text() == before
+        and (workdir / DEMO_RESULTS / "tables" / "table2.md").read_text() == before
     )
     assert planned_rules(workdir) == []
 
@@ -236,7 +236,7 @@ def test_a_malformed_run_file_stops_aggregation_with_its_name(demo, tmp_path):
     workdir = copy_of(demo, tmp_path)
     metrics = (
         workdir
-        / "results"
+        / DEMO_RESULTS
         / "runs"
         / "digits"
         / "gamma~0.8"
@@ -257,14 +257,14 @@ def test_a_malformed_run_file_stops_aggregation_with_its_name(demo, tmp_path):
     assert process.returncode != 0
     output = process.stdout + process.stderr
     assert (
-        "results/runs/digits/gamma~0.8/seed~0/metrics.json: has no 'best_val_accuracy'"
+        "results/demo/runs/digits/gamma~0.8/seed~0/metrics.json: has no 'best_val_accuracy'"
         in output
     )
     # the runs are untouched: the other metrics files are still there
     assert (
         len(
             list(
-                (workdir / "results" / "runs").glob(
+                (workdir / DEMO_RESULTS / "runs").glob(
                     "digits/gamma~*/seed~0/metrics.json"
                 )
             )

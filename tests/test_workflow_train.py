@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FASHION_MNIST_DIR, REPOSITORY, SNAKEMAKE, run_workflow
+from conftest import (
+    DEMO_RESULTS,
+    FASHION_MNIST_DIR,
+    REPOSITORY,
+    SNAKEMAKE,
+    run_workflow,
+)
 
 from smoothbench import storage, training
 from smoothbench.study import load_study_file
@@ -69,7 +75,7 @@ def test_the_paper_study_plans_one_train_job_per_run_with_its_resources(tmp_path
 
 def test_the_demo_runs_offline_end_to_end_and_trains_every_run(demo):
     workdir, _ = demo
-    manifest, _ = storage.open_prepared(workdir / "results" / "prepared" / "digits")
+    manifest, _ = storage.open_prepared(workdir / DEMO_RESULTS / "prepared" / "digits")
     assert (
         manifest["splits"]["train"]["count"] + manifest["splits"]["validation"]["count"]
         == 1797
@@ -78,7 +84,7 @@ def test_the_demo_runs_offline_end_to_end_and_trains_every_run(demo):
     runs = study.runs()
     assert len(runs) == 14  # (5 gammas + alpha + LS++) x 2 seeds
     for run in runs:
-        folder = workdir / run.folder()
+        folder = workdir / run.folder(study.runs_folder)
         metrics = json.loads((folder / "metrics.json").read_text())
         history = training.read_history(folder / "history.csv")
         assert [row["epoch"] for row in history] == list(range(8))
@@ -230,8 +236,8 @@ def test_nothing_done_to_the_checkout_replans_a_finished_run(demo, tmp_path):
     later = time.time()  # newer than every output of the finished demo
     for path in [
         *checkout.rglob("*"),
-        *(workdir / "results" / "prepared").rglob("*"),
-        *(workdir / "results" / "downloads").rglob("*"),
+        *(workdir / DEMO_RESULTS / "prepared").rglob("*"),
+        *(workdir / DEMO_RESULTS / "downloads").rglob("*"),
     ]:
         if path.is_file() and not path.is_symlink():
             os.utime(path, (later, later))
@@ -265,7 +271,7 @@ def test_nothing_done_to_the_checkout_replans_a_finished_run(demo, tmp_path):
     ]
 
     # Other data (a manifest whose arrays differ) retrains every run on it.
-    manifest_path = workdir / "results" / "prepared" / "digits" / "manifest.json"
+    manifest_path = workdir / DEMO_RESULTS / "prepared" / "digits" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["arrays"]["train_labels"]["sha256"] = "0" * 64
     manifest_path.write_text(json.dumps(manifest))

@@ -95,6 +95,18 @@ def run_folder_pattern(runs_root: str) -> str:
     return run_folder(runs_root, "{experiment}", "{method}", "{value}", "{seed}")
 
 
+def train_log(
+    logs_root: str, experiment: str, method: str, value: float | str, seed: int | str
+) -> str:
+    """A training job's log: ``{logs_root}/{experiment}/{method}~{value}/seed~{seed}.log``."""
+    return run_folder(logs_root, experiment, method, value, seed) + ".log"
+
+
+def train_log_pattern(logs_root: str) -> str:
+    """:func:`train_log` with Snakemake wildcards."""
+    return train_log(logs_root, "{experiment}", "{method}", "{value}", "{seed}")
+
+
 def output_names(method: str) -> list[str]:
     """A finished run's files, metrics.json last (it marks the run finished)."""
     return [HISTORY_FILE, *([C_MATRIX_FILE] if method == "lspp" else []), METRICS_FILE]

@@ -212,13 +212,13 @@ class Run:
             raise AttributeError(f"a {self.method} run has no gamma")
         return self.value
 
-    def folder(self, runs_root: str = "results/runs") -> str:
+    def folder(self, runs_root: str) -> str:
         """The run's folder (:func:`smoothbench.run_record.run_folder`)."""
         return run_record.run_folder(
             runs_root, self.experiment, self.method, self.value, self.seed
         )
 
-    def files(self, runs_root: str = "results/runs") -> dict[str, str]:
+    def files(self, runs_root: str) -> dict[str, str]:
         """kind -> path of the run's outputs (:func:`smoothbench.run_record.output_files`)."""
         return run_record.output_files(self.folder(runs_root), self.method)
 
@@ -229,6 +229,25 @@ class Study:
 
     config: dict
     experiments: dict[str, Experiment]
+
+    @property
+    def results_folder(self) -> str:
+        """Where the study writes everything (config key results_folder)."""
+        return self.config["results_folder"].rstrip("/") or "/"
+
+    @property
+    def runs_folder(self) -> str:
+        """The root of the run path grammar (:mod:`smoothbench.run_record`)."""
+        return f"{self.results_folder}/runs"
+
+    @property
+    def logs_folder(self) -> str:
+        return f"{self.results_folder}/logs"
+
+    @property
+    def prepared_folder(self) -> str:
+        """Where each dataset's prepared arrays go, one folder per dataset."""
+        return f"{self.results_folder}/prepared"
 
     @property
     def datasets(self) -> list[str]:

@@ -39,9 +39,12 @@ def validated_study(config):
 RESULTS_CODE = code_fingerprint(workflow.basedir)
 
 
-RESULTS = "results"
-RUNS = f"{RESULTS}/runs"
-LOGS = f"{RESULTS}/logs"
+STUDY = validated_study(config)
+
+# Everything the study writes, under its config key results_folder (smoothbench.study).
+RESULTS = STUDY.results_folder
+RUNS = STUDY.runs_folder
+LOGS = STUDY.logs_folder
 TABLES = f"{RESULTS}/tables"
 PLOTS = f"{RESULTS}/plots"
 # The paper's Tables 1-2 and its printed Table 3, as data (inputs of the results stage).
@@ -54,7 +57,7 @@ GPU_ENVIRONMENT = "../../envs/smoothbench-gpu.yaml"
 
 def prepared_files(dataset):
     """The files of one prepared dataset (see smoothbench.storage)."""
-    folder = f"{RESULTS}/prepared/{dataset}"
+    folder = f"{STUDY.prepared_folder}/{dataset}"
     return {name: f"{folder}/{name}.npy" for name in ARRAY_NAMES} | {
         "manifest": f"{folder}/{MANIFEST_NAME}"
     }
@@ -98,7 +101,7 @@ RUN_FOLDER = run_record.run_folder_pattern(RUNS)
 HISTORY_FILE = run_record.HISTORY_FILE
 METRICS_FILE = run_record.METRICS_FILE
 C_MATRIX_FILE = run_record.C_MATRIX_FILE
-TRAIN_LOG = run_record.run_folder_pattern(f"{LOGS}/train") + ".log"
+TRAIN_LOG = run_record.train_log_pattern(f"{LOGS}/train")
 TRAIN_BENCHMARK = run_record.run_folder_pattern(f"{RESULTS}/benchmarks/train") + ".tsv"
 
 
