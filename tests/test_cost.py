@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import math
+import csv
+from decimal import Decimal
 
 import pytest
 import yaml
@@ -23,14 +24,45 @@ def test_every_registry_dataset_has_split_sizes():
     assert set(cost.SPLIT_SIZES) == set(registry.DATASETS)
 
 
+def printed_tables(text: str) -> list[dict[str, Decimal]]:
+    """The printed bill's tables in order, each row's name -> its GPU-h as printed: a
+    job is named by experiment, run and seed, a subtotal by its first column."""
+    tables = []
+    for block in text.split("\n\n"):
+        header, *lines = block.splitlines()
+        if header.startswith("total:"):
+            continue
+        width = 3 if " seed " in header else 1
+        tables.append(
+            {
+                " ".join(line.split()[:width]): Decimal(
+                    line.split()[-1].replace(",", "")
+                )
+                for line in lines
+            }
+        )
+    return tables
+
+
+def printed_total(text: str) -> tuple[int, Decimal]:
+    line = next(line for line in text.splitlines() if line.startswith("total: "))
+    runs, hours = line.removeprefix("total: ").split(" training jobs, ")
+    return int(runs), Decimal(hours.removesuffix(" GPU-hours").replace(",", ""))
+
+
 def test_the_papers_bill_is_the_sum_of_its_jobs():
     study = load_study_file(REPOSITORY / "config.yaml")
     rows = cost.plan(study, RATES, prepared_root=None)
     assert len(rows) == len(study.runs()) == 108
+    bill = cost.summarize(rows)
     total = sum(row["gpu_hours"] for row in rows)
+    # one rounding per job: the total is within half a unit per job of the exact sum
     assert (
-        cost.render(rows).splitlines()[-2]
-        == f"total: 108 training jobs, {total:,.1f} GPU-hours"
+        abs(bill.total.units / 10**bill.decimals - total)
+        <= 108 * 0.5 / 10**bill.decimals
+    )
+    assert cost.render(bill).splitlines()[-2] == (
+        f"total: 108 training jobs, {bill.hours(bill.total.units)} GPU-hours"
     )
     # one job by hand: cifar10, ResNet v2-83 on 32 px, 200 epochs of 50,000 + 10,000 / 3 images at 1,500/s
     cifar = next(row for row in rows if row["experiment"] == "cifar10")
@@ -41,6 +73,64 @@ def test_the_papers_bill_is_the_sum_of_its_jobs():
         b["images_per_second"] == pytest.approx(6000 * (32 / 72) ** 2, rel=1e-3)
         and "scaled from 32px" in b["rate_source"]
     )
+
+
+def test_the_papers_subtotals_add_up_to_its_total_as_printed():
+    study = load_study_file(REPOSITORY / "config.yaml")
+    bill = cost.summarize(cost.plan(study, RATES, prepared_root=None))
+    assert bill.total.runs == 108
+    # 13 experiments; 12 datasets (ImageNet's (a) and (b) are one dataset)
+    assert [subtotal.name for subtotal in bill.experiments] == list(study.experiments)
+    assert len(bill.datasets) == 12
+    imagenet = {subtotal.name: subtotal for subtotal in bill.experiments}
+    assert next(s for s in bill.datasets if s.name == "imagenet12").units == (
+        imagenet["imagenet12_a"].units + imagenet["imagenet12_b"].units
+    )
+    for level in (bill.experiments, bill.datasets):
+        assert sum(subtotal.runs for subtotal in level) == 108
+        assert sum(subtotal.units for subtotal in level) == bill.total.units
+
+    printed = cost.render(bill, per_run=True)
+    jobs, experiments, datasets = printed_tables(printed)
+    runs, total = printed_total(printed)
+    assert runs == 108 and len(jobs) == 108
+    assert len(experiments) == 13 and len(datasets) == 12
+    for table in (jobs, experiments, datasets):
+        assert sum(table.values()) == total
+    for name, hours in experiments.items():
+        assert hours == sum(
+            value for key, value in jobs.items() if key.split()[0] == name
+        )
+    assert (
+        datasets["imagenet12"]
+        == experiments["imagenet12_a"] + experiments["imagenet12_b"]
+    )
+    # without --per-run the same subtotals and total, and no job rows
+    summary = cost.render(bill)
+    assert printed.endswith(summary) and "gamma~1.0" not in summary
+
+
+def test_subtotals_add_up_where_rounding_each_one_would_not():
+    # three experiments of 0.334, 0.333, 0.333 GPU-hours: each rounded alone gives
+    # 0.33 + 0.33 + 0.33 = 0.99 against a total of 1.00; rounded once per job they add up
+    rows = [
+        {"experiment": name, "dataset": name, "gpu_hours": hours}
+        for name, hours in [("a", 0.334), ("b", 0.333), ("c", 0.333)]
+    ]
+    bill = cost.summarize(rows)
+    assert bill.decimals == 2
+    assert [bill.hours(subtotal.units) for subtotal in bill.experiments] == ["0.33"] * 3
+    assert bill.hours(bill.total.units) == "0.99"
+
+
+def test_a_bill_of_tiny_jobs_keeps_two_significant_digits():
+    rows = [{"experiment": "digits", "dataset": "digits", "gpu_hours": 0.000152}] * 14
+    bill = cost.summarize(rows)
+    assert bill.decimals == 5 and bill.hours(bill.run_units[0]) == "0.00015"
+    assert bill.hours(bill.total.units) == "0.00210"
+    assert cost.bill_decimals([{"gpu_hours": 0.0969}]) == 2  # 0.10
+    assert bill.hours(123456789) == "1,234.56789"
+    assert bill.hours(123456789, grouping=False) == "1234.56789"
 
 
 def test_runs_sharing_a_gpu_pay_their_share_of_its_hours():
@@ -104,19 +194,25 @@ def test_the_command_prints_the_bill(tmp_path, capsys, monkeypatch):
         == 0
     )
     printed = capsys.readouterr().out
-    assert "total: 108 training jobs" in printed
-    import csv
-
+    runs, total = printed_total(printed)
+    assert runs == 108
+    assert "gamma~1.0" not in printed  # the job rows only with --per-run
     with open("jobs.csv") as handle:
-        jobs = list(csv.DictReader(handle))
-    total = float(
-        printed.split("total: 108 training jobs, ")[1]
-        .split(" GPU-hours")[0]
-        .replace(",", "")
-    )
-    assert math.isclose(
-        sum(float(job["gpu_hours"]) for job in jobs), total, abs_tol=0.05
-    )
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[0] == "level"
+    levels = {}
+    for row in rows:
+        levels.setdefault(row["level"], []).append(row)
+    assert [
+        len(levels[level]) for level in ("run", "experiment", "dataset", "total")
+    ] == [108, 13, 12, 1]
+    # every level adds up to the printed total exactly, runs and GPU-hours
+    for level in ("run", "experiment", "dataset", "total"):
+        assert sum(Decimal(row["gpu_hours"]) for row in levels[level]) == total
+        assert sum(int(row["runs"]) for row in levels[level]) == 108
+    assert printed_tables(printed)[1] == {
+        row["dataset"]: Decimal(row["gpu_hours"]) for row in levels["dataset"]
+    }
     assert (
         cli.cost_main(
             [

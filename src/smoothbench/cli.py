@@ -9,19 +9,26 @@
 ``smoothbench-tables``: the tables of the runs finished so far, while a study still runs
 (the workflow's rule ``aggregate`` waits for every run).
 
-    smoothbench-tables [--configfile config.yaml] [--runs results/runs] [--output results/tables_interim]
+    smoothbench-tables [--configfile config.yaml] [--runs RESULTS/runs] [--output RESULTS/tables_interim]
 
-``smoothbench-cost``: the estimated GPU-hours of every planned training job and in total,
-from the benchmark's throughput or a stated one (see :mod:`smoothbench.cost`).
+(RESULTS: the config's results_folder, results/paper for config.yaml.)
+
+``smoothbench-cost``: the estimated GPU-hours of a study before it runs, per experiment,
+per dataset and in total (``--per-run``: every job too), from the benchmark's throughput
+or a stated one (see :mod:`smoothbench.cost`).
 
     smoothbench-cost [--configfile config.yaml] [--throughput results/benchmarks/throughput.csv]
-                     [--rate resnet_v2-83@72=900 ...] [--csv FILE]
+                     [--rate resnet_v2-83@72=900 ...] [--per-run] [--csv FILE]
+
+Every tool takes ``--version`` (:func:`add_version_option`) and says in ``--help`` what it
+does, with examples (:func:`tool_parser`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from smoothbench.config import ConfigError
@@ -31,9 +38,71 @@ from smoothbench.storage import PreparedDataError, open_prepared
 from smoothbench.study import load_study_file
 
 
-def main(argv: list[str] | None = None) -> int:
+def version_text(prog: str) -> str:
+    """``<prog> <version>``, and the commit when the package is imported from a git
+    checkout: the same provenance a run records in its metrics.json
+    (:func:`smoothbench.training.code_provenance`)."""
+    from smoothbench.training import code_provenance
+
+    provenance = code_provenance()
+    text = f"{prog} {provenance['version']}"
+    if provenance["commit"]:
+        changes = ", with uncommitted changes" if provenance["dirty"] else ""
+        text += f" (commit {provenance['commit'][:12]}{changes})"
+    return text
+
+
+class _VersionAction(argparse.Action):
+    """argparse's own ``action="version"`` takes its text when the parser is built: this
+    one asks git only when ``--version`` is given."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **keywords) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="print the tool's name, smoothbench's version and (in a git checkout) its commit, then exit",
+            **keywords,
+        )
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(version_text(parser.prog))
+        parser.exit()
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` a ``--version`` that prints :func:`version_text` and exits 0."""
+    parser.add_argument("--version", action=_VersionAction)
+
+
+def tool_parser(
+    prog: str, description: str, examples: Sequence[str]
+) -> argparse.ArgumentParser:
+    """The parser of one console script: its own description, its examples as the
+    epilog (kept as written), and ``--version``."""
     parser = argparse.ArgumentParser(
-        prog="smoothbench-data", description=__doc__.split("\n")[0]
+        prog=prog,
+        description=description,
+        epilog="examples:\n" + "\n".join(f"  {example}" for example in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_version_option(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``smoothbench-data``: the dataset registry, source files, prepared-data checks."""
+    parser = tool_parser(
+        "smoothbench-data",
+        "Around the data stage: list the datasets the workflow knows (K, splits, source),\n"
+        "the source files an air-gapped machine must fetch for one, or check a prepared\n"
+        "dataset folder against its manifest.",
+        [
+            "smoothbench-data datasets",
+            "smoothbench-data sources mnist",
+            "smoothbench-data verify results/demo/prepared/digits",
+        ],
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("datasets", help="list the known datasets")
@@ -71,10 +140,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def tables_main(argv: list[str] | None = None) -> int:
     """``smoothbench-tables``: Tables 1-3 and the comparison from the finished runs only."""
-    parser = argparse.ArgumentParser(
-        prog="smoothbench-tables",
-        description="Write Tables 1-3 and the comparison with the paper from the runs finished so far "
-        "('-' marks unfinished cells). The workflow's own results/tables/ is left alone.",
+    parser = tool_parser(
+        "smoothbench-tables",
+        "Write Tables 1-3 and the comparison with the paper from the runs finished so far,\n"
+        "while a study still runs ('-' marks unfinished cells). The workflow's own\n"
+        "tables (the study's results_folder/tables/) are left alone.",
+        [
+            "smoothbench-tables",
+            "smoothbench-tables --configfile config/demo.yaml --output /tmp/tables",
+        ],
     )
     parser.add_argument(
         "--configfile",
@@ -82,16 +156,22 @@ def tables_main(argv: list[str] | None = None) -> int:
         help="the study's config (default: config.yaml)",
     )
     parser.add_argument(
-        "--runs", default="results/runs", help="the runs folder (default: results/runs)"
+        "--runs", help="the runs folder (default: the config's results_folder/runs)"
     )
     parser.add_argument(
         "--output",
-        default="results/tables_interim",
-        help="where to write (default: results/tables_interim)",
+        help="where to write (default: the config's results_folder/tables_interim)",
     )
     arguments = parser.parse_args(argv)
     from smoothbench import tables
 
+    try:
+        study = load_study_file(arguments.configfile)
+    except (OSError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    arguments.runs = arguments.runs or study.runs_folder
+    arguments.output = arguments.output or f"{study.results_folder}/tables_interim"
     if Path(arguments.output).resolve() == (
         Path(arguments.runs).resolve().parent / "tables"
     ):
@@ -101,7 +181,6 @@ def tables_main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        study = load_study_file(arguments.configfile)
         finished, unfinished = tables.finished_runs(study, arguments.runs)
         total = len(finished) + len(unfinished)
         if not finished:
@@ -137,9 +216,17 @@ def tables_main(argv: list[str] | None = None) -> int:
 
 def cost_main(argv: list[str] | None = None) -> int:
     """``smoothbench-cost``: the bill of a study before it runs."""
-    parser = argparse.ArgumentParser(
-        prog="smoothbench-cost",
-        description="Estimated GPU-hours of every training job the config plans, and the total.",
+    parser = tool_parser(
+        "smoothbench-cost",
+        "Estimate the GPU-hours of the training jobs a config plans, before they run: per\n"
+        "experiment, per dataset and in total (--per-run lists every job too), priced at\n"
+        "the benchmark's throughput or at stated rates. Each job is rounded once and the\n"
+        "subtotals and the total are sums of those figures, so they add up as printed.",
+        [
+            "smoothbench-cost                          # with results/benchmarks/throughput.csv",
+            "smoothbench-cost --rate resnet_v1-20@32=1430 --rate resnet_v2-83@72=154",
+            "smoothbench-cost --configfile config/demo.yaml --rate resnet_v1-20@32=1430 --per-run",
+        ],
     )
     parser.add_argument(
         "--configfile",
@@ -173,10 +260,20 @@ def cost_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--prepared",
-        default="results/prepared",
-        help="prepared data, for split sizes when present",
+        help="prepared data, for split sizes when present (default: the config's "
+        "results_folder/prepared)",
     )
-    parser.add_argument("--csv", help="also write every job's estimate to this CSV")
+    # not --runs: in smoothbench-tables that names the runs folder
+    parser.add_argument(
+        "--per-run",
+        action="store_true",
+        help="also print every job above the subtotals (the CSV always has them)",
+    )
+    parser.add_argument(
+        "--csv",
+        help="also write the bill to this CSV: every job, then the experiments, the datasets "
+        "and the total (column level)",
+    )
     arguments = parser.parse_args(argv)
     from smoothbench import cost, storage
 
@@ -198,20 +295,24 @@ def cost_main(argv: list[str] | None = None) -> int:
             if arguments.evaluation_speedup is None
             else arguments.evaluation_speedup
         )
-        rows = cost.plan(study, rates, arguments.prepared, speedup)
+        prepared = arguments.prepared or study.prepared_folder
+        bill = cost.summarize(cost.plan(study, rates, prepared, speedup))
     except (OSError, SmoothbenchError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(cost.render(rows))
+    print(cost.render(bill, per_run=arguments.per_run))
     if arguments.csv:
         import csv
 
         with storage.atomic_file(Path(arguments.csv)) as handle:
             writer = csv.DictWriter(
-                handle, fieldnames=list(rows[0]), lineterminator="\n"
+                handle,
+                fieldnames=cost.csv_fields(bill),
+                restval="",
+                lineterminator="\n",
             )
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(cost.csv_rows(bill))
     return 0
 
 

@@ -16,6 +16,11 @@ faster than training unless stated.
 
 Split sizes come from the prepared data's manifest when it exists, else from the TFDS
 catalog (visual_domain_decathlon 1.2.0, mnist, cifar10) or the digits split below.
+
+The bill (:func:`summarize`) adds the jobs up per experiment, per dataset and in total.
+Each job's GPU-hours is rounded once, to the bill's decimals, and every subtotal and the
+total is the exact sum of those rounded figures: what is printed adds up as printed,
+job rows to experiments, experiments to datasets and to the total.
 """
 
 from __future__ import annotations
@@ -164,7 +169,7 @@ def split_sizes(
 def plan(
     study: Study,
     rates: list[Rate],
-    prepared_root: Path | str | None = "results/prepared",
+    prepared_root: Path | str | None = None,
     evaluation_speedup: float = DEFAULT_EVALUATION_SPEEDUP,
 ) -> list[dict]:
     """One row per planned training run with its estimated hours and GPU-hours."""
@@ -187,6 +192,7 @@ def plan(
         rows.append(
             {
                 "experiment": run.experiment,
+                "dataset": experiment.dataset.name,
                 "method": run.method,
                 "value": run.value_text,
                 "seed": run.seed,
@@ -207,18 +213,162 @@ def plan(
     return rows
 
 
-def render(rows: list[dict]) -> str:
-    """The plan as a text table and its total."""
-    lines = [
-        f"{'experiment':14} {'run':12} {'seed':>4} {'network':14} {'px':>3} {'epochs':>6} {'img/s':>8} {'GPU-h':>9}"
-    ]
-    for row in rows:
+# A bill never shows fewer decimals of GPU-hours than this (0.01 h = 36 s).
+MINIMUM_DECIMALS = 2
+# ... nor so few that its smallest job keeps fewer significant digits than this (the
+# demo's jobs take seconds: at 2 decimals each would be priced at 0.00).
+SIGNIFICANT_DIGITS = 2
+MAXIMUM_DECIMALS = 9
+
+
+def bill_decimals(rows: list[dict]) -> int:
+    """Decimals of GPU-hours for a bill: at least ``MINIMUM_DECIMALS``, more where the
+    smallest job would otherwise keep fewer than ``SIGNIFICANT_DIGITS`` digits."""
+    positive = [row["gpu_hours"] for row in rows if row["gpu_hours"] > 0]
+    if not positive:
+        return MINIMUM_DECIMALS
+    smallest = min(positive)
+    decimals = MINIMUM_DECIMALS
+    while (
+        round(smallest * 10**decimals) < 10 ** (SIGNIFICANT_DIGITS - 1)
+        and decimals < MAXIMUM_DECIMALS
+    ):
+        decimals += 1
+    return decimals
+
+
+@dataclasses.dataclass(frozen=True)
+class Subtotal:
+    """The jobs of one experiment, one dataset or the whole study, and their GPU-hours."""
+
+    level: str  # "experiment", "dataset" or "total"
+    name: str  # the experiment's or the dataset's name; "total"
+    dataset: str | None  # the experiment's dataset (experiment level only)
+    runs: int
+    units: int  # GPU-hours in units of 10**-decimals: integers add up exactly
+
+
+@dataclasses.dataclass(frozen=True)
+class Bill:
+    """The plan's jobs, each rounded once, and the subtotals made of those rounded figures."""
+
+    decimals: int
+    runs: list[dict]  # plan()'s rows, exact
+    run_units: list[int]  # each run's GPU-hours rounded, in units of 10**-decimals
+    experiments: list[Subtotal]  # in the config's order
+    datasets: list[Subtotal]  # in order of first appearance
+    total: Subtotal
+
+    def hours(self, units: int, grouping: bool = True) -> str:
+        """``units`` as GPU-hours with the bill's decimals, from integers (no float)."""
+        whole, fraction = divmod(units, 10**self.decimals)
+        whole_text = f"{whole:,}" if grouping else str(whole)
+        return f"{whole_text}.{fraction:0{self.decimals}d}"
+
+
+def summarize(rows: list[dict], decimals: int | None = None) -> Bill:
+    """The bill of ``plan()``'s rows: per experiment, per dataset, in total.
+
+    Rounding each job once and summing integers is what makes every printed subtotal
+    the sum of the figures above it; rounding each subtotal from the exact sums instead
+    can leave them 0.01 off the printed total."""
+    if decimals is None:
+        decimals = bill_decimals(rows)
+    run_units = [round(row["gpu_hours"] * 10**decimals) for row in rows]
+
+    def grouped(key: str, level: str) -> list[Subtotal]:
+        runs: dict[str, int] = {}
+        units: dict[str, int] = {}
+        datasets: dict[str, str] = {}
+        for row, own in zip(rows, run_units):
+            runs[row[key]] = runs.get(row[key], 0) + 1
+            units[row[key]] = units.get(row[key], 0) + own
+            datasets[row[key]] = row["dataset"]
+        return [
+            Subtotal(
+                level,
+                name,
+                datasets[name] if level == "experiment" else None,
+                runs[name],
+                units[name],
+            )
+            for name in runs
+        ]
+
+    return Bill(
+        decimals,
+        rows,
+        run_units,
+        grouped("experiment", "experiment"),
+        grouped("dataset", "dataset"),
+        Subtotal("total", "total", None, len(rows), sum(run_units)),
+    )
+
+
+def render(bill: Bill, per_run: bool = False) -> str:
+    """The bill as text: the jobs (``per_run``), the experiments, the datasets, the total."""
+    width = max(
+        [9] + [len(bill.hours(subtotal.units)) for subtotal in bill.experiments]
+    )
+    width = max(width, len(bill.hours(bill.total.units)))
+    lines = []
+    if per_run:
         lines.append(
-            f"{row['experiment']:14} {row['method'] + '~' + row['value']:12} {row['seed']:>4} {row['network']:14} "
-            f"{row['side']:>3} {row['epochs']:>6} {row['images_per_second']:>8.1f} {row['gpu_hours']:>9.2f}"
+            f"{'experiment':14} {'run':12} {'seed':>4} {'network':14} {'px':>3} {'epochs':>6} {'img/s':>8} {'GPU-h':>{width}}"
         )
-    total = sum(row["gpu_hours"] for row in rows)
-    lines.append(f"total: {len(rows)} training jobs, {total:,.1f} GPU-hours")
-    sources = sorted({row["rate_source"] for row in rows})
+        for row, units in zip(bill.runs, bill.run_units):
+            lines.append(
+                f"{row['experiment']:14} {row['method'] + '~' + row['value']:12} {row['seed']:>4} {row['network']:14} "
+                f"{row['side']:>3} {row['epochs']:>6} {row['images_per_second']:>8.1f} {bill.hours(units):>{width}}"
+            )
+        lines.append("")
+    # the network, side, epochs and throughput are the experiment's: its first job's
+    first = {}
+    for row in bill.runs:
+        first.setdefault(row["experiment"], row)
+    lines.append(
+        f"{'experiment':14} {'dataset':14} {'runs':>4} {'network':14} {'px':>3} {'epochs':>6} {'img/s':>8} {'GPU-h':>{width}}"
+    )
+    for subtotal in bill.experiments:
+        row = first[subtotal.name]
+        lines.append(
+            f"{subtotal.name:14} {subtotal.dataset:14} {subtotal.runs:>4} {row['network']:14} "
+            f"{row['side']:>3} {row['epochs']:>6} {row['images_per_second']:>8.1f} {bill.hours(subtotal.units):>{width}}"
+        )
+    lines.append("")
+    lines.append(f"{'dataset':14} {'runs':>4} {'GPU-h':>{width}}")
+    for subtotal in bill.datasets:
+        lines.append(
+            f"{subtotal.name:14} {subtotal.runs:>4} {bill.hours(subtotal.units):>{width}}"
+        )
+    lines.append("")
+    lines.append(
+        f"total: {bill.total.runs} training jobs, {bill.hours(bill.total.units)} GPU-hours"
+    )
+    sources = sorted({row["rate_source"] for row in bill.runs})
     lines.append("throughput from: " + "; ".join(sources))
     return "\n".join(lines)
+
+
+def csv_rows(bill: Bill) -> list[dict]:
+    """The bill as CSV rows, ``level`` first: every job (``run``), then each experiment,
+    each dataset and the total. ``gpu_hours`` is the printed, rounded figure on every row
+    (so rows of one level add up to the total exactly); ``hours`` stays exact."""
+    rows = [
+        {"level": "run", **row, "runs": 1, "gpu_hours": bill.hours(units, False)}
+        for row, units in zip(bill.runs, bill.run_units)
+    ]
+    for subtotal in [*bill.experiments, *bill.datasets, bill.total]:
+        row = {"level": subtotal.level, "runs": subtotal.runs}
+        if subtotal.level == "experiment":
+            row.update(experiment=subtotal.name, dataset=subtotal.dataset)
+        elif subtotal.level == "dataset":
+            row["dataset"] = subtotal.name
+        row["gpu_hours"] = bill.hours(subtotal.units, False)
+        rows.append(row)
+    return rows
+
+
+def csv_fields(bill: Bill) -> list[str]:
+    """The CSV's columns: ``level``, a job's columns (``plan()``'s keys), ``runs``."""
+    return ["level", *bill.runs[0], "runs"]
