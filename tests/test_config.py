@@ -911,3 +911,21 @@ def test_run_settings_hold_weight_decay_on_c_for_lspp_runs_only():
     with pytest.raises(ConfigError, match="must be absent .None. for a gamma run"):
         RunSettings.from_dict({**gamma, "weight_decay_on_c": True})
 
+
+def test_tensorboard_logging_needs_tensorboard_installed(monkeypatch):
+    import importlib.util
+
+    from smoothbench.study import load_study
+
+    config = {"compute": {"tensorboard": True}, "experiments": {"digits": {}}}
+    assert load_study(config).config["compute"]["tensorboard"] is True
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "tensorboard" else real(name, *rest),
+    )
+    with pytest.raises(
+        ConfigError, match=r"'compute.tensorboard': true needs the tensorboard package"
+    ):
+        load_study(config)

@@ -14,6 +14,7 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -172,7 +173,12 @@ CANCEL_CONFIG = {
         "augmentation": {"shift": 0.1, "horizontal_flip": False},
         "gammas": [0.9],
     },
-    "compute": {"threads_per_job": 2, "gpus_per_job": 1, "cpu_fallback": True},
+    "compute": {
+        "threads_per_job": 2,
+        "gpus_per_job": 1,
+        "cpu_fallback": True,
+        "progress_seconds": 0.5,
+    },
     "experiments": {"digits": {}},
 }
 
@@ -197,6 +203,27 @@ def _train_until_two_epochs(tmp_path: Path, config: Path):
         assert workflow.poll() is None, (tmp_path / "snakemake.out").read_text()[-3000:]
         assert time.monotonic() < deadline, "no two epochs within 600 s"
         time.sleep(0.2)
+    # While the job runs, its SLURM log already holds progress lines from within the
+    # epochs (what tail -f shows), and smoothbench-status, reading the files only,
+    # shows the run training.
+    assert re.search(
+        r"epoch \d of 0\.\.9  step \d+/\d+  [\d,]+ images/s  epoch ETA .*  run ETA ",
+        log.read_text(),
+    ), log.read_text()[-3000:]
+    shown = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "smoothbench-status"),
+            "--configfile",
+            str(config),
+            "--json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (only,) = json.loads(shown.stdout)["runs"]
+    assert only["state"] == "running" and only["epochs_done"] >= 2, only
     return workflow, run, log
 
 

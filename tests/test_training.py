@@ -233,7 +233,13 @@ def test_prepared_data_of_another_dataset_fails_before_training(digits, tmp_path
             tmp_path,
             log=lambda message: None,
         )
-    assert not any(tmp_path.iterdir())
+    # nothing but the status that smoothbench-status shows: failed, and why
+    assert [path.relative_to(tmp_path) for path in tmp_path.rglob("*")] == [
+        run_record.status_path(".").parent,
+        run_record.status_path("."),
+    ]
+    status = run_record.read_run_status(tmp_path)
+    assert status["state"] == "failed" and "expects 'dtd'" in status["error"]
 
 
 def test_corrupted_prepared_data_fails_before_training(digits, tmp_path):
@@ -251,7 +257,11 @@ def test_corrupted_prepared_data_fails_before_training(digits, tmp_path):
             tmp_path / "run",
             log=lambda message: None,
         )
-    assert not (tmp_path / "run").exists()
+    assert run_record.read_run_status(tmp_path / "run")["state"] == "failed"
+    assert [path.name for path in (tmp_path / "run").rglob("*")] == [
+        run_record.CHECKPOINT_FOLDER,
+        run_record.STATUS_FILE,
+    ]
 
 
 @pytest.mark.parametrize("method, value", [("gamma", "0.9"), ("lspp", "0.1")])
@@ -405,7 +415,7 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
             _limit=calls_before_kill,
             **keywords,
         ):
-            if "epoch 1/1" in " ".join(seen):
+            if "epoch 0 of 0..0  lr" in " ".join(seen):
                 _calls.append(1)
                 if len(_calls) == _limit:
                     raise KeyboardInterrupt(case)
@@ -625,7 +635,12 @@ def test_a_job_given_a_gpu_that_its_backend_cannot_see_stops_before_training(
     ):
         assert part in message, (part, message)
     assert not (tmp_path / "refused" / "metrics.json").exists()
-    assert not (tmp_path / "refused" / "checkpoint").exists()  # nothing trained
+    # nothing trained: no checkpoint, only the status that says why
+    assert [path.name for path in (tmp_path / "refused" / "checkpoint").iterdir()] == [
+        run_record.STATUS_FILE
+    ]
+    status = run_record.read_run_status(tmp_path / "refused")
+    assert status["state"] == "failed" and "GpuNotVisibleError" in status["error"]
     lines = []
     metrics = training.train(
         settings,
@@ -640,3 +655,60 @@ def test_a_job_given_a_gpu_that_its_backend_cannot_see_stops_before_training(
     assert any(
         line.startswith("WARNING: this training job was given GPUs") for line in lines
     )
+
+
+def test_progress_lines_within_each_epoch_a_status_and_tensorboard(digits, tmp_path):
+    study, prepared = digits
+    compute = study.compute_settings() | {"progress_seconds": 1e-9, "tensorboard": True}
+    lines = []
+    statuses = []
+    original = run_record.write_run_status
+
+    def recording(folder, state, **fields):
+        statuses.append((state, fields.get("epoch"), fields.get("step")))
+        original(folder, state, **fields)
+
+    run_record.write_run_status = recording
+    try:
+        metrics = training.train(
+            _settings(study), compute, prepared, tmp_path, log=lines.append
+        )
+    finally:
+        run_record.write_run_status = original
+    steps = -(-len(np.load(prepared / "train_labels.npy")) // 128)
+    epoch_lines = [line for line in lines if line.startswith("epoch ")]
+    # each epoch: a line after every step but the last, then the epoch's own line
+    for epoch in (0, 1):
+        mine = [
+            line for line in epoch_lines if line.startswith(f"epoch {epoch} of 0..1")
+        ]
+        assert [line.split("  ")[1] for line in mine[:-1]] == [
+            f"step {step}/{steps}" for step in range(1, steps)
+        ], mine
+        assert "images/s" in mine[0] and "run ETA" in mine[0]
+        assert mine[-1].split("  ")[1].startswith("lr ")
+    assert f"at epoch {metrics['best_epoch']} of 0..1" in lines[-1]
+    assert statuses[0][0] == "starting" and ("running", 1, 0) in statuses
+    assert ("running", 0, steps - 1) in statuses
+    assert run_record.read_run_status(tmp_path) is None  # gone with the checkpoint
+    events = {
+        path.parent.name for path in (tmp_path / "tensorboard").rglob("events.out.*")
+    }
+    assert events == {"train", "validation"}
+
+
+def test_a_job_that_fails_says_so_in_its_status(digits, tmp_path, monkeypatch):
+    study, prepared = digits
+
+    def broken(*arguments, **keywords):
+        raise RuntimeError("a disk on fire")
+
+    monkeypatch.setattr(training, "train_epochs", broken)
+    with pytest.raises(RuntimeError, match="a disk on fire"):
+        training.train(
+            _settings(study), study.compute_settings(), prepared, tmp_path, log=print
+        )
+    status = run_record.read_run_status(tmp_path)
+    assert status["state"] == "failed"
+    assert status["error"] == "RuntimeError: a disk on fire"
+    assert status["pid"] > 0 and not (tmp_path / "metrics.json").exists()

@@ -98,9 +98,11 @@ def test_the_demo_runs_offline_end_to_end_and_trains_every_run(demo):
         assert not (folder / "checkpoint").exists()
         assert (folder / "c_matrix.npy").exists() == (run.method == "lspp")
         where = f"digits/{run.method}~{run.value_text}/seed~{run.seed}"
-        log = (workdir / "results" / "logs" / "train" / f"{where}.log").read_text()
-        assert "epoch 8/8" in log and "done: best val_accuracy" in log
-        assert (workdir / "results" / "benchmarks" / "train" / f"{where}.tsv").exists()
+        log = (workdir / DEMO_RESULTS / "logs" / "train" / f"{where}.log").read_text()
+        assert "epoch 7 of 0..7  lr" in log and "done: best val_accuracy" in log
+        assert (
+            workdir / DEMO_RESULTS / "benchmarks" / "train" / f"{where}.tsv"
+        ).exists()
 
 
 def _planned(workdir: Path, config: dict) -> list[str]:

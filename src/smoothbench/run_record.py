@@ -7,7 +7,8 @@ read runs through it; nothing else spells a run's path or a file name.
 Path grammar: ``{runs}/{experiment}/{method}~{value}/seed~{seed}/``, the value written
 by :func:`format_value` (``0.9``, ``1.0``). A finished run's folder holds
 ``history.csv``, ``c_matrix.npy`` (Label Smoothing++ only) and, written last,
-``metrics.json``; while it trains, ``checkpoint/`` (``state.npz``, ``progress.csv``);
+``metrics.json``; while it trains, ``checkpoint/`` (``state.npz``, ``progress.csv``,
+``status.json``);
 once finished, ``.finished/`` (the outputs and their fingerprints, see
 :mod:`smoothbench.training`).
 
@@ -37,6 +38,8 @@ C_MATRIX_FILE = "c_matrix.npy"
 CHECKPOINT_FOLDER = "checkpoint"
 CHECKPOINT_FILE = "state.npz"
 PROGRESS_FILE = "progress.csv"
+STATUS_FILE = "status.json"
+TENSORBOARD_FOLDER = "tensorboard"  # with compute.tensorboard
 FINISHED_FOLDER = ".finished"
 FINGERPRINT_FILE = "fingerprint.json"
 # Each output's kind, as the rules name their outputs.
@@ -160,6 +163,50 @@ def read_history(path: Path | str) -> list[dict]:
         }
         for row in rows
     ]
+
+
+# ---------------------------------------------------------------- status.json
+
+# What a training job says of itself in checkpoint/status.json, rewritten at each
+# progress line and epoch end (smoothbench.training) and read by smoothbench-status.
+# The folder goes when the run finishes, so a run with metrics.json has no status.
+#   starting  the job is setting up (data, backend, model)
+#   running   training; "updated" says when it last spoke
+#   stopped   stopped by SIGTERM after a checkpoint (a time limit, scancel, a preemption)
+#   failed    stopped by an error, named in "error"
+# A job killed outright (SIGKILL, a node lost) cannot say so: its status stays
+# "running" and grows old; smoothbench.status calls it stalled.
+RUN_STATES = ("starting", "running", "stopped", "failed")
+
+
+def status_path(run_folder: Path | str) -> Path:
+    return Path(run_folder) / CHECKPOINT_FOLDER / STATUS_FILE
+
+
+def write_run_status(run_folder: Path | str, state: str, **fields) -> None:
+    """Rewrite the run's status.json (atomically): ``state`` (one of RUN_STATES), the
+    wall-clock time it was written (``updated``, seconds since the epoch) and ``fields``
+    (epoch, step, steps, images_per_second, ETAs, ... as training knows them)."""
+    import time
+
+    if state not in RUN_STATES:
+        raise ValueError(f"unknown run state {state!r}; one of {', '.join(RUN_STATES)}")
+    payload = {"state": state, "updated": round(time.time(), 3), **fields}
+    with storage.atomic_file(status_path(run_folder)) as stream:
+        json.dump(payload, stream, indent=1, sort_keys=True)
+        stream.write("\n")
+
+
+def read_run_status(run_folder: Path | str) -> dict | None:
+    """The run's status.json, or None when there is none (or it cannot be read: it is
+    advisory, rewritten often, and never a result)."""
+    try:
+        payload = json.loads(status_path(run_folder).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(payload, dict) or payload.get("state") not in RUN_STATES:
+        return None
+    return payload
 
 
 # ---------------------------------------------------------------- metrics.json

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import importlib.util
 import json
 import math
 import os
@@ -525,6 +526,11 @@ def _check_compute(compute: dict) -> None:
         )
     except AccelerationError as error:
         raise ConfigError(str(error)) from None
+    if compute["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(
+            "config key 'compute.tensorboard': true needs the tensorboard package, which is not "
+            "installed; pip install -e '.[tensorboard]' (or set it to false)"
+        )
 
 
 def _resolve_methods(config: dict, experiments: dict[str, Experiment]) -> None:

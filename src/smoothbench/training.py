@@ -56,8 +56,16 @@ from typing import Any
 
 import numpy as np
 
-from smoothbench import acceleration, storage
+from smoothbench import acceleration, run_record, storage
 from smoothbench.errors import SmoothbenchError
+from smoothbench.progress import (
+    EpochReporter,
+    TensorBoardLog,
+    epoch_label,
+    run_eta,
+    where,
+)
+from smoothbench.progress import keras_callback as progress_callback
 from smoothbench.run_record import (
     C_MATRIX_FILE,
     CALIBRATION_KEYS,
@@ -546,18 +554,35 @@ def train(
     metrics = republish_finished(settings, run_folder, fingerprints, log)
     if metrics is not None:
         return metrics
-    manifest, arrays = storage.open_prepared(
-        prepared_folder, verify_checksums=compute["verify_checksums"]
+    run_record.write_run_status(
+        run_folder, "starting", epochs=settings.epochs, **where()
     )
-    check_manifest(manifest, settings, prepared_folder)
-    session = set_up_session(settings, compute, np.asarray(arrays["mean"]), log)
-    checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
-    # A job killed while writing leaves a temporary file; one job runs per folder at a time.
-    for stale in [*run_folder.glob(".*.tmp"), *checkpoint.parent.glob(".*.tmp")]:
-        stale.unlink(missing_ok=True)
-    progress = resume(checkpoint, session, fingerprints, settings, log)
-    progress.attempts.append(attempt_record(progress, session))
-    train_epochs(settings, compute, session, arrays, checkpoint, progress, log)
+    # status.json says what happens (smoothbench-status reads it); an error is recorded.
+    try:
+        manifest, arrays = storage.open_prepared(
+            prepared_folder, verify_checksums=compute["verify_checksums"]
+        )
+        check_manifest(manifest, settings, prepared_folder)
+        session = set_up_session(settings, compute, np.asarray(arrays["mean"]), log)
+        checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
+        # A job killed while writing leaves a temporary file; one job runs per folder at a time.
+        for stale in [*run_folder.glob(".*.tmp"), *checkpoint.parent.glob(".*.tmp")]:
+            stale.unlink(missing_ok=True)
+        progress = resume(checkpoint, session, fingerprints, settings, log)
+        progress.attempts.append(attempt_record(progress, session))
+        train_epochs(settings, compute, session, arrays, checkpoint, progress, log)
+    except TrainingStopped as stop:
+        run_record.write_run_status(run_folder, "stopped", reason=str(stop), **where())
+        raise
+    except BaseException as error:
+        with contextlib.suppress(OSError):  # never hide the error behind another one
+            run_record.write_run_status(
+                run_folder,
+                "failed",
+                error=f"{type(error).__name__}: {error}",
+                **where(),
+            )
+        raise
     return finish(
         settings, session, progress, manifest, prepared_folder, run_folder, started, log
     )
@@ -752,6 +777,7 @@ def train_epochs(
     from smoothbench.data import ArrayBatches
 
     start_epoch = len(progress.rows)
+    run_folder = checkpoint.parent.parent
     validation = ArrayBatches(
         arrays["validation_images"],
         arrays["validation_labels"],
@@ -761,31 +787,69 @@ def train_epochs(
         f"{settings.experiment} {describe_method(settings)} seed={settings.seed}: {settings.model_name} "
         f"({session.parameters:,} parameters) on {session.device} with Keras {keras.__version__} ({session.backend}); "
         f"{len(arrays['train_labels'])} training / {len(validation.labels)} validation images; "
-        f"epochs {start_epoch}..{settings.epochs - 1}"
+        f"epochs {start_epoch}..{settings.epochs - 1} to train (epochs count from 0, as in history.csv)"
     )
     log(
         f"precision {session.precision} ({session.precision_reason}); "
         f"XLA {'on' if session.jit_compile else 'off'} ({session.jit_reason})"
     )
     every_seconds = 60.0 * compute.get("checkpoint_minutes", 10)
+    tensorboard = (
+        TensorBoardLog(run_folder / run_record.TENSORBOARD_FOLDER, session.model)
+        if compute.get("tensorboard", False)
+        else None
+    )
     with _stop_on_sigterm() as stop_requested:
-        for epoch in range(start_epoch, settings.epochs):
-            row, seconds = train_epoch(
-                settings,
-                session,
-                arrays,
-                validation,
-                epoch,
-                checkpoint,
-                progress,
-                every_seconds,
-                stop_requested,
-            )
-            log(
-                f"epoch {epoch + 1}/{settings.epochs}  lr {row['lr']:.3g}  loss {row['loss']:.4f}  "
-                f"accuracy {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
-                f"val_accuracy {row['val_accuracy']:.4f}  {seconds:.1f} s"
-            )
+        try:
+            for epoch in range(start_epoch, settings.epochs):
+                row, seconds = train_epoch(
+                    settings,
+                    session,
+                    arrays,
+                    validation,
+                    epoch,
+                    checkpoint,
+                    progress,
+                    every_seconds,
+                    stop_requested,
+                    log,
+                    compute.get("progress_seconds", 60),
+                )
+                if tensorboard is not None:
+                    tensorboard.epoch_end(row)
+                _report_epoch_end(run_folder, settings, progress)
+                log(
+                    f"{epoch_label(epoch, settings.epochs)}  lr {row['lr']:.3g}  loss {row['loss']:.4f}  "
+                    f"accuracy {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
+                    f"val_accuracy {row['val_accuracy']:.4f}  {seconds:.1f} s"
+                )
+        finally:
+            if tensorboard is not None:
+                tensorboard.close()
+
+
+def _report_epoch_end(
+    run_folder: Path, settings: RunSettings, progress: Progress
+) -> None:
+    """status.json after an epoch: the epochs done, the last validation accuracy and
+    the run's ETA at the mean seconds of the epochs done so far."""
+    rows = progress.rows
+    done_seconds = [row["seconds"] for row in rows]
+    left = settings.epochs - len(rows)
+    run_record.write_run_status(
+        run_folder,
+        "running",
+        epoch=len(rows),
+        epochs=settings.epochs,
+        epochs_done=len(rows),
+        step=0,
+        steps=None,
+        images_per_second=None,
+        epoch_eta_seconds=None,
+        run_eta_seconds=round(run_eta(0.0, left, done_seconds, 0.0), 1),
+        val_accuracy=rows[-1]["val_accuracy"],
+        **where(),
+    )
 
 
 def train_epoch(
@@ -798,6 +862,8 @@ def train_epoch(
     progress: Progress,
     every_seconds: float,
     stop_requested: Callable[[], bool],
+    log: Callable[[str], None] = say,
+    progress_seconds: float = 0,
 ) -> tuple[dict, float]:
     """One epoch (the rest of it, after a mid-epoch checkpoint), its validation, and
     the epoch-end checkpoint; returns its history row and its seconds."""
@@ -846,12 +912,30 @@ def train_epoch(
         resumed["metric_values"] if resumed else None,
         stop_requested,
     )
+    reporter = EpochReporter(
+        log=log,
+        run_folder=checkpoint.parent.parent,
+        epoch=epoch,
+        epochs=settings.epochs,
+        steps=steps,
+        steps_before=steps_before,
+        batch_size=batch_size,
+        every_seconds=progress_seconds,
+        done_seconds=[row["seconds"] for row in progress.rows],
+        last_val_accuracy=(
+            progress.rows[-1]["val_accuracy"] if progress.rows else None
+        ),
+    )
     result = model.fit(
         batches,
         initial_epoch=epoch,
         epochs=epoch + 1,
         verbose=0,
-        callbacks=[keras.callbacks.TerminateOnNaN(), checkpoints],
+        callbacks=[
+            keras.callbacks.TerminateOnNaN(),
+            checkpoints,
+            progress_callback(reporter, steps_before),
+        ],
         shuffle=False,  # the order is epoch_order(seed, epoch); Keras would reshuffle batches with the global RNG
     )
     progress.in_progress = None
@@ -966,7 +1050,8 @@ def finish(
     shutil.rmtree(run_folder / CHECKPOINT_FOLDER, ignore_errors=True)
     _publish(record, run_folder, output_names(settings.method))
     log(
-        f"done: best val_accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}, "
+        f"done: best val_accuracy {metrics['best_val_accuracy']:.4f} at "
+        f"{epoch_label(metrics['best_epoch'], settings.epochs)}, "
         f"final {metrics['final_val_accuracy']:.4f}, {metrics['train_seconds']:.0f} s of training"
     )
     return metrics
