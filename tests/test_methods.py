@@ -211,3 +211,13 @@ def test_a_label_smoothing_plus_plus_run_saves_its_matrix(digits, tmp_path):
     assert all(
         np.isfinite(row["val_loss"]) and 0 <= row["val_ece"] <= 1 for row in history
     )
+
+
+def test_each_method_has_one_equivalent_gamma_the_true_class_target_mass():
+    from smoothbench.methods import equivalent_gamma
+
+    assert equivalent_gamma("gamma", 0.8, 10) == 0.8
+    assert equivalent_gamma("alpha", 0.1, 10) == pytest.approx(0.91)
+    assert equivalent_gamma("lspp", 0.1, 10) == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="unknown method 'beta'"):
+        equivalent_gamma("beta", 0.1, 10)

@@ -104,3 +104,255 @@ def test_training_curves_read_each_runs_history_and_name_a_bad_one(tmp_path):
         plots.write_training_curves(
             study, "digits", files, tmp_path / "curves" / "digits"
         )
+
+
+# ---------------------------------------------------------------- issue 17: readable figures
+
+
+def _runs_frame(values_by_method, seeds=(0, 1), num_classes=10, experiment="digits"):
+    """collect_runs-like rows: accuracy 97 + value + 0.2 x seed for every (method, value, seed)."""
+    rows = []
+    for method, values in values_by_method.items():
+        for value in values:
+            for seed in seeds:
+                rows.append(
+                    {
+                        "experiment": experiment,
+                        "method": method,
+                        "value": value,
+                        "gamma": value if method == "gamma" else math.nan,
+                        "num_classes": num_classes,
+                        "seed": seed,
+                        "best_val_accuracy_percent": 97 + value + 0.2 * seed,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+DEMO_GAMMAS = (0.6, 0.7, 0.8, 0.9, 1.0)
+NO_PAPER = pd.DataFrame(columns=["experiment", "gamma", "mean_percent"])
+
+
+def _legend_labels(axis):
+    return [text.get_text() for text in axis.get_legend().get_texts()]
+
+
+def _errorbar(axis, label_start):
+    """The ErrorbarContainer whose label starts with ``label_start`` (None if absent)."""
+    found = [
+        container
+        for container in axis.containers
+        if container.get_label().startswith(label_start)
+    ]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_the_gamma_axis_spans_the_gammas_drawn_with_a_small_margin():
+    runs = _runs_frame({"gamma": DEMO_GAMMAS})
+    figure = plots.accuracy_versus_gamma_figure(runs, NO_PAPER, {"digits": "digits"})
+    low, high = figure.axes[0].get_xlim()
+    # the demo's gamma 0.6-1.0 fills the panel: no more the fixed 0.05-1.05
+    assert 0.55 <= low < 0.6 and 1.0 < high <= 1.05
+    # the paper's gammas widen the axis where the paper is shown
+    paper = pd.DataFrame(
+        {"experiment": "digits", "gamma": [0.2, 0.5], "mean_percent": [90.0, 95.0]}
+    )
+    figure = plots.accuracy_versus_gamma_figure(runs, paper, {"digits": "digits"})
+    low, high = figure.axes[0].get_xlim()
+    assert 0.1 <= low < 0.2 and 1.0 < high <= 1.1  # a tenth of the span beyond
+
+
+def test_gamma_axis_limits_keep_a_margin_around_a_single_gamma():
+    low, high = plots.gamma_axis_limits([0.9, float("nan")])
+    assert low < 0.9 < high and high - low <= 0.1
+
+
+def test_uniform_alpha_and_lspp_stand_at_their_equivalent_gamma_when_run():
+    runs = _runs_frame({"gamma": DEMO_GAMMAS, "alpha": [0.1], "lspp": [0.1]})
+    figure = plots.accuracy_versus_gamma_figure(runs, NO_PAPER, {"digits": "digits"})
+    axis = figure.axes[0]
+    labels = _legend_labels(axis)
+    assert any(label.startswith("uniform α = 0.1") for label in labels), labels
+    assert any(label.startswith("LS++ α = 0.1") for label in labels), labels
+    equivalent = 1 - 0.1 + 0.1 / 10  # 0.91 for K = 10
+    uniform = _errorbar(axis, "uniform α")
+    x, y = uniform.lines[0].get_data()
+    assert list(x) == pytest.approx([equivalent])
+    assert list(y) == pytest.approx([97.1 + 0.1])  # the mean of the two seeds
+    assert uniform.has_yerr
+    # LS++ at 1 - alpha, its true class's target mass: 0.9, where a gamma run stands
+    # too, so it is nudged right of it and neither hides the other
+    (lspp_x,) = _errorbar(axis, "LS++ α").lines[0].get_xdata()
+    assert 0.9 < lspp_x < 0.9 + 0.02 and lspp_x != pytest.approx(equivalent)
+    assert axis.get_xlim()[0] <= 0.6 and axis.get_xlim()[1] >= lspp_x
+
+
+def test_only_the_methods_run_get_a_marker():
+    runs = _runs_frame({"gamma": DEMO_GAMMAS, "alpha": [0.2]})
+    axis = plots.accuracy_versus_gamma_figure(
+        runs, NO_PAPER, {"digits": "digits"}
+    ).axes[0]
+    assert _errorbar(axis, "LS++") is None
+    assert not any("LS++" in label for label in _legend_labels(axis))
+    (x,) = _errorbar(axis, "uniform α = 0.2").lines[0].get_xdata()
+    assert x == pytest.approx(1 - 0.2 + 0.2 / 10)  # alone: not nudged
+    axis = plots.accuracy_versus_gamma_figure(
+        _runs_frame({"gamma": DEMO_GAMMAS}), NO_PAPER, {"digits": "digits"}
+    ).axes[0]
+    assert [container.get_label()[:4] for container in axis.containers] == ["ours"]
+
+
+def _write_run(folder, study, method, value, seed, accuracy):
+    """A metrics.json of any method, with the settings ``study`` gives the run."""
+    import json
+
+    from smoothbench.run_record import format_value
+
+    text = format_value(value)
+    settings = study.train_settings("digits", method, text, seed)
+    path = (
+        folder
+        / "runs"
+        / "digits"
+        / f"{method}~{text}"
+        / f"seed~{seed}"
+        / "metrics.json"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "experiment": "digits",
+        "method": method,
+        "value": value,
+        "seed": seed,
+        "best_val_accuracy": accuracy,
+        "best_epoch": 3,
+        "epochs": settings["epochs"],
+        "final_val_accuracy": accuracy,
+        "settings": settings,
+    }
+    if method == "gamma":
+        payload["gamma"] = value
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def test_the_summary_plots_draw_every_methods_runs(tmp_path, monkeypatch):
+    from smoothbench.study import load_study
+
+    study = load_study(
+        {
+            "data": {"download": False},
+            "protocol": {
+                "model": "resnet_v1",
+                "depth": 20,
+                "epochs": 10,
+                "pooling": "global",
+                "min_image_size": 0,
+            },
+            "gamma_grid": {"min_numerator": 8},
+            "seeds": [0],
+            "methods": {
+                "alpha": {"experiments": "all"},
+                "lspp": {"experiments": "all"},
+            },
+            "experiments": {"digits": {}},
+        }
+    )
+    files = [
+        _write_run(tmp_path, study, method, value, 0, 0.95)
+        for method, value in (("gamma", 1.0), ("gamma", 0.9), ("gamma", 0.8))
+    ]
+    files += [_write_run(tmp_path, study, "alpha", 0.1, 0, 0.96)]
+    files += [_write_run(tmp_path, study, "lspp", 0.1, 0, 0.97)]
+    figures = []
+    original = plots.accuracy_versus_gamma_figure
+
+    def keep(*arguments):
+        figures.append(original(*arguments))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, "accuracy_versus_gamma_figure", keep)
+    plots.write_summary_plots(study, files, tmp_path / "plots")
+    labels = _legend_labels(figures[0].axes[0])
+    assert [label.split(" =")[0].split(",")[0] for label in labels] == [
+        "ours",
+        "uniform α",
+        "LS++ α",
+    ]
+
+
+def _bins(counts, accuracy_offset=0.0):
+    edges = np.linspace(0, 1, len(counts) + 1)
+    return [
+        {
+            "lower": float(lower),
+            "upper": float(upper),
+            "count": count,
+            "confidence": (lower + upper) / 2 if count else None,
+            "accuracy": min(1.0, (lower + upper) / 2 + accuracy_offset)
+            if count
+            else None,
+        }
+        for lower, upper, count in zip(edges[:-1], edges[1:], counts)
+    ]
+
+
+def test_the_share_of_examples_is_drawn_visibly_in_its_own_panel():
+    counts = [0, 0, 0, 2, 3, 5, 8, 12, 20, 50]
+    curves = [
+        ("one-hot (γ = 1)", _bins(counts), 0.01),
+        ("best γ = 0.8", _bins(counts[::-1], 0.1), 0.2),
+    ]
+    figure = plots.reliability_figure("digits", curves)
+    shares = [
+        (axis, container)
+        for axis in figure.axes
+        for container in axis.containers
+        if container.get_label() == "share of examples"
+    ]
+    assert len(shares) == len(curves)  # one per diagram
+    for axis, container in shares:
+        heights = [patch.get_height() for patch in container.patches]
+        assert sum(heights) == pytest.approx(100)  # percent of the examples
+        # its own axis, scaled to the shares (on the 0-1 accuracy axis it was a flat line)
+        assert axis.get_ylim()[1] >= max(heights) and axis.get_ylim()[1] <= 100
+        for patch in container.patches:
+            red, green, blue, alpha = patch.get_facecolor()
+            assert alpha >= 0.8 and (
+                patch.get_alpha() is None or patch.get_alpha() >= 0.8
+            )
+            assert min(red, green, blue) < 0.6  # a colour, not white or light grey
+    accuracy_axes = [axis for axis in figure.axes if axis.get_ylim() == (0.0, 1.0)]
+    assert len(accuracy_axes) == len(curves) and not {
+        id(axis) for axis, _ in shares
+    } & {id(axis) for axis in accuracy_axes}
+    assert figure.axes[len(curves)].get_ylabel() == "examples (%)"
+
+
+def test_the_c_heatmap_colour_scale_spans_the_off_diagonal_values_only():
+    rng = np.random.default_rng(0)
+    matrix = rng.uniform(0.10, 0.13, size=(10, 10))
+    np.fill_diagonal(matrix, 0.0)
+    figure = plots.c_matrix_figure(matrix, [str(k) for k in range(10)], "digits C")
+    axis = figure.axes[0]
+    (image,) = axis.images
+    off_diagonal = matrix[~np.eye(10, dtype=bool)]
+    assert image.get_clim() == pytest.approx((off_diagonal.min(), off_diagonal.max()))
+    assert plots.off_diagonal_limits(matrix) == pytest.approx(image.get_clim())
+    # the zero diagonal is masked (drawn grey), annotated 0 and named in the title
+    mask = np.ma.getmaskarray(image.get_array())
+    assert mask.diagonal().all() and not mask[~np.eye(10, dtype=bool)].any()
+    texts = {
+        (round(text.get_position()[0]), round(text.get_position()[1])): text.get_text()
+        for text in axis.texts
+    }
+    assert texts[(3, 3)] == "0" and texts[(1, 0)] == f"{matrix[0, 1]:.3f}"
+    assert "0 by construction" in axis.get_title()
+
+
+def test_a_c_matrix_with_equal_off_diagonal_values_still_draws(tmp_path):
+    matrix = np.full((3, 3), 0.5)
+    np.fill_diagonal(matrix, 0.0)
+    written = plots.plot_c_matrix(matrix, ["a", "b", "c"], "uniform C", tmp_path / "c")
+    assert [path.suffix for path in written] == [".png", ".pdf"]

@@ -62,6 +62,20 @@ def gamma_from_alpha(alpha: float, num_classes: int) -> float:
     return 1.0 - alpha * (num_classes - 1) / num_classes
 
 
+def equivalent_gamma(method: str, value: float, num_classes: int) -> float:
+    """The true class's target mass of a run, on eq. 7's γ axis: a γ run's γ; uniform α's
+    1 - α + α/K (:func:`gamma_from_alpha`, the same targets); Label Smoothing++'s 1 - α,
+    the mass its targets (1 - α) onehot + α C[y] give the true class (C's diagonal is 0),
+    and exactly eq. 7's targets at the start, when C[y] is uniform over the others."""
+    if method == "gamma":
+        return value
+    if method == "alpha":
+        return gamma_from_alpha(value, num_classes)
+    if method == "lspp":
+        return 1.0 - value
+    raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+
+
 def target_entropy(gamma: float, num_classes: int) -> float:
     """H(q) in nats for eq. 7's targets: the least value the smoothed loss can take."""
     entropy = -gamma * math.log(gamma) if gamma > 0 else 0.0

@@ -2,16 +2,20 @@
 
 - :func:`plot_accuracy_versus_gamma`: best validation accuracy against gamma, one panel
   per data set, ours (mean, error bar = std over seeds, a dot per seed) and the paper's
-  on the same axes;
+  on the same axes, with the uniform-alpha and LS++ runs where the study has them as
+  markers at their equivalent gamma, 1 - alpha + alpha/K; the gamma axis spans the
+  gammas drawn;
 - :func:`plot_gain_over_baseline`: Table 3's diff % per data set as bars, ours beside
   the paper's (recomputed from its Tables 1-2);
 - :func:`plot_training_curves`: loss and accuracy per epoch for one data set's gammas,
   training solid, validation dashed, each loss with its floor;
 - :func:`plot_reliability`: reliability diagrams of one data set (accuracy against
-  confidence per bin, seeds pooled): gamma = 1 against the best gamma, and the best
-  uniform alpha and LS++ where the study ran them;
+  confidence per bin, seeds pooled, the share of examples per bin in a panel below):
+  gamma = 1 against the best gamma, and the best uniform alpha and LS++ where the study
+  ran them;
 - :func:`plot_c_matrix`: Label Smoothing++'s learned matrix C as a heatmap with class
-  names (the LS++ paper's Figure 3), averaged over seeds.
+  names (the LS++ paper's Figure 3), averaged over seeds; the colours span the
+  off-diagonal values, the zero diagonal is greyed.
 
 Why the floor: with smoothed targets q the cross-entropy cannot fall below the entropy
 H(q) = -gamma log gamma - (1 - gamma) log((1 - gamma) / (K - 1)), which grows as gamma
@@ -21,7 +25,8 @@ sit above the validation loss. The middle panel shows the loss above its floor o
 log scale, where the curves of all gammas and both splits can be read together.
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot state, no display
-needed) and written atomically.
+needed) and written atomically. The accuracy, reliability and C figures are built by
+``*_figure`` functions that their ``plot_*`` save, so a test reads the figure's artists.
 """
 
 from __future__ import annotations
@@ -33,13 +38,21 @@ import numpy as np
 import pandas as pd
 
 from smoothbench import storage
-from smoothbench.methods import target_entropy
+from smoothbench.methods import equivalent_gamma, target_entropy
 from smoothbench.paper import best_versus_baseline, paper_cells
 from smoothbench.run_record import format_value
 
 FORMATS = ("png", "pdf")
 OURS_COLOR = "#1f5fa8"
 PAPER_COLOR = "#c2410c"
+# method -> (colour, marker, legend name, where its marker stands on the gamma axis)
+OTHER_METHODS = {
+    "alpha": ("#15803d", "D", "uniform α", ", at γ = 1 - α + α/K"),
+    "lspp": ("#7e22ce", "^", "LS++ α", ", at the same γ"),
+}
+# LS++ beside uniform alpha of the same alpha: this share of the gamma axis to the right
+LSPP_NUDGE = 0.025
+SHARE_COLOR = "#0f766e"
 
 
 def save_figure(figure, stem: Path | str) -> list[Path]:
@@ -71,21 +84,108 @@ def _grid(count: int, max_columns: int = 4) -> tuple[int, int]:
     return columns, math.ceil(max(count, 1) / columns)
 
 
-def plot_accuracy_versus_gamma(
-    runs: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str], stem: Path | str
-) -> list[Path]:
-    """One panel per experiment (in ``labels``' order): accuracy (%) against gamma."""
+def gamma_axis_limits(
+    gammas, margin_fraction: float = 0.1, min_margin: float = 0.025
+) -> tuple[float, float]:
+    """The γ axis spans the γ values drawn plus a small margin, so no part of a panel is
+    empty (a fixed 0.05-1.05 left the demo's γ 0.6-1.0 in one half of it)."""
+    values = [float(gamma) for gamma in gammas if np.isfinite(gamma)]
+    if not values:
+        return 0.05, 1.05
+    low, high = min(values), max(values)
+    margin = max(margin_fraction * (high - low), min_margin)
+    return low - margin, high + margin
+
+
+def _mean_and_std(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    return (
+        frame.groupby(by)["best_val_accuracy_percent"]
+        .agg(["mean", "std", "count"])
+        .reset_index()
+    )
+
+
+def _seed_text(seeds: int) -> str:
+    return f" (mean ± std, {seeds} seeds)" if seeds > 1 else ""
+
+
+def _values_text(values) -> str:
+    return ", ".join(format_value(value) for value in sorted(set(values)))
+
+
+def _with_equivalent_gamma(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with the column ``equivalent``: where each stands on the γ axis."""
+    return runs.assign(
+        equivalent=[
+            equivalent_gamma(method, value, classes)
+            for method, value, classes in zip(
+                runs["method"], runs["value"], runs["num_classes"]
+            )
+        ]
+    )
+
+
+def _draw_other_method(
+    axis, runs: pd.DataFrame, method: str, nudge: float = 0.0
+) -> None:
+    """Uniform α or LS++ (``runs``: that method's, with ``equivalent``) as markers at
+    their equivalent γ plus ``nudge``, mean ± std over seeds and a dot per seed, like
+    the γ curve."""
+    summary = _mean_and_std(runs, "equivalent")
+    seeds = int(summary["count"].max())
+    colour, marker, name, where = OTHER_METHODS[method]
+    nudged = " (nudged right)" if nudge else ""
+    axis.errorbar(
+        summary["equivalent"] + nudge,
+        summary["mean"],
+        yerr=summary["std"].fillna(0),
+        color=colour,
+        marker=marker,
+        markersize=6,
+        markerfacecolor="white" if method == "lspp" else colour,
+        markeredgewidth=1.4,
+        capsize=3,
+        linestyle="none",
+        zorder=4,
+        # the seeds are in the γ curve's entry: the study trains every run with them
+        label=f"{name} = {_values_text(runs['value'])}{where}{nudged}",
+    )
+    if seeds > 1:
+        axis.scatter(
+            runs["equivalent"] + nudge,
+            runs["best_val_accuracy_percent"],
+            color=colour,
+            marker=marker,
+            s=8,
+            alpha=0.4,
+            zorder=3,
+        )
+
+
+def accuracy_versus_gamma_figure(
+    runs: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str]
+):
+    """The accuracy-against-γ figure, unsaved (so a test can read its artists).
+
+    ``runs``: :func:`smoothbench.tables.collect_runs`' rows, every method; γ runs make
+    the curve, uniform α and LS++ runs (only where the study has some) stand as markers
+    at their :func:`smoothbench.methods.equivalent_gamma` (the true class's target
+    mass). LS++ at a γ where a γ or a uniform run also stands would hide behind it, so
+    it is drawn :data:`LSPP_NUDGE` of the axis to the right.
+    """
     names = list(labels)
     columns, rows = _grid(len(names))
-    figure, axes = _figure(columns, rows)
+    figure, axes = _figure(columns, rows, width=3.6, height=3.8)
     for index, name in enumerate(names):
         axis = axes.flat[index]
         own = runs[runs["experiment"] == name]
-        summary = (
-            own.groupby("gamma")["best_val_accuracy_percent"]
-            .agg(["mean", "std", "count"])
-            .reset_index()
+        gamma_runs = own[own["method"] == "gamma"]
+        others = _with_equivalent_gamma(own[own["method"].isin(OTHER_METHODS)])
+        theirs = paper[paper["experiment"] == name].sort_values("gamma")
+        low, high = gamma_axis_limits(
+            [*gamma_runs["gamma"], *others["equivalent"], *theirs["gamma"]]
         )
+        summary = _mean_and_std(gamma_runs, "gamma")
         seeds = int(summary["count"].max()) if len(summary) else 0
         axis.errorbar(
             summary["gamma"],
@@ -95,18 +195,30 @@ def plot_accuracy_versus_gamma(
             marker="o",
             markersize=4,
             capsize=3,
-            label="ours" + (f" (mean ± std, {seeds} seeds)" if seeds > 1 else ""),
+            label="ours, γ" + _seed_text(seeds),
         )
         if seeds > 1:
             axis.scatter(
-                own["gamma"],
-                own["best_val_accuracy_percent"],
+                gamma_runs["gamma"],
+                gamma_runs["best_val_accuracy_percent"],
                 color=OURS_COLOR,
                 s=8,
                 alpha=0.4,
                 zorder=3,
             )
-        theirs = paper[paper["experiment"] == name].sort_values("gamma")
+        taken = {
+            *gamma_runs["gamma"].round(9),
+            *others.loc[others["method"] == "alpha", "equivalent"].round(9),
+        }
+        for method in OTHER_METHODS:
+            of_method = others[others["method"] == method]
+            if not len(of_method):
+                continue  # not run: no marker, no legend entry
+            shared = method == "lspp" and bool(
+                taken & set(of_method["equivalent"].round(9))
+            )
+            nudge = LSPP_NUDGE * (high - low) if shared else 0.0
+            _draw_other_method(axis, of_method, method, nudge)
         if len(theirs):
             axis.plot(
                 theirs["gamma"],
@@ -118,15 +230,23 @@ def plot_accuracy_versus_gamma(
                 label="paper",
             )
         axis.set_title(labels[name])
-        axis.set_xlabel("γ")
+        axis.set_xlabel("γ (uniform α and LS++: 1 - α + α/K)")
         axis.set_ylabel("best val. accuracy (%)")
-        axis.set_xlim(0.05, 1.05)
+        axis.set_xlim(low, high)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize="x-small")
+        # under the panel: inside it the legend hid the points
+        axis.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.22))
     for axis in axes.flat[len(names) :]:
         axis.set_visible(False)
     figure.suptitle("Best validation accuracy against γ (γ = 1: plain cross-entropy)")
-    return save_figure(figure, stem)
+    return figure
+
+
+def plot_accuracy_versus_gamma(
+    runs: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str], stem: Path | str
+) -> list[Path]:
+    """One panel per experiment (in ``labels``' order): accuracy (%) against gamma."""
+    return save_figure(accuracy_versus_gamma_figure(runs, paper, labels), stem)
 
 
 def plot_gain_over_baseline(
@@ -260,11 +380,11 @@ def write_summary_plots(study, metrics_files, folder: Path | str) -> list[Path]:
     from smoothbench import tables
 
     folder = Path(folder)
+    # every method: uniform alpha and LS++ stand on the accuracy figure at their gamma
     runs = tables.collect_runs(study, metrics_files)
-    # the paper's method; the others are in the tables
-    runs = runs[runs["method"] == "gamma"].reset_index(drop=True)
     labels = tables.row_labels(study)
     paper = paper_cells()
+    # the gain is the paper's (best gamma over gamma = 1): summarize_cells keeps gamma runs
     ours = best_versus_baseline(tables.summarize_cells(runs), list(study.experiments))
     theirs = best_versus_baseline(paper)
     return [
@@ -339,15 +459,26 @@ def pooled_bins(bin_lists: list[list[dict]]) -> list[dict]:
     return pooled
 
 
-def plot_reliability(
-    label: str, curves: list[tuple[str, list[dict], float]], stem: Path | str
-) -> list[Path]:
-    """Reliability diagrams: one panel per (name, pooled bins, ECE): accuracy per confidence
-    bin as filled bars, the bin's mean confidence as an outline (outline above the bar:
-    overconfident; below: underconfident), the diagonal of perfect calibration, and the
-    share of examples per bin."""
-    figure, axes = _figure(len(curves), 1, width=3.0, height=3.2)
-    for axis, (name, bins, ece) in zip(np.ravel(axes), curves):
+def reliability_figure(label: str, curves: list[tuple[str, list[dict], float]]):
+    """Reliability diagrams, unsaved (so a test can read its artists): one column per
+    (name, pooled bins, ECE). Above, accuracy per confidence bin as filled bars, the
+    bin's mean confidence as an outline (outline above the bar: overconfident; below:
+    underconfident) and the diagonal of perfect calibration; below, in a panel of its
+    own, the share of examples per bin as bars, which a line on the 0-1 accuracy axis
+    left unreadable (most bins hold a few percent)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(3.0 * len(curves), 4.3), layout="constrained")
+    axes = figure.subplots(
+        2,
+        len(curves),
+        squeeze=False,
+        sharex="col",
+        sharey="row",
+        gridspec_kw={"height_ratios": [3, 1.1]},
+    )
+    for column, (name, bins, ece) in enumerate(curves):
+        axis, share_axis = axes[0, column], axes[1, column]
         total = sum(row["count"] for row in bins) or 1
         filled = [row for row in bins if row["count"]]
         width = bins[0]["upper"] - bins[0]["lower"]
@@ -371,34 +502,65 @@ def plot_reliability(
             label="mean confidence",
         )
         axis.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=1)
-        axis.plot(
-            [row["lower"] + width / 2 for row in bins],
-            [row["count"] / total for row in bins],
-            color="#555555",
-            linewidth=1,
-            marker=".",
+        share_axis.bar(
+            [row["lower"] for row in bins],
+            [100 * row["count"] / total for row in bins],
+            width=width,
+            align="edge",
+            color=SHARE_COLOR,
+            edgecolor="white",
+            linewidth=0.5,
             label="share of examples",
         )
         axis.set_xlim(0, 1)
         axis.set_ylim(0, 1)
-        axis.set_xlabel("confidence")
         axis.set_title(f"{name}\nECE {ece:.4f}", fontsize=9)
-    np.ravel(axes)[0].set_ylabel("accuracy")
-    np.ravel(axes)[0].legend(fontsize=7, loc="upper left")
+        share_axis.set_xlabel("confidence")
+        share_axis.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_ylabel("accuracy")
+    axes[1, 0].set_ylabel("examples (%)", color=SHARE_COLOR)
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    axes[1, 0].legend(fontsize=7, loc="upper left")
     figure.suptitle(f"{label}: reliability on the validation split", fontsize=10)
-    return save_figure(figure, stem)
+    return figure
 
 
-def plot_c_matrix(
-    matrix: np.ndarray, class_names: list[str], title: str, stem: Path | str
+def plot_reliability(
+    label: str, curves: list[tuple[str, list[dict], float]], stem: Path | str
 ) -> list[Path]:
-    """C as a heatmap: row = the true class, column = where its smoothing mass goes."""
+    """:func:`reliability_figure`, written as PNG and PDF."""
+    return save_figure(reliability_figure(label, curves), stem)
+
+
+def off_diagonal_limits(matrix: np.ndarray) -> tuple[float, float]:
+    """The colour range of C: its off-diagonal values only. The diagonal is zero by
+    construction, and letting it into the scale squeezed the values that carry the
+    information (0.10-0.13 on the demo) into the top of the colour map."""
+    values = matrix[~np.eye(len(matrix), dtype=bool)]
+    low, high = float(values.min()), float(values.max())
+    return low, high
+
+
+def c_matrix_figure(matrix: np.ndarray, class_names: list[str], title: str):
+    """C as a heatmap, unsaved (so a test can read its colour limits): row = the true
+    class, column = where its smoothing mass goes; the zero diagonal masked in grey."""
+    from matplotlib import colormaps
+
     K = len(matrix)
     side = min(10.0, 2.5 + 0.35 * K)
     figure, axis = _figure(1, 1, width=side, height=side * 0.85)
     axis = np.ravel(axis)[0]
-    image = axis.imshow(matrix, cmap="viridis", vmin=0)
-    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    diagonal = np.eye(K, dtype=bool)
+    low, high = off_diagonal_limits(matrix)
+    colour_map = colormaps["viridis"].with_extremes(bad="#d4d4d4")
+    image = axis.imshow(
+        np.ma.masked_array(matrix, mask=diagonal),
+        cmap=colour_map,
+        vmin=low,
+        vmax=high if high > low else low + 1e-9,
+    )
+    colour_bar = figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    colour_bar.set_label("share of the smoothing mass (off-diagonal)", fontsize=8)
     if K <= 40:
         names = (
             [str(name) for name in class_names]
@@ -408,22 +570,31 @@ def plot_c_matrix(
         axis.set_xticks(range(K), names, rotation=90, fontsize=7)
         axis.set_yticks(range(K), names, fontsize=7)
         if K <= 12:
+            middle = (low + high) / 2
             for row in range(K):
                 for column in range(K):
-                    if row != column:
-                        axis.text(
-                            column,
-                            row,
-                            f"{matrix[row, column]:.2f}",
-                            ha="center",
-                            va="center",
-                            fontsize=6,
-                            color="white",
-                        )
+                    value = matrix[row, column]
+                    axis.text(
+                        column,
+                        row,
+                        "0" if row == column else f"{value:.3f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        # dark text on viridis' light (high) end and on the grey
+                        color="black" if row == column or value > middle else "white",
+                    )
     axis.set_xlabel("class receiving the smoothing mass")
     axis.set_ylabel("true class")
-    axis.set_title(title, fontsize=9)
-    return save_figure(figure, stem)
+    axis.set_title(f"{title}\ndiagonal (grey) is 0 by construction", fontsize=9)
+    return figure
+
+
+def plot_c_matrix(
+    matrix: np.ndarray, class_names: list[str], title: str, stem: Path | str
+) -> list[Path]:
+    """:func:`c_matrix_figure`, written as PNG and PDF."""
+    return save_figure(c_matrix_figure(matrix, class_names, title), stem)
 
 
 def write_reliability(

@@ -1059,17 +1059,17 @@ def finish(
 
 def _equivalent_gamma(settings: RunSettings) -> dict:
     """``gamma`` for gamma runs; for alpha runs the gamma of the same targets; for LS++
-    the gamma its targets start from (1 - alpha)."""
-    from smoothbench.losses import gamma_from_alpha
+    the gamma its targets start from (1 - alpha): :func:`smoothbench.methods.equivalent_gamma`."""
+    from smoothbench.methods import equivalent_gamma
 
     method, value = settings.method, settings.value
-    if method == "gamma":
-        return {"gamma": value}
-    if method == "alpha":
-        return {
-            "equivalent_gamma": round(gamma_from_alpha(value, settings.num_classes), 12)
-        }
-    return {"initial_equivalent_gamma": round(1.0 - value, 12)}
+    gamma = round(equivalent_gamma(method, value, settings.num_classes), 12)
+    key = {
+        "gamma": "gamma",
+        "alpha": "equivalent_gamma",
+        "lspp": "initial_equivalent_gamma",
+    }
+    return {key[method]: value if method == "gamma" else gamma}
 
 
 def summarize(

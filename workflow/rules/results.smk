@@ -103,7 +103,7 @@ rule plot_training_curves:
 
 rule plot_reliability:
     """Reliability diagrams of one experiment: gamma = 1, the best gamma, and the best
-    uniform alpha and LS++ where run (seeds pooled)."""
+    uniform alpha and LS++ where run (seeds pooled), each over its share of examples."""
     input:
         metrics=lambda wildcards: experiment_run_files(wildcards.experiment, "metrics"),
     output:
@@ -132,7 +132,7 @@ rule plot_reliability:
 
 rule plot_c_matrix:
     """Label Smoothing++'s learned C of one experiment and alpha, mean over seeds, with
-    the class names of the prepared data."""
+    the class names of the prepared data; colours span the off-diagonal values."""
     input:
         matrices=lambda wildcards: lspp_matrix_files(
             wildcards.experiment, wildcards.value
