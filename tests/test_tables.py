@@ -676,3 +676,166 @@ def test_the_final_epoch_calibration_must_be_the_last_epoch(tmp_path):
         ),
     ):
         tables.collect_runs(study, [path], "final")
+
+
+# ---------------------------------------------------------------- seed noise in Table 3
+
+
+def _digits_runs(folder: Path, accuracies: dict) -> list[Path]:
+    """metrics.json of the digits study's runs: gamma -> one accuracy per seed 0, 1, 2."""
+    return [
+        write_metrics(folder, "digits", gamma, seed, accuracy)
+        for gamma, values in accuracies.items()
+        for seed, accuracy in enumerate(values)
+    ]
+
+
+def test_table3_marks_a_best_gamma_whose_gain_is_within_seed_noise(tmp_path):
+    # gamma 0.9 beats gamma = 1 by +1, +3 and 0 points: the paired interval holds 0
+    files = _digits_runs(tmp_path, {1.0: (0.95, 0.96, 0.97), 0.9: (0.96, 0.99, 0.97)})
+    frames = tables.write_tables(_digits_study(), files, tmp_path / "tables")
+    folder = tmp_path / "tables"
+    paired = frames["paired_differences"]
+    assert list(paired["verdict"]) == ["within seed noise"]  # the one computation
+    assert markdown_cells(folder / "table3.md")["digits"][1] == "0.9†"
+    three = pd.read_csv(folder / "table3.csv").iloc[0]
+    assert three["best_gain_verdict"] == "within seed noise"
+    assert bool(three["best_within_seed_noise"]) is True
+    assert "<td>0.9†</td>" in (folder / "table3.html").read_text()
+    tex = (folder / "table3.tex").read_text()
+    assert "0.9\\textsuperscript{\\dag}" in tex and "within seed noise" in tex
+    for name in ("table3.md", "table3.html"):
+        assert (
+            tables.NOISE_NOTE.split(",")[0].replace("'", "&#x27;")
+            in (folder / name).read_text()
+        )
+
+
+def test_table3_leaves_a_gain_beyond_seed_noise_unmarked(tmp_path):
+    # +2, +3, +2.5 points: the interval lies above 0
+    files = _digits_runs(tmp_path, {1.0: (0.95, 0.96, 0.97), 0.9: (0.97, 0.99, 0.995)})
+    frames = tables.write_tables(_digits_study(), files, tmp_path / "tables")
+    assert list(frames["paired_differences"]["verdict"]) == ["gain holds"]
+    assert markdown_cells(tmp_path / "tables" / "table3.md")["digits"][1] == "0.9"
+    three = pd.read_csv(tmp_path / "tables" / "table3.csv").iloc[0]
+    assert three["best_gain_verdict"] == "gain holds"
+    assert bool(three["best_within_seed_noise"]) is False
+
+
+def test_tied_best_gammas_are_marked_one_by_one():
+    table3 = pd.DataFrame({"experiment": ["digits"], "best_gamma": ["0.8, 0.9"]})
+    paired = pd.DataFrame(
+        {
+            "experiment": ["digits", "digits"],
+            "method": ["gamma", "gamma"],
+            "value": [0.9, 0.8],
+            "verdict": ["within seed noise", "gain holds"],
+        }
+    )
+    assert tables.marked_best_gamma("digits", "0.8, 0.9", paired) == "0.8, 0.9†"
+    marked = tables.mark_seed_noise(table3, paired).iloc[0]
+    assert marked["best_gain_verdict"] == "0.8: gain holds; 0.9: within seed noise"
+    assert not marked["best_within_seed_noise"]  # 0.8's gain holds
+    # gamma = 1 among the best is the base itself, never marked
+    assert tables.marked_best_gamma("digits", "0.9, 1.0", paired) == "0.9†, 1.0"
+
+
+# ---------------------------------------------------------------- the report's front page
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"figure bytes"
+
+
+def _embedded_png(fragment: str) -> bytes:
+    import base64
+
+    found = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', fragment)
+    assert len(found) == 1
+    return base64.b64decode(found[0])
+
+
+def test_the_front_page_shows_table3_the_figure_and_the_paper_replayed(tmp_path):
+    files = _digits_runs(tmp_path, {1.0: (0.95, 0.96, 0.97), 0.9: (0.96, 0.99, 0.97)})
+    figure = tmp_path / "accuracy_vs_gamma.png"
+    figure.write_bytes(PNG)
+    path = tmp_path / "front_page.html"
+    fragment = tables.write_front_page(_digits_study(), files, figure, path)
+    assert path.read_text() == fragment
+    # a fragment for the report's page, not a page of its own; the figure embedded
+    assert "<html" not in fragment and "<body" not in fragment
+    assert _embedded_png(fragment) == PNG
+    ours, figure_at, replay = (
+        fragment.index("Table 3: this study"),
+        fragment.index("<img"),
+        fragment.index("replayed from its Tables 1-2"),
+    )
+    assert ours < figure_at < replay
+    assert "<td>digits</td><td>97.33 ± 1.53</td><td>0.9†</td>" in fragment
+    # digits is not passed off as the paper's MNIST: no paper column, and a note says so
+    assert "paper: best" not in fragment
+    assert "scikit-learn&#x27;s bundled 8x8 digits" in fragment
+    assert "not one of the paper&#x27;s data sets" in fragment
+    # the paper's own Table 3, row by row, its arithmetic shown and checked
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>[^<]*</td><td>\(", fragment)
+    assert rows == list(paper.printed_table3()["row"])
+    assert (
+        "<td>(41.09 - 34.75) / 41.09 x 100 = 15.43</td><td>15.41</td><td>holds</td>"
+        in fragment
+    )
+    assert re.search(
+        r"<td>\(45\.93 - 42\.87\) / 45\.93 x 100 = 6\.66</td><td>7\.12</td>"
+        r'<td class="flag">NO: printed diff % 7\.12; \(best - base\) / base gives 7\.14',
+        fragment,
+    )
+    assert "12 of 13 rows hold; not: ImageN.(a)." in fragment
+
+
+def test_the_paper_study_front_page_sets_the_paper_beside_each_row(paper_as_runs):
+    _, frames = paper_as_runs
+    before, after = tables.front_page_sections(PAPER_STUDY, frames)
+    (title, header, rows, notes) = before[0]
+    assert title == "Table 3: this study beside the paper"
+    assert header[-2:] == ["paper: best (γ)", "paper: diff %"]
+    by_label = {row[0]: row for row in rows}
+    assert len(by_label) == 13
+    # the paper's numbers fed through as runs: ours and the paper's agree
+    assert by_label["vgg-flow."][1:] == [
+        "52.80",
+        "0.2",
+        "42.30",
+        "19.89",
+        "52.80 (0.2)",
+        "19.89",
+    ]
+    assert by_label["ImageN.(a)"][4:] == ["6.66", "45.93 (0.9)", "7.12"]
+    html = rendering.render_front_page(before, None, "caption", after)
+    assert "<img" not in html and "vgg-flow." in html
+
+
+def test_an_experiment_named_after_a_paper_row_on_other_data_is_not_compared(
+    tmp_path,
+):
+    config = {
+        "data": {"download": False},
+        "protocol": {
+            "model": "resnet_v1",
+            "depth": 20,
+            "epochs": 10,
+            "pooling": "global",
+            "min_image_size": 0,
+        },
+        "gamma_grid": {"min_numerator": 9},
+        "seeds": [0],
+        "experiments": {"mnist": {"dataset": "digits"}},
+    }
+    study = load_study(config)
+    files = [
+        write_metrics(tmp_path, "mnist", gamma, 0, 0.97, study=study)
+        for gamma in (0.9, 1.0)
+    ]
+    frames = tables.write_tables(study, files, tmp_path / "tables")
+    assert frames["comparison"].empty
+    assert frames["comparison_table3"]["ours_best_percent"].isna().all()
+    assert "scikit-learn" in (tmp_path / "tables" / "comparison.md").read_text()
+    assert not paper.is_paper_row("mnist", "digits") and paper.is_paper_row(
+        "imagenet12_a", "imagenet12"
+    )

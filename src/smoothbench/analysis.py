@@ -28,6 +28,10 @@ from smoothbench.study import Study
 
 METHOD_LABELS = {"gamma": "γ (eq. 7)", "alpha": "uniform α", "lspp": "LS++ α"}
 CALIBRATION_METRICS = ["accuracy_percent", "ece", "nll", "brier", "confidence"]
+# paired_differences' verdicts; Table 3 marks a best gamma whose gain is WITHIN_NOISE.
+GAIN_HOLDS = "gain holds"
+LOSS_HOLDS = "loss holds"
+WITHIN_NOISE = "within seed noise"
 
 
 def _is_baseline(method: str, value: float) -> bool:
@@ -92,11 +96,11 @@ def paired_differences(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
                     "same difference on every seed: no spread to estimate noise from"
                 )
             elif lower > 0:
-                verdict = "gain holds"
+                verdict = GAIN_HOLDS
             elif upper < 0:
-                verdict = "loss holds"
+                verdict = LOSS_HOLDS
             else:
-                verdict = "within seed noise"
+                verdict = WITHIN_NOISE
             rows.append(
                 {
                     "experiment": name,

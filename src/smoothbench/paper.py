@@ -47,6 +47,18 @@ def printed_table3() -> pd.DataFrame:
     return pd.read_csv(PAPER_TABLE3_FILE, comment="#")
 
 
+# The paper's rows named otherwise than the dataset they train on (smoothbench.registry).
+_ROW_DATASETS = {"imagenet12_a": "imagenet12", "imagenet12_b": "imagenet12"}
+
+
+def is_paper_row(experiment: str, dataset: str) -> bool:
+    """Whether an experiment is one of the paper's rows *and* trains on that row's data
+    set: only then do its numbers stand beside the paper's (an experiment named
+    ``mnist`` that trains on scikit-learn's 8x8 digits is not the paper's mnist)."""
+    rows = set(paper_cells()["experiment"])
+    return experiment in rows and _ROW_DATASETS.get(experiment, experiment) == dataset
+
+
 def paper_row_labels() -> dict[str, str]:
     return dict(
         zip(*paper_cells()[["experiment", "row"]].drop_duplicates().to_numpy().T)

@@ -1,5 +1,6 @@
 """Tables as text: one cell's ``mean ± std``, and a table (header and rows of
-strings) as Markdown, LaTeX (booktabs) and a standalone HTML page.
+strings) as Markdown, LaTeX (booktabs) and a standalone HTML page, and the report's
+front page as an HTML fragment with its figure embedded.
 
 The builders in :mod:`smoothbench.tables` lay the tables out; nothing here knows what a
 run or the paper is.
@@ -7,6 +8,7 @@ run or the paper is.
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 
@@ -49,6 +51,7 @@ _LATEX_ESCAPES = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "†": r"\textsuperscript{\dag}",
 }
 
 
@@ -88,13 +91,15 @@ _HTML_STYLE = (
 )
 
 
-def render_html(
+def _html_sections(
     sections: list[tuple[str, list[str], list[list[str]], list[str]]],
-) -> str:
-    """A standalone HTML page of (title, header, rows, notes) sections."""
+    heading: str = "h2",
+) -> list[str]:
+    """The HTML lines of (title, header, rows, notes) sections; a cell starting with NO
+    (a check that fails) is flagged."""
     body = []
     for title, header, rows, notes in sections:
-        body.append(f"<h2>{html.escape(title)}</h2>")
+        body.append(f"<{heading}>{html.escape(title)}</{heading}>")
         if not rows:
             body.extend(f'<p class="note">{html.escape(note)}</p>' for note in notes)
             continue
@@ -113,13 +118,75 @@ def render_html(
             body.append(f"<tr>{cells}</tr>")
         body.append("</tbody></table>")
         body.extend(f'<p class="note">{html.escape(note)}</p>' for note in notes)
+    return body
+
+
+def render_html(
+    sections: list[tuple[str, list[str], list[list[str]], list[str]]],
+) -> str:
+    """A standalone HTML page of (title, header, rows, notes) sections."""
     title = html.escape(sections[0][0]) if sections else "smoothbench"
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{_HTML_STYLE}</style></head><body>\n"
-        + "\n".join(body)
+        + "\n".join(_html_sections(sections))
         + "\n</body></html>\n"
     )
+
+
+# The front page goes inside Snakemake's report (its global description): its rules are
+# scoped to the fragment's own class, but for two on the boxes holding it, which apply
+# only while it is shown (the style goes with it). Snakemake 9 centres the landing page
+# vertically, so the top of a page taller than the window (Table 3) cannot be scrolled
+# to, and keeps the description to 32rem beside the rule graph: start it at the top,
+# and give it room. Where a later report lays the page out otherwise, the rules match
+# nothing and the page shows as the report places it.
+FRONT_PAGE_CLASS = "smoothbench-front-page"
+_FRONT_PAGE_STYLE = (
+    f".h-screen:has(.{FRONT_PAGE_CLASS}){{align-items:flex-start}}"
+    f".max-w-lg:has(.{FRONT_PAGE_CLASS}){{max-width:52rem}}"
+    f".{FRONT_PAGE_CLASS} table{{border-collapse:collapse;margin:0.5em 0 1em;font-size:0.9em}}"
+    f".{FRONT_PAGE_CLASS} th,.{FRONT_PAGE_CLASS} td{{padding:0.2em 0.5em;border-bottom:1px solid #ddd;"
+    "text-align:right}"
+    f".{FRONT_PAGE_CLASS} th:first-child,.{FRONT_PAGE_CLASS} td:first-child{{text-align:left}}"
+    f".{FRONT_PAGE_CLASS} th{{border-bottom:2px solid #444}}"
+    f".{FRONT_PAGE_CLASS} p.note{{color:#444;font-size:0.85em;margin:0.2em 0}}"
+    f".{FRONT_PAGE_CLASS} td{{white-space:nowrap}}"
+    f".{FRONT_PAGE_CLASS} td.flag{{color:#b00;font-weight:bold;white-space:normal}}"
+    f".{FRONT_PAGE_CLASS} img{{max-width:100%;height:auto}}"
+    f".{FRONT_PAGE_CLASS} figcaption{{color:#444;font-size:0.85em}}"
+)
+
+
+def render_front_page(
+    before: list[tuple[str, list[str], list[list[str]], list[str]]],
+    figure_png: bytes | None,
+    figure_caption: str,
+    after: list[tuple[str, list[str], list[list[str]], list[str]]],
+) -> str:
+    """An HTML fragment: the ``before`` sections, the figure (a PNG embedded as a data
+    URI, so the fragment needs no other file) and the ``after`` sections.
+
+    A fragment, not a page: Snakemake's report pastes it into its front page, where a
+    page's <html>, <head> and <body> would be dropped and a page-wide style would restyle
+    the report; opened on its own, a browser shows it as a page.
+    """
+    body = [
+        '<meta charset="utf-8">',
+        f"<style>{_FRONT_PAGE_STYLE}</style>",
+        f'<div class="{FRONT_PAGE_CLASS}">',
+        *_html_sections(before, "h3"),
+    ]
+    if figure_png is not None:
+        encoded = base64.b64encode(figure_png).decode("ascii")
+        body += [
+            "<figure>",
+            f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(figure_caption)}">',
+            f"<figcaption>{html.escape(figure_caption)}</figcaption>",
+            "</figure>",
+        ]
+    body += [*_html_sections(after, "h3"), "</div>"]
+    return "\n".join(body) + "\n"
 
 
 def value_cell(mean, std, value=None, decimals=2) -> str:

@@ -13,7 +13,12 @@ Layout as the paper prints it: data sets as rows, gamma as columns (Table 1: gam
 ``mean ± std`` (sample standard deviation over seeds) and the csv keeps every seed.
 Table 3: the best mean over gamma, the gamma(s) giving it, the mean at gamma = 1 and
 diff % = (best - base) / best x 100, the formula twelve of the paper's thirteen rows
-follow.
+follow; a best gamma whose gain over gamma = 1 is within seed noise (the paired
+differences of :mod:`smoothbench.analysis`, computed once for both) is marked.
+
+The report's front page (:func:`write_front_page`) sets Table 3 beside the paper's
+where an experiment trains on the paper row's data set, embeds the accuracy-vs-gamma
+figure, and replays the paper's Table 3 from its Tables 1-2 on every study.
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ from smoothbench.paper import (
     TABLE_GAMMAS,
     best_versus_baseline,
     check_paper_arithmetic,
+    is_paper_row,
     paper_cells,
     paper_row_labels,
     same_gamma,
 )
 from smoothbench.rendering import (
     format_cell,
+    render_front_page,
     render_html,
     render_latex,
     render_markdown,
@@ -69,6 +76,17 @@ OUTPUT_FILES = (
         for name in ANALYSIS_NAMES
         for suffix in ("csv", "md", "html")
     ),
+)
+# Table 3 marks a best gamma whose gain over gamma = 1 is within seed noise (the paired
+# differences' verdict, smoothbench.analysis): the mark and the note that explains it.
+NOISE_MARK = "†"
+NOISE_NOTE = (
+    f"{NOISE_MARK} after a γ best: its gain over γ = 1 is within seed noise, the 95 % interval of its paired "
+    "difference (Gains over γ = 1, paired by seed) contains 0: the seeds cannot tell it from γ = 1."
+)
+FRONT_PAGE_FIGURE_CAPTION = (
+    "Best validation accuracy (%) against γ, one panel per data set (the plot "
+    "accuracy_vs_gamma.png; the report lists it with its full caption)."
 )
 RUN_COLUMNS = [
     "row",
@@ -338,7 +356,66 @@ def accuracy_rows(
     return rows
 
 
-def table3_rows(table3: pd.DataFrame, study: Study) -> list[list[str]]:
+def best_gamma_verdicts(
+    experiment: str, best_gamma: str, paired: pd.DataFrame
+) -> dict[str, str]:
+    """gamma text -> what the paired differences say of its gain over gamma = 1, for
+    each best gamma of one Table 3 row (``best_gamma``, as best_versus_baseline joins
+    ties): the paired table's verdict, 'the base itself' for gamma = 1, '' where the
+    paired table has no row (gamma = 1 not run)."""
+    own = paired[(paired["experiment"] == experiment) & (paired["method"] == "gamma")]
+    verdicts = dict(zip(own["value"].map(format_value), own["verdict"]))
+    return {
+        text: "the base itself"
+        if same_gamma(float(text), 1.0)
+        else verdicts.get(text, "")
+        for text in best_gamma.split(", ")
+    }
+
+
+def mark_seed_noise(table3: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
+    """Table 3 with what the paired differences say of its best gamma:
+    ``best_gain_verdict`` (the paired verdict; per gamma, 'g: verdict; ...', where tied
+    best gammas have different ones) and ``best_within_seed_noise`` (True where the
+    interval of every best gamma contains 0: the row names a best gamma its seeds
+    cannot tell from gamma = 1)."""
+    from smoothbench import analysis
+
+    verdicts = [
+        best_gamma_verdicts(record.experiment, record.best_gamma, paired)
+        for record in table3.itertuples()
+    ]
+    texts = [
+        next(iter(set(found.values())))
+        if len(set(found.values())) == 1
+        else "; ".join(f"{gamma}: {verdict}" for gamma, verdict in found.items())
+        for found in verdicts
+    ]
+    noise = [
+        all(verdict == analysis.WITHIN_NOISE for verdict in found.values())
+        for found in verdicts
+    ]
+    return table3.assign(best_gain_verdict=texts, best_within_seed_noise=noise)
+
+
+def marked_best_gamma(experiment: str, best_gamma: str, paired: pd.DataFrame) -> str:
+    """Table 3's γ best cell: every best gamma, NOISE_MARK after each whose gain over
+    gamma = 1 is within seed noise."""
+    from smoothbench import analysis
+
+    return ", ".join(
+        gamma + (NOISE_MARK if verdict == analysis.WITHIN_NOISE else "")
+        for gamma, verdict in best_gamma_verdicts(
+            experiment, best_gamma, paired
+        ).items()
+    )
+
+
+def table3_rows(
+    table3: pd.DataFrame, study: Study, paired: pd.DataFrame
+) -> list[list[str]]:
+    """Table 3 as text rows: label, best, γ best (marked where within seed noise), the
+    accuracy at gamma = 1 and diff %."""
     labels = row_labels(study)
     rows = []
     for name in study.experiments:
@@ -351,7 +428,7 @@ def table3_rows(table3: pd.DataFrame, study: Study) -> list[list[str]]:
             [
                 labels[name],
                 format_cell(record["best_percent"], record["best_std_percent"]),
-                record["best_gamma"],
+                marked_best_gamma(name, record["best_gamma"], paired),
                 format_cell(record["baseline_percent"], record["baseline_std_percent"]),
                 format_cell(record["diff_percent"]),
             ]
@@ -363,7 +440,14 @@ def table3_rows(table3: pd.DataFrame, study: Study) -> list[list[str]]:
 
 
 def compare_cells(cells: pd.DataFrame, study: Study) -> pd.DataFrame:
-    """Every (experiment, gamma) in both the paper's Tables 1-2 and our runs."""
+    """Every (experiment, gamma) in both the paper's Tables 1-2 and our runs, for the
+    experiments that train on the data set of the paper's row (:func:`is_paper_row`)."""
+    cells = cells[
+        [
+            is_paper_row(name, study.experiments[name].dataset.name)
+            for name in cells["experiment"]
+        ]
+    ]
     paper = paper_cells()[["row", "experiment", "gamma", "mean_percent"]]
     paper = paper.assign(gamma_text=paper["gamma"].map(format_value)).drop(
         columns="gamma"
@@ -395,9 +479,16 @@ def compare_cells(cells: pd.DataFrame, study: Study) -> pd.DataFrame:
     return compared.reset_index(drop=True)
 
 
-def compare_table3(ours: pd.DataFrame, tolerance: float) -> pd.DataFrame:
-    """The paper's printed Table 3, the same recomputed from its Tables 1-2, and ours."""
+def compare_table3(ours: pd.DataFrame, study: Study, tolerance: float) -> pd.DataFrame:
+    """The paper's printed Table 3, the same recomputed from its Tables 1-2, and ours
+    beside it where our experiment trains on the paper row's data set."""
     check = check_paper_arithmetic(tolerance)
+    ours = ours[
+        [
+            is_paper_row(name, study.experiments[name].dataset.name)
+            for name in ours["experiment"]
+        ]
+    ]
     ours = ours.rename(
         columns={
             column: f"ours_{column}"
@@ -443,6 +534,45 @@ def finished_runs(study: Study, runs_root: Path | str) -> tuple[list[Path], list
     return finished, unfinished
 
 
+TABLE3_TITLE = "Table 3: the best accuracy over γ against γ = 1"
+TABLE3_HEADER = ["Data set", "Best", "γ best", "Acc. γ = 1", "diff %"]
+TABLE3_NOTES = (
+    "diff % = (best - base) / best x 100, base = the accuracy at γ = 1 ('-' where γ = 1 was not run).",
+    "γ best lists every γ that reaches the best value.",
+    NOISE_NOTE,
+)
+
+
+def table_frames(
+    study: Study,
+    metrics_files,
+    tolerance: float = DEFAULT_TOLERANCE,
+    calibration_epoch: str = "best",
+) -> dict:
+    """Everything the tables and the front page show, read from the run files once:
+    the runs (all methods, and eq. 7's), the cells, the paired differences, Table 3
+    (marked where its best gamma is within seed noise) and the comparisons with the
+    paper."""
+    from smoothbench import analysis
+
+    all_runs = collect_runs(study, metrics_files, calibration_epoch)
+    runs = all_runs[all_runs["method"] == "gamma"].reset_index(drop=True)
+    cells = summarize_cells(runs)
+    paired = analysis.paired_differences(all_runs, study)
+    table3 = mark_seed_noise(
+        best_versus_baseline(cells, list(study.experiments)), paired
+    )
+    return {
+        "all_runs": all_runs,
+        "runs": runs,
+        "cells": cells,
+        "paired_differences": paired,
+        "table3": table3,
+        "comparison": compare_cells(cells, study),
+        "comparison_table3": compare_table3(table3, study, tolerance),
+    }
+
+
 def write_tables(
     study: Study,
     metrics_files,
@@ -457,10 +587,9 @@ def write_tables(
     study have not finished). Calibration is read at ``calibration_epoch`` ('best' or 'final').
     """
     folder = Path(folder)
-    all_runs = collect_runs(study, metrics_files, calibration_epoch)
-    runs = all_runs[all_runs["method"] == "gamma"].reset_index(drop=True)
-    cells = summarize_cells(runs)
-    ours3 = best_versus_baseline(cells, list(study.experiments))
+    frames = table_frames(study, metrics_files, tolerance, calibration_epoch)
+    all_runs, runs, cells = frames["all_runs"], frames["runs"], frames["cells"]
+    ours3, paired = frames["table3"], frames["paired_differences"]
     dash = "'-': gamma <= 1/K (no smoothing possible) or not run in this study."
     metric = "Best validation accuracy (%) over the epochs, per data set and gamma (eq. 7 targets)."
     seeds = _seed_note(cells) + (f" {status}" if status else "")
@@ -496,61 +625,58 @@ def write_tables(
             folder / f"table{number}.html", render_html([(title, header, rows, notes)])
         )
 
-    header3 = ["Data set", "Best", "γ best", "Acc. γ = 1", "diff %"]
-    rows3 = table3_rows(ours3, study)
-    title3 = "Table 3: the best accuracy over γ against γ = 1"
-    notes3 = [
-        "diff % = (best - base) / best x 100, base = the accuracy at γ = 1 ('-' where γ = 1 was not run).",
-        "γ best lists every γ that reaches the best value.",
-        seeds,
-    ]
+    rows3 = table3_rows(ours3, study, paired)
+    notes3 = [*TABLE3_NOTES, seeds]
     table3_csv = ours3.copy()
     table3_csv.insert(0, "row", table3_csv["experiment"].map(row_labels(study)))
     _write_csv(folder / "table3.csv", table3_csv.round(5))
-    _write(folder / "table3.md", render_markdown(title3, header3, rows3, notes3))
+    _write(
+        folder / "table3.md",
+        render_markdown(TABLE3_TITLE, TABLE3_HEADER, rows3, notes3),
+    )
     _write(
         folder / "table3.tex",
         render_latex(
-            f"{title3}. {notes3[0]}", "tab:smoothbench-table3", header3, rows3
+            f"{TABLE3_TITLE}. {TABLE3_NOTES[0]} {NOISE_NOTE}",
+            "tab:smoothbench-table3",
+            TABLE3_HEADER,
+            rows3,
         ),
     )
-    _write(folder / "table3.html", render_html([(title3, header3, rows3, notes3)]))
+    _write(
+        folder / "table3.html",
+        render_html([(TABLE3_TITLE, TABLE3_HEADER, rows3, notes3)]),
+    )
 
-    compared = compare_cells(cells, study)
-    against = compare_table3(ours3, tolerance)
+    compared, against = frames["comparison"], frames["comparison_table3"]
     _write_csv(folder / "comparison.csv", compared)
     _write_csv(folder / "comparison_table3.csv", against.round(5))
-    sections = comparison_sections(compared, against, tolerance)
+    sections = comparison_sections(compared, against, tolerance, study)
     _write(
         folder / "comparison.md",
         "".join(render_markdown(*section) + "\n" for section in sections),
     )
     _write(folder / "comparison.html", render_html(sections))
-    frames = write_analysis(study, all_runs, folder, calibration_epoch, seeds)
-    return {
-        "runs": runs,
-        "cells": cells,
-        "table3": ours3,
-        "comparison": compared,
-        "comparison_table3": against,
-        "all_runs": all_runs,
-        **frames,
-    }
+    return frames | write_analysis(
+        study, all_runs, paired, folder, calibration_epoch, seeds
+    )
 
 
 def write_analysis(
     study: Study,
     runs: pd.DataFrame,
+    paired: pd.DataFrame,
     folder: Path,
     calibration_epoch: str,
     seeds_note: str,
 ) -> dict:
-    """paired_differences, methods and calibration (.csv, .md, .html) from every run of every method."""
+    """paired_differences (``paired``, computed once by :func:`table_frames`, Table 3's
+    noise mark reads it too), methods and calibration (.csv, .md, .html) from every
+    run of every method."""
     from smoothbench import analysis
 
     labels = row_labels(study)
     calibration = analysis.calibration_cells(runs)
-    paired = analysis.paired_differences(runs, study)
     methods = analysis.methods_table(calibration, study)
     accuracy = {
         (r.experiment, r.method, format_value(r.value)): (
@@ -705,8 +831,21 @@ def write_analysis(
     }
 
 
+def not_in_paper_notes(study: Study) -> list[str]:
+    """One note per experiment whose data set is not the paper's row of that name (or
+    no row at all): what it trains on, from the registry, so no reader takes it for a
+    paper row (scikit-learn's 8x8 digits are not the paper's MNIST)."""
+    labels = row_labels(study)
+    return [
+        f"{labels[name]}: {experiment.dataset.description or experiment.dataset.name}; not one of the "
+        "paper's data sets, so no paper number stands beside it."
+        for name, experiment in study.experiments.items()
+        if not is_paper_row(name, experiment.dataset.name)
+    ]
+
+
 def comparison_sections(
-    compared: pd.DataFrame, against: pd.DataFrame, tolerance: float
+    compared: pd.DataFrame, against: pd.DataFrame, tolerance: float, study: Study
 ) -> list:
     """The comparison as (title, header, rows, notes) sections."""
     header = [
@@ -736,8 +875,10 @@ def comparison_sections(
     ]
     if not rows:
         notes.append(
-            "No data set of this study is in the paper's tables, so there is nothing to compare cell by cell."
+            "No data set of this study is in the paper's tables, so there is nothing to compare cell by cell; "
+            "the paper's own Table 3, recomputed from its Tables 1-2, is checked below."
         )
+    notes += not_in_paper_notes(study)
     header3 = [
         "Data set",
         "printed best",
@@ -796,3 +937,126 @@ def comparison_sections(
         ("Comparison with the paper: Tables 1-2, cell by cell", header, rows, notes),
         ("Comparison with the paper: Table 3", header3, rows3, notes3),
     ]
+
+
+# ---------------------------------------------------------------- the report's front page
+
+
+def front_page_sections(
+    study: Study, frames: dict, tolerance: float = DEFAULT_TOLERANCE
+) -> tuple[list, list]:
+    """The front page's sections, (title, header, rows, notes) each: before the figure,
+    Table 3 with the paper's Table 3 beside it where our experiment trains on the paper
+    row's data set; after it, the paper's Table 3 replayed from its Tables 1-2, row by
+    row, on every study (the demo's included: it reads only the paper's numbers)."""
+    table3, paired = frames["table3"], frames["paired_differences"]
+    against = frames["comparison_table3"].set_index("experiment")
+    labels = row_labels(study)
+    beside = [
+        name
+        for name, experiment in study.experiments.items()
+        if is_paper_row(name, experiment.dataset.name) and name in against.index
+    ]
+    header = list(TABLE3_HEADER)
+    rows = table3_rows(table3, study, paired)
+    if beside:
+        header += ["paper: best (γ)", "paper: diff %"]
+        for name, row in zip(study.experiments, rows):
+            if name in beside:
+                record = against.loc[name]
+                row += [
+                    f"{format_cell(record['best_percent_recomputed'])} ({record['best_gamma_recomputed']})",
+                    format_cell(record["diff_percent_printed"]),
+                ]
+            else:
+                row += ["-", "-"]
+    protocol = "; ".join(
+        f"{labels[name]}: {experiment.model_name}, {experiment.epochs} epochs"
+        for name, experiment in study.experiments.items()
+    )
+    notes = [
+        *TABLE3_NOTES,
+        _seed_note(frames["cells"]),
+        f"This study's protocol: {protocol}.",
+    ]
+    if beside:
+        notes.append(
+            "paper: its Table 3 as printed (diff %), with the best of its Tables 1-2 and the γ giving it; the "
+            "paper ran one seed per cell."
+        )
+    notes += not_in_paper_notes(study)
+    ours = (
+        "Table 3: this study" + (" beside the paper" if beside else ""),
+        header,
+        rows,
+        notes,
+    )
+
+    replayed = []
+    for record in against.reset_index().itertuples():
+        best, base = record.best_percent_recomputed, record.baseline_percent_recomputed
+        check = "holds"
+        if not record.holds:
+            printed = ", ".join(
+                f"{name} {getattr(record, f'{column}_printed'):.2f}"
+                for name, column in (
+                    ("best", "best_percent"),
+                    ("base", "baseline_percent"),
+                    ("diff %", "diff_percent"),
+                )
+                if abs(
+                    getattr(record, f"{column}_printed")
+                    - getattr(record, f"{column}_recomputed")
+                )
+                > tolerance + 1e-9
+            )
+            check = f"NO: printed {printed}; (best - base) / base gives {record.diff_over_base_percent:.2f}"
+        replayed.append(
+            [
+                record.row,
+                record.best_gamma_recomputed,
+                f"({best:.2f} - {base:.2f}) / {best:.2f} x 100 = {record.diff_percent_recomputed:.2f}",
+                format_cell(record.diff_percent_printed),
+                check,
+            ]
+        )
+    broken = [record.row for record in against.itertuples() if not record.holds]
+    replay_notes = [
+        f"From the paper's own numbers ({PAPER}): best = the best accuracy of its Tables 1-2 over γ, at the γ "
+        "shown; base = its accuracy at γ = 1; diff % = (best - base) / best x 100, the formula this study's "
+        "Table 3 uses. Every study shows this check; it reads no run.",
+        f"holds: the printed best, base and diff % are each within {tolerance:g} points of the recomputed ones. "
+        + (
+            f"{len(replayed) - len(broken)} of {len(replayed)} rows hold; not: {', '.join(broken)}."
+            if broken
+            else f"All {len(replayed)} rows hold."
+        ),
+    ]
+    replay = (
+        "The paper's Table 3, replayed from its Tables 1-2",
+        ["Data set", "γ best", "(best - base) / best x 100", "printed diff %", "check"],
+        replayed,
+        replay_notes,
+    )
+    return [ours], [replay]
+
+
+def write_front_page(
+    study: Study,
+    metrics_files,
+    figure: Path | str | None,
+    path: Path | str,
+    tolerance: float = DEFAULT_TOLERANCE,
+    calibration_epoch: str = "best",
+) -> str:
+    """Write the report's front page to ``path`` (an HTML fragment that
+    workflow/report/workflow.rst pastes into the report's landing page): Table 3 beside
+    the paper, the figure ``figure`` (the accuracy-vs-gamma PNG, embedded) and the
+    paper's Table 3 replayed. The numbers come from :func:`table_frames`, as the tables'
+    do. Returns the fragment."""
+    frames = table_frames(study, metrics_files, tolerance, calibration_epoch)
+    before, after = front_page_sections(study, frames, tolerance)
+    figure_png = Path(figure).read_bytes() if figure is not None else None
+    text = render_front_page(before, figure_png, FRONT_PAGE_FIGURE_CAPTION, after)
+    _write(Path(path), text)
+    return text

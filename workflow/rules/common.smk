@@ -135,33 +135,58 @@ def lspp_matrix_files(experiment, value_text):
     return selected_run_files("c_matrix", "lspp", experiment, value_text)
 
 
-# Where the html version of each table is described in the report.
+# Each table's label in the report (its csv adds " (csv)"); its caption is
+# workflow/report/{table}.rst.
 TABLE_CAPTIONS = {
     "table1": "Table 1",
     "table2": "Table 2",
     "table3": "Table 3",
     "comparison": "Comparison with the paper",
+    "comparison_table3": "Comparison with the paper, Table 3",
     "paired_differences": "Gains over gamma = 1, paired by seed",
     "methods": "Methods side by side",
+    "calibration": "Calibration",
+}
+# The report's categories, one scheme for tables and figures: the topic is the
+# category ("Accuracy", "Seeds and methods", "Calibration", "Training curves") and the
+# kind the subcategory ("Tables", "Figures"); the plot rules use the same names.
+TABLE_CATEGORIES = {
+    "table1": "Accuracy",
+    "table2": "Accuracy",
+    "table3": "Accuracy",
+    "comparison": "Accuracy",
+    "comparison_table3": "Accuracy",
+    "paired_differences": "Seeds and methods",
+    "methods": "Seeds and methods",
     "calibration": "Calibration",
 }
 
 
 def table_outputs():
-    """Rule aggregate's named outputs, e.g. table1_csv; the html files go in the report."""
+    """Rule aggregate's named outputs, e.g. table1_csv; the html and csv files go in the
+    report (the csv files are the tables' data: every seed and the run file it came from).
+    """
     outputs = {}
     for name in OUTPUT_FILES:
         stem, suffix = name.rsplit(".", 1)
         path = f"{TABLES}/{name}"
-        if suffix == "html":
+        if suffix in ("html", "csv"):
+            table = "comparison" if stem == "comparison_table3" else stem
+            label = TABLE_CAPTIONS[stem] + (" (csv)" if suffix == "csv" else "")
             path = report(
                 path,
-                caption=f"../report/{stem}.rst",
-                category="Tables",
-                labels={"table": TABLE_CAPTIONS[stem]},
+                caption=f"../report/{table}.rst",
+                category=TABLE_CATEGORIES[stem],
+                subcategory="Tables",
+                labels={"table": label},
             )
         outputs[f"{stem}_{suffix}"] = path
     return outputs
+
+
+# The report's front page, written by results.smk's front_page; workflow/report/workflow.rst
+# pastes it into the page the report opens on, finding it by this file name.
+FRONT_PAGE = f"{RESULTS}/front_page.html"
 
 
 def plot_targets():
@@ -184,7 +209,8 @@ def plot_targets():
 
 def final_targets():
     """The targets of the default rule: every dataset prepared, every run trained, the
-    tables and the plots. The report is made from these by `snakemake --report`."""
+    tables, the plots and the report's front page. The report is made from these by `snakemake --report`.
+    """
     prepared = [prepared_files(dataset)["manifest"] for dataset in STUDY.datasets]
     tables = [f"{TABLES}/{name}" for name in OUTPUT_FILES]
-    return prepared + all_run_files("metrics") + tables + plot_targets()
+    return prepared + all_run_files("metrics") + tables + plot_targets() + [FRONT_PAGE]

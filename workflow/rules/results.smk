@@ -1,9 +1,10 @@
 # Results stage: the paper's Tables 1-3 beside the paper's numbers, the analysis beyond
 # the paper (paired differences over seeds, methods, calibration), and the plots.
 # Everything here reads the runs' metrics.json / history.csv and never trains: deleting
-# a table or a plot replans only the rule that writes it. Unlike training, these cheap
-# rules follow the code: params.code is the content hash of the package and the
-# scripts, so an edit (not a mere touch) to them remakes the tables and plots.
+# a table or a plot replans only the rule that writes it (and, for the accuracy plot,
+# the front page that embeds it). Unlike training, these cheap rules follow the code:
+# params.code is the content hash of the package and the scripts, so an edit (not a
+# mere touch) to them remakes the tables and plots.
 
 
 rule aggregate:
@@ -33,9 +34,44 @@ rule aggregate:
         "../scripts/aggregate.py"
 
 
+rule front_page:
+    """The page the report opens on (workflow/report/workflow.rst pastes it in): Table 3
+    beside the paper, the accuracy-vs-gamma figure embedded, and the paper's Table 3
+    replayed from its Tables 1-2; one HTML fragment, from the same computation as the
+    tables."""
+    input:
+        metrics=lambda wildcards: all_run_files("metrics"),
+        paper_tables=PAPER_TABLES,
+        paper_table3=PAPER_TABLE3,
+        figure=f"{PLOTS}/accuracy_vs_gamma.png",
+    output:
+        report(
+            FRONT_PAGE,
+            caption="../report/front_page.rst",
+            category="Accuracy",
+            subcategory="Tables",
+            labels={"table": "Front page: Table 3 beside the paper"},
+        ),
+    log:
+        f"{LOGS}/front_page.log",
+    localrule: True
+    conda:
+        ENVIRONMENT
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=RESULTS_CODE,
+        tolerance=STUDY.config["tables"]["paper_check_tolerance"],
+        calibration_epoch=STUDY.config["tables"]["calibration_epoch"],
+    script:
+        "../scripts/front_page.py"
+
+
 rule plot_summary:
-    """Accuracy against gamma per data set, and the gain over gamma = 1, ours beside
-    the paper's."""
+    """Accuracy against gamma per data set (with the uniform-alpha and LS++ runs at
+    their equivalent gamma), and the gain over gamma = 1, ours beside the paper's."""
     input:
         metrics=lambda wildcards: all_run_files("metrics"),
         paper_tables=PAPER_TABLES,
@@ -43,14 +79,16 @@ rule plot_summary:
         accuracy=report(
             f"{PLOTS}/accuracy_vs_gamma.png",
             caption="../report/accuracy_vs_gamma.rst",
-            category="Plots",
+            category="Accuracy",
+            subcategory="Figures",
             labels={"figure": "accuracy against gamma"},
         ),
         accuracy_pdf=f"{PLOTS}/accuracy_vs_gamma.pdf",
         gain=report(
             f"{PLOTS}/gain_over_baseline.png",
             caption="../report/gain_over_baseline.rst",
-            category="Plots",
+            category="Accuracy",
+            subcategory="Figures",
             labels={"figure": "gain over gamma = 1"},
         ),
         gain_pdf=f"{PLOTS}/gain_over_baseline.pdf",
@@ -83,6 +121,7 @@ rule plot_training_curves:
             f"{PLOTS}/training_curves/{{experiment}}.png",
             caption="../report/training_curves.rst",
             category="Training curves",
+            subcategory="Figures",
             labels={"data set": "{experiment}"},
         ),
         pdf=f"{PLOTS}/training_curves/{{experiment}}.pdf",
@@ -111,6 +150,7 @@ rule plot_reliability:
             f"{PLOTS}/reliability/{{experiment}}.png",
             caption="../report/reliability.rst",
             category="Calibration",
+            subcategory="Figures",
             labels={"data set": "{experiment}", "figure": "reliability"},
         ),
         pdf=f"{PLOTS}/reliability/{{experiment}}.pdf",
@@ -145,6 +185,7 @@ rule plot_c_matrix:
             f"{PLOTS}/c_matrix/{{experiment}}/lspp~{{value}}.png",
             caption="../report/c_matrix.rst",
             category="Calibration",
+            subcategory="Figures",
             labels={"data set": "{experiment}", "figure": "LS++ C, alpha {value}"},
         ),
         pdf=f"{PLOTS}/c_matrix/{{experiment}}/lspp~{{value}}.pdf",
