@@ -233,7 +233,7 @@ def check_gpus_visible(
     cause = (
         f"this training job was given GPUs ({given}), but its Keras backend, {backend}, sees none. "
         f"The likely cause: a CPU-only {backend} (plain `pip install {backend}` brings no CUDA "
-        "libraries): install the GPU extra (`make setup GPU=1`, or `pip install -e '.[gpu]'`), "
+        "libraries): install the GPU extra (`make setup GPU=1`, or `pip install -r requirements/gpu.txt`), "
         "and check that `nvidia-smi` lists the GPU. To train on the CPU on purpose, set config key "
         "compute.gpus_per_job: 0"
     )
