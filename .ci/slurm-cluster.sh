@@ -16,11 +16,15 @@
 #   SMOOTHBENCH_SLURM_GPUS   fake GPUs the node advertises (GRES backed by /dev/null-like
 #                            device files; default 0 = a cluster without GPUs). Changing it
 #                            restarts our slurmctld and slurmd.
+#   SMOOTHBENCH_SLURM_SHARDS  shards of each fake GPU (the shard GRES, for jobs that share
+#                            a GPU: --gres=shard:1; default 0 = no shards). Changing it
+#                            restarts them too.
 #   SMOOTHBENCH_SLURM_PARTITION  the default partition's name (default "main")
 set -euo pipefail
 
 STATE="${SMOOTHBENCH_SLURM_STATE:-/tmp/smoothbench-slurm}"
 GPUS="${SMOOTHBENCH_SLURM_GPUS:-0}"
+SHARDS="${SMOOTHBENCH_SLURM_SHARDS:-0}"
 PARTITION="${SMOOTHBENCH_SLURM_PARTITION:-main}"
 NODE="$(hostname -s)"
 PIDS="$STATE/pids"
@@ -93,7 +97,16 @@ write_configuration() {
             # slurmd counts a GPU per device file; these behave like /dev/null
             [[ -e "$STATE/devices/gpu$index" ]] || mknod "$STATE/devices/gpu$index" c 1 3
             echo "NodeName=$NODE Name=gpu File=$STATE/devices/gpu$index" >>"$STATE/gres.conf"
+            if ((SHARDS > 0)); then
+                echo "NodeName=$NODE Name=shard Count=$SHARDS File=$STATE/devices/gpu$index" >>"$STATE/gres.conf"
+            fi
         done
+        if ((SHARDS > 0)); then
+            gres_types="GresTypes=gpu,shard"
+            gres_line=" Gres=gpu:$GPUS,shard:$((GPUS * SHARDS))"
+            # sacct's AllocTRES then names the shards a job held
+            gres_types+=$'\n'"AccountingStorageTRES=gres/gpu,gres/shard"
+        fi
     fi
     cat >"$STATE/slurm.conf" <<EOF
 # written by smoothbench .ci/slurm-cluster.sh

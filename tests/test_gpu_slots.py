@@ -285,3 +285,22 @@ def test_runs_per_gpu_needs_one_gpu_per_job(tmp_path):
 def test_what_a_job_was_given_in_gpus(count, claimed, environment, named):
     given = gpu_slots.gpus_given(count, claimed, environment)
     assert given is None if named is None else named in given
+
+
+def test_a_slurm_job_given_a_shard_instead_of_gpus_keeps_the_gpu_slurm_chose():
+    """gpu resource 0 with a GRES (gres: shard:1 in the profile): SLURM's
+    CUDA_VISIBLE_DEVICES is the job's GPU, not a reason to train on the CPU."""
+    environment = {"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0"}
+    lines = []
+    with gpu_slots.claimed_slots(0, lines.append, environment, runs_per_gpu=2) as slots:
+        assert slots == []
+        assert environment["CUDA_VISIBLE_DEVICES"] == "0"
+    assert lines == ["GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES='0'"]
+    assert gpu_slots.gpus_given(0, [], environment) == (
+        "SLURM's CUDA_VISIBLE_DEVICES='0'"
+    )
+    # no GRES either: a SLURM job asked for no GPU trains on the CPU, as before
+    environment = {"SLURM_JOB_ID": "8", "CUDA_VISIBLE_DEVICES": ""}
+    with gpu_slots.claimed_slots(0, lines.append, environment) as slots:
+        assert slots == [] and environment["CUDA_VISIBLE_DEVICES"] == ""
+    assert gpu_slots.gpus_given(0, [], environment) is None

@@ -44,13 +44,18 @@ FAST = [
 ]
 
 
-def start_cluster(gpus: int) -> None:
-    """Start the cluster, or reconfigure it to advertise ``gpus`` fake GPUs."""
+def start_cluster(gpus: int, shards: int = 0) -> None:
+    """Start the cluster, or reconfigure it to advertise ``gpus`` fake GPUs, each split
+    into ``shards`` shards (SLURM's shard GRES) when given."""
     process = subprocess.run(
         [str(CLUSTER_SCRIPT), "start"],
         capture_output=True,
         text=True,
-        env={**os.environ, "SMOOTHBENCH_SLURM_GPUS": str(gpus)},
+        env={
+            **os.environ,
+            "SMOOTHBENCH_SLURM_GPUS": str(gpus),
+            "SMOOTHBENCH_SLURM_SHARDS": str(shards),
+        },
     )
     assert process.returncode == 0, process.stdout + process.stderr
 
@@ -473,5 +478,91 @@ def test_asking_for_a_gpu_on_a_cluster_without_gpus_fails_with_slurms_error(tmp_
         # nothing trained
         assert not list(tmp_path.glob("results/demo/runs/**/metrics.json"))
         assert (tmp_path / DEMO_RESULTS).exists()  # where the demo writes
+    finally:
+        start_cluster(gpus=2)
+
+
+SHARE_CONFIG = {
+    "data": {"download": False},
+    "protocol": {
+        "model": "resnet_v1",
+        "depth": 8,
+        "epochs": 3,
+        "batch_size": 64,
+        "pooling": "global",
+        "min_image_size": 0,
+        "augmentation": {"horizontal_flip": False},
+        "gammas": [1.0, 0.9],
+    },
+    "methods": {"lspp": {"values": [0.1], "experiments": "all"}},
+    "compute": {
+        "threads_per_job": 1,
+        "gpus_per_job": 1,
+        "runs_per_gpu": 2,
+        "cpu_fallback": True,  # the test cluster's GPUs are fake
+    },
+    "experiments": {"digits": {}},
+}
+
+
+def _intervals_overlap(intervals: list[tuple[str, str]]) -> bool:
+    """Whether two of the (start, end) ISO times overlap."""
+    ordered = sorted(intervals)
+    return any(later[0] < earlier[1] for earlier, later in zip(ordered, ordered[1:]))
+
+
+def test_runs_share_one_gpu_through_slurms_shard_gres(tmp_path):
+    """compute.runs_per_gpu: 2 on a cluster whose one GPU has 2 shards, with the profile
+    asking each training job for a shard (profiles/slurm's commented gres: shard:1): the
+    jobs ask SLURM for no GPU of their own, hold a shard each, see the same GPU, and two
+    of them train on it at once."""
+    start_cluster(gpus=1, shards=2)
+    try:
+        profile = tmp_path / "profile"
+        profile.mkdir()
+        settings = yaml.safe_load((PROFILE / "config.yaml").read_text())
+        settings["set-resources"] = {
+            rule: {"gres": "shard:1"} for rule in ("train", "train_lspp")
+        }
+        (profile / "config.yaml").write_text(yaml.safe_dump(settings))
+        config = tmp_path / "share.yaml"
+        config.write_text(json.dumps(SHARE_CONFIG))
+        command = demo_command(tmp_path, "--profile", str(profile), *FAST)
+        command[command.index("--configfile") + 1] = str(config)
+        process = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        assert process.returncode == 0, process.stdout[-5000:] + process.stderr[-5000:]
+        logs = sorted((tmp_path / "results" / "logs" / "train").rglob("*.log"))
+        assert len(logs) == 3, logs  # gamma 1.0 and 0.9, LS++ 0.1
+        job_ids = []
+        for log in logs:
+            text = log.read_text()
+            job_ids.append(re.search(r"SLURM job (\d+)", text).group(1))
+            # every job was given the one GPU, by SLURM, through its shard
+            assert "GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES='0'" in text, text[:2000]
+        accounted = subprocess.run(
+            [
+                "sacct",
+                "-n",
+                "-X",
+                "-P",
+                "-o",
+                "JobID,AllocTRES,State,Start,End",
+                "-j",
+                ",".join(job_ids),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        rows = [line.split("|") for line in accounted]
+        assert sorted(row[0] for row in rows) == sorted(job_ids), accounted
+        for job, tres, state, _start, _end in rows:
+            assert state == "COMPLETED", rows
+            assert "gres/shard=1" in tres and "gres/gpu" not in tres, (job, tres)
+        # two runs on the one GPU at the same time
+        assert _intervals_overlap([(row[3], row[4]) for row in rows]), rows
+        runs = tmp_path / "results" / "runs" / "digits"
+        assert len(list(runs.glob("*/seed~0/metrics.json"))) == 3
+        print("sacct:", *accounted, sep="\n  ")  # the record, in -s or a failure's log
     finally:
         start_cluster(gpus=2)

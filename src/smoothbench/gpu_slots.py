@@ -149,7 +149,14 @@ def claimed_slots(
         raise GpuSlotError(
             f"compute.runs_per_gpu {runs_per_gpu} needs compute.gpus_per_job 1, not {count}"
         )
-    if environment.get("SLURM_JOB_ID") and len(available_slots(environment)) <= count:
+    # Under SLURM the GPUs it chose are the job's; with count 0, those of a GRES the
+    # profile asked for instead of --gpus (a shard of a GPU that several jobs share).
+    given_by_slurm = count == 0 and listed_gpus(
+        environment.get("CUDA_VISIBLE_DEVICES", "")
+    )
+    if environment.get("SLURM_JOB_ID") and (
+        given_by_slurm or len(available_slots(environment)) <= count
+    ):
         log(
             f"GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES={environment.get('CUDA_VISIBLE_DEVICES', '')!r}"
         )

@@ -80,6 +80,17 @@ def experiment_dataset(experiment):
     return STUDY.experiments[experiment].dataset.name
 
 
+def train_gpus(experiment, rule_name):
+    """A training job's Snakemake resource `gpu`: compute.gpus_per_job, or 0 when the
+    profile asks for the job's GPU as a GRES of its own (set-resources: {rule}: gres:
+    "shard:1", the shard GRES of jobs sharing a GPU on SLURM: docs/clusters.md), since
+    the SLURM executor would add --gpus to it."""
+    profile = workflow.resource_settings.overwrite_resources.get(rule_name, {})
+    if "gres" in profile:
+        return 0
+    return STUDY.train_resources(experiment)["gpu"]
+
+
 def train_settings(wildcards):
     """The settings one training run depends on (a change retrains it)."""
     try:

@@ -30,7 +30,7 @@ rule train:
         GPU_ENVIRONMENT if STUDY.config["compute"]["gpus_per_job"] else ENVIRONMENT
     threads: STUDY.config["compute"]["threads_per_job"]
     resources:
-        gpu=lambda wildcards: STUDY.train_resources(wildcards.experiment)["gpu"],
+        gpu=lambda wildcards: train_gpus(wildcards.experiment, "train"),
         mem_mb=lambda wildcards: STUDY.train_resources(wildcards.experiment)["mem_mb"],
         runtime=lambda wildcards, attempt: STUDY.train_resources(
             wildcards.experiment, attempt
@@ -48,3 +48,10 @@ use rule train as train_lspp with:
         metrics=f"{RUN_FOLDER}/{METRICS_FILE}",
     wildcard_constraints:
         method="lspp",
+    # the same resources, each rule's own `gpu` (train_gpus reads its profile entry)
+    resources:
+        gpu=lambda wildcards: train_gpus(wildcards.experiment, "train_lspp"),
+        mem_mb=lambda wildcards: STUDY.train_resources(wildcards.experiment)["mem_mb"],
+        runtime=lambda wildcards, attempt: STUDY.train_resources(
+            wildcards.experiment, attempt
+        )["runtime"],
