@@ -839,3 +839,36 @@ def test_an_experiment_named_after_a_paper_row_on_other_data_is_not_compared(
     assert not paper.is_paper_row("mnist", "digits") and paper.is_paper_row(
         "imagenet12_a", "imagenet12"
     )
+
+
+def test_a_study_without_gamma_runs_compares_nothing_and_replays_the_paper():
+    """No finished gamma run (methods.gamma.experiments: [] or only alpha runs done so
+    far): empty frames are compared, not read as 'select no columns'."""
+    from smoothbench import tables
+    from smoothbench.study import load_study
+
+    study = load_study({"experiments": {"digits": {}}, "data": {"download": False}})
+    cells = pd.DataFrame(
+        columns=["experiment", "gamma", "mean_percent", "std_percent", "seeds"]
+    )
+    assert tables.compare_cells(cells, study).empty
+    ours = pd.DataFrame(columns=["experiment", "best_percent"])
+    replayed = tables.compare_table3(ours, study, 0.02)
+    assert len(replayed) == 13 and replayed["ours_best_percent"].isna().all()
+
+
+def test_with_one_seed_the_seed_noise_column_says_unknown_not_false():
+    from smoothbench import tables
+
+    table3 = pd.DataFrame({"experiment": ["digits"], "best_gamma": ["0.9"]})
+    paired = pd.DataFrame(
+        {
+            "experiment": ["digits"],
+            "method": ["gamma"],
+            "value": [0.9],
+            "verdict": ["one seed: no interval"],
+        }
+    )
+    marked = tables.mark_seed_noise(table3, paired).iloc[0]
+    assert pd.isna(marked["best_within_seed_noise"])
+    assert tables.marked_best_gamma("digits", "0.9", paired) == "0.9"

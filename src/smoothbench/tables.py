@@ -82,7 +82,9 @@ OUTPUT_FILES = (
 NOISE_MARK = "†"
 NOISE_NOTE = (
     f"{NOISE_MARK} after a γ best: its gain over γ = 1 is within seed noise, the 95 % interval of its paired "
-    "difference (Gains over γ = 1, paired by seed) contains 0: the seeds cannot tell it from γ = 1."
+    "difference (Gains over γ = 1, paired by seed) contains 0: the seeds cannot tell it from γ = 1. "
+    "With one seed there is no interval and no mark; and no mark does not make a gain hold: the best of "
+    "several γ is picked after the fact (see the paired table)."
 )
 FRONT_PAGE_FIGURE_CAPTION = (
     "Best validation accuracy (%) against γ, one panel per data set (the plot "
@@ -376,9 +378,10 @@ def best_gamma_verdicts(
 def mark_seed_noise(table3: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
     """Table 3 with what the paired differences say of its best gamma:
     ``best_gain_verdict`` (the paired verdict; per gamma, 'g: verdict; ...', where tied
-    best gammas have different ones) and ``best_within_seed_noise`` (True where the
-    interval of every best gamma contains 0: the row names a best gamma its seeds
-    cannot tell from gamma = 1)."""
+    best gammas have different ones) and ``best_within_seed_noise``: True where the
+    interval of every best gamma contains 0 (the row names a best gamma its seeds
+    cannot tell from gamma = 1), False where one has an interval clear of 0, and empty
+    (unknown) where one has no interval (one seed, no gamma = 1 run)."""
     from smoothbench import analysis
 
     verdicts = [
@@ -391,10 +394,15 @@ def mark_seed_noise(table3: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
         else "; ".join(f"{gamma}: {verdict}" for gamma, verdict in found.items())
         for found in verdicts
     ]
-    noise = [
-        all(verdict == analysis.WITHIN_NOISE for verdict in found.values())
-        for found in verdicts
-    ]
+    decided = (analysis.GAIN_HOLDS, analysis.LOSS_HOLDS)
+
+    def within_noise(found: dict) -> bool | None:
+        values = set(found.values())
+        if not values or not values <= {analysis.WITHIN_NOISE, *decided}:
+            return None  # a best gamma without an interval
+        return values == {analysis.WITHIN_NOISE}
+
+    noise = pd.array([within_noise(found) for found in verdicts], dtype="boolean")
     return table3.assign(best_gain_verdict=texts, best_within_seed_noise=noise)
 
 
@@ -439,15 +447,20 @@ def table3_rows(
 # ---------------------------------------------------------------- the comparison
 
 
+def _of_paper_rows(frame: pd.DataFrame, study: Study) -> pd.Series:
+    """A boolean mask of ``frame``'s rows whose experiment is a paper row (a mask, not
+    a list: an empty list would select no columns of an empty frame)."""
+    return (
+        frame["experiment"]
+        .map(lambda name: is_paper_row(name, study.experiments[name].dataset.name))
+        .astype(bool)
+    )
+
+
 def compare_cells(cells: pd.DataFrame, study: Study) -> pd.DataFrame:
     """Every (experiment, gamma) in both the paper's Tables 1-2 and our runs, for the
     experiments that train on the data set of the paper's row (:func:`is_paper_row`)."""
-    cells = cells[
-        [
-            is_paper_row(name, study.experiments[name].dataset.name)
-            for name in cells["experiment"]
-        ]
-    ]
+    cells = cells[_of_paper_rows(cells, study)]
     paper = paper_cells()[["row", "experiment", "gamma", "mean_percent"]]
     paper = paper.assign(gamma_text=paper["gamma"].map(format_value)).drop(
         columns="gamma"
@@ -483,12 +496,7 @@ def compare_table3(ours: pd.DataFrame, study: Study, tolerance: float) -> pd.Dat
     """The paper's printed Table 3, the same recomputed from its Tables 1-2, and ours
     beside it where our experiment trains on the paper row's data set."""
     check = check_paper_arithmetic(tolerance)
-    ours = ours[
-        [
-            is_paper_row(name, study.experiments[name].dataset.name)
-            for name in ours["experiment"]
-        ]
-    ]
+    ours = ours[_of_paper_rows(ours, study)]
     ours = ours.rename(
         columns={
             column: f"ours_{column}"
