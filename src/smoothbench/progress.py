@@ -16,6 +16,7 @@ validation included), or at this epoch's pace before any is done.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -46,6 +47,26 @@ def format_duration(seconds: float | None) -> str:
 def epoch_label(epoch: int, epochs: int) -> str:
     """``epoch 3 of 0..7``: the one way logs name an epoch (counted from 0)."""
     return f"epoch {epoch} of 0..{epochs - 1}"
+
+
+_warned_folders: set[str] = set()
+
+
+def report_status(
+    run_folder: Path, state: str, log: Callable[[str], None] | None = None, **fields
+) -> None:
+    """Rewrite the run's status.json (:func:`smoothbench.run_record.write_run_status`)
+    with where it is written from. The status is advisory: a failed write (an NFS
+    hiccup, a full quota) is logged once per run and never stops training, nor hides
+    the error being reported."""
+    try:
+        run_record.write_run_status(run_folder, state, **fields, **where())
+    except OSError as error:
+        if log is not None and str(run_folder) not in _warned_folders:
+            _warned_folders.add(str(run_folder))
+            log(
+                f"warning: could not write the run's status ({error}); training goes on"
+            )
 
 
 def where() -> dict:
@@ -119,9 +140,10 @@ class EpochReporter:
             f"run ETA {format_duration(eta)}"
         )
         self.log(line)
-        run_record.write_run_status(
+        report_status(
             self.run_folder,
             "running",
+            self.log,
             epoch=self.epoch,
             epochs=self.epochs,
             epochs_done=self.epoch,
@@ -132,7 +154,6 @@ class EpochReporter:
             run_eta_seconds=round(eta, 1),
             val_accuracy=self.last_val_accuracy,
             interval_seconds=self.every_seconds,
-            **where(),
         )
         self.last, self.steps_at_last = now, done
         return line
@@ -159,6 +180,13 @@ class TensorBoardLog:
     def __init__(self, folder: Path, model):
         import keras
 
+        if keras.backend.backend() != "tensorflow":
+            # tf.summary would start TensorFlow on the GPU beside the backend's own
+            # allocation: TensorFlow writes the events from the CPU instead
+            import tensorflow as tf
+
+            with contextlib.suppress(RuntimeError):  # already started: nothing to do
+                tf.config.set_visible_devices([], "GPU")
         self.callback = keras.callbacks.TensorBoard(
             log_dir=str(folder),
             write_graph=False,

@@ -62,8 +62,8 @@ from smoothbench.progress import (
     EpochReporter,
     TensorBoardLog,
     epoch_label,
+    report_status,
     run_eta,
-    where,
 )
 from smoothbench.progress import keras_callback as progress_callback
 from smoothbench.run_record import (
@@ -554,9 +554,7 @@ def train(
     metrics = republish_finished(settings, run_folder, fingerprints, log)
     if metrics is not None:
         return metrics
-    run_record.write_run_status(
-        run_folder, "starting", epochs=settings.epochs, **where()
-    )
+    report_status(run_folder, "starting", log, epochs=settings.epochs)
     # status.json says what happens (smoothbench-status reads it); an error is recorded.
     try:
         manifest, arrays = storage.open_prepared(
@@ -572,16 +570,16 @@ def train(
         progress.attempts.append(attempt_record(progress, session))
         train_epochs(settings, compute, session, arrays, checkpoint, progress, log)
     except TrainingStopped as stop:
-        run_record.write_run_status(run_folder, "stopped", reason=str(stop), **where())
+        report_status(run_folder, "stopped", log, reason=str(stop))
+        raise
+    except KeyboardInterrupt:
+        # Ctrl-C (or a test's stand-in for a kill): the checkpoint resumes it
+        report_status(run_folder, "stopped", log, reason="interrupted (Ctrl-C)")
         raise
     except BaseException as error:
-        with contextlib.suppress(OSError):  # never hide the error behind another one
-            run_record.write_run_status(
-                run_folder,
-                "failed",
-                error=f"{type(error).__name__}: {error}",
-                **where(),
-            )
+        report_status(
+            run_folder, "failed", log, error=f"{type(error).__name__}: {error}"
+        )
         raise
     return finish(
         settings, session, progress, manifest, prepared_folder, run_folder, started, log
@@ -817,7 +815,13 @@ def train_epochs(
                 )
                 if tensorboard is not None:
                     tensorboard.epoch_end(row)
-                _report_epoch_end(run_folder, settings, progress)
+                _report_epoch_end(
+                    run_folder,
+                    settings,
+                    progress,
+                    compute.get("progress_seconds", 60),
+                    log,
+                )
                 log(
                     f"{epoch_label(epoch, settings.epochs)}  lr {row['lr']:.3g}  loss {row['loss']:.4f}  "
                     f"accuracy {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
@@ -825,21 +829,29 @@ def train_epochs(
                 )
         finally:
             if tensorboard is not None:
-                tensorboard.close()
+                with contextlib.suppress(Exception):  # never hide the error in flight
+                    tensorboard.close()
 
 
 def _report_epoch_end(
-    run_folder: Path, settings: RunSettings, progress: Progress
+    run_folder: Path,
+    settings: RunSettings,
+    progress: Progress,
+    progress_seconds: float,
+    log,
 ) -> None:
-    """status.json after an epoch: the epochs done, the last validation accuracy and
-    the run's ETA at the mean seconds of the epochs done so far."""
+    """status.json after an epoch: the epochs done, the last validation accuracy, the
+    run's ETA at the mean seconds of the epochs done so far, and how long until the
+    next word (a progress line's interval, or without them an epoch), by which
+    smoothbench-status tells a silent job from a stalled one."""
     rows = progress.rows
     done_seconds = [row["seconds"] for row in rows]
     left = settings.epochs - len(rows)
-    run_record.write_run_status(
+    report_status(
         run_folder,
         "running",
-        epoch=len(rows),
+        log,
+        epoch=min(len(rows), settings.epochs - 1),
         epochs=settings.epochs,
         epochs_done=len(rows),
         step=0,
@@ -848,7 +860,9 @@ def _report_epoch_end(
         epoch_eta_seconds=None,
         run_eta_seconds=round(run_eta(0.0, left, done_seconds, 0.0), 1),
         val_accuracy=rows[-1]["val_accuracy"],
-        **where(),
+        interval_seconds=round(
+            progress_seconds if progress_seconds > 0 else max(done_seconds), 1
+        ),
     )
 
 
