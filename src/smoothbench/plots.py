@@ -48,7 +48,7 @@ PAPER_COLOR = "#c2410c"
 # method -> (colour, marker, legend name, where its marker stands on the gamma axis)
 OTHER_METHODS = {
     "alpha": ("#15803d", "D", "uniform α", ", at γ = 1 - α + α/K"),
-    "lspp": ("#7e22ce", "^", "LS++ α", ", at the same γ"),
+    "lspp": ("#7e22ce", "^", "LS++ α", ", at γ = 1 - α"),
 }
 # LS++ beside uniform alpha of the same alpha: this share of the gamma axis to the right
 LSPP_NUDGE = 0.025
@@ -134,7 +134,7 @@ def _draw_other_method(
     summary = _mean_and_std(runs, "equivalent")
     seeds = int(summary["count"].max())
     colour, marker, name, where = OTHER_METHODS[method]
-    nudged = " (nudged right)" if nudge else ""
+    nudged = " (nudged aside)" if nudge else ""
     axis.errorbar(
         summary["equivalent"] + nudge,
         summary["mean"],
@@ -171,7 +171,7 @@ def accuracy_versus_gamma_figure(
     the curve, uniform α and LS++ runs (only where the study has some) stand as markers
     at their :func:`smoothbench.methods.equivalent_gamma` (the true class's target
     mass). LS++ at a γ where a γ or a uniform run also stands would hide behind it, so
-    it is drawn :data:`LSPP_NUDGE` of the axis to the right.
+    it is drawn :data:`LSPP_NUDGE` of the axis aside, to the freer side.
     """
     names = list(labels)
     columns, rows = _grid(len(names))
@@ -214,10 +214,18 @@ def accuracy_versus_gamma_figure(
             of_method = others[others["method"] == method]
             if not len(of_method):
                 continue  # not run: no marker, no legend entry
-            shared = method == "lspp" and bool(
-                taken & set(of_method["equivalent"].round(9))
-            )
-            nudge = LSPP_NUDGE * (high - low) if shared else 0.0
+            nudge = 0.0
+            if method == "lspp" and taken & set(of_method["equivalent"].round(9)):
+                # aside, to the side farther from every other point drawn
+                step = LSPP_NUDGE * (high - low)
+                nudge = max(
+                    (step, -step),
+                    key=lambda offset: min(
+                        abs(x + offset - other)
+                        for x in of_method["equivalent"]
+                        for other in taken
+                    ),
+                )
             _draw_other_method(axis, of_method, method, nudge)
         if len(theirs):
             axis.plot(
@@ -230,7 +238,7 @@ def accuracy_versus_gamma_figure(
                 label="paper",
             )
         axis.set_title(labels[name])
-        axis.set_xlabel("γ (uniform α and LS++: 1 - α + α/K)")
+        axis.set_xlabel("γ (uniform α: 1 - α + α/K; LS++: 1 - α)")
         axis.set_ylabel("best val. accuracy (%)")
         axis.set_xlim(low, high)
         axis.grid(alpha=0.3)
