@@ -234,7 +234,7 @@ class Study:
     @property
     def results_folder(self) -> str:
         """Where the study writes everything (config key results_folder)."""
-        return self.config["results_folder"].rstrip("/") or "/"
+        return os.path.normpath(self.config["results_folder"])
 
     @property
     def runs_folder(self) -> str:
