@@ -126,8 +126,10 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
         )
         assert ours.equals(theirs), run
     assert len(job_ids) == 7
-    # SLURM's own per-job logs exist for train (and prepare) only
-    assert sorted(path.name for path in (logs / "slurm").iterdir()) == [
+    # SLURM's own per-job logs (the profile's slurm-logdir, shared by the studies) exist
+    # for train (and prepare) only
+    slurm_logs = workdir / "results" / "logs" / "slurm"
+    assert sorted(path.name for path in slurm_logs.iterdir()) == [
         "rule_prepare",
         "rule_train",
         "rule_train_lspp",
@@ -212,7 +214,7 @@ def _train_until_two_epochs(tmp_path: Path, config: Path):
     # epochs (what tail -f shows), and smoothbench-status, reading the files only,
     # shows the run training.
     assert re.search(
-        r"epoch \d of 0\.\.9  step \d+/\d+  [\d,]+ images/s  epoch ETA .*  run ETA ",
+        r"epoch \d+ of 0\.\.\d+  step \d+/\d+  [\d,]+ images/s  epoch ETA .*  run ETA ",
         log.read_text(),
     ), log.read_text()[-3000:]
     shown = subprocess.run(
@@ -437,7 +439,16 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
     assert starts[0] == (0, 0) and all(
         earlier < later < (epochs, 0) for earlier, later in zip(starts, starts[1:])
     ), (measured, starts)
-    for number, attempt in enumerate(attempts, start=1):
+    # Every SLURM job of the run, from its log (each job starts it with its id): the
+    # attempts that trained, and a last one that only republished the finished run when
+    # the one before was stopped by its limit in the seconds after it finished training.
+    log = (
+        tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.9" / "seed~0.log"
+    )
+    jobs = re.findall(r"^\S+ on \S+, SLURM job (\d+)$", log.read_text(), re.MULTILINE)
+    assert [attempt["slurm_job_id"] for attempt in attempts] == jobs[: len(attempts)]
+    assert len(jobs) - len(attempts) <= 1 and len(jobs) <= 4, (jobs, attempts)
+    for number, job in enumerate(jobs, start=1):
         state = subprocess.run(
             [
                 "sacct",
@@ -447,13 +458,13 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
                 "-o",
                 "State,Timelimit",
                 "-j",
-                attempt["slurm_job_id"],
+                job,
             ],
             capture_output=True,
             text=True,
         ).stdout.strip()
-        # every attempt but the last was stopped by its limit, which grew by L minutes per attempt
-        expected_state = "COMPLETED" if number == len(attempts) else "TIMEOUT"
+        # every job but the last was stopped by its limit, which grew by L minutes per attempt
+        expected_state = "COMPLETED" if number == len(jobs) else "TIMEOUT"
         assert state == f"{expected_state}|00:{number * first_limit_minutes:02d}:00", (
             number,
             state,

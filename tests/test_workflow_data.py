@@ -67,18 +67,21 @@ def test_dry_run_of_the_shipped_config_plans_the_papers_data_stage(tmp_path):
         "plot_summary",
         "plot_training_curves",
         "plot_reliability",
+        "front_page",
     )
     assert (
         sorted(job for job in jobs if job[0] not in ("all", "train", *results_rules))
         == expected
     )
     assert sum(1 for job in jobs if job[0] == "train") == 108
-    # the results stage: one aggregation, one summary plot, training curves and reliability per experiment
+    # the results stage: one aggregation, one summary plot, training curves and
+    # reliability per experiment, one front page
     assert [sum(1 for job in jobs if job[0] == rule) for rule in results_rules] == [
         1,
         1,
         13,
         13,
+        1,
     ]
     assert not [
         job for job in jobs if job[0] in ("train_lspp", "plot_c_matrix")
