@@ -439,15 +439,18 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
     assert starts[0] == (0, 0) and all(
         earlier < later < (epochs, 0) for earlier, later in zip(starts, starts[1:])
     ), (measured, starts)
-    # Every SLURM job of the run, from its log (each job starts it with its id): the
-    # attempts that trained, and a last one that only republished the finished run when
-    # the one before was stopped by its limit in the seconds after it finished training.
+    # Every SLURM job of the run: those that trained (the attempts), and the last one,
+    # whose id heads the log (Snakemake empties a job's log when it submits it again),
+    # which only republished the finished run if the job before it was stopped by its
+    # limit in the seconds after it had finished training.
+    jobs = [attempt["slurm_job_id"] for attempt in attempts]
     log = (
         tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.9" / "seed~0.log"
     )
-    jobs = re.findall(r"^\S+ on \S+, SLURM job (\d+)$", log.read_text(), re.MULTILINE)
-    assert [attempt["slurm_job_id"] for attempt in attempts] == jobs[: len(attempts)]
-    assert len(jobs) - len(attempts) <= 1 and len(jobs) <= 4, (jobs, attempts)
+    last = re.search(r"SLURM job (\d+)", log.read_text().splitlines()[0]).group(1)
+    if last != jobs[-1]:
+        assert "already finished: republished" in log.read_text(), log.read_text()
+        jobs.append(last)
     for number, job in enumerate(jobs, start=1):
         state = subprocess.run(
             [
