@@ -814,16 +814,7 @@ def test_the_paper_study_front_page_sets_the_paper_beside_each_row(paper_as_runs
 def test_an_experiment_named_after_a_paper_row_on_other_data_is_not_compared(
     tmp_path,
 ):
-    config = {
-        "data": {"download": False},
-        "protocol": {
-            "model": "resnet_v1",
-            "depth": 20,
-            "epochs": 10,
-            "pooling": "global",
-            "min_image_size": 0,
-        },
-        "gamma_grid": {"min_numerator": 9},
+    config = _digits_config() | {
         "seeds": [0],
         "experiments": {"mnist": {"dataset": "digits"}},
     }
