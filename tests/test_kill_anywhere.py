@@ -199,6 +199,20 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(
             reference / run / "history.csv"
         ), gamma
         assert not (workdir / run / "checkpoint").exists()
+    # The compute keys are auto: both studies trained with what was measured on this
+    # machine (smoothbench.tuning), every attempt of a run the same choice, and a run
+    # SIGKILLed after its first checkpoint resumed (several attempts) to the
+    # uninterrupted history above, bit for bit.
+    resumed = 0
+    for gamma, run in RUNS.items():
+        attempts = json.loads((workdir / run / "metrics.json").read_text())["attempts"]
+        record = json.loads(Path(attempts[0]["tuned"]["record"]).read_text())
+        for attempt in attempts:
+            assert attempt["tuned"]["choice"] == record["chosen"], gamma
+            assert {key: attempt[key] for key in record["chosen"]} == record["chosen"]
+        resumed += len(attempts) > 1
+    assert resumed >= 1, "no run was resumed after a SIGKILL"
+    print(f"measured choice: {record['chosen']}; {resumed} run(s) resumed")
     for name in COMPARED_TABLES:
         ours, theirs = (
             pd.read_csv(workdir / "results" / "tables" / name),

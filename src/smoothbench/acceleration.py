@@ -181,7 +181,7 @@ def resolve_jit_compile(
 ) -> tuple[bool, str]:
     """(whether to XLA-compile, why) for ``compute.jit_compile`` (auto, true or false)."""
     if requested is True or requested is False:
-        if requested and backend == "tensorflow" and deterministic:
+        if requested and backend == "tensorflow" and deterministic is True:
             raise AccelerationError(
                 "config keys 'compute.jit_compile' (true) and 'compute.deterministic' (true) do not go together "
                 "under TensorFlow: Keras turns XLA off while op determinism is on. Set one of them to false (or "
@@ -196,7 +196,7 @@ def resolve_jit_compile(
         return True, "auto: JAX always compiles"
     if backend == "torch":
         return False, "auto: off under PyTorch"
-    if deterministic:
+    if deterministic is not False:  # true, or auto under the fixed rule
         return (
             False,
             "auto: compute.deterministic asks for TensorFlow's op determinism, which Keras does not combine with XLA",

@@ -363,8 +363,13 @@ class Study:
         )
 
     def compute_settings(self) -> dict[str, Any]:
-        """How training jobs run; nothing here changes a result."""
-        return copy.deepcopy(self.config["compute"])
+        """How training jobs run; nothing here changes a result. ``tuning_folder`` is
+        resolved (:func:`smoothbench.tuning.tuning_folder`)."""
+        from smoothbench.tuning import tuning_folder
+
+        compute = copy.deepcopy(self.config["compute"])
+        compute["tuning_folder"] = str(tuning_folder(compute, self.results_folder))
+        return compute
 
     def train_resources(self, experiment: str, attempt: int = 1) -> dict[str, int]:
         """``gpu``, ``mem_mb`` and ``runtime`` (minutes) for one experiment's train jobs,

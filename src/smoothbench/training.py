@@ -561,8 +561,14 @@ def train(
             prepared_folder, verify_checksums=compute["verify_checksums"]
         )
         check_manifest(manifest, settings, prepared_folder)
-        session = set_up_session(settings, compute, np.asarray(arrays["mean"]), log)
         checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
+        session = set_up_session(
+            settings,
+            compute,
+            np.asarray(arrays["mean"]),
+            log,
+            earlier_attempts=_earlier_attempts(checkpoint, fingerprints),
+        )
         # A job killed while writing leaves a temporary file; one job runs per folder at a time.
         for stale in [*run_folder.glob(".*.tmp"), *checkpoint.parent.glob(".*.tmp")]:
             stale.unlink(missing_ok=True)
@@ -605,6 +611,19 @@ def republish_finished(
     return metrics
 
 
+def _earlier_attempts(checkpoint: Path, fingerprints: dict) -> list[dict]:
+    """The attempts recorded in a checkpoint that this job will resume ([] otherwise)."""
+    if not checkpoint.exists():
+        return []
+    try:
+        state = read_checkpoint_state(checkpoint)
+    except CheckpointError:
+        return []  # resume() says why
+    if state.get("fingerprint") != fingerprints["settings"]:
+        return []
+    return state.get("attempts", [])
+
+
 @dataclasses.dataclass
 class Session:
     """One attempt's backend, compute choices (and why) and model."""
@@ -614,6 +633,10 @@ class Session:
     precision_reason: str
     jit_compile: bool
     jit_reason: str
+    deterministic: bool
+    tuned: (
+        dict | None
+    )  # the measured choice: device, choice, record (smoothbench.tuning)
     device: str
     classifier: Any
     model: Any  # what fit() trains (Label Smoothing++ wraps the network)
@@ -622,18 +645,32 @@ class Session:
 
 
 def set_up_session(
-    settings: RunSettings, compute: dict, mean: np.ndarray, log=say
+    settings: RunSettings,
+    compute: dict,
+    mean: np.ndarray,
+    log=say,
+    earlier_attempts: list[dict] | None = None,
 ) -> Session:
-    """Choose the backend, threads, precision and XLA, check that a job given GPUs sees
-    them (``compute["gpus_given"]``, set by the job's adapter), seed Keras, and build and
+    """Choose the backend, threads, precision and XLA (measured, where they are auto:
+    :mod:`smoothbench.tuning`), check that a job given GPUs sees them
+    (``compute["gpus_given"]``, set by the job's adapter), seed Keras, and build and
     compile the model with its optimizer."""
+    from smoothbench import tuning
+
+    open_keys = tuning.open_keys(compute)
+    compute, tuned = tuning.choose(settings, compute, earlier_attempts or [], log)
     chosen = acceleration.select_backend(compute.get("backend", "auto"))
+    deterministic = compute.get("deterministic", "auto")
+    if deterministic == "auto":  # compute.tune false: the fixed rule
+        deterministic = not (
+            chosen == "tensorflow" and compute.get("jit_compile") is True
+        )
     gpus_given = compute.get("gpus_given")
     runs_per_gpu = compute.get("runs_per_gpu", 1)
     acceleration.prepare_environment(chosen, gpus_given, runs_per_gpu)
     backend = configure_backend(
         compute["threads_per_job"],
-        compute["deterministic"],
+        deterministic,
         grow_memory=runs_per_gpu > 1,
     )
 
@@ -656,8 +693,13 @@ def set_up_session(
         compute.get("jit_compile", "auto"),
         backend,
         bool(capabilities),
-        compute["deterministic"],
+        deterministic,
     )
+    if tuned:  # what was auto is measured, not the fixed rule
+        if "precision" in open_keys:
+            precision_reason = "auto: measured"
+        if "jit_compile" in open_keys:
+            jit_reason = "auto: measured"
     acceleration.apply_precision(precision)  # before any layer is built
     keras.utils.set_random_seed(settings.seed)
     classifier, model = build_model(settings, mean)
@@ -672,6 +714,8 @@ def set_up_session(
         precision_reason=precision_reason,
         jit_compile=jit_compile,
         jit_reason=jit_reason,
+        deterministic=deterministic,
+        tuned=tuned,
         device=acceleration.describe_accelerators(accelerators),
         classifier=classifier,
         model=model,
@@ -756,6 +800,8 @@ def attempt_record(progress: Progress, session: Session) -> dict:
         "backend": session.backend,
         "precision": session.precision,
         "jit_compile": session.jit_compile,
+        "deterministic": session.deterministic,
+        "tuned": session.tuned,
     }
 
 
@@ -789,8 +835,11 @@ def train_epochs(
     )
     log(
         f"precision {session.precision} ({session.precision_reason}); "
-        f"XLA {'on' if session.jit_compile else 'off'} ({session.jit_reason})"
+        f"XLA {'on' if session.jit_compile else 'off'} ({session.jit_reason}); "
+        f"op determinism {'on' if session.deterministic else 'off'}"
     )
+    if session.tuned:
+        log(f"compute settings {session.tuned['reason']}")
     every_seconds = 60.0 * compute.get("checkpoint_minutes", 10)
     tensorboard = (
         TensorBoardLog(run_folder / run_record.TENSORBOARD_FOLDER, session.model)

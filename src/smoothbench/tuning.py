@@ -1,0 +1,680 @@
+"""Measured compute choices: what ``auto`` means on the machine that trains.
+
+Which compute settings train fastest changes from one machine to the next (XLA was
+2.5x faster on one 2-core CPU and 0.8x on another; bfloat16 pays where the CPU has
+bfloat16 units and costs 4x where it emulates them), so ``auto`` is not a fixed rule
+but a measurement. The first training job of each *kind* - (network, depth, image
+shape, pooling, batch size) on one *device* (CPU model and threads, or GPU model) -
+times every candidate setting the config leaves open, in processes of its own, on
+synthetic images of the run's shape:
+
+- the backends installed (TensorFlow, JAX), or the one ``compute.backend`` names;
+- float32, and a mixed precision where the device has the units for it (bfloat16 on
+  CPUs with AVX-512 BF16 or AMX and on GPUs; float16 on GPUs), or the one
+  ``compute.precision`` names;
+- XLA off and on under TensorFlow (always on under JAX), or what ``compute.jit_compile``
+  says; TensorFlow's op determinism with XLA off (Keras does not combine the two), or
+  what ``compute.deterministic`` says.
+
+It keeps the fastest candidate that **resumes bit-exactly**: each candidate trains two
+steps, saves its variables the way a checkpoint does, trains two more; a fresh process
+restores the saved variables and trains the same two steps, and its variables must be
+equal to the last bit. A candidate must beat the reference (TensorFlow, float32, no
+XLA, op determinism: the settings every earlier result was trained with) by more than
+:data:`MARGIN`, so that timing noise does not pick for it. The record - the device,
+the software, every candidate's images/s, the check, the choice - is written to
+``{tuning folder}/{device}/{kind}.json`` (:func:`record_path`) and every later job of
+that kind on that device reads it instead of measuring: one job measures while the
+others wait on a lock file beside it. Delete the file to measure again.
+
+A resumed run keeps the choice of its earlier attempts on the same device, so that it
+ends as an uninterrupted run would. Explicit settings always win: a key set to
+anything but ``auto`` removes the others from the candidates, and with every key
+explicit nothing is measured. ``compute.tune: false`` gives ``auto`` the fixed rule of
+:mod:`smoothbench.acceleration` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import fcntl
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from smoothbench import storage
+from smoothbench.acceleration import BACKENDS, AccelerationError
+
+TUNING_FORMAT = 1
+# share by which a candidate must beat the reference's images/s to be chosen over it
+MARGIN = 0.03
+CHECK_STEPS = 2  # steps before and after the saved state of the resume check
+RESULT_PREFIX = "TUNING "  # a child process's result line
+# CPU features that decide what is fast (AVX-512, bfloat16 dot products, AMX tiles)
+CPU_FEATURES = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+)
+COMPUTE_KEYS = ("backend", "precision", "jit_compile", "deterministic")
+
+
+class TuningError(AccelerationError):
+    """No candidate could be measured, or a tuning record that cannot be read."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One way to compute a training step."""
+
+    backend: str
+    precision: str
+    jit_compile: bool
+    deterministic: bool
+
+    def label(self) -> str:
+        return (
+            f"{self.backend} {self.precision} XLA {'on' if self.jit_compile else 'off'}"
+            f"{', deterministic' if self.deterministic else ''}"
+        )
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Choice:
+        return cls(**{key: data[key] for key in COMPUTE_KEYS})
+
+
+REFERENCE = Choice("tensorflow", "float32", False, True)
+
+
+def cpu_description() -> dict:
+    """The CPU's model name, logical CPUs and the :data:`CPU_FEATURES` it reports."""
+    name, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        text = Path("/proc/cpuinfo").read_text()
+        found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+        if found:
+            name = found.group(1).strip()
+        found = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
+        if found:
+            flags = set(found.group(1).split())
+    return {
+        "model": name,
+        "logical_cpus": os.cpu_count() or 1,
+        "features": [feature for feature in CPU_FEATURES if feature in flags],
+        # told apart where a hypervisor hides the model ("AMD EPYC")
+        "flags_digest": hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[
+            :8
+        ],
+    }
+
+
+def gpu_names(gpus_given: str | None) -> list[str]:
+    """Names of the GPUs a job was given (nvidia-smi's, in CUDA_VISIBLE_DEVICES' order
+    when it lists indices); [] for a job given none."""
+    if not gpus_given:
+        return []
+    try:
+        listing = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ["GPU"]
+    names = {}
+    for line in listing.splitlines():
+        index, _, name = line.partition(",")
+        names[index.strip()] = name.strip()
+    visible = [
+        part.strip()
+        for part in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+        if part.strip()
+    ]
+    chosen = [names[index] for index in visible if index in names]
+    return chosen or list(names.values()) or ["GPU"]
+
+
+def device_description(compute: dict) -> dict:
+    """What the cache of measured choices is keyed on besides the work: the GPUs a job
+    was given, or the CPU and the job's threads."""
+    cpu = cpu_description()
+    gpus = gpu_names(compute.get("gpus_given"))
+    if gpus:
+        name = f"{len(gpus)}x {gpus[0]}"
+    else:
+        name = f"{cpu['model']} {cpu['flags_digest']}, {compute['threads_per_job']} threads"
+    return {
+        "name": name,
+        "gpus": gpus,
+        "cpu": cpu,
+        "threads": compute["threads_per_job"],
+    }
+
+
+def work_description(settings) -> dict:
+    """The part of a run's settings that decides the speed of its training step."""
+    return {
+        "model": settings.model,
+        "depth": settings.depth,
+        "image_shape": list(settings.image_shape),
+        "pooling": settings.pooling,
+        "min_image_size": settings.min_image_size,
+        "batch_size": settings.batch_size,
+        "num_classes": settings.num_classes,
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+
+
+def record_path(
+    folder: Path | str, device: dict, work: dict, compute: dict | None = None
+) -> Path:
+    """Where the measured choice for ``work`` on ``device`` is kept; compute keys set to
+    anything but auto (which narrow the candidates) are part of the name."""
+    shape = "x".join(map(str, work["image_shape"]))
+    fixed = "".join(
+        f"-{key}={str(compute[key]).lower()}"
+        for key in COMPUTE_KEYS
+        if compute and compute.get(key, "auto") != "auto"
+    )
+    name = (
+        f"{work['model']}-{work['depth']}-{shape}-{work['pooling']}-min{work['min_image_size']}-"
+        f"batch{work['batch_size']}-k{work['num_classes']}{fixed}.json"
+    )
+    return Path(folder) / _slug(device["name"]) / name
+
+
+def installed_backends() -> list[str]:
+    return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
+
+
+def software_versions(backends) -> dict:
+    versions = {}
+    for name in ["keras", *backends]:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    return versions
+
+
+def candidates(compute: dict, device: dict) -> list[Choice]:
+    """Every choice the config leaves open on this device, the reference first when it
+    is one of them."""
+    requested = compute.get("backend", "auto")
+    if requested != "auto":
+        backends = [requested]
+    elif os.environ.get("KERAS_BACKEND"):  # the user's own pick, as before tuning
+        backends = [os.environ["KERAS_BACKEND"]]
+    else:
+        backends = [name for name in installed_backends() if name != "torch"]
+    on_gpu = bool(device["gpus"])
+    if compute.get("precision", "auto") != "auto":
+        precisions = [compute["precision"]]
+    else:
+        precisions = ["float32"]
+        features = set(device["cpu"]["features"])
+        if on_gpu or features & {"avx512_bf16", "amx_bf16"}:
+            precisions.append("mixed_bfloat16")
+        if on_gpu:
+            precisions.append("mixed_float16")
+    requested_jit = compute.get("jit_compile", "auto")
+    requested_determinism = compute.get("deterministic", "auto")
+    found = []
+    for backend in backends:
+        if backend == "jax":
+            jits = [True]
+        elif backend == "torch":
+            jits = [False]
+        else:
+            jits = [False, True]
+        if requested_jit != "auto":
+            jits = [requested_jit]
+        for precision in precisions:
+            for jit in jits:
+                if requested_determinism != "auto":
+                    deterministic = requested_determinism
+                else:  # TensorFlow's op determinism excludes XLA
+                    deterministic = not (backend == "tensorflow" and jit)
+                if backend == "tensorflow" and jit and deterministic:
+                    continue  # refused when the config is read; never a candidate
+                found.append(Choice(backend, precision, jit, deterministic))
+    found.sort(key=lambda choice: choice != REFERENCE)
+    return found
+
+
+def _lock(path: Path):
+    """An exclusive lock on ``path`` (a file beside the record), held until closed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def read_record(path: Path) -> dict | None:
+    """The tuning record at ``path``, or None when there is none or it is out of date
+    (another format, or other software: it is then measured again)."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise TuningError(
+            f"{path}: unreadable tuning record ({error}); delete it to measure again"
+        ) from None
+    if record.get("format") != TUNING_FORMAT:
+        return None
+    if record.get("software") != software_versions(
+        sorted({c["backend"] for c in record.get("candidates", [])})
+    ):
+        return None
+    return record
+
+
+def _child_command(mode: str, job: dict) -> list[str]:
+    return [sys.executable, "-m", "smoothbench.tuning", mode, json.dumps(job)]
+
+
+def _run_child(mode: str, job: dict, backend: str, log) -> list[dict]:
+    """Run one measuring process; its result lines (one per candidate)."""
+    environment = {**os.environ, "KERAS_BACKEND": backend}
+    source = str(Path(__file__).resolve().parents[1])
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [source, *filter(None, [environment.get("PYTHONPATH")])]
+    )
+    process = subprocess.run(
+        _child_command(mode, job), capture_output=True, text=True, env=environment
+    )
+    results = [
+        json.loads(line[len(RESULT_PREFIX) :])
+        for line in process.stdout.splitlines()
+        if line.startswith(RESULT_PREFIX)
+    ]
+    if process.returncode != 0:
+        tail = (process.stderr or process.stdout).strip().splitlines()[-3:]
+        log(
+            f"tuning: a {backend} measuring process failed (exit {process.returncode}): {' | '.join(tail)}"
+        )
+    return results
+
+
+def measure(
+    settings,
+    compute: dict,
+    folder: Path,
+    log: Callable[[str], None],
+    seconds: float | None = None,
+) -> dict:
+    """Time every candidate, check the fastest resume bit-exactly, and return the record
+    (not written; :func:`tune` writes it)."""
+    device = device_description(compute)
+    choices = candidates(compute, device)
+    if not choices:
+        raise TuningError(
+            "config keys compute.backend, compute.precision, compute.jit_compile and compute.deterministic "
+            "leave no setting to train with"
+        )
+    seconds = compute.get("tuning_seconds", 5.0) if seconds is None else seconds
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix="smoothbench-tuning-"))
+    try:
+        groups: dict[tuple, list[Choice]] = {}
+        for (
+            choice
+        ) in choices:  # one process per (backend, determinism): both are per process
+            groups.setdefault((choice.backend, choice.deterministic), []).append(choice)
+        measured = []
+        for (backend, _), group in groups.items():
+            job = {
+                "settings": settings.as_dict(),
+                "compute": {
+                    key: compute[key] for key in ("threads_per_job",) if key in compute
+                }
+                | {"gpus_given": compute.get("gpus_given")},
+                "choices": [choice.as_dict() for choice in group],
+                "seconds": seconds,
+                "scratch": str(scratch),
+            }
+            log(
+                f"tuning: timing {', '.join(choice.label() for choice in group)} ({seconds:g} s each)"
+            )
+            measured += _run_child("--measure", job, backend, log)
+        for result in measured:
+            log(
+                f"tuning: {Choice.from_dict(result).label()}: {result['images_per_second']:.1f} images/s "
+                f"(first step {result['first_step_seconds']:.1f} s)"
+            )
+        if not measured:
+            raise TuningError(
+                f"tuning: none of {len(choices)} candidate settings could be measured on {device['name']} "
+                "(the log above says why); set compute.backend, precision, jit_compile and deterministic "
+                "explicitly, or compute.tune: false"
+            )
+        reference = next(
+            (r for r in measured if Choice.from_dict(r) == REFERENCE), None
+        )
+
+        def score(result):
+            speed = result["images_per_second"]
+            if reference is not None and result is not reference:
+                speed /= 1 + MARGIN  # beat the reference by more than the margin
+            return speed
+
+        chosen, checks = None, []
+        for result in sorted(measured, key=score, reverse=True):
+            choice = Choice.from_dict(result)
+            job = {
+                "settings": settings.as_dict(),
+                "compute": {"threads_per_job": compute["threads_per_job"]}
+                | {"gpus_given": compute.get("gpus_given")},
+                "choices": [choice.as_dict()],
+                "scratch": str(scratch),
+                "state": result["state_file"],
+            }
+            check = _run_child("--resume-check", job, choice.backend, log)
+            exact = bool(check) and check[0]["hash"] == result["hash"]
+            checks.append({"choice": choice.as_dict(), "bit_exact": exact})
+            log(
+                f"tuning: resume check of {choice.label()}: "
+                + (
+                    "bit-exact"
+                    if exact
+                    else "NOT bit-exact (a resumed run would differ)"
+                )
+            )
+            if exact:
+                chosen = result
+                break
+        if chosen is None:
+            raise TuningError(
+                f"tuning: no candidate on {device['name']} resumed bit-exactly ({len(checks)} checked); "
+                "set the compute keys explicitly (compute.deterministic: true keeps TensorFlow's op determinism)"
+            )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for result in measured:
+        result.pop("state_file", None)
+        result.pop("hash", None)
+    return {
+        "format": TUNING_FORMAT,
+        "device": device,
+        "seen_by_backend": chosen["device"],
+        "work": work_description(settings),
+        "software": software_versions(sorted({c.backend for c in choices})),
+        "candidates": measured,
+        "resume_checks": checks,
+        "margin": MARGIN,
+        "chosen": Choice.from_dict(chosen).as_dict(),
+        "speed_over_reference": (
+            round(chosen["images_per_second"] / reference["images_per_second"], 3)
+            if reference
+            else None
+        ),
+        "measured_at": datetime.datetime.now(datetime.UTC).isoformat(
+            timespec="seconds"
+        ),
+        "host": socket.gethostname(),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def tune(
+    settings, compute: dict, folder: Path | str, log: Callable[[str], None]
+) -> tuple[dict, Path]:
+    """The record for this run's kind and device: read, or measured and written (one
+    job measures, the others of the kind wait on its lock)."""
+    device = device_description(compute)
+    path = record_path(folder, device, work_description(settings), compute)
+    record = read_record(path)
+    if record is not None:
+        return record, path
+    with contextlib.closing(_lock(path.with_suffix(".lock"))):
+        record = read_record(path)  # another job may have measured it meanwhile
+        if record is not None:
+            return record, path
+        log(
+            f"tuning: measuring compute settings for this kind of run on {device['name']} (once; then {path})"
+        )
+        record = measure(settings, compute, Path(folder), log)
+        with storage.atomic_file(path, "w") as stream:
+            stream.write(json.dumps(record, indent=1) + "\n")
+    return record, path
+
+
+def open_keys(compute: dict) -> list[str]:
+    """The compute keys left to ``auto``."""
+    return [key for key in COMPUTE_KEYS if compute.get(key, "auto") == "auto"]
+
+
+def tuning_folder(compute: dict, results_folder: Path | str = "results") -> Path:
+    """Where measured choices are kept: config key compute.tuning_folder, else
+    $SMOOTHBENCH_TUNING_FOLDER, else ``{results_folder}/tuning``."""
+    return Path(
+        compute.get("tuning_folder")
+        or os.environ.get("SMOOTHBENCH_TUNING_FOLDER")
+        or Path(results_folder) / "tuning"
+    )
+
+
+def choose(
+    settings, compute: dict, earlier_attempts: list[dict], log
+) -> tuple[dict, dict | None]:
+    """``compute`` with its ``auto`` keys replaced by measured values, and what was
+    measured (device, choice, record, reason: an attempt's ``tuned`` in metrics.json).
+
+    ``compute`` as it is and None when no key is auto, or compute.tune is false.
+    ``earlier_attempts``: the attempts of the run's checkpoint; a resumed run keeps the
+    choice of its last attempt on the same device."""
+    if compute.get("backend", "auto") == "auto" and "keras" in sys.modules:
+        # this process already runs Keras (a notebook, a test): its backend stays
+        compute = compute | {"backend": sys.modules["keras"].backend.backend()}
+    keys = open_keys(compute)
+    if not keys or not compute.get("tune", True):
+        return compute, None
+    device = device_description(compute)["name"]
+    for attempt in reversed(earlier_attempts):
+        earlier = attempt.get("tuned")
+        if earlier and earlier.get("device") == device:
+            return compute | {key: earlier["choice"][key] for key in keys}, earlier | {
+                "reason": f"measured ({earlier['record']}), kept from the run's earlier attempt"
+            }
+    record, path = tune(settings, compute, tuning_folder(compute), log)
+    chosen = record["chosen"]
+    speed = record.get("speed_over_reference")
+    return compute | {key: chosen[key] for key in keys}, {
+        "device": device,
+        "choice": chosen,
+        "record": str(path),
+        "reason": "measured: the fastest that resumes bit-exactly"
+        + (f", {speed:.2f}x the reference" if speed else "")
+        + f" ({path})",
+    }
+
+
+# --- the measuring processes -------------------------------------------------------
+
+
+def _variables_hash(model, optimizer) -> str:
+    import keras
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for variable in list(model.variables) + list(optimizer.variables):
+        digest.update(
+            np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes()
+        )
+    return digest.hexdigest()
+
+
+def _build(settings, choice: Choice, threads: int):
+    """(model, optimizer) as a training job builds them under ``choice``."""
+    import keras
+    import numpy as np
+
+    from smoothbench import acceleration, training
+
+    acceleration.apply_precision(choice.precision)
+    keras.utils.set_random_seed(settings.seed)
+    mean = np.full(tuple(settings.image_shape), 0.5, dtype=np.float32)
+    _, model = training.build_model(settings, mean)
+    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
+    model = training.compile_for_method(
+        model, settings, optimizer, jit_compile=choice.jit_compile
+    )
+    model.optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def _synthetic(settings, batches: int):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    count = settings.batch_size * batches
+    images = rng.integers(0, 256, size=(count, *settings.image_shape), dtype=np.uint8)
+    labels = rng.integers(0, settings.num_classes, size=count).astype(np.int32)
+    return images, labels
+
+
+def _fit_steps(model, images, labels, batch_size, first: int, steps: int):
+    """Train batches first..first+steps-1 of (images, labels), in order."""
+    start, stop = first * batch_size, (first + steps) * batch_size
+    model.fit(
+        images[start:stop],
+        labels[start:stop],
+        batch_size=batch_size,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+    )
+
+
+def _start_child(job: dict):
+    from smoothbench import acceleration, training
+    from smoothbench.study import RunSettings
+
+    settings = RunSettings.from_dict(job["settings"])
+    choices = [Choice.from_dict(choice) for choice in job["choices"]]
+    backend = acceleration.select_backend(choices[0].backend)
+    acceleration.prepare_environment(backend, job["compute"].get("gpus_given"))
+    training.configure_backend(
+        job["compute"]["threads_per_job"], choices[0].deterministic
+    )
+    return settings, choices
+
+
+def child_measure(job: dict) -> None:
+    """Each choice of ``job``: the resume check's first half, then images/s."""
+    settings, choices = _start_child(job)
+    import keras
+
+    from smoothbench import acceleration, training
+
+    device = acceleration.describe_accelerators(acceleration.visible_accelerators())
+    batch = settings.batch_size
+    images, labels = _synthetic(settings, 16)
+    for index, choice in enumerate(choices):
+        try:
+            model, optimizer = _build(
+                settings, choice, job["compute"]["threads_per_job"]
+            )
+            began = time.perf_counter()
+            _fit_steps(model, images, labels, batch, 0, CHECK_STEPS)
+            first_step = time.perf_counter() - began
+            state_file = (
+                Path(job["scratch"]) / f"{choice.backend}-{index}-{os.getpid()}.npz"
+            )
+            training.save_checkpoint(state_file, model, optimizer, {"tuning": True})
+            _fit_steps(model, images, labels, batch, CHECK_STEPS, CHECK_STEPS)
+            digest = _variables_hash(model, optimizer)
+            ends: list[float] = []
+
+            class Clock(keras.callbacks.Callback):
+                def on_train_batch_end(self, step, logs=None):
+                    float(logs["loss"])  # wait for the step (dispatch is asynchronous)
+                    ends.append(time.perf_counter())
+                    if len(ends) > 5 and ends[-1] - ends[1] >= job["seconds"]:
+                        self.model.stop_training = True
+
+            model.fit(
+                images,
+                labels,
+                batch_size=batch,
+                epochs=1000,
+                shuffle=False,
+                verbose=0,
+                callbacks=[Clock()],
+            )
+            steps = [later - earlier for earlier, later in zip(ends[1:], ends[2:])]
+            step = statistics.median(steps)
+            print(
+                RESULT_PREFIX
+                + json.dumps(
+                    choice.as_dict()
+                    | {
+                        "images_per_second": round(batch / step, 2),
+                        "timed_steps": len(steps),
+                        "first_step_seconds": round(first_step / CHECK_STEPS, 2),
+                        "device": device,
+                        "hash": digest,
+                        "state_file": str(state_file),
+                    }
+                ),
+                flush=True,
+            )
+        except (
+            Exception
+        ) as error:  # one candidate that cannot run is not the job's failure
+            print(f"{choice.label()}: {type(error).__name__}: {error}", file=sys.stderr)
+        finally:
+            keras.backend.clear_session()
+
+
+def child_resume_check(job: dict) -> None:
+    """Restore the saved state into a fresh model and train the same steps again."""
+    settings, choices = _start_child(job)
+    from smoothbench import training
+
+    choice = choices[0]
+    model, optimizer = _build(settings, choice, job["compute"]["threads_per_job"])
+    training.restore_checkpoint(Path(job["state"]), model, optimizer)
+    images, labels = _synthetic(settings, 16)
+    _fit_steps(model, images, labels, settings.batch_size, CHECK_STEPS, CHECK_STEPS)
+    print(
+        RESULT_PREFIX
+        + json.dumps(choice.as_dict() | {"hash": _variables_hash(model, optimizer)}),
+        flush=True,
+    )
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    mode, job = argv[0], json.loads(argv[1])
+    {"--measure": child_measure, "--resume-check": child_resume_check}[mode](job)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
