@@ -49,8 +49,8 @@ import csv
 import importlib.util
 import json
 import os
-import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -87,28 +87,32 @@ CONFIGURATIONS = [
 # deterministic: compute.deterministic (TensorFlow's op determinism, which excludes XLA).
 VARIANTS = {
     "baseline": {"backend": "tensorflow", "deterministic": False},
-    "ours": {
+    # the shipped defaults: every compute key auto, measured on this machine (main()
+    # replaces it with what smoothbench.tuning chose before the first round)
+    "ours": {"auto": True},
+    # the settings every result was trained with before auto was measured
+    "reference": {
         "backend": "tensorflow",
-        "precision": "auto",
-        "jit_compile": "auto",
+        "precision": "float32",
+        "jit_compile": False,
         "deterministic": True,
     },
     "ours-xla": {
         "backend": "tensorflow",
-        "precision": "auto",
-        "jit_compile": "auto",
+        "precision": "float32",
+        "jit_compile": True,
         "deterministic": False,
     },
     "ours-bfloat16": {
         "backend": "tensorflow",
         "precision": "mixed_bfloat16",
-        "jit_compile": "auto",
+        "jit_compile": False,
         "deterministic": True,
     },
     "ours-jax": {
         "backend": "jax",
-        "precision": "auto",
-        "jit_compile": "auto",
+        "precision": "float32",
+        "jit_compile": True,
         "deterministic": True,
     },
 }
@@ -135,6 +139,16 @@ COLUMNS = [
     "keras",
     "threads",
     "baseline_kind",
+    "deterministic",
+]
+CEILING_COLUMNS = [
+    "configuration",
+    "precision",
+    "convolutions",
+    "mflop_per_image",
+    "gflops_without_xla",
+    "gflops_with_xla",
+    "images_per_second",
 ]
 
 
@@ -186,10 +200,7 @@ def measure(
     if variant == "baseline":
         precision, jit_compile = "float32", False
     else:
-        precision = acceleration.resolve_precision(choice["precision"], capabilities)[0]
-        jit_compile = acceleration.resolve_jit_compile(
-            choice["jit_compile"], backend, bool(capabilities), choice["deterministic"]
-        )[0]
+        precision, jit_compile = choice["precision"], choice["jit_compile"]
     acceleration.apply_precision(precision)
     num_classes = 10
     settings = _settings(configuration, batch_size, num_classes)
@@ -325,7 +336,115 @@ def measure(
         "keras": keras.__version__,
         "threads": threads,
         "baseline_kind": baseline_kind,
+        "deterministic": choice["deterministic"],
     }
+
+
+def measure_ceiling(
+    configuration: dict, precision: str, batch_size: int, threads: int, repeats: int
+) -> dict:
+    """The convolution-bound rate: every convolution of the network alone (forward, and
+    the gradients of its input and kernel), at the same batch and precision, timed one
+    at a time under TensorFlow with and without XLA; the faster sum bounds a step."""
+    import numpy as np
+
+    from smoothbench import training
+
+    training.configure_backend(threads, deterministic=False)
+    import keras
+    import tensorflow as tf
+
+    keras.config.set_dtype_policy(precision)
+    settings = _settings(configuration, batch_size, 10)
+    mean = np.zeros(configuration["shape"], dtype=np.float32)
+    classifier, _ = training.build_model(settings, mean)
+    dtype = (
+        tf.bfloat16
+        if precision == "mixed_bfloat16"
+        else (tf.float16 if precision == "mixed_float16" else tf.float32)
+    )
+    convolutions = [
+        layer
+        for layer in classifier._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.Conv2D)
+    ]
+    rng = np.random.default_rng(0)
+    totals = {False: 0.0, True: 0.0}
+    flop = 0.0
+    for layer in convolutions:
+        height, width, channels = layer.input.shape[1:]
+        kernel = layer.kernel.shape
+        strides = layer.strides
+        out_height = -(-height // strides[0])
+        out_width = -(-width // strides[1])
+        # forward 2 flop per multiply-add; the two gradients twice that again
+        flop += (
+            3
+            * 2
+            * out_height
+            * out_width
+            * kernel[0]
+            * kernel[1]
+            * kernel[2]
+            * kernel[3]
+        )
+        inputs = tf.constant(
+            rng.standard_normal((batch_size, height, width, channels)), dtype=dtype
+        )
+        weights = tf.constant(rng.standard_normal(tuple(kernel)) * 0.1, dtype=dtype)
+        for xla in (False, True):
+
+            @tf.function(jit_compile=xla)
+            def step(x, k):
+                with tf.GradientTape() as tape:
+                    tape.watch([x, k])
+                    y = tf.nn.conv2d(
+                        x, k, strides=list(strides), padding=layer.padding.upper()
+                    )
+                    total = tf.reduce_sum(tf.cast(y, tf.float32))
+                return tape.gradient(total, [x, k])
+
+            for _ in range(2):  # compile, warm up
+                [g.numpy() for g in step(inputs, weights)]
+            times = []
+            for _ in range(max(3, repeats)):
+                began = time.perf_counter()
+                [g.numpy() for g in step(inputs, weights)]
+                times.append(time.perf_counter() - began)
+            totals[xla] += statistics.median(times)
+    best = min(totals.values())
+    return {
+        "configuration": configuration["name"],
+        "precision": precision,
+        "convolutions": len(convolutions),
+        "mflop_per_image": round(flop / 1e6, 1),
+        "gflops_without_xla": round(flop * batch_size / totals[False] / 1e9, 1),
+        "gflops_with_xla": round(flop * batch_size / totals[True] / 1e9, 1),
+        "images_per_second": round(batch_size / best, 1),
+    }
+
+
+def tuned_choice(
+    configuration: dict, batch_size: int, threads: int, folder: Path
+) -> dict:
+    """What a training job of this configuration would train with by default: every
+    compute key auto, measured on this machine (smoothbench.tuning), cached in ``folder``."""
+    from smoothbench import tuning
+    from smoothbench.study import RunSettings
+
+    settings = RunSettings.from_dict(_settings(configuration, batch_size, 10))
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES") or (
+        "all" if shutil.which("nvidia-smi") else None
+    )
+    compute = {
+        "threads_per_job": threads,
+        "gpus_given": gpus,
+        "tuning_folder": str(folder),
+        **{key: "auto" for key in tuning.COMPUTE_KEYS},
+    }
+    chosen, tuned = tuning.choose(settings, compute, [], print)
+    print(f"ours = {tuned['reason']}", flush=True)
+    return {key: chosen[key] for key in tuning.COMPUTE_KEYS}
 
 
 def child_command(
@@ -343,7 +462,7 @@ def child_command(
         sys.executable,
         str(Path(__file__).resolve()),
         "--child",
-        json.dumps([configuration, variant, steps]),
+        json.dumps([configuration, variant, steps, VARIANTS[variant]]),
         "--batch-size",
         str(batch_size),
         "--warmup",
@@ -366,7 +485,7 @@ def available_variants() -> list[str]:
     return [
         name
         for name, choice in VARIANTS.items()
-        if importlib.util.find_spec(choice["backend"])
+        if "auto" in choice or importlib.util.find_spec(choice["backend"])
     ]
 
 
@@ -418,11 +537,29 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="ResNet-20 v1 on 32x32x3 only"
     )
+    parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="do not measure the convolution-bound rate",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--ceiling", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     # one measurement, in its own process so that peak memory is its own
+    if arguments.ceiling:
+        configuration, precision = json.loads(arguments.ceiling)
+        result = measure_ceiling(
+            configuration,
+            precision,
+            arguments.batch_size,
+            arguments.threads,
+            arguments.repeats,
+        )
+        print(RESULT_PREFIX + json.dumps(result))
+        return 0
     if arguments.child:
-        configuration, variant, steps = json.loads(arguments.child)
+        configuration, variant, steps, choice = json.loads(arguments.child)
+        VARIANTS[variant] = choice
         result = measure(
             configuration,
             variant,
@@ -455,10 +592,32 @@ def main(argv=None) -> int:
             writer.writerows(results)
         os.replace(temporary, output)
 
+    from smoothbench.tuning import cpu_description
+
+    cpu = cpu_description()
+    print(
+        f"CPU: {cpu['model']}, {cpu['logical_cpus']} logical CPUs; features: "
+        + ", ".join(
+            f"{feature} {'yes' if feature in cpu['features'] else 'no'}"
+            for feature in ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+        ),
+        flush=True,
+    )
+    ceilings: dict[tuple[str, str], dict] = {}
+    chosen: dict[str, dict] = {}
     for configuration in configurations:
         steps = arguments.steps or configuration["steps"]
+        resolved = dict(VARIANTS)
+        if "ours" in variants:
+            resolved["ours"] = chosen[configuration["name"]] = tuned_choice(
+                configuration,
+                arguments.batch_size,
+                arguments.threads,
+                output.parent / "tuning",
+            )
         for round_number in range(1, arguments.rounds + 1):
             for variant in variants:
+                VARIANTS[variant] = resolved[variant]
                 command = child_command(
                     configuration,
                     variant,
@@ -470,7 +629,7 @@ def main(argv=None) -> int:
                 )
                 environment = {
                     **os.environ,
-                    "KERAS_BACKEND": VARIANTS[variant]["backend"],
+                    "KERAS_BACKEND": resolved[variant]["backend"],
                 }
                 process = subprocess.run(
                     command, capture_output=True, text=True, env=environment
@@ -498,8 +657,55 @@ def main(argv=None) -> int:
                     ),
                     flush=True,
                 )
+        if arguments.no_ceiling or importlib.util.find_spec("tensorflow") is None:
+            continue
+        for precision in sorted(
+            {
+                r["precision"]
+                for r in results
+                if r["configuration"] == configuration["name"]
+            }
+        ):
+            command = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--ceiling",
+                json.dumps([configuration, precision]),
+                "--batch-size",
+                str(arguments.batch_size),
+                "--threads",
+                str(arguments.threads),
+                "--repeats",
+                str(arguments.repeats),
+            ]
+            process = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+            )
+            measured = child_result(process.stdout)
+            if process.returncode != 0 or measured is None:
+                print(process.stdout[-2000:] + process.stderr[-3000:], file=sys.stderr)
+                return 1
+            ceilings[configuration["name"], precision] = measured
+            print(
+                f"{configuration['name']:22} ceiling {precision:14} {measured['images_per_second']:8.1f} img/s: "
+                f"{measured['convolutions']} convolutions, {measured['mflop_per_image']} MFLOP per image "
+                f"(forward and backward), {measured['gflops_without_xla']} GFLOP/s without XLA, "
+                f"{measured['gflops_with_xla']} with",
+                flush=True,
+            )
+    if ceilings:
+        ceiling_output = output.with_name(output.stem + "-ceiling.csv")
+        with open(ceiling_output, "w", newline="") as handle:
+            writer = csv.DictWriter(
+                handle, fieldnames=CEILING_COLUMNS, lineterminator="\n"
+            )
+            writer.writeheader()
+            writer.writerows(ceilings.values())
     print(
-        f"\non {results[0]['device']} ({platform.processor() or platform.machine()}, {arguments.threads} threads), "
+        f"\non {results[0]['device']} ({cpu['model']}, {arguments.threads} threads), "
         f"Keras {results[0]['keras']}, batch {arguments.batch_size}; medians over {arguments.rounds} rounds:"
     )
     for configuration in configurations:
@@ -512,10 +718,18 @@ def main(argv=None) -> int:
         for variant in variants:
             speed = median_of(variant, "images_per_second")
             settings = next(r for r in rows if r["variant"] == variant)
+            ceiling = ceilings.get((configuration["name"], settings["precision"]))
+            share = (
+                f"  {100 * speed / ceiling['images_per_second']:5.1f} % of the {settings['precision']} ceiling"
+                if ceiling
+                else ""
+            )
             print(
                 f"  {configuration['name']:22} {variant:14} {speed:8.1f} img/s  {speed / baseline:5.2f}x baseline  "
                 f"input wait {100 * median_of(variant, 'input_wait_share'):5.1f} %  "
-                f"({settings['backend']}, {settings['precision']}, XLA {'on' if settings['jit_compile'] else 'off'})"
+                f"peak RSS {median_of(variant, 'peak_rss_mb'):6.0f} MB{share}  "
+                f"({settings['backend']}, {settings['precision']}, XLA {'on' if settings['jit_compile'] else 'off'}"
+                f"{', deterministic' if settings.get('deterministic') else ''})"
             )
     print(f"written: {output}")
     return 0

@@ -1,0 +1,219 @@
+"""Do fast compute settings give the same science? ``smoothbench-equivalence``.
+
+Trains one small study to convergence (``config/equivalence.yaml``: digits, 2 gammas x
+5 seeds, 20 epochs) through the real workflow twice or more: once under the reference
+settings (TensorFlow, float32, no XLA, op determinism: what every result was trained
+with before ``auto`` was measured) and once under each candidate - by default what
+compute ``auto`` picks on this machine (:mod:`smoothbench.tuning`), with ``--all``
+every setting ``auto`` can choose from here. For each candidate it pairs the runs by
+(gamma, seed) and reports the mean difference in best validation accuracy (candidate -
+reference, in percentage points) with its 95% Student-t interval. A candidate passes
+when the interval lies within plus or minus config key ``equivalence_tolerance``
+(default 0.5 points).
+
+Writes ``{results_folder}/equivalence.csv`` (one row per candidate) and
+``equivalence.md`` (the same as a table), and exits 1 when a candidate fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from smoothbench import tuning
+from smoothbench.analysis import student_interval
+from smoothbench.cli import tool_parser
+from smoothbench.study import load_study
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+REFERENCE = tuning.REFERENCE.as_dict()
+COLUMNS = [
+    "candidate",
+    "backend",
+    "precision",
+    "jit_compile",
+    "deterministic",
+    "pairs",
+    "reference_mean",
+    "candidate_mean",
+    "mean_difference",
+    "lower_95",
+    "upper_95",
+    "tolerance",
+    "verdict",
+    "reference_hours",
+    "candidate_hours",
+]
+
+
+def side_config(config: dict, name: str, compute: dict) -> dict:
+    """The study ``config`` under compute settings ``compute``, in a folder of its own."""
+    side = json.loads(json.dumps(config))
+    side["results_folder"] = str(Path(config["results_folder"]) / name)
+    side.setdefault("compute", {}).update(compute)
+    return side
+
+
+def train_side(config: dict, cores: int, log) -> None:
+    """Train every gamma run of ``config`` with the real workflow."""
+    folder = Path(config["results_folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [
+        str(Path(sys.executable).with_name("snakemake")),
+        "--snakefile",
+        str(REPOSITORY / "Snakefile"),
+        "--configfile",
+        str(path),
+        "--cores",
+        str(cores),
+        "--until",
+        "train",
+    ]
+    log(f"training {folder}: {' '.join(command)}")
+    process = subprocess.run(command, capture_output=True, text=True)
+    if process.returncode != 0:
+        raise SystemExit(f"the workflow failed for {folder}:\n{process.stderr[-4000:]}")
+
+
+def best_accuracies(config: dict) -> dict[tuple, tuple[float, float]]:
+    """(experiment, value, seed) -> (best validation accuracy in points, training hours)."""
+    study = load_study(config)
+    found = {}
+    for run in study.runs("gamma"):
+        folder = run.folder(study.runs_folder)
+        metrics = json.loads((Path(folder) / "metrics.json").read_text())
+        found[run.experiment, run.value, run.seed] = (
+            100 * metrics["best_val_accuracy"],
+            metrics.get("train_seconds", math.nan) / 3600,
+        )
+    return found
+
+
+def compare(
+    reference: dict, candidate: dict, tolerance: float, name: str, choice: dict
+) -> dict:
+    """One row of the table: the paired differences of ``candidate`` from ``reference``."""
+    keys = sorted(reference)
+    if sorted(candidate) != keys:
+        raise SystemExit(f"{name}: its runs do not pair with the reference's")
+    differences = [candidate[key][0] - reference[key][0] for key in keys]
+    mean, lower, upper = student_interval(differences)
+    passed = -tolerance <= lower and upper <= tolerance
+    return {
+        "candidate": name,
+        **choice,
+        "pairs": len(keys),
+        "reference_mean": round(sum(reference[k][0] for k in keys) / len(keys), 3),
+        "candidate_mean": round(sum(candidate[k][0] for k in keys) / len(keys), 3),
+        "mean_difference": round(mean, 3),
+        "lower_95": round(lower, 3),
+        "upper_95": round(upper, 3),
+        "tolerance": tolerance,
+        "verdict": "pass" if passed else "FAIL",
+        "reference_hours": round(sum(reference[k][1] for k in keys), 4),
+        "candidate_hours": round(sum(candidate[k][1] for k in keys), 4),
+    }
+
+
+def candidates_to_check(config: dict, every: bool, log) -> list[tuple[str, dict]]:
+    """(name, compute keys) of the settings to compare with the reference."""
+    study = load_study(config)
+    compute = study.compute_settings()
+    if not every:
+        return [("auto", {key: "auto" for key in tuning.COMPUTE_KEYS})]
+    device = tuning.device_description(compute)
+    return [
+        (choice.label(), choice.as_dict())
+        for choice in tuning.candidates(
+            compute | {key: "auto" for key in tuning.COMPUTE_KEYS}, device
+        )
+        if choice != tuning.REFERENCE
+    ]
+
+
+def write_table(rows: list[dict], folder: Path) -> None:
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "equivalence.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "| candidate | pairs | reference | candidate | difference (95% CI), points | verdict (±δ) | hours ref / cand |",
+        "| --- | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['candidate']} | {row['pairs']} | {row['reference_mean']:.2f} | {row['candidate_mean']:.2f} | "
+            f"{row['mean_difference']:+.2f} ({row['lower_95']:+.2f}, {row['upper_95']:+.2f}) | "
+            f"{row['verdict']} (±{row['tolerance']:g}) | {row['reference_hours']:.3f} / {row['candidate_hours']:.3f} |"
+        )
+    (folder / "equivalence.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    parser = tool_parser(
+        "smoothbench-equivalence",
+        __doc__.split("\n\n")[0],
+        [
+            "smoothbench-equivalence                 # the reference against what auto picks here",
+            "smoothbench-equivalence --all           # against every setting auto can choose from here",
+            "smoothbench-equivalence --configfile my.yaml --cores 8",
+        ],
+    )
+    parser.add_argument(
+        "--configfile",
+        default=str(REPOSITORY / "config" / "equivalence.yaml"),
+        help="the study to train (default: config/equivalence.yaml)",
+    )
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every candidate setting of this machine, not only auto's pick",
+    )
+    arguments = parser.parse_args(argv)
+    config = yaml.safe_load(Path(arguments.configfile).read_text())
+    study = load_study(config)  # refuses a bad config before any training
+    tolerance = study.config["equivalence_tolerance"]
+    log = lambda message: print(message, flush=True)  # noqa: E731
+    reference_config = side_config(config, "reference", REFERENCE)
+    train_side(reference_config, arguments.cores, log)
+    reference = best_accuracies(reference_config)
+    rows = []
+    for name, compute in candidates_to_check(config, arguments.all, log):
+        folder_name = "auto" if name == "auto" else tuning._slug(name)
+        candidate_config = side_config(config, folder_name, compute)
+        train_side(candidate_config, arguments.cores, log)
+        choice = compute
+        if name == "auto":  # what auto picked, from the runs' own records
+            first = next(iter(load_study(candidate_config).runs("gamma")))
+            metrics = json.loads(
+                (
+                    Path(first.folder(load_study(candidate_config).runs_folder))
+                    / "metrics.json"
+                ).read_text()
+            )
+            choice = {key: metrics["attempts"][-1][key] for key in tuning.COMPUTE_KEYS}
+            name = f"auto: {tuning.Choice.from_dict(choice).label()}"
+        rows.append(
+            compare(
+                reference, best_accuracies(candidate_config), tolerance, name, choice
+            )
+        )
+        write_table(rows, Path(study.results_folder))
+    print((Path(study.results_folder) / "equivalence.md").read_text())
+    return 0 if all(row["verdict"] == "pass" for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The equivalence check's arithmetic (smoothbench.equivalence); the check itself trains
+a study twice to convergence (docs/speed.md) and is run by hand, not here."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import REPOSITORY
+
+from smoothbench import equivalence
+from smoothbench.study import load_study
+
+
+def _accuracies(values):
+    return {("digits", 0.9, seed): (value, 0.01) for seed, value in enumerate(values)}
+
+
+def test_a_candidate_within_the_tolerance_passes_and_one_outside_fails():
+    reference = _accuracies([97.0, 97.5, 96.8, 97.2, 97.1])
+    close = _accuracies([97.1, 97.4, 96.9, 97.2, 97.0])
+    row = equivalence.compare(reference, close, 0.5, "close", {"backend": "jax"})
+    assert row["verdict"] == "pass" and row["pairs"] == 5
+    assert row["lower_95"] <= row["mean_difference"] <= row["upper_95"]
+    assert -0.5 <= row["lower_95"] and row["upper_95"] <= 0.5
+    worse = _accuracies([96.0, 96.6, 95.7, 96.3, 96.1])
+    row = equivalence.compare(reference, worse, 0.5, "worse", {})
+    assert row["verdict"] == "FAIL" and row["mean_difference"] == pytest.approx(-0.98)
+    # noisy pairs: a mean of 0 is not enough, the interval must fit
+    noisy = _accuracies([98.0, 96.5, 97.8, 96.2, 97.1])
+    assert equivalence.compare(reference, noisy, 0.5, "noisy", {})["verdict"] == "FAIL"
+
+
+def test_runs_that_do_not_pair_are_refused():
+    with pytest.raises(SystemExit, match="do not pair"):
+        equivalence.compare(
+            _accuracies([97.0, 97.5]), _accuracies([97.0]), 0.5, "short", {}
+        )
+
+
+def test_each_side_is_the_shipped_study_in_a_folder_of_its_own():
+    config = yaml.safe_load((REPOSITORY / "config" / "equivalence.yaml").read_text())
+    study = load_study(config)
+    assert study.config["equivalence_tolerance"] == 0.5
+    assert len(study.seeds) == 5 and tuple(study.experiments["digits"].gammas) == (0.9, 1.0)
+    side = equivalence.side_config(config, "reference", equivalence.REFERENCE)
+    side_study = load_study(side)
+    assert side_study.results_folder == "results/equivalence/reference"
+    compute = side_study.compute_settings()
+    assert {key: compute[key] for key in equivalence.REFERENCE} == {
+        "backend": "tensorflow",
+        "precision": "float32",
+        "jit_compile": False,
+        "deterministic": True,
+    }
+    assert config["compute"] == {"threads_per_job": 1}  # the original is left alone
