@@ -21,7 +21,7 @@ def test_a_candidate_within_the_tolerance_passes_and_one_outside_fails():
     row = equivalence.compare(reference, close, 0.5, "close", {"backend": "jax"})
     assert row["verdict"] == "pass" and row["pairs"] == 5
     assert row["lower_95"] <= row["mean_difference"] <= row["upper_95"]
-    assert -0.5 <= row["lower_95"] and row["upper_95"] <= 0.5
+    assert row["lower_95"] >= -0.5 and row["upper_95"] <= 0.5
     worse = _accuracies([96.0, 96.6, 95.7, 96.3, 96.1])
     row = equivalence.compare(reference, worse, 0.5, "worse", {})
     assert row["verdict"] == "FAIL" and row["mean_difference"] == pytest.approx(-0.98)
@@ -41,7 +41,10 @@ def test_each_side_is_the_shipped_study_in_a_folder_of_its_own():
     config = yaml.safe_load((REPOSITORY / "config" / "equivalence.yaml").read_text())
     study = load_study(config)
     assert study.config["equivalence_tolerance"] == 0.5
-    assert len(study.seeds) == 5 and tuple(study.experiments["digits"].gammas) == (0.9, 1.0)
+    assert len(study.seeds) == 5 and tuple(study.experiments["digits"].gammas) == (
+        0.9,
+        1.0,
+    )
     side = equivalence.side_config(config, "reference", equivalence.REFERENCE)
     side_study = load_study(side)
     assert side_study.results_folder == "results/equivalence/reference"

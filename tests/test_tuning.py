@@ -92,13 +92,12 @@ def test_the_record_is_named_by_device_work_and_fixed_keys(tmp_path):
         "pooling": "fixed_8x8",
         "min_image_size": 32,
         "batch_size": 32,
-        "num_classes": 10,
     }
     path = tuning.record_path(tmp_path, CPU, work, AUTO)
     assert path == (
         tmp_path
         / "test-cpu-abc-2-threads"
-        / "resnet_v1-20-32x32x3-fixed_8x8-min32-batch32-k10.json"
+        / "resnet_v1-20-32x32x3-fixed_8x8-min32-batch32.json"
     )
     narrowed = tuning.record_path(tmp_path, CPU, work, AUTO | {"precision": "float32"})
     assert narrowed.name.endswith("-precision=float32.json") and narrowed != path

@@ -175,7 +175,8 @@ def device_description(compute: dict) -> dict:
 
 
 def work_description(settings) -> dict:
-    """The part of a run's settings that decides the speed of its training step."""
+    """The part of a run's settings that decides the speed of its training step (the
+    number of classes only sizes the last layer, so it is left out)."""
     return {
         "model": settings.model,
         "depth": settings.depth,
@@ -183,7 +184,6 @@ def work_description(settings) -> dict:
         "pooling": settings.pooling,
         "min_image_size": settings.min_image_size,
         "batch_size": settings.batch_size,
-        "num_classes": settings.num_classes,
     }
 
 
@@ -204,7 +204,7 @@ def record_path(
     )
     name = (
         f"{work['model']}-{work['depth']}-{shape}-{work['pooling']}-min{work['min_image_size']}-"
-        f"batch{work['batch_size']}-k{work['num_classes']}{fixed}.json"
+        f"batch{work['batch_size']}{fixed}.json"
     )
     return Path(folder) / _slug(device["name"]) / name
 
@@ -337,17 +337,15 @@ def measure(
             "config keys compute.backend, compute.precision, compute.jit_compile and compute.deterministic "
             "leave no setting to train with"
         )
-    seconds = compute.get("tuning_seconds", 5.0) if seconds is None else seconds
+    seconds = compute.get("tuning_seconds", 3.0) if seconds is None else seconds
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="smoothbench-tuning-"))
     try:
-        groups: dict[tuple, list[Choice]] = {}
-        for (
-            choice
-        ) in choices:  # one process per (backend, determinism): both are per process
-            groups.setdefault((choice.backend, choice.deterministic), []).append(choice)
+        groups: dict[str, list[Choice]] = {}
+        for choice in choices:  # one process per backend: it is chosen per process
+            groups.setdefault(choice.backend, []).append(choice)
         measured = []
-        for (backend, _), group in groups.items():
+        for backend, group in groups.items():
             job = {
                 "settings": settings.as_dict(),
                 "compute": {
@@ -585,6 +583,18 @@ def _start_child(job: dict):
     return settings, choices
 
 
+def _set_determinism(choice: Choice) -> None:
+    """TensorFlow's op determinism for the next model built in this process."""
+    if choice.backend != "tensorflow":
+        return
+    from tensorflow.python.framework import config
+
+    if choice.deterministic:
+        config.enable_op_determinism()
+    else:
+        config.disable_op_determinism()
+
+
 def child_measure(job: dict) -> None:
     """Each choice of ``job``: the resume check's first half, then images/s."""
     settings, choices = _start_child(job)
@@ -597,6 +607,7 @@ def child_measure(job: dict) -> None:
     images, labels = _synthetic(settings, 16)
     for index, choice in enumerate(choices):
         try:
+            _set_determinism(choice)
             model, optimizer = _build(
                 settings, choice, job["compute"]["threads_per_job"]
             )
