@@ -200,6 +200,9 @@ def train_fashion_mnist(arguments, workdir: Path) -> dict:
         "device": metrics["device"],
         "precision": metrics["attempts"][-1]["precision"],
         "jit_compile": metrics["attempts"][-1]["jit_compile"],
+        "backend": metrics["attempts"][-1]["backend"],
+        # what compute auto measured on this GPU (smoothbench.tuning), and where
+        "tuned": metrics["attempts"][-1].get("tuned"),
     }
 
 

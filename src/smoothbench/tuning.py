@@ -132,7 +132,8 @@ def cpu_description() -> dict:
 
 def gpu_names(gpus_given: str | None) -> list[str]:
     """Names of the GPUs a job was given (nvidia-smi's, in CUDA_VISIBLE_DEVICES' order
-    when it lists indices); [] for a job given none."""
+    when it lists indices); [] for a job given none, and where nvidia-smi is missing
+    (no NVIDIA driver: the job trains on the CPU, with compute.cpu_fallback, or stops)."""
     if not gpus_given:
         return []
     try:
@@ -143,7 +144,7 @@ def gpu_names(gpus_given: str | None) -> list[str]:
             timeout=30,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return ["GPU"]
+        return []
     names = {}
     for line in listing.splitlines():
         index, _, name = line.partition(",")
@@ -154,7 +155,7 @@ def gpu_names(gpus_given: str | None) -> list[str]:
         if part.strip()
     ]
     chosen = [names[index] for index in visible if index in names]
-    return chosen or list(names.values()) or ["GPU"]
+    return chosen or list(names.values())
 
 
 def device_description(compute: dict) -> dict:
@@ -491,6 +492,13 @@ def choose(
         compute = compute | {"backend": sys.modules["keras"].backend.backend()}
     keys = open_keys(compute)
     if not keys or not compute.get("tune", True):
+        return compute, None
+    if (
+        compute.get("gpus_given")
+        and not compute.get("cpu_fallback")
+        and not gpu_names(compute["gpus_given"])
+    ):
+        # given GPUs but no NVIDIA driver: the job stops before training, unmeasured
         return compute, None
     device = device_description(compute)["name"]
     for attempt in reversed(earlier_attempts):
