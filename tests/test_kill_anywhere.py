@@ -32,7 +32,7 @@ CONFIG = {
         "optimizer": {"schedule": [{"after_epoch": 2, "factor": 0.1}]},
         "gammas": [1.0, 0.9],
     },
-    "compute": {"threads_per_job": 1},
+    "compute": {"threads_per_job": 1, "tune": True},
     "experiments": {"digits": {}},
 }
 RUNS = {

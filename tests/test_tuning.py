@@ -109,7 +109,7 @@ def _study(tmp_path, **compute):
         "results_folder": str(tmp_path / "results"),
         "data": {"download": False},
         "protocol": {"model": "resnet_v1", "depth": 8, "epochs": 1},
-        "compute": {"threads_per_job": 1, **compute},
+        "compute": {"threads_per_job": 1, "tune": True, **compute},
         "experiments": {"digits": {"gammas": [0.9]}},
     }
     return load_study(config)

@@ -490,7 +490,7 @@ def choose(
         # this process already runs Keras (a notebook, a test): its backend stays
         compute = compute | {"backend": sys.modules["keras"].backend.backend()}
     keys = open_keys(compute)
-    if not keys or not compute.get("tune", True):
+    if not keys or not compute.get("tune", False):
         return compute, None
     if (
         compute.get("gpus_given")
