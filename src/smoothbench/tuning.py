@@ -534,7 +534,7 @@ def _variables_hash(model, optimizer) -> str:
     return digest.hexdigest()
 
 
-def _build(settings, choice: Choice, threads: int):
+def _build(settings, choice: Choice):
     """(model, optimizer) as a training job builds them under ``choice``."""
     import keras
     import numpy as np
@@ -615,9 +615,7 @@ def child_measure(job: dict) -> None:
     for index, choice in enumerate(choices):
         try:
             _set_determinism(choice)
-            model, optimizer = _build(
-                settings, choice, job["compute"]["threads_per_job"]
-            )
+            model, optimizer = _build(settings, choice)
             began = time.perf_counter()
             _fit_steps(model, images, labels, batch, 0, CHECK_STEPS)
             first_step = time.perf_counter() - began
@@ -676,7 +674,7 @@ def child_resume_check(job: dict) -> None:
     from smoothbench import training
 
     choice = choices[0]
-    model, optimizer = _build(settings, choice, job["compute"]["threads_per_job"])
+    model, optimizer = _build(settings, choice)
     training.restore_checkpoint(Path(job["state"]), model, optimizer)
     images, labels = _synthetic(settings, 16)
     _fit_steps(model, images, labels, settings.batch_size, CHECK_STEPS, CHECK_STEPS)
