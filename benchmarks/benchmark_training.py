@@ -427,8 +427,10 @@ def measure_ceiling(
 def tuned_choice(
     configuration: dict, batch_size: int, threads: int, folder: Path
 ) -> dict:
-    """What a training job of this configuration would train with by default: every
-    compute key auto, measured on this machine (smoothbench.tuning), cached in ``folder``."""
+    """What a training job of this configuration would train with by default in a study
+    of the paper's size (every compute key auto, measured on this machine:
+    smoothbench.tuning; every run of the paper's study trains on enough images for
+    compute.tune auto to measure), cached in ``folder``."""
     from smoothbench import tuning
     from smoothbench.study import RunSettings
 
@@ -440,6 +442,7 @@ def tuned_choice(
         "threads_per_job": threads,
         "gpus_given": gpus,
         "tuning_folder": str(folder),
+        "tune": True,
         **{key: "auto" for key in tuning.COMPUTE_KEYS},
     }
     chosen, tuned = tuning.choose(settings, compute, [], print)

@@ -13,6 +13,7 @@ import yaml
 from conftest import REPOSITORY
 
 from smoothbench import tuning
+from smoothbench.cost import SPLIT_SIZES
 from smoothbench.study import load_study
 from smoothbench.tuning import REFERENCE, Choice
 
@@ -191,6 +192,49 @@ def test_nothing_is_measured_when_every_key_is_set_or_tuning_is_off(
     assert tuning.choose(settings, study.compute_settings(), [], print)[1] is None
     study = _study(tmp_path, tune=False)
     assert tuning.choose(settings, study.compute_settings(), [], print)[1] is None
+
+
+def test_tune_auto_measures_a_run_with_enough_training_images_only(
+    tmp_path, monkeypatch
+):
+    """compute.tune auto: a run of training examples x epochs >= compute.tune_from_images
+    measures; a smaller one (the demo, a smoke run) trains under the fixed rule and says
+    why. true and false override the count."""
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    measured = []
+
+    def fake_measure(settings, compute, folder, log, seconds=None):
+        measured.append(compute["tune"])
+        return _record(REFERENCE, tuning.software_versions(["tensorflow"]))
+
+    monkeypatch.setattr(tuning, "measure", fake_measure)
+    study = _study(tmp_path, tune="auto", tune_from_images=1000)
+    assert study.compute_settings()["tune_from_images"] == 1000
+    settings = study.run_settings("digits", "gamma", "0.9", 0)
+    messages = []
+    below = tuning.choose(settings, study.compute_settings(), [], messages.append, 999)
+    assert below[1] is None and not measured
+    assert "999 images, under compute.tune_from_images (1000)" in messages[-1]
+    above = tuning.choose(settings, study.compute_settings(), [], print, 1000)
+    assert above[1]["choice"] == REFERENCE.as_dict() and measured == ["auto"]
+    forced = _study(tmp_path, tune=True, tuning_folder=str(tmp_path / "forced"))
+    assert tuning.choose(settings, forced.compute_settings(), [], print, 1)[1]
+    assert len(measured) == 2
+
+    # the shipped default: every run of the paper's study measures, no demo run does
+    def training_images(config_file):
+        shipped = load_study(yaml.safe_load((REPOSITORY / config_file).read_text()))
+        sizes = [
+            SPLIT_SIZES[experiment.dataset.name][0] * experiment.epochs
+            for experiment in shipped.experiments.values()
+        ]
+        return shipped.compute_settings(), min(sizes), max(sizes)
+
+    paper, smallest_paper_run, _ = training_images("config.yaml")
+    demo, _, largest_demo_run = training_images("config/demo.yaml")
+    assert paper["tune"] == demo["tune"] == "auto"
+    assert largest_demo_run < demo["tune_from_images"]
+    assert paper["tune_from_images"] <= smallest_paper_run
 
 
 def test_the_default_tuning_folder_is_the_studys_unless_shared(tmp_path, monkeypatch):

@@ -128,7 +128,8 @@ def candidates_to_check(config: dict, every: bool, log) -> list[tuple[str, dict]
     study = load_study(config)
     compute = study.compute_settings()
     if not every:
-        return [("auto", {key: "auto" for key in tuning.COMPUTE_KEYS})]
+        # measured even where compute.tune auto would find the study too small to pay
+        return [("auto", {key: "auto" for key in tuning.COMPUTE_KEYS} | {"tune": True})]
     device = tuning.device_description(compute)
     return [
         (choice.label(), choice.as_dict())

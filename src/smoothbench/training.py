@@ -568,6 +568,7 @@ def train(
             np.asarray(arrays["mean"]),
             log,
             earlier_attempts=_earlier_attempts(checkpoint, fingerprints),
+            training_images=manifest["splits"]["train"]["count"] * settings.epochs,
         )
         # A job killed while writing leaves a temporary file; one job runs per folder at a time.
         for stale in [*run_folder.glob(".*.tmp"), *checkpoint.parent.glob(".*.tmp")]:
@@ -650,15 +651,19 @@ def set_up_session(
     mean: np.ndarray,
     log=say,
     earlier_attempts: list[dict] | None = None,
+    training_images: int | None = None,
 ) -> Session:
     """Choose the backend, threads, precision and XLA (measured, where they are auto:
     :mod:`smoothbench.tuning`), check that a job given GPUs sees them
     (``compute["gpus_given"]``, set by the job's adapter), seed Keras, and build and
-    compile the model with its optimizer."""
+    compile the model with its optimizer. ``training_images`` (training examples x
+    epochs) decides whether compute.tune auto measures."""
     from smoothbench import tuning
 
     open_keys = tuning.open_keys(compute)
-    compute, tuned = tuning.choose(settings, compute, earlier_attempts or [], log)
+    compute, tuned = tuning.choose(
+        settings, compute, earlier_attempts or [], log, training_images
+    )
     chosen = acceleration.select_backend(compute.get("backend", "auto"))
     deterministic = compute.get("deterministic", "auto")
     if deterministic == "auto":  # compute.tune false: the fixed rule

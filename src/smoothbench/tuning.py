@@ -477,20 +477,45 @@ def tuning_folder(compute: dict, results_folder: Path | str = "results") -> Path
     )
 
 
+def worth_measuring(compute: dict, training_images: int | None) -> tuple[bool, str]:
+    """Whether compute.tune asks a run that trains on ``training_images`` images
+    (training examples x epochs; None: not known) to measure, and why not where not."""
+    tune = compute.get("tune", "auto")
+    if tune == "auto":
+        threshold = compute["tune_from_images"]
+        if training_images is not None and training_images >= threshold:
+            return True, ""
+        return False, (
+            f"compute.tune auto: this run trains on {training_images} images, under "
+            f"compute.tune_from_images ({threshold}), too few for measuring to pay for "
+            "itself; auto is the fixed rule"
+        )
+    return bool(tune), "" if tune else "compute.tune false: auto is the fixed rule"
+
+
 def choose(
-    settings, compute: dict, earlier_attempts: list[dict], log
+    settings,
+    compute: dict,
+    earlier_attempts: list[dict],
+    log,
+    training_images: int | None = None,
 ) -> tuple[dict, dict | None]:
     """``compute`` with its ``auto`` keys replaced by measured values, and what was
     measured (device, choice, record, reason: an attempt's ``tuned`` in metrics.json).
 
-    ``compute`` as it is and None when no key is auto, or compute.tune is false.
-    ``earlier_attempts``: the attempts of the run's checkpoint; a resumed run keeps the
-    choice of its last attempt on the same device."""
+    ``compute`` as it is and None when no key is auto, or compute.tune does not ask
+    this run to measure (:func:`worth_measuring`; ``training_images``: training
+    examples x epochs). ``earlier_attempts``: the attempts of the run's checkpoint; a
+    resumed run keeps the choice of its last attempt on the same device."""
     if compute.get("backend", "auto") == "auto" and "keras" in sys.modules:
         # this process already runs Keras (a notebook, a test): its backend stays
         compute = compute | {"backend": sys.modules["keras"].backend.backend()}
     keys = open_keys(compute)
-    if not keys or not compute.get("tune", False):
+    if not keys:
+        return compute, None
+    measure_it, why_not = worth_measuring(compute, training_images)
+    if not measure_it:
+        log(why_not)
         return compute, None
     if (
         compute.get("gpus_given")
