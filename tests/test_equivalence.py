@@ -56,3 +56,19 @@ def test_each_side_is_the_shipped_study_in_a_folder_of_its_own():
         "deterministic": True,
     }
     assert config["compute"] == {"threads_per_job": 1}  # the original is left alone
+
+
+def test_the_settings_to_check_are_auto_measured_or_named_candidates():
+    config = yaml.safe_load((REPOSITORY / "config" / "equivalence.yaml").read_text())
+    [(name, auto)] = equivalence.candidates_to_check(config, False, print)
+    # the study is far under compute.tune_from_images: its auto side measures anyway
+    assert name == "auto" and auto["tune"] is True and auto["backend"] == "auto"
+    every = equivalence.candidates_to_check(config, True, print)
+    labels = [label for label, _ in every]
+    assert labels and equivalence.tuning.REFERENCE.label() not in labels
+    [(label, chosen)] = equivalence.candidates_to_check(
+        config, False, print, labels[-1:]
+    )
+    assert (label, chosen) == every[-1]
+    with pytest.raises(SystemExit, match="not a candidate on .*; the candidates: "):
+        equivalence.candidates_to_check(config, False, print, ["torch float64"])

@@ -123,21 +123,33 @@ def compare(
     }
 
 
-def candidates_to_check(config: dict, every: bool, log) -> list[tuple[str, dict]]:
-    """(name, compute keys) of the settings to compare with the reference."""
+def candidates_to_check(
+    config: dict, every: bool, log, labels: list[str] | None = None
+) -> list[tuple[str, dict]]:
+    """(name, compute keys) of the settings to compare with the reference: what auto
+    picks; with ``every``, each candidate of this machine; with ``labels``, the
+    candidates of those labels (:meth:`smoothbench.tuning.Choice.label`)."""
     study = load_study(config)
     compute = study.compute_settings()
-    if not every:
+    if not every and not labels:
         # measured even where compute.tune auto would find the study too small to pay
         return [("auto", {key: "auto" for key in tuning.COMPUTE_KEYS} | {"tune": True})]
     device = tuning.device_description(compute)
-    return [
-        (choice.label(), choice.as_dict())
+    here = {
+        choice.label(): choice.as_dict()
         for choice in tuning.candidates(
             compute | {key: "auto" for key in tuning.COMPUTE_KEYS}, device
         )
         if choice != tuning.REFERENCE
-    ]
+    }
+    unknown = [label for label in labels or [] if label not in here]
+    if unknown:
+        raise SystemExit(
+            f"smoothbench-equivalence --setting {unknown[0]!r}: not a candidate on "
+            f"{device['name']}; the candidates: "
+            + "; ".join(repr(label) for label in here)
+        )
+    return [(label, here[label]) for label in (here if every else labels)]
 
 
 def write_table(rows: list[dict], folder: Path) -> None:
@@ -182,26 +194,34 @@ def main(argv=None) -> int:
         action="store_true",
         help="every candidate setting of this machine, not only auto's pick",
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        metavar="LABEL",
+        help="a candidate setting to check instead of auto's pick, by its label "
+        "(e.g. 'tensorflow mixed_bfloat16 XLA off, deterministic'); repeatable",
+    )
     arguments = parser.parse_args(argv)
     config = yaml.safe_load(Path(arguments.configfile).read_text())
     study = load_study(config)  # refuses a bad config before any training
     tolerance = study.config["equivalence_tolerance"]
     log = lambda message: print(message, flush=True)  # noqa: E731
     reference_config = side_config(config, "reference", REFERENCE)
+    to_check = candidates_to_check(config, arguments.all, log, arguments.setting)
     train_side(reference_config, arguments.cores, log)
     reference = best_accuracies(reference_config)
     rows = []
-    for name, compute in candidates_to_check(config, arguments.all, log):
+    for name, compute in to_check:
         folder_name = "auto" if name == "auto" else tuning._slug(name)
         candidate_config = side_config(config, folder_name, compute)
         train_side(candidate_config, arguments.cores, log)
         choice = compute
         if name == "auto":  # what auto picked, from the runs' own records
-            first = next(iter(load_study(candidate_config).runs("gamma")))
+            candidate_study = load_study(candidate_config)
+            first = next(iter(candidate_study.runs("gamma")))
             metrics = json.loads(
                 (
-                    Path(first.folder(load_study(candidate_config).runs_folder))
-                    / "metrics.json"
+                    Path(first.folder(candidate_study.runs_folder)) / "metrics.json"
                 ).read_text()
             )
             choice = {key: metrics["attempts"][-1][key] for key in tuning.COMPUTE_KEYS}
