@@ -186,6 +186,7 @@ def measure(
     import numpy as np
 
     from smoothbench import acceleration, training
+    from smoothbench.study import RunSettings
 
     choice = VARIANTS[variant]
     backend = training.configure_backend(threads, deterministic=choice["deterministic"])
@@ -201,7 +202,6 @@ def measure(
         precision, jit_compile = "float32", False
     else:
         precision, jit_compile = choice["precision"], choice["jit_compile"]
-    acceleration.apply_precision(precision)
     num_classes = 10
     settings = _settings(configuration, batch_size, num_classes)
     total_steps = warmup + steps * repeats
@@ -210,15 +210,14 @@ def measure(
     images = rng.integers(0, 256, size=(count, *configuration["shape"]), dtype=np.uint8)
     labels = rng.integers(0, num_classes, size=count).astype(np.int32)
     mean = images.astype(np.float32).mean(axis=0) / 255.0
-    keras.utils.set_random_seed(0)
-    classifier, model = training.build_model(settings, mean)
+    # as a training job builds it (seeded, compiled, the optimizer's variables built)
+    classifier, model, _ = training.build_for_training(
+        RunSettings.from_dict(settings), mean, precision, jit_compile
+    )
     baseline_kind = ""
     if variant != "baseline":
         from smoothbench.data import ArrayBatches
 
-        model = training.compile_for_method(
-            model, settings, keras.optimizers.Adam(1e-3), jit_compile=jit_compile
-        )
         batches = ArrayBatches(images, labels, batch_size)
     else:
         try:

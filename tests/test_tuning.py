@@ -194,6 +194,52 @@ def test_nothing_is_measured_when_every_key_is_set_or_tuning_is_off(
     assert tuning.choose(settings, study.compute_settings(), [], print)[1] is None
 
 
+def _timed(choice: Choice, speed: float) -> dict:
+    return choice.as_dict() | {"images_per_second": speed, "first_step_seconds": 1.0}
+
+
+def test_a_setting_replaces_the_reference_only_when_faster_in_every_round():
+    """Rounds are compared with the reference's time of the same round: a candidate
+    that is faster only in a lucky round, or by less than the margin, is checked after
+    the reference, so never chosen while the reference resumes bit-exactly."""
+    steady = Choice("tensorflow", "mixed_bfloat16", False, True)
+    lucky = Choice("tensorflow", "mixed_bfloat16", True, False)
+    marginal = Choice("jax", "float32", True, True)
+    rounds = [
+        [
+            _timed(REFERENCE, 500),
+            _timed(steady, 600),
+            _timed(lucky, 900),
+            _timed(marginal, 510),
+        ],
+        [
+            _timed(REFERENCE, 400),
+            _timed(steady, 460),
+            _timed(lucky, 300),
+            _timed(marginal, 410),
+        ],
+    ]
+    measured = tuning.combine_rounds(rounds)
+    by_choice = {Choice.from_dict(result): result for result in measured}
+    assert by_choice[lucky]["rounds_images_per_second"] == [900, 300]
+    assert by_choice[lucky]["images_per_second"] == 600  # the median
+    assert by_choice[steady]["over_reference"] == [1.2, 1.15]
+    reference = by_choice[REFERENCE]
+    order = [Choice.from_dict(r) for r in tuning.preference_order(measured, reference)]
+    assert order == [steady, REFERENCE, lucky, marginal]
+    # a candidate missing from a round (its process failed) is left out
+    assert REFERENCE not in {
+        Choice.from_dict(r) for r in tuning.combine_rounds([rounds[0], rounds[1][1:]])
+    }
+    # no reference among the candidates (a key fixed to another value): fastest first
+    without = tuning.combine_rounds([rounds[0][1:], rounds[1][1:]])
+    assert [Choice.from_dict(r) for r in tuning.preference_order(without, None)] == [
+        lucky,
+        steady,
+        marginal,
+    ]
+
+
 def test_tune_auto_measures_a_run_with_enough_training_images_only(
     tmp_path, monkeypatch
 ):
@@ -281,10 +327,13 @@ def test_a_real_measurement_times_every_candidate_and_checks_the_choice(tmp_path
     expected = tuning.candidates(study.compute_settings(), device)
     assert {Choice.from_dict(c) for c in record["candidates"]} == set(expected)
     assert all(
-        c["images_per_second"] > 0 and c["timed_steps"] >= 5
+        c["images_per_second"] > 0
+        and c["timed_steps"] >= 5
+        and len(c["rounds_images_per_second"]) == record["rounds"] == 2
         for c in record["candidates"]
     )
-    # checked in order of speed until one resumed bit-exactly: that one is the choice
+    assert "round 2 of 2" in process.stdout
+    # checked in order of preference until one resumed bit-exactly: that one is the choice
     assert [check["bit_exact"] for check in record["resume_checks"]] == [False] * (
         len(record["resume_checks"]) - 1
     ) + [True]

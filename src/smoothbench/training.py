@@ -679,8 +679,6 @@ def set_up_session(
         grow_memory=runs_per_gpu > 1,
     )
 
-    import keras
-
     from smoothbench.models import count_parameters
 
     accelerators = acceleration.visible_accelerators()
@@ -705,14 +703,9 @@ def set_up_session(
             precision_reason = "auto: measured"
         if "jit_compile" in open_keys:
             jit_reason = "auto: measured"
-    acceleration.apply_precision(precision)  # before any layer is built
-    keras.utils.set_random_seed(settings.seed)
-    classifier, model = build_model(settings, mean)
-    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
-    model = compile_for_method(model, settings, optimizer, jit_compile=jit_compile)
-    # Under mixed_float16 model.optimizer wraps `optimizer` in a loss scale; the checkpoint
-    # holds `optimizer`'s variables only, so a run may resume under another precision.
-    model.optimizer.build(model.trainable_variables)
+    classifier, model, optimizer = build_for_training(
+        settings, mean, precision, jit_compile
+    )
     return Session(
         backend=backend,
         precision=precision,
@@ -727,6 +720,23 @@ def set_up_session(
         optimizer=optimizer,
         parameters=count_parameters(classifier),
     )
+
+
+def build_for_training(settings: RunSettings, mean, precision: str, jit_compile: bool):
+    """(classifier, model, optimizer) of a run, seeded, compiled and with the
+    optimizer's variables built, as every training job (and every measurement of
+    :mod:`smoothbench.tuning`) starts."""
+    import keras
+
+    acceleration.apply_precision(precision)  # before any layer is built
+    keras.utils.set_random_seed(settings.seed)
+    classifier, model = build_model(settings, mean)
+    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
+    model = compile_for_method(model, settings, optimizer, jit_compile=jit_compile)
+    # Under mixed_float16 model.optimizer wraps `optimizer` in a loss scale; the checkpoint
+    # holds `optimizer`'s variables only, so a run may resume under another precision.
+    model.optimizer.build(model.trainable_variables)
+    return classifier, model, optimizer
 
 
 @dataclasses.dataclass

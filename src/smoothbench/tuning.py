@@ -64,6 +64,9 @@ TUNING_FORMAT = 1
 # share by which a candidate must beat the reference's images/s to be chosen over it
 MARGIN = 0.03
 CHECK_STEPS = 2  # steps before and after the saved state of the resume check
+SYNTHETIC_BATCHES = (
+    64  # an epoch of the timing (the same images in both halves of the check)
+)
 RESULT_PREFIX = "TUNING "  # a child process's result line
 # CPU features that decide what is fast (AVX-512, bfloat16 dot products, AMX tiles)
 CPU_FEATURES = (
@@ -338,51 +341,59 @@ def measure(
             "leave no setting to train with"
         )
     seconds = compute.get("tuning_seconds", 3.0) if seconds is None else seconds
+    rounds = compute.get("tuning_rounds", 2)
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="smoothbench-tuning-"))
     try:
         groups: dict[str, list[Choice]] = {}
         for choice in choices:  # one process per backend: it is chosen per process
             groups.setdefault(choice.backend, []).append(choice)
-        measured = []
-        for backend, group in groups.items():
-            job = {
-                "settings": settings.as_dict(),
-                "compute": {
-                    key: compute[key] for key in ("threads_per_job",) if key in compute
+        by_round = []
+        for round_index in range(rounds):
+            # taking turns: every other round runs the processes and candidates backwards,
+            # so that a slow spell of a shared machine does not fall on one candidate
+            backwards = round_index % 2 == 1
+            results = []
+            for backend, group in (
+                reversed(groups.items()) if backwards else groups.items()
+            ):
+                group = group[::-1] if backwards else group
+                job = {
+                    "settings": settings.as_dict(),
+                    "compute": {
+                        key: compute[key]
+                        for key in ("threads_per_job",)
+                        if key in compute
+                    }
+                    | {"gpus_given": compute.get("gpus_given")},
+                    "choices": [choice.as_dict() for choice in group],
+                    "seconds": seconds,
+                    "scratch": str(scratch),
                 }
-                | {"gpus_given": compute.get("gpus_given")},
-                "choices": [choice.as_dict() for choice in group],
-                "seconds": seconds,
-                "scratch": str(scratch),
-            }
-            log(
-                f"tuning: timing {', '.join(choice.label() for choice in group)} ({seconds:g} s each)"
-            )
-            measured += _run_child("--measure", job, backend, log)
+                log(
+                    f"tuning: round {round_index + 1} of {rounds}: timing "
+                    f"{', '.join(choice.label() for choice in group)} ({seconds:g} s each)"
+                )
+                results += _run_child("--measure", job, backend, log)
+            by_round.append(results)
+        measured = combine_rounds(by_round)
         for result in measured:
             log(
                 f"tuning: {Choice.from_dict(result).label()}: {result['images_per_second']:.1f} images/s "
-                f"(first step {result['first_step_seconds']:.1f} s)"
+                f"(rounds: {', '.join(f'{speed:.1f}' for speed in result['rounds_images_per_second'])}; "
+                f"first step {result['first_step_seconds']:.1f} s)"
             )
         if not measured:
             raise TuningError(
-                f"tuning: none of {len(choices)} candidate settings could be measured on {device['name']} "
-                "(the log above says why); set compute.backend, precision, jit_compile and deterministic "
-                "explicitly, or compute.tune: false"
+                f"tuning: none of {len(choices)} candidate settings could be measured in every round on "
+                f"{device['name']} (the log above says why); set compute.backend, precision, jit_compile "
+                "and deterministic explicitly, or compute.tune: false"
             )
         reference = next(
             (r for r in measured if Choice.from_dict(r) == REFERENCE), None
         )
-
-        def score(result):
-            speed = result["images_per_second"]
-            if reference is not None and result is not reference:
-                speed /= 1 + MARGIN  # beat the reference by more than the margin
-            return speed
-
         chosen, checks = None, []
-        for result in sorted(measured, key=score, reverse=True):
+        for result in preference_order(measured, reference):
             choice = Choice.from_dict(result)
             job = {
                 "settings": settings.as_dict(),
@@ -423,20 +434,65 @@ def measure(
         "work": work_description(settings),
         "software": software_versions(sorted({c.backend for c in choices})),
         "candidates": measured,
+        "rounds": rounds,
         "resume_checks": checks,
         "margin": MARGIN,
         "chosen": Choice.from_dict(chosen).as_dict(),
-        "speed_over_reference": (
-            round(chosen["images_per_second"] / reference["images_per_second"], 3)
-            if reference
-            else None
-        ),
+        "speed_over_reference": chosen.get("over_reference_median"),
         "measured_at": datetime.datetime.now(datetime.UTC).isoformat(
             timespec="seconds"
         ),
         "host": socket.gethostname(),
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def combine_rounds(by_round: list[list[dict]]) -> list[dict]:
+    """One result per candidate measured in every round (a candidate that failed in one
+    is left out): its first round's result with ``images_per_second`` the median over
+    the rounds, ``rounds_images_per_second`` each round's, and, where the reference was
+    measured, ``over_reference`` (its speed over the reference's, round by round: the
+    two were timed minutes apart at most) and ``over_reference_median``."""
+    keyed = [
+        {Choice.from_dict(result): result for result in results} for results in by_round
+    ]
+    combined = []
+    for choice, first in keyed[0].items():
+        if not all(choice in results for results in keyed):
+            continue
+        speeds = [results[choice]["images_per_second"] for results in keyed]
+        result = first | {
+            "images_per_second": round(statistics.median(speeds), 2),
+            "rounds_images_per_second": speeds,
+        }
+        if all(REFERENCE in results for results in keyed):
+            ratios = [
+                round(speed / results[REFERENCE]["images_per_second"], 3)
+                for speed, results in zip(speeds, keyed)
+            ]
+            result |= {
+                "over_reference": ratios,
+                "over_reference_median": round(statistics.median(ratios), 3),
+            }
+        combined.append(result)
+    return combined
+
+
+def preference_order(measured: list[dict], reference: dict | None) -> list[dict]:
+    """The order in which candidates are resume-checked, the first that passes being
+    chosen: those faster than the reference by more than :data:`MARGIN` in every round,
+    fastest (median) first; then the reference; then the rest, fastest first. Without
+    a measured reference, fastest first."""
+    by_speed = sorted(measured, key=lambda r: r["images_per_second"], reverse=True)
+    if reference is None:
+        return by_speed
+    faster = [
+        result
+        for result in by_speed
+        if result is not reference and min(result["over_reference"]) > 1 + MARGIN
+    ]
+    rest = [r for r in by_speed if r is not reference and r not in faster]
+    return [*faster, reference, *rest]
 
 
 def tune(
@@ -561,20 +617,14 @@ def _variables_hash(model, optimizer) -> str:
 
 def _build(settings, choice: Choice):
     """(model, optimizer) as a training job builds them under ``choice``."""
-    import keras
     import numpy as np
 
-    from smoothbench import acceleration, training
+    from smoothbench import training
 
-    acceleration.apply_precision(choice.precision)
-    keras.utils.set_random_seed(settings.seed)
     mean = np.full(tuple(settings.image_shape), 0.5, dtype=np.float32)
-    _, model = training.build_model(settings, mean)
-    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
-    model = training.compile_for_method(
-        model, settings, optimizer, jit_compile=choice.jit_compile
+    _, model, optimizer = training.build_for_training(
+        settings, mean, choice.precision, choice.jit_compile
     )
-    model.optimizer.build(model.trainable_variables)
     return model, optimizer
 
 
@@ -589,12 +639,13 @@ def _synthetic(settings, batches: int):
 
 
 def _fit_steps(model, images, labels, batch_size, first: int, steps: int):
-    """Train batches first..first+steps-1 of (images, labels), in order."""
+    """Train batches first..first+steps-1 of (images, labels), in order, fed as a
+    training job feeds them (:class:`smoothbench.data.ArrayBatches`)."""
+    from smoothbench.data import ArrayBatches
+
     start, stop = first * batch_size, (first + steps) * batch_size
     model.fit(
-        images[start:stop],
-        labels[start:stop],
-        batch_size=batch_size,
+        ArrayBatches(images[start:stop], labels[start:stop], batch_size),
         epochs=1,
         shuffle=False,
         verbose=0,
@@ -633,10 +684,11 @@ def child_measure(job: dict) -> None:
     import keras
 
     from smoothbench import acceleration, training
+    from smoothbench.data import ArrayBatches
 
     device = acceleration.describe_accelerators(acceleration.visible_accelerators())
     batch = settings.batch_size
-    images, labels = _synthetic(settings, 16)
+    images, labels = _synthetic(settings, SYNTHETIC_BATCHES)
     for index, choice in enumerate(choices):
         try:
             _set_determinism(choice)
@@ -660,9 +712,7 @@ def child_measure(job: dict) -> None:
                         self.model.stop_training = True
 
             model.fit(
-                images,
-                labels,
-                batch_size=batch,
+                ArrayBatches(images, labels, batch),  # as a training job feeds it
                 epochs=1000,
                 shuffle=False,
                 verbose=0,
@@ -701,7 +751,7 @@ def child_resume_check(job: dict) -> None:
     choice = choices[0]
     model, optimizer = _build(settings, choice)
     training.restore_checkpoint(Path(job["state"]), model, optimizer)
-    images, labels = _synthetic(settings, 16)
+    images, labels = _synthetic(settings, SYNTHETIC_BATCHES)
     _fit_steps(model, images, labels, settings.batch_size, CHECK_STEPS, CHECK_STEPS)
     print(
         RESULT_PREFIX
