@@ -70,5 +70,7 @@ def test_the_settings_to_check_are_auto_measured_or_named_candidates():
         config, False, print, labels[-1:]
     )
     assert (label, chosen) == every[-1]
+    both = equivalence.candidates_to_check(config, False, print, ["auto", labels[0]])
+    assert [label for label, _ in both] == ["auto", labels[0]]
     with pytest.raises(SystemExit, match="not a candidate on .*; the candidates: "):
         equivalence.candidates_to_check(config, False, print, ["torch float64"])

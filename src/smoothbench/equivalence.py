@@ -131,9 +131,10 @@ def candidates_to_check(
     candidates of those labels (:meth:`smoothbench.tuning.Choice.label`)."""
     study = load_study(config)
     compute = study.compute_settings()
+    # measured even where compute.tune auto would find the study too small to pay
+    auto = ("auto", {key: "auto" for key in tuning.COMPUTE_KEYS} | {"tune": True})
     if not every and not labels:
-        # measured even where compute.tune auto would find the study too small to pay
-        return [("auto", {key: "auto" for key in tuning.COMPUTE_KEYS} | {"tune": True})]
+        return [auto]
     device = tuning.device_description(compute)
     here = {
         choice.label(): choice.as_dict()
@@ -142,14 +143,16 @@ def candidates_to_check(
         )
         if choice != tuning.REFERENCE
     }
-    unknown = [label for label in labels or [] if label not in here]
+    unknown = [label for label in labels or [] if label not in here and label != "auto"]
     if unknown:
         raise SystemExit(
             f"smoothbench-equivalence --setting {unknown[0]!r}: not a candidate on "
             f"{device['name']}; the candidates: "
             + "; ".join(repr(label) for label in here)
         )
-    return [(label, here[label]) for label in (here if every else labels)]
+    if every:
+        return list(here.items())
+    return [auto if label == "auto" else (label, here[label]) for label in labels]
 
 
 def write_table(rows: list[dict], folder: Path) -> None:
@@ -199,7 +202,8 @@ def main(argv=None) -> int:
         action="append",
         metavar="LABEL",
         help="a candidate setting to check instead of auto's pick, by its label "
-        "(e.g. 'tensorflow mixed_bfloat16 XLA off, deterministic'); repeatable",
+        "(e.g. 'tensorflow mixed_bfloat16 XLA off, deterministic'; 'auto': auto's "
+        "pick); repeatable",
     )
     arguments = parser.parse_args(argv)
     config = yaml.safe_load(Path(arguments.configfile).read_text())
