@@ -116,7 +116,7 @@ def test_the_reference_is_deterministic_float32_without_xla(default_runs):
 
 
 def test_the_default_trains_with_what_was_measured_on_this_machine(digits):
-    run = _train(digits, "auto-choice", {"tune": True})
+    run = _train(digits, "auto-choice", {"tune": True, "tuning_rounds": 1})
     attempt = run["attempts"][-1]
     record = json.loads(open(attempt["tuned"]["record"]).read())
     assert {key: attempt[key] for key in record["chosen"]} == record["chosen"]
@@ -203,7 +203,7 @@ DIGITS_CONFIG = {
 def test_a_training_job_runs_under_each_installed_backend(tmp_path, backend):
     config = json.loads(json.dumps(DIGITS_CONFIG))
     config["compute"]["backend"] = backend
-    config["compute"]["tune"] = True  # the rest of compute measured
+    config["compute"] |= {"tune": True, "tuning_rounds": 1}  # the rest measured
     process = run_workflow(
         tmp_path, config, "--cores", "2", "--until", "train", "train_lspp"
     )

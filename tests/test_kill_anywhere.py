@@ -32,7 +32,8 @@ CONFIG = {
         "optimizer": {"schedule": [{"after_epoch": 2, "factor": 0.1}]},
         "gammas": [1.0, 0.9],
     },
-    "compute": {"threads_per_job": 1, "tune": True},
+    # tuning_rounds 1: what is tested is the resume of what was measured, not how
+    "compute": {"threads_per_job": 1, "tune": True, "tuning_rounds": 1},
     "experiments": {"digits": {}},
 }
 RUNS = {

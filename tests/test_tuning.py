@@ -198,45 +198,43 @@ def _timed(choice: Choice, speed: float) -> dict:
     return choice.as_dict() | {"images_per_second": speed, "first_step_seconds": 1.0}
 
 
-def test_a_setting_replaces_the_reference_only_when_faster_in_every_round():
+def test_a_setting_replaces_the_reference_only_when_faster_in_most_rounds():
     """Rounds are compared with the reference's time of the same round: a candidate
     that is faster only in a lucky round, or by less than the margin, is checked after
     the reference, so never chosen while the reference resumes bit-exactly."""
     steady = Choice("tensorflow", "mixed_bfloat16", False, True)
     lucky = Choice("tensorflow", "mixed_bfloat16", True, False)
     marginal = Choice("jax", "float32", True, True)
+    speeds = {
+        REFERENCE: [500, 400, 450],
+        steady: [600, 380, 540],
+        lucky: [900, 300, 360],
+        marginal: [510, 410, 455],
+    }
     rounds = [
-        [
-            _timed(REFERENCE, 500),
-            _timed(steady, 600),
-            _timed(lucky, 900),
-            _timed(marginal, 510),
-        ],
-        [
-            _timed(REFERENCE, 400),
-            _timed(steady, 460),
-            _timed(lucky, 300),
-            _timed(marginal, 410),
-        ],
+        [_timed(choice, per_round[index]) for choice, per_round in speeds.items()]
+        for index in range(3)
     ]
     measured = tuning.combine_rounds(rounds)
     by_choice = {Choice.from_dict(result): result for result in measured}
-    assert by_choice[lucky]["rounds_images_per_second"] == [900, 300]
-    assert by_choice[lucky]["images_per_second"] == 600  # the median
-    assert by_choice[steady]["over_reference"] == [1.2, 1.15]
+    assert by_choice[lucky]["rounds_images_per_second"] == [900, 300, 360]
+    assert by_choice[lucky]["images_per_second"] == 360  # the median
+    # slower in one round (a slow spell), faster in the median of the three
+    assert by_choice[steady]["over_reference"] == [1.2, 0.95, 1.2]
     reference = by_choice[REFERENCE]
     order = [Choice.from_dict(r) for r in tuning.preference_order(measured, reference)]
-    assert order == [steady, REFERENCE, lucky, marginal]
+    assert order == [steady, REFERENCE, marginal, lucky]
     # a candidate missing from a round (its process failed) is left out
     assert REFERENCE not in {
-        Choice.from_dict(r) for r in tuning.combine_rounds([rounds[0], rounds[1][1:]])
+        Choice.from_dict(r)
+        for r in tuning.combine_rounds([rounds[0], rounds[1][1:], rounds[2]])
     }
     # no reference among the candidates (a key fixed to another value): fastest first
-    without = tuning.combine_rounds([rounds[0][1:], rounds[1][1:]])
+    without = tuning.combine_rounds([results[1:] for results in rounds])
     assert [Choice.from_dict(r) for r in tuning.preference_order(without, None)] == [
-        lucky,
         steady,
         marginal,
+        lucky,
     ]
 
 
