@@ -295,7 +295,7 @@ def test_the_default_tuning_folder_is_the_studys_unless_shared(tmp_path, monkeyp
 
 def test_a_real_measurement_times_every_candidate_and_checks_the_choice(tmp_path):
     """In processes of their own, as a job measures (tiny network, 1 s per candidate)."""
-    study = _study(tmp_path, tuning_seconds=1)
+    study = _study(tmp_path, tuning_seconds=1, tuning_rounds=2)
     settings = study.run_settings("digits", "gamma", "0.9", 0)
     script = (
         "import json, sys\n"
@@ -326,10 +326,10 @@ def test_a_real_measurement_times_every_candidate_and_checks_the_choice(tmp_path
     assert {Choice.from_dict(c) for c in record["candidates"]} == set(expected)
     assert all(
         c["images_per_second"] > 0
-        and c["timed_steps"] >= 5
+        and c["timed_steps"] >= 1
         and len(c["rounds_images_per_second"]) == record["rounds"] == 2
         for c in record["candidates"]
-    )
+    ), (record["rounds"], record["candidates"])
     assert "round 2 of 2" in process.stdout
     # checked in order of preference until one resumed bit-exactly: that one is the choice
     assert [check["bit_exact"] for check in record["resume_checks"]] == [False] * (
