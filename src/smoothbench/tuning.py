@@ -64,9 +64,9 @@ TUNING_FORMAT = 1
 # share by which a candidate must beat the reference's images/s to be chosen over it
 MARGIN = 0.03
 CHECK_STEPS = 2  # steps before and after the saved state of the resume check
-SYNTHETIC_BATCHES = (
-    64  # an epoch of the timing (the same images in both halves of the check)
-)
+# batches of synthetic images: an epoch of the timing, and the same images in both
+# halves of the resume check
+SYNTHETIC_BATCHES = 64
 RESULT_PREFIX = "TUNING "  # a child process's result line
 # CPU features that decide what is fast (AVX-512, bfloat16 dot products, AMX tiles)
 CPU_FEATURES = (
@@ -324,6 +324,19 @@ def _run_child(mode: str, job: dict, backend: str, log) -> list[dict]:
     return results
 
 
+def _child_job(settings, compute: dict, choices, scratch: Path, **extra) -> dict:
+    """What a measuring or resume-checking process is given: the run's settings, its
+    threads and GPUs, the candidates, the scratch folder, and ``extra``."""
+    return {
+        "settings": settings.as_dict(),
+        "compute": {key: compute[key] for key in ("threads_per_job",) if key in compute}
+        | {"gpus_given": compute.get("gpus_given")},
+        "choices": [choice.as_dict() for choice in choices],
+        "scratch": str(scratch),
+        **extra,
+    }
+
+
 def measure(
     settings,
     compute: dict,
@@ -358,18 +371,7 @@ def measure(
                 reversed(groups.items()) if backwards else groups.items()
             ):
                 group = group[::-1] if backwards else group
-                job = {
-                    "settings": settings.as_dict(),
-                    "compute": {
-                        key: compute[key]
-                        for key in ("threads_per_job",)
-                        if key in compute
-                    }
-                    | {"gpus_given": compute.get("gpus_given")},
-                    "choices": [choice.as_dict() for choice in group],
-                    "seconds": seconds,
-                    "scratch": str(scratch),
-                }
+                job = _child_job(settings, compute, group, scratch, seconds=seconds)
                 log(
                     f"tuning: round {round_index + 1} of {rounds}: timing "
                     f"{', '.join(choice.label() for choice in group)} ({seconds:g} s each)"
@@ -395,14 +397,9 @@ def measure(
         chosen, checks = None, []
         for result in preference_order(measured, reference):
             choice = Choice.from_dict(result)
-            job = {
-                "settings": settings.as_dict(),
-                "compute": {"threads_per_job": compute["threads_per_job"]}
-                | {"gpus_given": compute.get("gpus_given")},
-                "choices": [choice.as_dict()],
-                "scratch": str(scratch),
-                "state": result["state_file"],
-            }
+            job = _child_job(
+                settings, compute, [choice], scratch, state=result["state_file"]
+            )
             check = _run_child("--resume-check", job, choice.backend, log)
             exact = bool(check) and check[0]["hash"] == result["hash"]
             checks.append({"choice": choice.as_dict(), "bit_exact": exact})
