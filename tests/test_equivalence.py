@@ -3,9 +3,13 @@ a study twice to convergence (docs/speed.md) and is run by hand, not here."""
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import pytest
 import yaml
 from conftest import REPOSITORY
+from scipy import stats
 
 from smoothbench import equivalence
 from smoothbench.study import load_study
@@ -15,7 +19,9 @@ def _accuracies(values):
     return {("digits", 0.9, seed): (value, 0.01) for seed, value in enumerate(values)}
 
 
-def test_a_candidate_within_the_tolerance_passes_and_one_outside_fails():
+def test_a_candidate_within_the_tolerance_passes_one_outside_fails_and_noise_is_inconclusive(
+    tmp_path,
+):
     reference = _accuracies([97.0, 97.5, 96.8, 97.2, 97.1])
     close = _accuracies([97.1, 97.4, 96.9, 97.2, 97.0])
     row = equivalence.compare(reference, close, 0.5, "close", {"backend": "jax"})
@@ -25,9 +31,26 @@ def test_a_candidate_within_the_tolerance_passes_and_one_outside_fails():
     worse = _accuracies([96.0, 96.6, 95.7, 96.3, 96.1])
     row = equivalence.compare(reference, worse, 0.5, "worse", {})
     assert row["verdict"] == "FAIL" and row["mean_difference"] == pytest.approx(-0.98)
-    # noisy pairs: a mean of 0 is not enough, the interval must fit
+    assert row["pairs_needed"] == ""
+    # noisy pairs: a mean near 0 is not enough, the interval must fit; the row says how
+    # many pairs of the same spread would make it fit
     noisy = _accuracies([98.0, 96.5, 97.8, 96.2, 97.1])
-    assert equivalence.compare(reference, noisy, 0.5, "noisy", {})["verdict"] == "FAIL"
+    row = equivalence.compare(reference, noisy, 0.5, "noisy", {})
+    assert row["verdict"] == "inconclusive" and abs(row["mean_difference"]) < 0.5
+    needed = row["pairs_needed"]
+    assert isinstance(needed, int) and needed > 5
+    differences = [noisy[key][0] - reference[key][0] for key in sorted(reference)]
+    # that many pairs of the same mean and spread fit; one fewer does not
+    spread = statistics.stdev(differences)
+    room = 0.5 - abs(statistics.mean(differences))
+    assert stats.t.ppf(0.975, needed - 1) * spread / math.sqrt(needed) <= room
+    assert stats.t.ppf(0.975, needed - 2) * spread / math.sqrt(needed - 1) > room
+    table = tmp_path / "table"
+    equivalence.write_table([row], table)
+    assert (
+        f"inconclusive: {needed} pairs would fit"
+        in (table / "equivalence.md").read_text()
+    )
 
 
 def test_runs_that_do_not_pair_are_refused():
@@ -60,17 +83,15 @@ def test_each_side_is_the_shipped_study_in_a_folder_of_its_own():
 
 def test_the_settings_to_check_are_auto_measured_or_named_candidates():
     config = yaml.safe_load((REPOSITORY / "config" / "equivalence.yaml").read_text())
-    [(name, auto)] = equivalence.candidates_to_check(config, False, print)
+    [(name, auto)] = equivalence.candidates_to_check(config, False)
     # the study is far under compute.tune_from_images: its auto side measures anyway
     assert name == "auto" and auto["tune"] is True and auto["backend"] == "auto"
-    every = equivalence.candidates_to_check(config, True, print)
+    every = equivalence.candidates_to_check(config, True)
     labels = [label for label, _ in every]
     assert labels and equivalence.tuning.REFERENCE.label() not in labels
-    [(label, chosen)] = equivalence.candidates_to_check(
-        config, False, print, labels[-1:]
-    )
+    [(label, chosen)] = equivalence.candidates_to_check(config, False, labels[-1:])
     assert (label, chosen) == every[-1]
-    both = equivalence.candidates_to_check(config, False, print, ["auto", labels[0]])
+    both = equivalence.candidates_to_check(config, False, ["auto", labels[0]])
     assert [label for label, _ in both] == ["auto", labels[0]]
     with pytest.raises(SystemExit, match="not a candidate on .*; the candidates: "):
-        equivalence.candidates_to_check(config, False, print, ["torch float64"])
+        equivalence.candidates_to_check(config, False, ["torch float64"])
