@@ -210,14 +210,14 @@ def measure(
     images = rng.integers(0, 256, size=(count, *configuration["shape"]), dtype=np.uint8)
     labels = rng.integers(0, num_classes, size=count).astype(np.int32)
     mean = images.astype(np.float32).mean(axis=0) / 255.0
-    # as a training job builds it (seeded, compiled, the optimizer's variables built)
-    classifier, model, _ = training.build_for_training(
-        RunSettings.from_dict(settings), mean, precision, jit_compile
-    )
     baseline_kind = ""
     if variant != "baseline":
         from smoothbench.data import ArrayBatches
 
+        # as a training job builds it (seeded, compiled, the optimizer's variables built)
+        _, model, _ = training.build_for_training(
+            RunSettings.from_dict(settings), mean, precision, jit_compile
+        )
         batches = ArrayBatches(images, labels, batch_size)
     else:
         try:
@@ -246,7 +246,9 @@ def measure(
         batches = generator.flow(
             centred, one_hot, batch_size=batch_size, shuffle=True, seed=0
         )
-        model = classifier
+        # the example's network alone, compiled its own way (no augmentation layers)
+        keras.utils.set_random_seed(settings["seed"])
+        model, _ = training.build_model(RunSettings.from_dict(settings), mean)
         loss = keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=alpha_from_gamma(0.9, num_classes)
         )
