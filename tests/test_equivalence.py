@@ -64,7 +64,7 @@ def test_each_side_is_the_shipped_study_in_a_folder_of_its_own():
     config = yaml.safe_load((REPOSITORY / "config" / "equivalence.yaml").read_text())
     study = load_study(config)
     assert study.config["equivalence_tolerance"] == 0.5
-    assert len(study.seeds) == 5 and tuple(study.experiments["digits"].gammas) == (
+    assert len(study.seeds) == 7 and tuple(study.experiments["digits"].gammas) == (
         0.9,
         1.0,
     )

@@ -1,7 +1,7 @@
 """Do fast compute settings give the same science? ``smoothbench-equivalence``.
 
 Trains one small study to convergence (``config/equivalence.yaml``: digits, 2 gammas x
-5 seeds, 20 epochs) through the real workflow twice or more: once under the reference
+7 seeds, 20 epochs) through the real workflow twice or more: once under the reference
 settings (TensorFlow, float32, no XLA, op determinism: what every result was trained
 with before ``auto`` was measured) and once under each candidate - by default what
 compute ``auto`` picks on this machine (:mod:`smoothbench.tuning`), with ``--all``
