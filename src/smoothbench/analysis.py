@@ -62,8 +62,13 @@ def student_interval(
     if n < 2:
         return mean, math.nan, math.nan
     std = math.sqrt(sum((value - mean) ** 2 for value in differences) / (n - 1))
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)
+    half = student_half_width(std, n, level)
     return mean, mean - half, mean + half
+
+
+def student_half_width(std: float, n: int, level: float = 0.95) -> float:
+    """Half the width of the Student-t interval of a mean of ``n`` values of spread ``std``."""
+    return stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)
 
 
 def paired_differences(runs: pd.DataFrame, study: Study) -> pd.DataFrame:

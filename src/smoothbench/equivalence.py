@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from smoothbench import tuning
-from smoothbench.analysis import student_interval
+from smoothbench.analysis import student_half_width, student_interval
 from smoothbench.cli import tool_parser
 from smoothbench.study import load_study
 
@@ -121,16 +122,12 @@ def pairs_needed(
     """How many pairs would make the 95% interval fit within ± ``tolerance`` if the
     mean difference and its spread stayed as measured (a planning figure: add seeds,
     the runs already trained are kept); ``more than {most}`` beyond that."""
-    from scipy import stats
-
     count = len(differences)
     mean = sum(differences) / count
-    spread = math.sqrt(
-        sum((value - mean) ** 2 for value in differences) / max(count - 1, 1)
-    )
+    spread = statistics.stdev(differences) if count > 1 else 0.0
     room = tolerance - abs(mean)
     for pairs in range(max(count, 2), most + 1):
-        if stats.t.ppf(0.975, pairs - 1) * spread / math.sqrt(pairs) <= room:
+        if student_half_width(spread, pairs) <= room:
             return pairs
     return f"more than {most}"
 
