@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import struct
 
 import numpy as np
@@ -10,8 +12,9 @@ import pandas as pd
 import pytest
 from test_tables import _digits_study, write_metrics
 
-from smoothbench import plots, tables
+from smoothbench import experiment_plots, plots, runs_table
 from smoothbench.losses import smoothed_targets
+from smoothbench.run_record import ResultsError
 
 
 @pytest.mark.parametrize("num_classes", [2, 10, 100])
@@ -21,10 +24,12 @@ def test_the_loss_floor_is_the_entropy_of_the_smoothed_target(gamma, num_classes
         np.float64
     )
     entropy = -sum(p * math.log(p) for p in target if p > 0)
-    assert plots.target_entropy(gamma, num_classes) == pytest.approx(entropy, rel=1e-6)
+    assert experiment_plots.target_entropy(gamma, num_classes) == pytest.approx(
+        entropy, rel=1e-6
+    )
     # the cross-entropy of the target with any prediction is at least the floor
     prediction = np.random.default_rng(0).dirichlet(np.ones(num_classes))
-    assert -(target * np.log(prediction)).sum() >= plots.target_entropy(
+    assert -(target * np.log(prediction)).sum() >= experiment_plots.target_entropy(
         gamma, num_classes
     )
 
@@ -57,7 +62,8 @@ def test_summary_plots_are_written_as_png_and_pdf_and_are_reproducible(tmp_path)
         for gamma in (1.0, 0.9, 0.8)
         for seed in (0, 1, 2)
     ]
-    written = plots.write_summary_plots(study, files, tmp_path / "plots")
+    runs = runs_table.collect_runs(study, files)
+    written = plots.write_summary_plots(study, runs, tmp_path / "plots")
     names = sorted(path.name for path in written)
     assert names == [
         "accuracy_vs_gamma.pdf",
@@ -69,7 +75,7 @@ def test_summary_plots_are_written_as_png_and_pdf_and_are_reproducible(tmp_path)
     assert width > 200 and height > 200
     first = (tmp_path / "plots" / "gain_over_baseline.pdf").read_bytes()
     assert first.startswith(b"%PDF")
-    plots.write_summary_plots(study, files, tmp_path / "plots")
+    plots.write_summary_plots(study, runs, tmp_path / "plots")
     assert (
         tmp_path / "plots" / "gain_over_baseline.pdf"
     ).read_bytes() == first  # no timestamp inside
@@ -84,8 +90,9 @@ def test_training_curves_read_each_runs_history_and_name_a_bad_one(tmp_path):
         rows = _history(6, 2.0, gap=0.1)  # validation loss below training loss
         pd.DataFrame(rows).to_csv(path.with_name("history.csv"), index=False)
         files.append(path)
-    written = plots.write_training_curves(
-        study, "digits", files, tmp_path / "curves" / "digits"
+    runs = runs_table.collect_runs(study, files)
+    written = experiment_plots.write_training_curves(
+        study, "digits", runs, tmp_path / "curves" / "digits"
     )
     assert [path.suffix for path in written] == [".png", ".pdf"]
     assert _png_size(written[0])[0] > 600  # three panels side by side
@@ -93,17 +100,42 @@ def test_training_curves_read_each_runs_history_and_name_a_bad_one(tmp_path):
     bad = files[1].with_name("history.csv")
     bad.write_text("epoch,lr,loss\n0,0.001,1.0\n")
     with pytest.raises(
-        tables.ResultsError,
+        ResultsError,
         match=f"{bad}: no column accuracy, val_accuracy, val_loss in the history",
     ):
-        plots.write_training_curves(
-            study, "digits", files, tmp_path / "curves" / "digits"
+        experiment_plots.write_training_curves(
+            study, "digits", runs, tmp_path / "curves" / "digits"
         )
     bad.unlink()
-    with pytest.raises(tables.ResultsError, match=f"{bad}: unreadable history"):
-        plots.write_training_curves(
-            study, "digits", files, tmp_path / "curves" / "digits"
+    with pytest.raises(ResultsError, match=f"{bad}: unreadable history"):
+        experiment_plots.write_training_curves(
+            study, "digits", runs, tmp_path / "curves" / "digits"
         )
+
+
+def test_reliability_diagrams_find_their_runs_in_runs_csv_and_read_their_bins(
+    tmp_path,
+):
+    study = _digits_study(seeds=(0,))
+    files = [
+        write_metrics(tmp_path, "digits", gamma, 0, accuracy)
+        for gamma, accuracy in ((1.0, 0.9), (0.9, 0.95), (0.8, 0.92))
+    ]
+    runs = runs_table.collect_runs(study, files)
+    stem = tmp_path / "reliability" / "digits"
+    written = experiment_plots.write_reliability(study, "digits", runs, stem)
+    assert [path.suffix for path in written] == [".png", ".pdf"]
+    # the bins are read as runs.csv's rows are: checked against the schema, named
+    payload = json.loads(files[1].read_text())
+    payload["calibration"]["best_epoch"]["bins"][1]["count"] = -1
+    files[1].write_text(json.dumps(payload))
+    with pytest.raises(
+        ResultsError,
+        match=re.escape(
+            f"{files[1]}: 'calibration.best_epoch.bins[1].count' is -1, expected at least 0"
+        ),
+    ):
+        experiment_plots.write_reliability(study, "digits", runs, stem)
 
 
 # ---------------------------------------------------------------- issue 17: readable figures
@@ -205,36 +237,7 @@ def test_only_the_methods_run_get_a_marker():
 
 def _write_run(folder, study, method, value, seed, accuracy):
     """A metrics.json of any method, with the settings ``study`` gives the run."""
-    import json
-
-    from smoothbench.run_record import format_value
-
-    text = format_value(value)
-    settings = study.train_settings("digits", method, text, seed)
-    path = (
-        folder
-        / "runs"
-        / "digits"
-        / f"{method}~{text}"
-        / f"seed~{seed}"
-        / "metrics.json"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "experiment": "digits",
-        "method": method,
-        "value": value,
-        "seed": seed,
-        "best_val_accuracy": accuracy,
-        "best_epoch": 3,
-        "epochs": settings["epochs"],
-        "final_val_accuracy": accuracy,
-        "settings": settings,
-    }
-    if method == "gamma":
-        payload["gamma"] = value
-    path.write_text(json.dumps(payload))
-    return path
+    return write_metrics(folder, "digits", value, seed, accuracy, study, method=method)
 
 
 def test_the_summary_plots_draw_every_methods_runs(tmp_path, monkeypatch):
@@ -273,7 +276,9 @@ def test_the_summary_plots_draw_every_methods_runs(tmp_path, monkeypatch):
         return figures[-1]
 
     monkeypatch.setattr(plots, "accuracy_versus_gamma_figure", keep)
-    plots.write_summary_plots(study, files, tmp_path / "plots")
+    plots.write_summary_plots(
+        study, runs_table.collect_runs(study, files), tmp_path / "plots"
+    )
     labels = _legend_labels(figures[0].axes[0])
     assert [label.split(" =")[0].split(",")[0] for label in labels] == [
         "ours",
@@ -304,7 +309,7 @@ def test_the_share_of_examples_is_drawn_visibly_in_its_own_panel():
         ("one-hot (γ = 1)", _bins(counts), 0.01),
         ("best γ = 0.8", _bins(counts[::-1], 0.1), 0.2),
     ]
-    figure = plots.reliability_figure("digits", curves)
+    figure = experiment_plots.reliability_figure("digits", curves)
     shares = [
         (axis, container)
         for axis in figure.axes
@@ -334,12 +339,16 @@ def test_the_c_heatmap_colour_scale_spans_the_off_diagonal_values_only():
     rng = np.random.default_rng(0)
     matrix = rng.uniform(0.10, 0.13, size=(10, 10))
     np.fill_diagonal(matrix, 0.0)
-    figure = plots.c_matrix_figure(matrix, [str(k) for k in range(10)], "digits C")
+    figure = experiment_plots.c_matrix_figure(
+        matrix, [str(k) for k in range(10)], "digits C"
+    )
     axis = figure.axes[0]
     (image,) = axis.images
     off_diagonal = matrix[~np.eye(10, dtype=bool)]
     assert image.get_clim() == pytest.approx((off_diagonal.min(), off_diagonal.max()))
-    assert plots.off_diagonal_limits(matrix) == pytest.approx(image.get_clim())
+    assert experiment_plots.off_diagonal_limits(matrix) == pytest.approx(
+        image.get_clim()
+    )
     # the zero diagonal is masked (drawn grey), annotated 0 and named in the title
     mask = np.ma.getmaskarray(image.get_array())
     assert mask.diagonal().all() and not mask[~np.eye(10, dtype=bool)].any()
@@ -354,5 +363,7 @@ def test_the_c_heatmap_colour_scale_spans_the_off_diagonal_values_only():
 def test_a_c_matrix_with_equal_off_diagonal_values_still_draws(tmp_path):
     matrix = np.full((3, 3), 0.5)
     np.fill_diagonal(matrix, 0.0)
-    written = plots.plot_c_matrix(matrix, ["a", "b", "c"], "uniform C", tmp_path / "c")
+    written = experiment_plots.plot_c_matrix(
+        matrix, ["a", "b", "c"], "uniform C", tmp_path / "c"
+    )
     assert [path.suffix for path in written] == [".png", ".pdf"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 
 import pytest
 import yaml
@@ -122,12 +123,51 @@ def test_the_metrics_schema_takes_a_valid_record_and_names_what_breaks_it(tmp_pa
     assert not (tmp_path / "broken.json").exists()  # nothing written when it breaks
 
 
-def test_what_a_table_reads_is_typed_by_the_schema():
-    assert set(run_record.REQUIRED_METRICS) <= set(
-        run_record.METRICS_SCHEMA["required"]
-    )
-    assert run_record.REQUIRED_METRICS["seed"] == (int,)
-    assert run_record.REQUIRED_METRICS["value"] == (int, float)
+def test_a_metrics_file_is_read_once_against_the_schema_naming_the_file_and_key(
+    tmp_path,
+):
+    path = tmp_path / "metrics.json"
+    metrics = _valid_metrics()
+    path.write_text(json.dumps(metrics))
+    assert run_record.read_metrics(path) == metrics
+    at_epoch = "calibration.best_epoch"
+    for change, named in [
+        ({"seed": "0"}, "'seed' is '0', expected an integer"),
+        ({"best_epoch": 1.0}, "'best_epoch' is 1.0, expected an integer"),
+        (
+            {"best_val_accuracy": math.nan},
+            "'best_val_accuracy' is nan, expected a finite number",
+        ),
+        ({"train_seconds": -1}, "'train_seconds' is -1, expected at least 0"),
+        ({"attempts": []}, "'attempts' is [], expected at least 1 item(s)"),
+        ({"settings": None}, "'settings' is None, expected an object"),
+    ]:
+        path.write_text(json.dumps(metrics | change))
+        with pytest.raises(ResultsError) as caught:
+            run_record.read_metrics(path)
+        assert str(caught.value).startswith(f"{path}: {named}"), caught.value
+        assert "retrain the run" in str(caught.value)
+    # best_epoch and final_epoch share one dict in _valid_metrics: break only the best
+    broken = copy.deepcopy(metrics)
+    best = copy.deepcopy(metrics["calibration"]["best_epoch"])
+    del best["bins"][1]["accuracy"]
+    broken["calibration"]["best_epoch"] = best
+    path.write_text(json.dumps(broken))
+    with pytest.raises(ResultsError, match=f"has no '{at_epoch}.bins\\[1\\].accuracy'"):
+        run_record.read_metrics(path)
+    # writing records a diverged network's NaN (the run's record exists); reading refuses it
+    diverged = copy.deepcopy(metrics)
+    diverged["calibration"]["best_epoch"] = metrics["calibration"]["best_epoch"] | {
+        "ece": math.nan
+    }
+    run_record.write_metrics(path, diverged)
+    with pytest.raises(
+        ResultsError,
+        match=re.escape(
+            f"{path}: '{at_epoch}.ece' is nan, expected a finite number (a non-finite calibration"
+        ),
+    ):
+        run_record.read_metrics(path)
 
 
 @pytest.mark.parametrize(

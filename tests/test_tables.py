@@ -1,5 +1,5 @@
 """The results stage's tables: the paper's numbers fed through as run results, the
-'-' rule, seeds, rendering, and clear errors for bad run files."""
+'-' rule, seeds, rendering, runs.csv, and clear errors for bad run files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,15 @@ import pandas as pd
 import pytest
 from conftest import REPOSITORY
 
-from smoothbench import paper, rendering, tables
-from smoothbench.run_record import format_value
+from smoothbench import (
+    front_page,
+    paper,
+    paper_comparison,
+    rendering,
+    runs_table,
+    tables,
+)
+from smoothbench.run_record import ResultsError, format_value
 from smoothbench.study import load_study, load_study_file
 
 PAPER_STUDY = load_study_file(REPOSITORY / "config.yaml")
@@ -26,38 +33,76 @@ def write_metrics(
     seed: int,
     accuracy: float,
     study=None,
+    method: str = "gamma",
     **extra,
 ) -> Path:
-    """A metrics.json with what a finished run writes (the fields tables read, plus a few),
-    trained with the settings ``study`` gives the run (default: the paper's study for its
-    experiments, :func:`_digits_study` for digits)."""
+    """A metrics.json as a finished run writes it (run_record.METRICS_SCHEMA), trained
+    with the settings ``study`` gives the run (default: the paper's study for its
+    experiments, :func:`_digits_study` for digits); ``gamma`` is the method's value."""
     study = study or (
         PAPER_STUDY if experiment in PAPER_STUDY.experiments else _digits_study()
     )
-    settings = study.train_settings(experiment, "gamma", format_value(gamma), seed)
+    text = format_value(gamma)
+    settings = study.train_settings(experiment, method, text, seed)
     path = (
         folder
         / "runs"
         / experiment
-        / f"gamma~{format_value(gamma)}"
+        / f"{method}~{text}"
         / f"seed~{seed}"
         / "metrics.json"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
+    epochs = settings["epochs"]
+    best_epoch = min(3, epochs - 1)
     payload = {
         "experiment": experiment,
-        "method": "gamma",
-        "gamma": gamma,
+        "dataset": settings["dataset"],
+        "method": method,
+        "value": gamma,
+        **({"gamma": gamma} if method == "gamma" else {}),
         "seed": seed,
+        "num_classes": settings["num_classes"],
+        "model": f"{settings['model']}-{settings['depth']}",
+        "params": 1234,
+        "epochs": epochs,
         "best_val_accuracy": accuracy,
-        "best_epoch": min(3, settings["epochs"] - 1),
-        "epochs": settings["epochs"],
+        "best_epoch": best_epoch,
         "final_val_accuracy": accuracy,
+        "train_seconds": 12.5,
+        "epoch_numbering": "0-based (the schedule's epoch)",
+        "attempts": [
+            {
+                "started_at_epoch": 0,
+                "backend": "jax",
+                "precision": "float32",
+                "jit_compile": True,
+                "deterministic": False,
+            }
+        ],
+        "software": {"smoothbench": {"commit": "0123abc", "dirty": False}},
+        "prepared_data": {},
         "settings": settings,
+        "calibration": {
+            "bins": 2,
+            "best_epoch": _epoch_calibration(best_epoch),
+            "final_epoch": _epoch_calibration(epochs - 1),
+        },
     }
     payload.update(extra)
     path.write_text(json.dumps(payload))
     return path
+
+
+def make_tables(study, files, folder: Path, *arguments, **keywords) -> dict:
+    """The workflow's path: runs.csv from the run files (rule collect_runs, beside the
+    tables folder), then the tables from runs.csv (rule aggregate)."""
+    runs_file = Path(folder).parent / runs_table.RUNS_FILE
+    epoch = keywords.get("calibration_epoch", "best")
+    runs_table.write_runs_table(study, files, runs_file, epoch)
+    return tables.write_tables(
+        study, runs_table.read_runs_table(runs_file), folder, *arguments, **keywords
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +115,7 @@ def paper_as_runs(tmp_path_factory):
         )
         for record in pd.read_csv(paper.PAPER_CELLS_FILE, comment="#").itertuples()
     ]
-    frames = tables.write_tables(PAPER_STUDY, files, folder / "tables")
+    frames = make_tables(PAPER_STUDY, files, folder / "tables")
     return folder / "tables", frames
 
 
@@ -137,7 +182,7 @@ def test_table_cells_are_dashes_exactly_where_gamma_is_at_most_one_over_k_or_not
         markdown_cells(folder / "table2.md"),
     )
     gammas = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-    labels = tables.row_labels(PAPER_STUDY)
+    labels = runs_table.row_labels(PAPER_STUDY)
     printed = {
         (r.experiment, format_value(r.gamma)): r.mean_percent
         for r in paper.paper_cells().itertuples()
@@ -212,7 +257,7 @@ def test_several_seeds_show_mean_and_std_and_the_csv_keeps_every_seed(tmp_path):
             write_metrics(tmp_path, "digits", gamma, seed, accuracy)
             for seed, accuracy in enumerate(accuracies)
         ]
-    frames = tables.write_tables(study, files, tmp_path / "tables")
+    frames = make_tables(study, files, tmp_path / "tables")
     row = markdown_cells(tmp_path / "tables" / "table2.md")["digits"]
     assert row == ["-", "-", "90.00 ± 0.00", "98.00 ± 1.00", "96.00 ± 1.00"]
     table2 = pd.read_csv(tmp_path / "tables" / "table2.csv")
@@ -249,7 +294,7 @@ def test_a_missing_gamma_one_leaves_base_and_diff_as_dashes(tmp_path):
     files = [
         write_metrics(tmp_path, "digits", gamma, 0, 0.9, study) for gamma in (0.9, 0.8)
     ]
-    frames = tables.write_tables(study, files, tmp_path / "tables")
+    frames = make_tables(study, files, tmp_path / "tables")
     assert math.isnan(frames["table3"].iloc[0]["diff_percent"])
     assert markdown_cells(tmp_path / "tables" / "table3.md")["digits"] == [
         "90.00",
@@ -265,18 +310,26 @@ def test_a_missing_gamma_one_leaves_base_and_diff_as_dashes(tmp_path):
         ({"best_val_accuracy": None}, "has no 'best_val_accuracy'"),
         (
             {"best_val_accuracy": "0.9"},
-            "'best_val_accuracy' is '0.9', expected a finite int or float",
+            "'best_val_accuracy' is '0.9', expected a finite number",
         ),
         (
             {"best_val_accuracy": 97.0},
-            "best_val_accuracy 97.0 is not a fraction in [0, 1]",
+            "'best_val_accuracy' is 97.0, expected a number in [0, 1]",
         ),
         (
-            {"gamma": 0.55},
+            {"best_val_accuracy": math.nan},
+            "'best_val_accuracy' is nan, expected a finite number",
+        ),
+        (
+            {"best_epoch": 3.0},
+            "'best_epoch' is 3.0, expected an integer",
+        ),
+        (
+            {"value": 0.55},
             "gamma 0.55 is outside experiment 'digits''s grid (the config has 1.0, 0.9, 0.8)",
         ),
         (
-            {"gamma": 0.05},
+            {"value": 0.05},
             "gamma 0.05 is outside experiment 'digits''s grid (gamma must lie in (1/K, 1] = (0.1, 1]",
         ),
         (
@@ -288,7 +341,7 @@ def test_a_missing_gamma_one_leaves_base_and_diff_as_dashes(tmp_path):
             {"method": "alpha", "value": 0.1},
             "experiment 'digits' does not train method 'alpha' in this config",
         ),
-        ({"method": "smooth"}, "method 'smooth' is not one of gamma, alpha, lspp"),
+        ({"method": "smooth"}, "'method' is 'smooth', not one of gamma, alpha, lspp"),
         ({"best_epoch": 10}, "best_epoch 10 is not one of its 10 epochs"),
     ],
 )
@@ -302,16 +355,15 @@ def test_a_bad_metrics_file_is_an_error_naming_the_file(tmp_path, change, messag
         else:
             payload[key] = value
     bad = tmp_path / "runs" / "digits" / "gamma~0.8" / "seed~1" / "metrics.json"
-    if "gamma" in change or "seed" in change or "experiment" in change:
+    if "value" in change or "seed" in change or "experiment" in change:
         # outside the path grammar: the content decides
         bad = tmp_path / "elsewhere" / "metrics.json"
     bad.parent.mkdir(parents=True, exist_ok=True)
-    payload.setdefault("seed", 1)
     if bad.parent.name == "seed~1":
-        payload.update(gamma=0.8, seed=1)
+        payload.update(seed=1, **({} if "value" in change else {"value": 0.8}))
     bad.write_text(json.dumps(payload))
-    with pytest.raises(tables.ResultsError) as caught:
-        tables.write_tables(study, [good, bad], tmp_path / "tables")
+    with pytest.raises(ResultsError) as caught:
+        make_tables(study, [good, bad], tmp_path / "tables")
     assert str(caught.value).startswith(f"{bad}: "), caught.value
     assert message in str(caught.value)
     assert not (tmp_path / "tables").exists()  # nothing half-written
@@ -323,40 +375,38 @@ def test_unreadable_moved_duplicated_or_missing_run_files_are_named(tmp_path):
     broken = tmp_path / "runs" / "digits" / "gamma~0.8" / "seed~0" / "metrics.json"
     broken.parent.mkdir(parents=True)
     broken.write_text('{"experiment": "digits", "gamma": 0.8,')
-    with pytest.raises(
-        tables.ResultsError, match=re.escape(f"{broken}: not valid JSON")
-    ):
-        tables.collect_runs(study, [good, broken])
+    with pytest.raises(ResultsError, match=re.escape(f"{broken}: not valid JSON")):
+        runs_table.collect_runs(study, [good, broken])
     moved = tmp_path / "runs" / "digits" / "gamma~1.0" / "seed~0" / "metrics.json"
     moved.parent.mkdir(parents=True)
     moved.write_text(good.read_text())
     with pytest.raises(
-        tables.ResultsError,
+        ResultsError,
         match=re.escape(
             f"{moved}: the file says experiment digits, gamma 0.9, seed 0 but lies in digits/gamma~1.0/seed~0"
         ),
     ):
-        tables.collect_runs(study, [moved])
+        runs_table.collect_runs(study, [moved])
     elsewhere = tmp_path / "runs" / "mnist" / "gamma~0.9" / "seed~0" / "metrics.json"
     elsewhere.parent.mkdir(parents=True)
     elsewhere.write_text(good.read_text())
     with pytest.raises(
-        tables.ResultsError,
+        ResultsError,
         match=re.escape(
             f"{elsewhere}: the file says experiment digits, gamma 0.9, seed 0 but lies in mnist/"
         ),
     ):
-        tables.collect_runs(study, [elsewhere])
+        runs_table.collect_runs(study, [elsewhere])
     copy = tmp_path / "copy" / "metrics.json"
     copy.parent.mkdir()
     copy.write_text(good.read_text())
     with pytest.raises(
-        tables.ResultsError, match=re.escape(f"{copy}: the same run as {good}")
+        ResultsError, match=re.escape(f"{copy}: the same run as {good}")
     ):
-        tables.collect_runs(study, [good, copy])
+        runs_table.collect_runs(study, [good, copy])
     missing = tmp_path / "runs" / "digits" / "gamma~0.8" / "seed~2" / "metrics.json"
-    with pytest.raises(tables.ResultsError, match=re.escape(f"{missing}: missing")):
-        tables.collect_runs(study, [missing])
+    with pytest.raises(ResultsError, match=re.escape(f"{missing}: missing")):
+        runs_table.collect_runs(study, [missing])
 
 
 def test_latex_escapes_names_and_formats_plus_minus():
@@ -440,9 +490,9 @@ def test_a_run_left_by_another_config_is_refused_naming_the_file_and_the_setting
         for gamma in (1.0, 0.9)
     ]
     # its own config reads it
-    tables.write_tables(three, files, tmp_path / "tables_three")
-    with pytest.raises(tables.ResultsError) as caught:
-        tables.write_tables(eight, files, tmp_path / "tables")
+    make_tables(three, files, tmp_path / "tables_three")
+    with pytest.raises(ResultsError) as caught:
+        make_tables(eight, files, tmp_path / "tables")
     assert str(caught.value) == (
         f"{files[0]}: its settings differ from what the config gives this run (epochs: 3 in the file, 8 in the "
         "config); it was trained under another config: delete its run folder and run the workflow again to retrain "
@@ -471,13 +521,16 @@ def test_a_run_left_by_another_config_is_refused_naming_the_file_and_the_setting
     other = load_study(
         _digits_config(depth=32, optimizer={"learning_rate": 0.01}, epochs=3)
     )
-    with pytest.raises(
-        tables.ResultsError,
-        match=re.escape(
-            "(depth: 20 in the file, 32 in the config; optimizer.learning_rate: 0.001 in the file, 0.01 in the config)"
-        ),
-    ):
-        tables.collect_runs(other, files)
+    with pytest.raises(ResultsError) as caught:
+        runs_table.collect_runs(other, files)
+    assert str(caught.value).startswith(
+        f"{files[0]}: its settings differ from what the config gives this run (depth: 20 in the file, 32 in "
+        "the config; optimizer: {"
+    )
+    assert re.search(
+        r"optimizer: \{'learning_rate': 0\.001, .*\} in the file, \{'learning_rate': 0\.01, .*\} in the config\)",
+        str(caught.value),
+    )
 
 
 def test_a_run_file_whose_settings_are_missing_or_edited_is_refused(tmp_path):
@@ -485,15 +538,23 @@ def test_a_run_file_whose_settings_are_missing_or_edited_is_refused(tmp_path):
     path = write_metrics(tmp_path, "digits", 0.9, 0, 0.9)
     payload = json.loads(path.read_text())
     for settings, message in (
-        (None, "has no 'settings', so nothing shows which config it was trained under"),
-        ([1], "'settings' is [1], not an object"),
+        (None, "has no 'settings'; retrain the run"),
+        ([1], "'settings' is [1], expected an object"),
         (
             {**payload["settings"], "value": 0.8},
             "(value: 0.8 in the file, 0.9 in the config)",
         ),
         (
-            {**payload["settings"], "mean_subtraction": 1},
-            "(mean_subtraction: 1 in the file, True in the config)",
+            {**payload["settings"], "mean_subtraction": False},
+            "(mean_subtraction: False in the file, True in the config)",
+        ),
+        (
+            {
+                key: value
+                for key, value in payload["settings"].items()
+                if key != "batch_size"
+            },
+            "(batch_size: absent in the file, 32 in the config)",
         ),
         (
             {**payload["settings"], "extra": "x"},
@@ -507,19 +568,19 @@ def test_a_run_file_whose_settings_are_missing_or_edited_is_refused(tmp_path):
                 else {key: value for key, value in payload.items() if key != "settings"}
             )
         )
-        with pytest.raises(tables.ResultsError) as caught:
-            tables.collect_runs(study, [path])
+        with pytest.raises(ResultsError) as caught:
+            runs_table.collect_runs(study, [path])
         assert str(caught.value).startswith(f"{path}: ") and message in str(
             caught.value
         )
     path.write_text(json.dumps({**payload, "epochs": 4}))
     with pytest.raises(
-        tables.ResultsError,
+        ResultsError,
         match=re.escape(
             f"{path}: 'epochs' is 4 (epochs trained), but its settings and the config have 10"
         ),
     ):
-        tables.collect_runs(study, [path])
+        runs_table.collect_runs(study, [path])
 
 
 def _epoch_calibration(epoch: int, ece: float = 0.05) -> dict:
@@ -564,10 +625,10 @@ def test_calibration_is_read_at_the_chosen_epoch(tmp_path):
         write_metrics(tmp_path, "digits", gamma, 0, 0.9, calibration=_calibration())
         for gamma in (1.0, 0.9, 0.8)
     ]
-    assert set(tables.collect_runs(study, files)["ece"]) == {0.05}
-    final = tables.collect_runs(study, files, "final")
+    assert set(runs_table.collect_runs(study, files)["ece"]) == {0.05}
+    final = runs_table.collect_runs(study, files, "final")
     assert set(final["ece"]) == {0.07} and set(final["calibration_epoch"]) == {9}
-    tables.write_tables(study, files, tmp_path / "tables")
+    make_tables(study, files, tmp_path / "tables")
     assert (
         markdown_cells(tmp_path / "tables" / "calibration.md")["digits"][3] == "0.0500"
     )
@@ -618,7 +679,7 @@ def test_calibration_is_read_at_the_chosen_epoch(tmp_path):
                 **_calibration(),
                 "best_epoch": {**_epoch_calibration(3), "bins": {"count": 3}},
             },
-            "'calibration.best_epoch.bins' is {'count': 3}, expected a list of reliability bins",
+            "'calibration.best_epoch.bins' is {'count': 3}, expected an array",
         ),
         (
             {
@@ -628,7 +689,7 @@ def test_calibration_is_read_at_the_chosen_epoch(tmp_path):
                     "bins": [{"lower": 0.0, "upper": 1.0, "count": 4}],
                 },
             },
-            "'calibration.best_epoch.bins[0].confidence' is None, expected a finite number",
+            "has no 'calibration.best_epoch.bins[0].confidence'",
         ),
     ],
     ids=[
@@ -650,8 +711,8 @@ def test_a_malformed_calibration_is_an_error_naming_the_file(
     study = _digits_study(seeds=(0,))
     good = write_metrics(tmp_path, "digits", 1.0, 0, 0.9, calibration=_calibration())
     bad = write_metrics(tmp_path, "digits", 0.9, 0, 0.9, calibration=calibration)
-    with pytest.raises(tables.ResultsError) as caught:
-        tables.write_tables(study, [good, bad], tmp_path / "tables")
+    with pytest.raises(ResultsError) as caught:
+        make_tables(study, [good, bad], tmp_path / "tables")
     assert str(caught.value).startswith(f"{bad}: ") and message in str(caught.value), (
         caught.value
     )
@@ -668,14 +729,14 @@ def test_the_final_epoch_calibration_must_be_the_last_epoch(tmp_path):
         0.9,
         calibration={**_calibration(), "final_epoch": _epoch_calibration(8)},
     )
-    tables.collect_runs(study, [path])  # the best epoch is fine
+    runs_table.collect_runs(study, [path])  # the best epoch is fine
     with pytest.raises(
-        tables.ResultsError,
+        ResultsError,
         match=re.escape(
             f"{path}: 'calibration.final_epoch.epoch' is 8, but the last epoch is 9"
         ),
     ):
-        tables.collect_runs(study, [path], "final")
+        runs_table.collect_runs(study, [path], "final")
 
 
 # ---------------------------------------------------------------- seed noise in Table 3
@@ -693,7 +754,7 @@ def _digits_runs(folder: Path, accuracies: dict) -> list[Path]:
 def test_table3_marks_a_best_gamma_whose_gain_is_within_seed_noise(tmp_path):
     # gamma 0.9 beats gamma = 1 by +1, +3 and 0 points: the paired interval holds 0
     files = _digits_runs(tmp_path, {1.0: (0.95, 0.96, 0.97), 0.9: (0.96, 0.99, 0.97)})
-    frames = tables.write_tables(_digits_study(), files, tmp_path / "tables")
+    frames = make_tables(_digits_study(), files, tmp_path / "tables")
     folder = tmp_path / "tables"
     paired = frames["paired_differences"]
     assert list(paired["verdict"]) == ["within seed noise"]  # the one computation
@@ -714,7 +775,7 @@ def test_table3_marks_a_best_gamma_whose_gain_is_within_seed_noise(tmp_path):
 def test_table3_leaves_a_gain_beyond_seed_noise_unmarked(tmp_path):
     # +2, +3, +2.5 points: the interval lies above 0
     files = _digits_runs(tmp_path, {1.0: (0.95, 0.96, 0.97), 0.9: (0.97, 0.99, 0.995)})
-    frames = tables.write_tables(_digits_study(), files, tmp_path / "tables")
+    frames = make_tables(_digits_study(), files, tmp_path / "tables")
     assert list(frames["paired_differences"]["verdict"]) == ["gain holds"]
     assert markdown_cells(tmp_path / "tables" / "table3.md")["digits"][1] == "0.9"
     three = pd.read_csv(tmp_path / "tables" / "table3.csv").iloc[0]
@@ -758,7 +819,8 @@ def test_the_front_page_shows_table3_the_figure_and_the_paper_replayed(tmp_path)
     figure = tmp_path / "accuracy_vs_gamma.png"
     figure.write_bytes(PNG)
     path = tmp_path / "front_page.html"
-    fragment = tables.write_front_page(_digits_study(), files, figure, path)
+    runs = runs_table.collect_runs(_digits_study(), files)
+    fragment = front_page.write_front_page(_digits_study(), runs, figure, path)
     assert path.read_text() == fragment
     # a fragment for the report's page, not a page of its own; the figure embedded
     assert "<html" not in fragment and "<body" not in fragment
@@ -791,7 +853,7 @@ def test_the_front_page_shows_table3_the_figure_and_the_paper_replayed(tmp_path)
 
 def test_the_paper_study_front_page_sets_the_paper_beside_each_row(paper_as_runs):
     _, frames = paper_as_runs
-    before, after = tables.front_page_sections(PAPER_STUDY, frames)
+    before, after = front_page.front_page_sections(PAPER_STUDY, frames)
     (title, header, rows, notes) = before[0]
     assert title == "Table 3: this study beside the paper"
     assert header[-2:] == ["paper: best (γ)", "paper: diff %"]
@@ -823,7 +885,7 @@ def test_an_experiment_named_after_a_paper_row_on_other_data_is_not_compared(
         write_metrics(tmp_path, "mnist", gamma, 0, 0.97, study=study)
         for gamma in (0.9, 1.0)
     ]
-    frames = tables.write_tables(study, files, tmp_path / "tables")
+    frames = make_tables(study, files, tmp_path / "tables")
     assert frames["comparison"].empty
     assert frames["comparison_table3"]["ours_best_percent"].isna().all()
     assert "scikit-learn" in (tmp_path / "tables" / "comparison.md").read_text()
@@ -835,22 +897,17 @@ def test_an_experiment_named_after_a_paper_row_on_other_data_is_not_compared(
 def test_a_study_without_gamma_runs_compares_nothing_and_replays_the_paper():
     """No finished gamma run (methods.gamma.experiments: [] or only alpha runs done so
     far): empty frames are compared, not read as 'select no columns'."""
-    from smoothbench import tables
-    from smoothbench.study import load_study
-
     study = load_study({"experiments": {"digits": {}}, "data": {"download": False}})
     cells = pd.DataFrame(
         columns=["experiment", "gamma", "mean_percent", "std_percent", "seeds"]
     )
-    assert tables.compare_cells(cells, study).empty
+    assert paper_comparison.compare_cells(cells, study).empty
     ours = pd.DataFrame(columns=["experiment", "best_percent"])
-    replayed = tables.compare_table3(ours, study, 0.02)
+    replayed = paper_comparison.compare_table3(ours, study, 0.02)
     assert len(replayed) == 13 and replayed["ours_best_percent"].isna().all()
 
 
 def test_with_one_seed_the_seed_noise_column_says_unknown_not_false():
-    from smoothbench import tables
-
     table3 = pd.DataFrame({"experiment": ["digits"], "best_gamma": ["0.9"]})
     paired = pd.DataFrame(
         {
@@ -863,3 +920,148 @@ def test_with_one_seed_the_seed_noise_column_says_unknown_not_false():
     marked = tables.mark_seed_noise(table3, paired).iloc[0]
     assert pd.isna(marked["best_within_seed_noise"])
     assert tables.marked_best_gamma("digits", "0.9", paired) == "0.9"
+
+
+# ---------------------------------------------------------------- runs.csv
+
+
+def test_runs_csv_holds_one_row_per_finished_run_traced_to_its_file(tmp_path):
+    study = load_study(
+        _digits_config()
+        | {
+            "seeds": [0, 1],
+            "methods": {"alpha": {"experiments": "all"}},
+        }
+    )
+    files = [
+        write_metrics(
+            tmp_path, "digits", gamma, seed, 0.9 + gamma / 100 + seed / 1000, study
+        )
+        for gamma in (1.0, 0.9)
+        for seed in (0, 1)
+    ]
+    resumed = [
+        {
+            "backend": "jax",
+            "precision": "float32",
+            "jit_compile": True,
+            "deterministic": False,
+        },
+        {
+            "backend": "tensorflow",
+            "precision": "float32",
+            "jit_compile": False,
+            "deterministic": False,
+        },
+    ]
+    files.append(
+        write_metrics(
+            tmp_path,
+            "digits",
+            0.1,
+            0,
+            0.93,
+            study,
+            method="alpha",
+            attempts=resumed,
+            software={"smoothbench": {"commit": "feedbeef", "dirty": True}},
+            params=99,
+        )
+    )
+    path = tmp_path / "results" / "runs.csv"
+    built = runs_table.write_runs_table(study, files, path)
+    runs = runs_table.read_runs_table(path)
+    pd.testing.assert_frame_equal(runs, built)  # read back as built, exactly
+    assert list(runs.columns) == runs_table.RUNS_COLUMNS and len(runs) == len(files)
+    assert list(zip(runs["method"], runs["value"], runs["seed"])) == [
+        ("gamma", 0.9, 0),
+        ("gamma", 0.9, 1),
+        ("gamma", 1.0, 0),
+        ("gamma", 1.0, 1),
+        ("alpha", 0.1, 0),
+    ]
+    for record in runs.itertuples():  # every number traces back to its run's file
+        metrics = json.loads(Path(record.metrics_file).read_text())
+        assert record.run_folder == str(Path(record.metrics_file).parent)
+        assert record.best_val_accuracy == metrics["best_val_accuracy"]
+        assert record.best_val_accuracy_percent == round(
+            100 * metrics["best_val_accuracy"], 5
+        )
+        assert record.final_val_accuracy == metrics["final_val_accuracy"]
+        assert (record.seed, record.best_epoch, record.epochs) == (
+            metrics["seed"],
+            metrics["best_epoch"],
+            metrics["epochs"],
+        )
+        best = metrics["calibration"]["best_epoch"]
+        assert (
+            record.ece,
+            record.nll,
+            record.brier,
+            record.confidence,
+            record.calibration_epoch,
+        ) == (
+            best["ece"],
+            best["nll"],
+            best["brier"],
+            best["confidence"],
+            best["epoch"],
+        )
+        assert record.train_seconds == metrics["train_seconds"]
+        assert record.params == metrics["params"]
+    gamma_run, alpha_run = runs.iloc[0], runs.iloc[-1]
+    assert (gamma_run["gamma"], gamma_run["equivalent_gamma"]) == (0.9, 0.9)
+    assert math.isnan(alpha_run["gamma"]) and alpha_run["equivalent_gamma"] == 0.91
+    # the compute of every attempt, a mix joined by '+'; the code that trained it
+    assert list(gamma_run[runs_table.COMPUTE_COLUMNS]) == [
+        "jax",
+        "float32",
+        "True",
+        "False",
+    ]
+    assert list(alpha_run[runs_table.COMPUTE_COLUMNS]) == [
+        "jax+tensorflow",
+        "float32",
+        "True+False",
+        "False",
+    ]
+    assert (gamma_run["code_commit"], gamma_run["code_dirty"]) == ("0123abc", "False")
+    assert (alpha_run["code_commit"], alpha_run["code_dirty"]) == ("feedbeef", "True")
+    # the README's one-liner reads it as plain pandas
+    plain = pd.read_csv(path)
+    assert plain["best_val_accuracy"].tolist() == runs["best_val_accuracy"].tolist()
+
+
+def test_the_tables_depend_only_on_runs_csv(tmp_path):
+    """The tables built from runs.csv, with every run folder gone, are the tables built
+    from the runs' files directly, byte for byte."""
+    study = _digits_study()
+    files = _digits_runs(
+        tmp_path,
+        {1.0: (0.95, 0.96, 0.97), 0.9: (0.96, 0.99, 0.97), 0.8: (0.9, 0.91, 0.95)},
+    )
+    tables.write_tables(
+        study, runs_table.collect_runs(study, files), tmp_path / "direct"
+    )
+    runs_table.write_runs_table(study, files, tmp_path / "runs.csv")
+    for path in files:
+        path.unlink()
+    tables.write_tables(
+        study, runs_table.read_runs_table(tmp_path / "runs.csv"), tmp_path / "tables"
+    )
+    for name in tables.OUTPUT_FILES:
+        assert (tmp_path / "tables" / name).read_bytes() == (
+            tmp_path / "direct" / name
+        ).read_bytes(), name
+
+
+def test_a_metrics_file_breaking_the_schema_is_refused_naming_file_and_key(tmp_path):
+    study = _digits_study()
+    good = write_metrics(tmp_path, "digits", 1.0, 0, 0.9)
+    bad = write_metrics(tmp_path, "digits", 0.9, 0, 0.9, train_seconds="fast")
+    with pytest.raises(ResultsError) as caught:
+        runs_table.write_runs_table(study, [good, bad], tmp_path / "runs.csv")
+    assert str(caught.value).startswith(
+        f"{bad}: 'train_seconds' is 'fast', expected a finite number; retrain the run"
+    )
+    assert not (tmp_path / "runs.csv").exists()  # nothing half-written

@@ -63,6 +63,7 @@ def test_dry_run_of_the_shipped_config_plans_the_papers_data_stage(tmp_path):
         + [("prepare", name) for name in PAPER_DATASETS]
     )
     results_rules = (
+        "collect_runs",
         "aggregate",
         "plot_summary",
         "plot_training_curves",
@@ -74,9 +75,10 @@ def test_dry_run_of_the_shipped_config_plans_the_papers_data_stage(tmp_path):
         == expected
     )
     assert sum(1 for job in jobs if job[0] == "train") == 108
-    # the results stage: one aggregation, one summary plot, training curves and
-    # reliability per experiment, one front page
+    # the results stage: one runs.csv, one aggregation, one summary plot, training
+    # curves and reliability per experiment, one front page
     assert [sum(1 for job in jobs if job[0] == rule) for rule in results_rules] == [
+        1,
         1,
         1,
         13,

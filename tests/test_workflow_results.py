@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from conftest import DEMO_RESULTS, demo_command
 
+from smoothbench.runs_table import RUNS_COLUMNS, RUNS_FILE
 from smoothbench.tables import OUTPUT_FILES
 
 pytestmark = pytest.mark.workflow
@@ -101,6 +102,16 @@ def test_the_demo_ends_in_tables_and_plots_traced_to_its_runs(demo):
     assert three["diff_percent"] == pytest.approx((best - base) / best * 100, abs=1e-4)
     # The paper's own Table 3 check is in every study's comparison, the demo's included.
     assert "It does not hold for: ImageN.(a)." in (tables / "comparison.md").read_text()
+    # runs.csv, which the tables read: one row per run (7 method-values x 2 seeds), the
+    # rows of table2.csv among them as they are there
+    runs = pd.read_csv(workdir / DEMO_RESULTS / RUNS_FILE)
+    assert list(runs.columns) == RUNS_COLUMNS and len(runs) == 14
+    assert runs["metrics_file"].is_unique
+    gamma_runs = runs[(runs["method"] == "gamma") & (runs["gamma"] > 0.5)]
+    pd.testing.assert_frame_equal(
+        gamma_runs[table2.columns].reset_index(drop=True), table2
+    )
+    assert set(runs["backend"]) <= {"jax", "tensorflow", "torch"}
 
 
 def test_the_demo_compares_three_methods_over_two_seeds(demo):
@@ -232,7 +243,7 @@ def test_tables_and_plots_regenerate_without_training(demo, tmp_path):
     assert planned_rules(workdir) == []
 
 
-def test_a_malformed_run_file_stops_aggregation_with_its_name(demo, tmp_path):
+def test_a_malformed_run_file_stops_collect_runs_with_its_name(demo, tmp_path):
     workdir = copy_of(demo, tmp_path)
     metrics = (
         workdir
@@ -246,9 +257,11 @@ def test_a_malformed_run_file_stops_aggregation_with_its_name(demo, tmp_path):
     payload = json.loads(metrics.read_text())
     del payload["best_val_accuracy"]
     metrics.write_text(json.dumps(payload))
+    # runs.csv is made again, then the tables from it; no retraining planned either
     assert planned_rules(workdir, "--until", "aggregate") == [
-        "aggregate"
-    ]  # no retraining planned either
+        "aggregate",
+        "collect_runs",
+    ]
     process = subprocess.run(
         demo_command(workdir, "--cores", "1", "--until", "aggregate"),
         capture_output=True,

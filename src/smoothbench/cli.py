@@ -163,7 +163,7 @@ def tables_main(argv: list[str] | None = None) -> int:
         help="where to write (default: the config's results_folder/tables_interim)",
     )
     arguments = parser.parse_args(argv)
-    from smoothbench import tables
+    from smoothbench import runs_table, tables
 
     try:
         study = load_study_file(arguments.configfile)
@@ -181,7 +181,7 @@ def tables_main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        finished, unfinished = tables.finished_runs(study, arguments.runs)
+        finished, unfinished = runs_table.finished_runs(study, arguments.runs)
         total = len(finished) + len(unfinished)
         if not finished:
             print(
@@ -191,9 +191,14 @@ def tables_main(argv: list[str] | None = None) -> int:
             return 1
         status = f"Interim: {len(finished)} of {total} runs finished; '-' also marks the unfinished ones."
         chosen = study.config["tables"]
+        # as the workflow does: runs.csv first (every file checked), the tables from it
+        runs_file = Path(arguments.output) / runs_table.RUNS_FILE
+        runs_table.write_runs_table(
+            study, finished, runs_file, chosen["calibration_epoch"]
+        )
         tables.write_tables(
             study,
-            finished,
+            runs_table.read_runs_table(runs_file),
             arguments.output,
             chosen["paper_check_tolerance"],
             status,

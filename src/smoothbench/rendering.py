@@ -1,6 +1,7 @@
 """Tables as text: one cell's ``mean ± std``, and a table (header and rows of
 strings) as Markdown, LaTeX (booktabs) and a standalone HTML page, and the report's
-front page as an HTML fragment with its figure embedded.
+front page as an HTML fragment with its figure embedded; and the results stage's
+files (text, csv) written atomically.
 
 The builders in :mod:`smoothbench.tables` lay the tables out; nothing here knows what a
 run or the paper is.
@@ -11,10 +12,24 @@ from __future__ import annotations
 import base64
 import html
 import math
+from pathlib import Path
 
 import pandas as pd
 
+from smoothbench import storage
 from smoothbench.run_record import format_value
+
+
+def write_text(path: Path | str, text: str) -> None:
+    """``text`` at ``path``, written atomically."""
+    with storage.atomic_file(path) as stream:
+        stream.write(text)
+
+
+def write_csv(path: Path | str, frame: pd.DataFrame) -> None:
+    """``frame`` as csv at ``path`` (no index, \\n line ends), written atomically."""
+    with storage.atomic_file(path) as stream:
+        frame.to_csv(stream, index=False, lineterminator="\n")
 
 
 def format_cell(mean: float, std: float = math.nan, decimals: int = 2) -> str:

@@ -13,8 +13,8 @@ once finished, ``.finished/`` (the outputs and their fingerprints, see
 :mod:`smoothbench.training`).
 
 ``metrics.json`` follows :data:`METRICS_SCHEMA`: :func:`write_metrics` refuses a record
-that does not, and :func:`read_metrics` checks what a table reads from it, naming the
-file and the key at fault.
+that does not, and :func:`read_metrics` checks a file against it once, for every reader
+(:mod:`smoothbench.runs_table`), naming the file and the key at fault.
 """
 
 from __future__ import annotations
@@ -232,6 +232,12 @@ _CALIBRATION_AT_EPOCH = {
                     "confidence": {"type": ["number", "null"]},
                     "accuracy": {"type": ["number", "null"]},
                 },
+                # a bin holding examples has their mean confidence and accuracy
+                "if": {"required": ["count"], "properties": {"count": {"minimum": 1}}},
+                "then": {
+                    "required": ["confidence", "accuracy"],
+                    "properties": {"confidence": _NUMBER, "accuracy": _NUMBER},
+                },
             },
         },
     },
@@ -300,23 +306,9 @@ METRICS_SCHEMA = {
         "c_matrix_file": {"const": C_MATRIX_FILE},
     },
 }
-# What a table reads from metrics.json (the rest is provenance), and the Python types
-# each value must have, from the schema.
-TABLE_KEYS = (
-    "experiment",
-    "value",
-    "seed",
-    "best_val_accuracy",
-    "best_epoch",
-    "epochs",
-)
-_PYTHON_TYPES = {"string": (str,), "number": (int, float), "integer": (int,)}
-REQUIRED_METRICS = {
-    key: _PYTHON_TYPES[METRICS_SCHEMA["properties"][key]["type"]] for key in TABLE_KEYS
-}
 
 
-def _is_number(value) -> bool:
+def _is_finite_number(checker, value) -> bool:
     return (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
@@ -324,15 +316,88 @@ def _is_number(value) -> bool:
     )
 
 
-def check_metrics(metrics: dict, where: str = METRICS_FILE) -> None:
-    """Raise ResultsError naming the key where ``metrics`` breaks :data:`METRICS_SCHEMA`."""
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(METRICS_SCHEMA).iter_errors(metrics)
-    )
+def _is_integer(checker, value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Writing checks the schema with JSON Schema's own types, so a diverged network's NaN is
+# still recorded; reading takes numbers as JSON has them: finite (no NaN, no Infinity),
+# and an integer is an int (3, not 3.0).
+_WRITE_VALIDATOR = jsonschema.Draft202012Validator(METRICS_SCHEMA)
+_READ_VALIDATOR = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"number": _is_finite_number, "integer": _is_integer}
+    ),
+)(METRICS_SCHEMA)
+_TYPE_NAMES = {
+    "number": "a finite number",
+    "integer": "an integer",
+    "string": "a string",
+    "object": "an object",
+    "array": "an array",
+    "boolean": "true or false",
+    "null": "null",
+}
+RETRAIN = "retrain the run: delete its run folder and run the workflow again"
+
+
+def _key(path) -> str:
+    """``calibration.best_epoch.bins[0].count`` from a schema error's path."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".")
+
+
+def schema_error_text(error) -> str:
+    """What a schema error says, naming the key: ``has no 'settings'``, ``'seed' is '0',
+    expected an integer``."""
+    key = _key(error.absolute_path)
+    if error.validator == "required":
+        missing = next(
+            name for name in error.validator_value if name not in error.instance
+        )
+        return f"has no {(f'{key}.' if key else '') + missing!r}"
+    bounds = error.schema
+    if error.validator == "type":
+        kinds = error.validator_value
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        reason = "expected " + " or ".join(_TYPE_NAMES[kind] for kind in kinds)
+        if isinstance(error.instance, float) and key.startswith("calibration."):
+            reason += (
+                " (a non-finite calibration comes from non-finite validation outputs, so that epoch's "
+                "accuracy is in doubt too)"
+            )
+    elif error.validator in ("minimum", "maximum") and {"minimum", "maximum"} <= set(
+        bounds
+    ):
+        reason = f"expected a number in [{bounds['minimum']}, {bounds['maximum']}]"
+    elif error.validator == "minimum":
+        reason = f"expected at least {error.validator_value}"
+    elif error.validator == "maximum":
+        reason = f"expected at most {error.validator_value}"
+    elif error.validator == "minItems":
+        reason = f"expected at least {error.validator_value} item(s)"
+    elif error.validator == "enum":
+        reason = f"not one of {', '.join(map(str, error.validator_value))}"
+    else:
+        reason = error.message
+    return f"{(key or '<top level>')!r} is {error.instance!r}, {reason}"
+
+
+def check_metrics(
+    metrics: dict, where: str = METRICS_FILE, reading: bool = False
+) -> None:
+    """Raise ResultsError naming ``where`` and the key where ``metrics`` breaks
+    :data:`METRICS_SCHEMA` (``reading``: with finite numbers and integers that are ints,
+    and the advice to retrain)."""
+    validator = _READ_VALIDATOR if reading else _WRITE_VALIDATOR
+    error = jsonschema.exceptions.best_match(validator.iter_errors(metrics))
     if error is not None:
-        key = ".".join(str(part) for part in error.absolute_path) or "<top level>"
+        advice = f"; {RETRAIN}" if reading else ""
         raise ResultsError(
-            f"{where}: {key!r}: {error.message} (smoothbench.run_record.METRICS_SCHEMA)"
+            f"{where}: {schema_error_text(error)}{advice} (smoothbench.run_record.METRICS_SCHEMA)"
         )
 
 
@@ -342,29 +407,11 @@ def write_metrics(path: Path, metrics: dict) -> None:
     storage.write_json_atomic(path, metrics)
 
 
-def _check_type(path: Path, payload: dict, key: str) -> None:
-    kinds = REQUIRED_METRICS[key]
-    if key not in payload:
-        raise ResultsError(
-            f"{path}: has no {key!r}, so it is not a finished run's metrics.json; "
-            "delete the run folder and run the workflow again to retrain it"
-        )
-    value = payload[key]
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, kinds)
-        or (isinstance(value, float) and not math.isfinite(value))
-    ):
-        expected = " or ".join(kind.__name__ for kind in kinds)
-        raise ResultsError(
-            f"{path}: {key!r} is {value!r}, expected a finite {expected}"
-        )
-
-
 def read_metrics(path: Path | str) -> dict:
-    """A run's metrics.json, with every value a table reads checked (types, ranges, the
-    folder it lies in); ResultsError names the file otherwise. The study's own checks
-    (is this a run of the config?) are :func:`smoothbench.tables.read_run_metrics`'."""
+    """A run's metrics.json, checked once, against :data:`METRICS_SCHEMA` (finite
+    numbers); ResultsError names the file and the key otherwise. The checks that relate
+    keys to each other and to the folder are :func:`check_epochs_and_folder`'s, the
+    study's own (is this a run of the config?) :mod:`smoothbench.runs_table`'s."""
     path = Path(path)
     try:
         payload = json.loads(path.read_text())
@@ -376,33 +423,14 @@ def read_metrics(path: Path | str) -> dict:
         raise ResultsError(
             f"{path}: not valid JSON ({error}); delete it and run the workflow again to retrain this run"
         ) from None
-    if not isinstance(payload, dict):
-        raise ResultsError(
-            f"{path}: expected a JSON object, found {type(payload).__name__}"
-        )
-    method = payload.get("method", "gamma")
-    if method not in METHODS:
-        raise ResultsError(
-            f"{path}: method {method!r} is not one of {', '.join(METHODS)}"
-        )
-    payload["method"] = method
-    if method == "gamma" and "value" not in payload and "gamma" in payload:
-        # eq. 7's value may be given as 'gamma' alone
-        payload["value"] = payload["gamma"]
-    for key in REQUIRED_METRICS:
-        _check_type(path, payload, key)
+    check_metrics(payload, str(path), reading=True)
     return payload
 
 
-def check_ranges_and_folder(path: Path, payload: dict) -> None:
-    """The accuracy is a fraction, best_epoch one of the epochs, and a file in the path
-    grammar lies in the folder of the run it names."""
-    accuracy = payload["best_val_accuracy"]
-    if not 0 <= accuracy <= 1:
-        raise ResultsError(
-            f"{path}: best_val_accuracy {accuracy} is not a fraction in [0, 1]"
-        )
-    if not 0 <= payload["best_epoch"] < payload["epochs"]:
+def check_epochs_and_folder(path: Path, payload: dict) -> None:
+    """best_epoch is one of the epochs, and a file in the path grammar lies in the folder
+    of the run it names (what the schema cannot say: one key against another)."""
+    if not payload["best_epoch"] < payload["epochs"]:
         raise ResultsError(
             f"{path}: best_epoch {payload['best_epoch']} is not one of its {payload['epochs']} epochs"
         )
@@ -426,42 +454,10 @@ def check_ranges_and_folder(path: Path, payload: dict) -> None:
 
 
 def read_calibration(path: Path, payload: dict, calibration_epoch: str) -> dict:
-    """The ``calibration.{calibration_epoch}_epoch`` section, every field checked; {} where
-    the file holds no calibration at all (the tables show '-' there and say so)."""
-    calibration = payload.get("calibration")
-    if calibration is None:
-        return {}
-    if not isinstance(calibration, dict):
-        raise ResultsError(
-            f"{path}: 'calibration' is {calibration!r}, expected an object"
-        )
+    """The ``calibration.{calibration_epoch}_epoch`` section of a file :func:`read_metrics`
+    checked, refused where it measured another epoch than the accuracy it sits beside."""
     key = f"calibration.{calibration_epoch}_epoch"
-    measured = calibration.get(f"{calibration_epoch}_epoch")
-    if not isinstance(measured, dict):
-        found = (
-            f"has no {key!r}"
-            if measured is None
-            else f"{key!r} is {measured!r}, expected an object"
-        )
-        raise ResultsError(
-            f"{path}: {found}; retrain the run (or set config key tables.calibration_epoch)"
-        )
-    for name in ("epoch", *CALIBRATION_COLUMNS):
-        if name not in measured:
-            raise ResultsError(f"{path}: has no '{key}.{name}'; retrain the run")
-        value = measured[name]
-        if not _is_number(value):
-            why = (
-                (
-                    " (a non-finite calibration comes from non-finite validation outputs, so that epoch's accuracy "
-                    "is in doubt too)"
-                )
-                if isinstance(value, float)
-                else ""
-            )
-            raise ResultsError(
-                f"{path}: '{key}.{name}' is {value!r}, expected a finite number{why}; retrain the run"
-            )
+    measured = payload["calibration"][f"{calibration_epoch}_epoch"]
     epoch = measured["epoch"]
     reported = (
         payload["best_epoch"] if calibration_epoch == "best" else payload["epochs"] - 1
@@ -472,28 +468,4 @@ def read_calibration(path: Path, payload: dict, calibration_epoch: str) -> dict:
             f"{path}: '{key}.epoch' is {epoch!r}, but {which} is {reported}: the calibration does not describe "
             "the network whose accuracy the file reports; retrain the run"
         )
-    bins = measured.get("bins")
-    if bins is not None:
-        if not isinstance(bins, list) or not bins:
-            raise ResultsError(
-                f"{path}: '{key}.bins' is {bins!r}, expected a list of reliability bins"
-            )
-        for index, row in enumerate(bins):
-            where = f"{key}.bins[{index}]"
-            if not isinstance(row, dict):
-                raise ResultsError(f"{path}: '{where}' is {row!r}, expected an object")
-            count = row.get("count")
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                raise ResultsError(
-                    f"{path}: '{where}.count' is {count!r}, expected a count of examples"
-                )
-            for name in (
-                "lower",
-                "upper",
-                *(("confidence", "accuracy") if count else ()),
-            ):
-                if not _is_number(row.get(name)):
-                    raise ResultsError(
-                        f"{path}: '{where}.{name}' is {row.get(name)!r}, expected a finite number"
-                    )
     return measured

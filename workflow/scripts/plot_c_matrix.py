@@ -1,8 +1,8 @@
-"""Snakemake adapter: rule plot_c_matrix -> smoothbench.plots.write_c_matrix."""
+"""Snakemake adapter: rule plot_c_matrix -> smoothbench.experiment_plots.write_c_matrix."""
 
 from pathlib import Path
 
-from smoothbench.plots import write_c_matrix
+from smoothbench.experiment_plots import write_c_matrix
 from smoothbench.study import load_study
 from smoothbench.workflow_support import logged
 

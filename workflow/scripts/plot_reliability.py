@@ -1,8 +1,9 @@
-"""Snakemake adapter: rule plot_reliability -> smoothbench.plots.write_reliability."""
+"""Snakemake adapter: rule plot_reliability -> smoothbench.experiment_plots.write_reliability."""
 
 from pathlib import Path
 
-from smoothbench.plots import write_reliability
+from smoothbench.experiment_plots import write_reliability
+from smoothbench.runs_table import read_runs_table
 from smoothbench.study import load_study
 from smoothbench.workflow_support import logged
 
@@ -12,7 +13,7 @@ with logged(snakemake.log[0]):
     write_reliability(
         study,
         experiment,
-        snakemake.input.metrics,
+        read_runs_table(snakemake.input.runs),
         stem,
         snakemake.params.calibration_epoch,
     )

@@ -1,8 +1,9 @@
-"""Snakemake adapter: rule plot_training_curves -> smoothbench.plots.write_training_curves."""
+"""Snakemake adapter: rule plot_training_curves -> smoothbench.experiment_plots.write_training_curves."""
 
 from pathlib import Path
 
-from smoothbench.plots import write_training_curves
+from smoothbench.experiment_plots import write_training_curves
+from smoothbench.runs_table import read_runs_table
 from smoothbench.study import load_study
 from smoothbench.workflow_support import logged
 
@@ -11,6 +12,6 @@ with logged(snakemake.log[0]):
     write_training_curves(
         load_study(snakemake.config),
         snakemake.wildcards.experiment,
-        snakemake.input.metrics,
+        read_runs_table(snakemake.input.runs),
         stem,
     )
