@@ -232,7 +232,9 @@ def read_run(path: Path | str, study: Study, calibration_epoch: str = "best") ->
     measured = run_record.read_calibration(path, payload, calibration_epoch)
     experiment = study.experiments[payload["experiment"]]
     method, value = payload["method"], float(payload["value"])
-    code = payload["software"].get("smoothbench") or {}
+    # the code that trained it, where the file records it (commit, dirty)
+    code = payload["software"].get("smoothbench")
+    code = code if isinstance(code, dict) else {}
     return {
         "experiment": experiment.name,
         "dataset": experiment.dataset.name,
