@@ -26,7 +26,7 @@ Variants (``--variants``):
   categorical cross-entropy with ``label_smoothing`` on one-hot labels; TensorFlow,
   float32, no XLA.
 - ``ours``: uint8 batches from :class:`smoothbench.data.ArrayBatches`, mean subtraction,
-  padding and augmentation inside the model (:func:`smoothbench.training.build_model`),
+  padding and augmentation inside the model (:func:`smoothbench.network.build_model`),
   eq. 7's loss on logits, with a training job's default settings on this machine
   (TensorFlow, ``deterministic: true``, ``auto`` precision - mixed on recent GPUs,
   float32 on a CPU - and so no XLA: :mod:`smoothbench.acceleration`).
@@ -185,7 +185,7 @@ def measure(
     """Train ``warmup + steps x repeats`` steps of one variant in this process; time each window of ``steps``."""
     import numpy as np
 
-    from smoothbench import acceleration, training
+    from smoothbench import acceleration, network, training
     from smoothbench.study import RunSettings
 
     choice = VARIANTS[variant]
@@ -215,7 +215,7 @@ def measure(
         from smoothbench.data import ArrayBatches
 
         # as a training job builds it (seeded, compiled, the optimizer's variables built)
-        _, model, _ = training.build_for_training(
+        _, model, _ = network.build_for_training(
             RunSettings.from_dict(settings), mean, precision, jit_compile
         )
         batches = ArrayBatches(images, labels, batch_size)
@@ -248,7 +248,7 @@ def measure(
         )
         # the example's network alone, compiled its own way (no augmentation layers)
         keras.utils.set_random_seed(settings["seed"])
-        model, _ = training.build_model(RunSettings.from_dict(settings), mean)
+        model, _ = network.build_model(RunSettings.from_dict(settings), mean)
         loss = keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=alpha_from_gamma(0.9, num_classes)
         )
@@ -349,7 +349,7 @@ def measure_ceiling(
     at a time under TensorFlow with and without XLA; the faster sum bounds a step."""
     import numpy as np
 
-    from smoothbench import training
+    from smoothbench import network, training
 
     training.configure_backend(threads, deterministic=False)
     import keras
@@ -358,7 +358,7 @@ def measure_ceiling(
     keras.config.set_dtype_policy(precision)
     settings = _settings(configuration, batch_size, 10)
     mean = np.zeros(configuration["shape"], dtype=np.float32)
-    classifier, _ = training.build_model(settings, mean)
+    classifier, _ = network.build_model(settings, mean)
     dtype = (
         tf.bfloat16
         if precision == "mixed_bfloat16"

@@ -172,8 +172,8 @@ def test_weight_decay_on_c_adds_exactly_the_l2_of_its_logits():
 def test_a_label_smoothing_plus_plus_run_gets_the_networks_l2_on_c_when_asked(
     weight_decay_on_c,
 ):
-    from smoothbench import training
     from smoothbench.models import L2_WEIGHT
+    from smoothbench.network import compile_for_method
     from smoothbench.study import load_study
 
     config = {
@@ -184,7 +184,7 @@ def test_a_label_smoothing_plus_plus_run_gets_the_networks_l2_on_c_when_asked(
     }
     settings = load_study(config).train_settings("digits", "lspp", "0.1", 0)
     network = keras.Sequential([keras.Input((6,)), keras.layers.Dense(10)])
-    model = training.compile_for_method(network, settings, keras.optimizers.Adam(1e-3))
+    model = compile_for_method(network, settings, keras.optimizers.Adam(1e-3))
     assert model.matrix_l2 == (L2_WEIGHT if weight_decay_on_c else 0.0)
 
 

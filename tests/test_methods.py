@@ -8,7 +8,8 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from smoothbench import losses, training  # noqa: E402
+from smoothbench import losses, run_record, training  # noqa: E402
+from smoothbench.network import build_model, compile_for_method  # noqa: E402
 from smoothbench.prepare import prepare  # noqa: E402
 from smoothbench.storage import open_prepared  # noqa: E402
 from smoothbench.study import load_study  # noqa: E402
@@ -121,8 +122,8 @@ def digits(tmp_path_factory):
 
 def _first_step_loss(settings, arrays):
     keras.utils.set_random_seed(settings["seed"])
-    _, model = training.build_model(settings, np.asarray(arrays["mean"]))
-    model = training.compile_for_method(model, settings, keras.optimizers.Adam(1e-3))
+    _, model = build_model(settings, np.asarray(arrays["mean"]))
+    model = compile_for_method(model, settings, keras.optimizers.Adam(1e-3))
     images, labels = (
         np.asarray(arrays["train_images"][:64]),
         np.asarray(arrays["train_labels"][:64]),
@@ -147,8 +148,8 @@ def test_one_label_smoothing_plus_plus_step_splits_its_gradients(digits):
     study, _, arrays = digits
     settings = study.train_settings("digits", "lspp", "0.1", 0)
     keras.utils.set_random_seed(0)
-    _, network = training.build_model(settings, np.asarray(arrays["mean"]))
-    model = training.compile_for_method(network, settings, keras.optimizers.Adam(1e-3))
+    _, network = build_model(settings, np.asarray(arrays["mean"]))
+    model = compile_for_method(network, settings, keras.optimizers.Adam(1e-3))
     images, labels = (
         np.asarray(arrays["train_images"][:32]),
         np.asarray(arrays["train_labels"][:32]),
@@ -207,7 +208,7 @@ def test_a_label_smoothing_plus_plus_run_saves_its_matrix(digits, tmp_path):
     )
     assert "gamma" not in metrics
     assert metrics["c_matrix_file"] == "c_matrix.npy"
-    history = training.read_history(tmp_path / "history.csv")
+    history = run_record.read_history(tmp_path / "history.csv")
     assert all(
         np.isfinite(row["val_loss"]) and 0 <= row["val_ece"] <= 1 for row in history
     )

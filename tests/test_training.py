@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("keras")
 
-from smoothbench import run_record, storage, training
+from smoothbench import (
+    checkpoint,
+    interruption,
+    network,
+    provenance,
+    run_record,
+    storage,
+    training,
+)
 from smoothbench.data import ArrayBatches, epoch_order
 from smoothbench.prepare import prepare
 from smoothbench.study import load_study
@@ -144,19 +153,19 @@ def test_a_checkpoint_restores_every_variable_and_the_state(digits, tmp_path):
     _, arrays = storage.open_prepared(prepared)
     settings = _settings(study)
     keras.utils.set_random_seed(1)
-    _, model = training.build_model(settings, np.asarray(arrays["mean"]))
+    _, model = network.build_model(settings, np.asarray(arrays["mean"]))
     optimizer = keras.optimizers.Adam()
     optimizer.build(model.trainable_variables)
     for variable in model.trainable_variables[:3]:
         variable.assign(variable + 1.0)
     optimizer.iterations.assign(41)
     path = tmp_path / "checkpoint" / "state.npz"
-    training.save_checkpoint(path, model, optimizer, {"history": [1, 2]})
+    checkpoint.save_checkpoint(path, model, optimizer, {"history": [1, 2]})
     keras.utils.set_random_seed(2)
-    _, other = training.build_model(settings, np.asarray(arrays["mean"]))
+    _, other = network.build_model(settings, np.asarray(arrays["mean"]))
     other_optimizer = keras.optimizers.Adam()
     other_optimizer.build(other.trainable_variables)
-    assert training.restore_checkpoint(path, other, other_optimizer) == {
+    assert checkpoint.restore_checkpoint(path, other, other_optimizer) == {
         "history": [1, 2]
     }
     for saved, restored in zip(
@@ -178,17 +187,17 @@ def test_a_checkpoint_from_other_settings_is_discarded_not_resumed(digits, tmp_p
     import keras
 
     _, arrays = storage.open_prepared(prepared)
-    _, model = training.build_model(settings, np.asarray(arrays["mean"]))
+    _, model = network.build_model(settings, np.asarray(arrays["mean"]))
     optimizer = keras.optimizers.Adam()
     optimizer.build(model.trainable_variables)
     state = {
-        "format": training.CHECKPOINT_FORMAT,
-        "fingerprint": training.settings_fingerprint(settings),
+        "format": checkpoint.CHECKPOINT_FORMAT,
+        "fingerprint": checkpoint.settings_fingerprint(settings),
         "history": [],
         "attempts": [],
     }
     # A checkpoint left by a run of gamma 1.0, found by a job of gamma 0.9 in the same folder.
-    training.save_checkpoint(
+    checkpoint.save_checkpoint(
         tmp_path / run_record.CHECKPOINT_FOLDER / run_record.CHECKPOINT_FILE,
         model,
         optimizer,
@@ -279,7 +288,7 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(
         settings, compute, prepared, tmp_path / "whole", log=lambda message: None
     )
 
-    save = training.save_checkpoint
+    save = checkpoint.save_checkpoint
     saved = []
 
     def save_then_die_after_two_epochs(*arguments, **keywords):
@@ -404,7 +413,7 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
         folder = tmp_path / case.replace(" ", "_").replace("/", "").replace(",", "")
         # One epoch trained and checkpointed, then the kill while finishing.
         module, name = target.split(".")
-        owner = training.storage if module == "storage" else training.shutil
+        owner = storage if module == "storage" else shutil
         original = getattr(owner, name)
         calls = []
 
@@ -465,7 +474,7 @@ def test_metrics_record_the_code_that_ran(digits, tmp_path):
     code = json.loads((tmp_path / "metrics.json").read_text())["software"][
         "smoothbench"
     ]
-    package = training.Path(training.__file__).resolve().parent
+    package = Path(provenance.__file__).resolve().parent
     assert (
         code["source"] == str(package)
         and code["version"] == __import__("smoothbench").__version__
@@ -482,14 +491,14 @@ def test_metrics_record_the_code_that_ran(digits, tmp_path):
 def test_the_data_fingerprint_is_the_arrays_content_only(digits):
     _, prepared = digits
     manifest = storage.read_manifest(prepared)
-    fingerprint = training.data_fingerprint(manifest)
+    fingerprint = checkpoint.data_fingerprint(manifest)
     assert (
-        training.data_fingerprint({**manifest, "tfds_version": "other", "note": "x"})
+        checkpoint.data_fingerprint({**manifest, "tfds_version": "other", "note": "x"})
         == fingerprint
     )
     changed = json.loads(json.dumps(manifest))
     changed["arrays"]["train_images"]["sha256"] = "0" * 64
-    assert training.data_fingerprint(changed) != fingerprint
+    assert checkpoint.data_fingerprint(changed) != fingerprint
 
 
 @pytest.mark.parametrize("method, value", [("gamma", "0.9"), ("lspp", "0.1")])
@@ -507,7 +516,7 @@ def test_a_run_killed_within_an_epoch_resumes_at_that_step_with_the_uninterrupte
         settings, compute, prepared, tmp_path / "whole", log=lambda message: None
     )
 
-    save, seen = training.save_checkpoint, []
+    save, seen = checkpoint.save_checkpoint, []
 
     def save_then_die_within_epoch_1(path, model, optimizer, state, metric_values=None):
         save(path, model, optimizer, state, metric_values)
@@ -573,7 +582,7 @@ def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(
     training.train(
         settings, compute, prepared, tmp_path / "whole", log=lambda message: None
     )
-    save = training.save_checkpoint
+    save = checkpoint.save_checkpoint
 
     def save_then_sigterm_after_epoch_0(
         path, model, optimizer, state, metric_values=None
@@ -585,7 +594,7 @@ def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(
 
     monkeypatch.setattr(training, "save_checkpoint", save_then_sigterm_after_epoch_0)
     with pytest.raises(
-        training.TrainingStopped,
+        interruption.TrainingStopped,
         match=r"stopped by SIGTERM at step 1 of \d+ of epoch 1; checkpoint saved",
     ):
         training.train(

@@ -20,7 +20,7 @@ from conftest import (
     run_workflow,
 )
 
-from smoothbench import storage, training
+from smoothbench import run_record, storage
 from smoothbench.study import load_study_file
 
 pytestmark = pytest.mark.workflow
@@ -86,7 +86,7 @@ def test_the_demo_runs_offline_end_to_end_and_trains_every_run(demo):
     for run in runs:
         folder = workdir / run.folder(study.runs_folder)
         metrics = json.loads((folder / "metrics.json").read_text())
-        history = training.read_history(folder / "history.csv")
+        history = run_record.read_history(folder / "history.csv")
         assert [row["epoch"] for row in history] == list(range(8))
         assert (metrics["method"], metrics["value"], metrics["seed"]) == (
             run.method,
@@ -304,7 +304,7 @@ def test_resnet20_learns_real_fashion_mnist_images_in_two_epochs(tmp_path):
     assert process.returncode == 0, process.stdout
     folder = tmp_path / "results" / "runs" / "fashion_mnist" / "gamma~0.9" / "seed~0"
     metrics = json.loads((folder / "metrics.json").read_text())
-    history = training.read_history(folder / "history.csv")
+    history = run_record.read_history(folder / "history.csv")
     assert metrics["params"] == 274_154  # ResNet-20 v1 on 32x32x1, K = 10
     assert (
         metrics["prepared_data"]["train_examples"] == 6000
@@ -341,7 +341,7 @@ def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("uninterrupted")
     process = run_workflow(workdir, RESUME_CONFIG, "--cores", "2")
     assert process.returncode == 0, process.stdout
-    return training.read_history(workdir / RUN / "history.csv")
+    return run_record.read_history(workdir / RUN / "history.csv")
 
 
 def _training_process(session: int) -> int | None:
@@ -385,7 +385,7 @@ def test_a_killed_job_resumes_from_its_last_epoch(tmp_path, uninterrupted, how):
     progress = tmp_path / RUN / "checkpoint" / "progress.csv"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (
-        progress.exists() and len(training.read_history(progress)) >= 2
+        progress.exists() and len(run_record.read_history(progress)) >= 2
     ):
         assert workflow.poll() is None, "the workflow ended before it could be killed"
         time.sleep(0.05)
@@ -398,7 +398,7 @@ def test_a_killed_job_resumes_from_its_last_epoch(tmp_path, uninterrupted, how):
         os.kill(pid, signal.SIGTERM)
     workflow.wait(timeout=120)
     assert not (tmp_path / RUN / "metrics.json").exists()
-    done_before = len(training.read_history(progress))
+    done_before = len(run_record.read_history(progress))
     assert 2 <= done_before < 8
 
     # a killed Snakemake leaves its lock behind, as after a crash
@@ -409,7 +409,7 @@ def test_a_killed_job_resumes_from_its_last_epoch(tmp_path, uninterrupted, how):
     process = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert process.returncode == 0, process.stdout + process.stderr
 
-    history = training.read_history(tmp_path / RUN / "history.csv")
+    history = run_record.read_history(tmp_path / RUN / "history.csv")
     assert [row["epoch"] for row in history] == list(range(8))
     metrics = json.loads((tmp_path / RUN / "metrics.json").read_text())
     attempts = metrics["attempts"]

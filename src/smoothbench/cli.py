@@ -41,8 +41,8 @@ from smoothbench.study import load_study_file
 def version_text(prog: str) -> str:
     """``<prog> <version>``, and the commit when the package is imported from a git
     checkout: the same provenance a run records in its metrics.json
-    (:func:`smoothbench.training.code_provenance`)."""
-    from smoothbench.training import code_provenance
+    (:func:`smoothbench.provenance.code_provenance`)."""
+    from smoothbench.provenance import code_provenance
 
     provenance = code_provenance()
     text = f"{prog} {provenance['version']}"

@@ -14,20 +14,13 @@
   came from (settings, prepared data, software, device). Written last: a run folder
   without it is not finished.
 
-While it runs, ``run_folder/checkpoint/`` holds ``state.npz`` (every model and
-optimizer variable, the epoch and the history so far), rewritten atomically at each
-epoch end, and ``progress.csv``. A job killed at any moment - SIGKILL, a scheduler's
-SIGTERM - and started again resumes after its last finished epoch. The checkpoint
-carries a fingerprint of the settings and of the prepared data's content: one left by
-different settings or data is discarded, never resumed.
-
-A finished run is first written whole to ``run_folder/.finished/`` (with the same
-fingerprints), then the checkpoint is deleted, then the outputs are copied into
-``run_folder``, ``metrics.json`` last. A job started again on a run whose
-``.finished/`` matches its settings and data republishes those files in a second
-instead of training: a kill between the last output and Snakemake's own bookkeeping
-(which then deletes the "incomplete" outputs) costs nothing. Delete the run folder to
-train it again on purpose.
+While it runs, ``run_folder/checkpoint/`` holds the checkpoint a job killed at any
+moment resumes from, and a finished run is written whole to ``run_folder/.finished/``
+before its outputs are published: :mod:`smoothbench.checkpoint`. This module is the
+loop; the rest is in its own module: the network (:mod:`smoothbench.network`),
+checkpoints within an epoch and SIGTERM (:mod:`smoothbench.interruption`),
+``history.csv``'s rows and ``metrics.json``'s content (:mod:`smoothbench.run_summary`),
+the code and software that ran (:mod:`smoothbench.provenance`).
 
 The shuffle order of every epoch depends only on (seed, epoch) (:mod:`smoothbench.data`),
 the initial weights and augmentation on the seed; with ``compute.deterministic`` the
@@ -39,16 +32,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
-import json
 import math
 import os
-import platform
-import shutil
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,7 +43,24 @@ from typing import Any
 import numpy as np
 
 from smoothbench import acceleration, run_record, storage
+from smoothbench.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    Progress,
+    data_fingerprint,
+    read_checkpoint_state,
+    republish_finished,
+    resume,
+    save_checkpoint,
+    settings_fingerprint,
+)
 from smoothbench.errors import SmoothbenchError
+from smoothbench.interruption import (
+    TrainingStopped,
+    mid_epoch_checkpoints,
+    stop_on_sigterm,
+)
+from smoothbench.network import build_for_training, describe_method, validation_loss
 from smoothbench.progress import (
     EpochReporter,
     TensorBoardLog,
@@ -67,32 +70,18 @@ from smoothbench.progress import (
 )
 from smoothbench.progress import keras_callback as progress_callback
 from smoothbench.run_record import (
-    C_MATRIX_FILE,
     CALIBRATION_KEYS,
     CHECKPOINT_FILE,
     CHECKPOINT_FOLDER,
-    FINGERPRINT_FILE,
-    FINISHED_FOLDER,
-    HISTORY_FILE,
-    METRICS_FILE,
     PROGRESS_FILE,
-    output_names,
-    read_history,  # noqa: F401  (re-exported: smoothbench.training.read_history)
     write_history,
-    write_metrics,
 )
-from smoothbench.shapes import padded_shape, padding_to
+from smoothbench.run_summary import finish, history_row
 from smoothbench.study import RunSettings
-
-CHECKPOINT_FORMAT = 2
 
 
 class TrainingDivergedError(SmoothbenchError, RuntimeError):
     """The loss became NaN or infinite."""
-
-
-class CheckpointError(SmoothbenchError, RuntimeError):
-    """A checkpoint that cannot be resumed."""
 
 
 def say(message: str) -> None:
@@ -111,65 +100,6 @@ def learning_rate_at(epoch: int, learning_rate: float, schedule: list[dict]) -> 
         if epoch > step["after_epoch"]:
             factor = step["factor"]
     return learning_rate * factor
-
-
-def settings_fingerprint(settings: RunSettings) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-
-
-def data_fingerprint(manifest: dict) -> str:
-    """sha256 of what the prepared data is: the dataset and every array's sha256."""
-    content = {"dataset": manifest.get("dataset"), "arrays": manifest.get("arrays")}
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-
-
-def _finished_record(run_folder: Path, fingerprints: dict) -> Path | None:
-    """``run_folder/.finished`` when it holds this run's outputs for these fingerprints."""
-    record = run_folder / FINISHED_FOLDER
-    try:
-        recorded = json.loads((record / FINGERPRINT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if recorded == fingerprints else None
-
-
-def _write_finished_record(
-    run_folder: Path, fingerprints: dict, files: dict[str, Callable]
-) -> Path:
-    """Write every output (name -> writer(path)) into ``run_folder/.finished`` at once.
-
-    The files are written into a staging folder that is renamed into place whole,
-    fingerprint included: ``.finished`` is either absent or complete."""
-    record = run_folder / FINISHED_FOLDER
-    for stale in run_folder.glob(f"{FINISHED_FOLDER}.staging-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(
-        tempfile.mkdtemp(dir=run_folder, prefix=f"{FINISHED_FOLDER}.staging-")
-    )
-    umask = os.umask(0)
-    os.umask(umask)
-    # mkdtemp creates 0700; honour the umask as the outputs do
-    os.chmod(staging, 0o777 & ~umask)
-    try:
-        for name, write in files.items():
-            write(staging / name)
-        storage.write_json_atomic(staging / FINGERPRINT_FILE, fingerprints)
-        if record.exists():
-            shutil.rmtree(record)
-        os.replace(staging, record)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return record
-
-
-def _publish(record: Path, run_folder: Path, names: list[str]) -> None:
-    """Copy the finished files into ``run_folder``, each atomically, metrics.json last."""
-    for name in names:
-        with (
-            open(record / name, "rb") as source,
-            storage.atomic_file(run_folder / name, "wb") as target,
-        ):
-            shutil.copyfileobj(source, target)
 
 
 def check_manifest(manifest: dict, settings: RunSettings | dict, folder: Path) -> None:
@@ -216,317 +146,6 @@ def configure_backend(
     elif backend == "jax" and deterministic:
         os.environ.setdefault("XLA_FLAGS", "--xla_gpu_deterministic_ops=true")
     return backend
-
-
-def _variables(model, optimizer) -> list:
-    return list(model.variables) + list(optimizer.variables)
-
-
-def save_checkpoint(
-    path: Path, model, optimizer, state: dict, metric_values: list | None = None
-) -> None:
-    """Every model and optimizer variable plus ``state`` (JSON) in one .npz, replaced atomically.
-
-    ``metric_values`` (mid-epoch checkpoints): the running totals of the epoch's training
-    metrics, so that a resumed epoch reports the mean over all its batches."""
-    import keras
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {
-        f"variable_{index:05d}": keras.ops.convert_to_numpy(variable)
-        for index, variable in enumerate(_variables(model, optimizer))
-    }
-    for index, value in enumerate(metric_values or []):
-        arrays[f"metric_{index:05d}"] = np.asarray(value)
-    arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
-    with storage.atomic_file(path, "wb") as stream:
-        np.savez(stream, **arrays)
-
-
-def read_checkpoint_state(path: Path) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return json.loads(archive["state"].tobytes().decode())
-    except Exception as error:
-        raise CheckpointError(
-            f"{path}: unreadable checkpoint ({error}); delete it to start the run over"
-        ) from None
-
-
-def restore_checkpoint(path: Path, model, optimizer) -> dict:
-    """Load variables saved by :func:`save_checkpoint` into ``model`` and ``optimizer``; return the state."""
-    variables = _variables(model, optimizer)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            state = json.loads(archive["state"].tobytes().decode())
-            names = sorted(
-                name for name in archive.files if name.startswith("variable_")
-            )
-            if len(names) != len(variables):
-                raise CheckpointError(
-                    f"{path}: holds {len(names)} variables, the model and optimizer have {len(variables)}; "
-                    "it was written by another version of the code - delete it to start the run over"
-                )
-            for name, variable in zip(names, variables):
-                value = archive[name]
-                if tuple(value.shape) != tuple(variable.shape):
-                    raise CheckpointError(
-                        f"{path}: variable {variable.path} has shape {tuple(variable.shape)}, the checkpoint "
-                        f"{tuple(value.shape)} - delete it to start the run over"
-                    )
-                variable.assign(value)
-    except CheckpointError:
-        raise
-    except Exception as error:
-        raise CheckpointError(
-            f"{path}: unreadable checkpoint ({error}); delete it to start the run over"
-        ) from None
-    return state
-
-
-def read_checkpoint_metrics(path: Path) -> list[np.ndarray]:
-    """The running metric totals a mid-epoch checkpoint holds (none at an epoch end)."""
-    with np.load(path, allow_pickle=False) as archive:
-        return [
-            archive[name]
-            for name in sorted(
-                name for name in archive.files if name.startswith("metric_")
-            )
-        ]
-
-
-class TrainingStopped(SmoothbenchError, RuntimeError):
-    """SIGTERM (a scheduler's time limit, a preemption, scancel) stopped the run after a checkpoint."""
-
-
-def _mid_epoch_checkpoints(
-    model,
-    save,
-    every_seconds: float,
-    steps_before: int,
-    steps: int,
-    metric_values,
-    stop_requested,
-):
-    """A Keras callback: every ``every_seconds`` within an epoch (and at once when
-    ``stop_requested()``) call ``save(steps_done, metric_values)`` after a batch; on a
-    stop request it also stops fit. ``metric_values`` (from a checkpoint) are put back
-    into the epoch's metrics when the epoch begins."""
-    import keras
-
-    class MidEpochCheckpoints(keras.callbacks.Callback):
-        stopped_at = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.last = time.perf_counter()
-            if metric_values:
-                variables = model.metrics_variables
-                if len(variables) != len(metric_values):
-                    raise CheckpointError(
-                        f"the checkpoint holds {len(metric_values)} metric values, the model has {len(variables)}; "
-                        "delete it to start the run over"
-                    )
-                for variable, value in zip(variables, metric_values):
-                    variable.assign(value)
-
-        def on_train_batch_end(self, batch, logs=None):
-            done = steps_before + batch + 1
-            stop = stop_requested()
-            if done >= steps or not (
-                stop
-                or (
-                    every_seconds > 0
-                    and time.perf_counter() - self.last >= every_seconds
-                )
-            ):
-                return  # the epoch's end writes its own checkpoint
-            if hasattr(model, "jax_state_sync"):
-                model.jax_state_sync()  # JAX keeps the variables outside the model during fit
-            save(
-                done,
-                [
-                    keras.ops.convert_to_numpy(variable)
-                    for variable in model.metrics_variables
-                ],
-            )
-            self.last = time.perf_counter()
-            if stop:
-                self.stopped_at = done
-                model.stop_training = True
-
-    return MidEpochCheckpoints()
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm():
-    """While the block runs, SIGTERM asks for a stop (see ``requested``) instead of
-    killing the process: the run saves a checkpoint after the batch in progress."""
-    import signal
-    import threading
-
-    requested = {"signal": None}
-
-    def handler(number, frame):
-        requested["signal"] = number
-
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield lambda: requested["signal"] is not None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def code_provenance() -> dict:
-    """The smoothbench that runs: version, the folder it was imported from, and - in a
-    git checkout - its commit and whether tracked files differ from it (dirty)."""
-    from smoothbench import __version__
-
-    package = Path(__file__).resolve().parent
-    provenance = {
-        "version": __version__,
-        "source": str(package),
-        "commit": None,
-        "dirty": None,
-    }
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(package), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        if commit.returncode == 0:
-            status = subprocess.run(
-                [
-                    "git",
-                    "-C",
-                    str(package),
-                    "status",
-                    "--porcelain",
-                    "--untracked-files=no",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            provenance["commit"] = commit.stdout.strip()
-            provenance["dirty"] = (
-                bool(status.stdout.strip()) if status.returncode == 0 else None
-            )
-    except (OSError, subprocess.TimeoutExpired):
-        pass  # no git: version and source still say which code ran
-    return provenance
-
-
-def _software() -> dict:
-    import keras
-
-    versions = {
-        "python": platform.python_version(),
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-    }
-    versions["smoothbench"] = code_provenance()
-    backend = keras.backend.backend()
-    # each backend's package has its name
-    if backend in acceleration.BACKENDS and backend in sys.modules:
-        versions[backend] = getattr(sys.modules[backend], "__version__", "?")
-    return versions
-
-
-def build_model(settings: RunSettings | dict, mean: np.ndarray):
-    """(classifier, training model) for ``settings``; the training model takes uint8 images."""
-    settings = RunSettings.from_dict(settings)
-    from smoothbench.models import build_resnet, build_training_model
-
-    image_shape = tuple(settings.image_shape)
-    classifier = build_resnet(
-        settings.model,
-        settings.depth,
-        padded_shape(image_shape, settings.min_image_size),
-        settings.num_classes,
-        settings.pooling,
-    )
-    model = build_training_model(
-        classifier,
-        image_shape,
-        mean,
-        padding=padding_to(image_shape, settings.min_image_size),
-        subtract_mean=settings.mean_subtraction,
-        shift=settings.augmentation["shift"],
-        horizontal_flip=settings.augmentation["horizontal_flip"],
-    )
-    return classifier, model
-
-
-def describe_method(settings: RunSettings | dict) -> str:
-    """``gamma=0.9``, ``alpha=0.1``, ``lspp alpha=0.1``: a run's method as logs print it."""
-    settings = RunSettings.from_dict(settings)
-    method, value = settings.method, settings.value
-    return (
-        f"{method}={value}"
-        if method in ("gamma", "alpha")
-        else f"{method} alpha={value}"
-    )
-
-
-def compile_for_method(
-    model, settings: RunSettings | dict, optimizer, jit_compile="auto"
-):
-    """``model`` compiled with the loss of ``settings.method``; Label Smoothing++ wraps it
-    in :class:`smoothbench.losses.LabelSmoothingPlusPlusModel` (its C is a weight of the
-    wrapper). ``jit_compile`` is Keras' (:mod:`smoothbench.acceleration` resolves it).
-    Returns the model to train; under ``mixed_float16`` its ``optimizer`` is Keras' loss
-    scale wrapper around ``optimizer``."""
-    settings = RunSettings.from_dict(settings)
-    import keras
-
-    from smoothbench.losses import FixedTargetCrossEntropy, LabelSmoothingPlusPlusModel
-
-    accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    if settings.method == "lspp":
-        from smoothbench.models import L2_WEIGHT
-
-        model = LabelSmoothingPlusPlusModel(
-            model,
-            settings.num_classes,
-            settings.value,
-            # C's weight decay is the convolutions' l2 (assumption #20)
-            matrix_l2=L2_WEIGHT if settings.weight_decay_on_c else 0.0,
-            name="label_smoothing_plus_plus",
-        )
-        model.compile(optimizer=optimizer, metrics=[accuracy], jit_compile=jit_compile)
-    else:
-        model.compile(
-            optimizer=optimizer,
-            loss=FixedTargetCrossEntropy(settings.method, settings.value),
-            metrics=[accuracy],
-            jit_compile=jit_compile,
-        )
-    return model
-
-
-def validation_loss(settings: RunSettings | dict, model, logits, labels) -> float:
-    """The method's loss (without weight decay) of ``logits`` against ``labels``."""
-    settings = RunSettings.from_dict(settings)
-    import keras
-
-    from smoothbench import losses
-
-    if settings.method == "lspp":
-        network, matrix = losses.label_smoothing_plus_plus_terms(
-            labels, logits, model.target_matrix.logits, settings.value
-        )
-        values = (network + matrix) / 2.0
-    else:
-        targets = losses.fixed_targets(
-            labels, settings.num_classes, settings.method, settings.value
-        )
-        values = losses.target_cross_entropy(targets, logits)
-    return float(np.mean(keras.ops.convert_to_numpy(values)))
 
 
 def train(
@@ -591,25 +210,6 @@ def train(
     return finish(
         settings, session, progress, manifest, prepared_folder, run_folder, started, log
     )
-
-
-def republish_finished(
-    settings: RunSettings, run_folder: Path, fingerprints: dict, log
-) -> dict | None:
-    """The metrics of a run whose ``.finished/`` record matches these fingerprints,
-    after publishing its files again (nothing is trained); None otherwise."""
-    record = _finished_record(run_folder, fingerprints)
-    if record is None:
-        return None
-    names = output_names(settings.method)
-    shutil.rmtree(run_folder / CHECKPOINT_FOLDER, ignore_errors=True)
-    _publish(record, run_folder, names)
-    metrics = json.loads((run_folder / METRICS_FILE).read_text())
-    log(
-        f"already finished: republished {', '.join(names)} from {record} "
-        f"(same settings and data; best val_accuracy {metrics['best_val_accuracy']:.4f}); nothing retrained"
-    )
-    return metrics
 
 
 def _earlier_attempts(checkpoint: Path, fingerprints: dict) -> list[dict]:
@@ -722,86 +322,6 @@ def set_up_session(
     )
 
 
-def build_for_training(settings: RunSettings, mean, precision: str, jit_compile: bool):
-    """(classifier, model, optimizer) of a run, seeded, compiled and with the
-    optimizer's variables built, as every training job (and every measurement of
-    :mod:`smoothbench.tuning`) starts."""
-    import keras
-
-    acceleration.apply_precision(precision)  # before any layer is built
-    keras.utils.set_random_seed(settings.seed)
-    classifier, model = build_model(settings, mean)
-    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
-    model = compile_for_method(model, settings, optimizer, jit_compile=jit_compile)
-    # Under mixed_float16 model.optimizer wraps `optimizer` in a loss scale; the checkpoint
-    # holds `optimizer`'s variables only, so a run may resume under another precision.
-    model.optimizer.build(model.trainable_variables)
-    return classifier, model, optimizer
-
-
-@dataclasses.dataclass
-class Progress:
-    """What a checkpoint holds besides the variables: the epochs done (history rows),
-    the attempts, the calibration so far, and where a mid-epoch checkpoint stopped."""
-
-    fingerprints: dict
-    rows: list = dataclasses.field(default_factory=list)
-    attempts: list = dataclasses.field(default_factory=list)
-    calibration: dict = dataclasses.field(
-        default_factory=lambda: {"best_epoch": None, "final_epoch": None}
-    )
-    # a mid-epoch checkpoint's epoch, steps done, seconds and metric totals
-    in_progress: dict | None = None
-
-    def state(self, epoch_in_progress: dict | None = None) -> dict:
-        """The checkpoint's JSON state."""
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "fingerprint": self.fingerprints["settings"],
-            "data_fingerprint": self.fingerprints["data"],
-            "history": self.rows,
-            "attempts": self.attempts,
-            "calibration": self.calibration,
-        }
-        if epoch_in_progress is not None:
-            state["epoch_in_progress"] = epoch_in_progress
-        return state
-
-
-def resume(
-    checkpoint: Path, session: Session, fingerprints: dict, settings: RunSettings, log
-) -> Progress:
-    """The progress of the checkpoint, its variables restored into the session's model
-    and optimizer; a fresh Progress when there is none, or when it was written with
-    other settings or other prepared data (it is deleted then)."""
-    progress = Progress(fingerprints)
-    if not checkpoint.exists():
-        return progress
-    state = read_checkpoint_state(checkpoint)
-    if (
-        state.get("fingerprint") != fingerprints["settings"]
-        or state.get("format") != CHECKPOINT_FORMAT
-        or state.get("data_fingerprint", fingerprints["data"]) != fingerprints["data"]
-    ):
-        log(
-            f"discarding {checkpoint}: it was written with other settings or other prepared data"
-        )
-        shutil.rmtree(checkpoint.parent)
-        return progress
-    state = restore_checkpoint(checkpoint, session.model, session.optimizer)
-    progress.rows, progress.attempts = state["history"], state["attempts"]
-    progress.calibration = state["calibration"]
-    progress.in_progress = in_progress = state.get("epoch_in_progress")
-    within = ""
-    if in_progress:
-        in_progress["metric_values"] = read_checkpoint_metrics(checkpoint)
-        within = f", and {in_progress['steps_done']} of {in_progress['steps']} steps of epoch {in_progress['epoch']}"
-    log(
-        f"resuming from {checkpoint}: {len(progress.rows)} of {settings.epochs} epochs done{within}"
-    )
-    return progress
-
-
 def attempt_record(progress: Progress, session: Session) -> dict:
     """Where and how this attempt runs, for metrics.json's ``attempts``."""
     in_progress = progress.in_progress
@@ -861,7 +381,7 @@ def train_epochs(
         if compute.get("tensorboard", False)
         else None
     )
-    with _stop_on_sigterm() as stop_requested:
+    with stop_on_sigterm() as stop_requested:
         try:
             for epoch in range(start_epoch, settings.epochs):
                 row, seconds = train_epoch(
@@ -981,7 +501,7 @@ def train_epoch(
         # accuracy metric lazily, so build it now, as Keras itself does under a
         # distribution strategy (shapes only: no variable changes).
         model._symbolic_build(data_batch=batches[0])
-    checkpoints = _mid_epoch_checkpoints(
+    checkpoints = mid_epoch_checkpoints(
         model,
         save_mid_epoch,
         every_seconds,
@@ -1059,135 +579,3 @@ def validate(settings: RunSettings, model, validation, logs: dict) -> dict | Non
     logs["val_loss"] = validation_loss(settings, model, logits, validation.labels)
     logs.update({f"val_{key}": summary[key] for key in CALIBRATION_KEYS})
     return summary
-
-
-def history_row(epoch: int, rate: float, logs: dict, seconds: float) -> dict:
-    """One row of history.csv (run_record.HISTORY_COLUMNS)."""
-    return {
-        "epoch": epoch,
-        "lr": rate,
-        # float32 metrics: 7 significant digits is all they hold
-        "loss": float(f"{logs['loss']:.7g}"),
-        "accuracy": float(f"{logs['accuracy']:.7g}"),
-        "val_loss": float(f"{logs['val_loss']:.7g}"),
-        "val_accuracy": float(f"{logs['val_accuracy']:.7g}"),
-        **{
-            f"val_{key}": float(f"{logs[f'val_{key}']:.7g}")
-            for key in CALIBRATION_KEYS
-            if key != "accuracy"
-        },
-        "seconds": round(seconds, 3),
-    }
-
-
-def finish(
-    settings: RunSettings,
-    session: Session,
-    progress: Progress,
-    manifest: dict,
-    prepared_folder: Path,
-    run_folder: Path,
-    started: float,
-    log,
-) -> dict:
-    """Write the outputs whole into ``.finished/``, delete the checkpoint, publish the
-    outputs (metrics.json last); return the metrics."""
-    import keras
-
-    rows, calibration = progress.rows, progress.calibration
-    metrics = summarize(
-        settings,
-        rows,
-        progress.attempts,
-        session.parameters,
-        manifest,
-        prepared_folder,
-        session.device,
-        session.backend,
-    )
-    metrics["calibration"] = {
-        "bins": len(calibration["final_epoch"]["bins"]),
-        **calibration,
-    }
-    metrics["wall_seconds_last_attempt"] = round(time.perf_counter() - started, 3)
-    files = {HISTORY_FILE: lambda path: write_history(path, rows)}
-    if settings.method == "lspp":
-        matrix = keras.ops.convert_to_numpy(
-            session.model.target_matrix.matrix()
-        ).astype(np.float32)
-
-        def write_matrix(path):
-            with storage.atomic_file(path, "wb") as stream:
-                np.save(stream, matrix)
-
-        files[C_MATRIX_FILE] = write_matrix
-        metrics["c_matrix_file"] = C_MATRIX_FILE
-    files[METRICS_FILE] = lambda path: write_metrics(path, metrics)
-    # Finished whole in .finished/ first; from here a kill at any instant costs nothing.
-    record = _write_finished_record(run_folder, progress.fingerprints, files)
-    shutil.rmtree(run_folder / CHECKPOINT_FOLDER, ignore_errors=True)
-    _publish(record, run_folder, output_names(settings.method))
-    log(
-        f"done: best val_accuracy {metrics['best_val_accuracy']:.4f} at "
-        f"{epoch_label(metrics['best_epoch'], settings.epochs)}, "
-        f"final {metrics['final_val_accuracy']:.4f}, {metrics['train_seconds']:.0f} s of training"
-    )
-    return metrics
-
-
-def _equivalent_gamma(settings: RunSettings) -> dict:
-    """``gamma`` for gamma runs; for alpha runs the gamma of the same targets; for LS++
-    the gamma its targets start from (1 - alpha): :func:`smoothbench.methods.equivalent_gamma`."""
-    from smoothbench.methods import equivalent_gamma
-
-    method, value = settings.method, settings.value
-    gamma = round(equivalent_gamma(method, value, settings.num_classes), 12)
-    key = {
-        "gamma": "gamma",
-        "alpha": "equivalent_gamma",
-        "lspp": "initial_equivalent_gamma",
-    }
-    return {key[method]: value if method == "gamma" else gamma}
-
-
-def summarize(
-    settings, rows, attempts, parameters, manifest, prepared_folder, device, backend
-) -> dict:
-    """metrics.json's content, from the history and the run's context."""
-    accuracies = [row["val_accuracy"] for row in rows]
-    best_epoch = int(np.argmax(accuracies))  # the first epoch reaching the best value
-    return {
-        "experiment": settings.experiment,
-        "dataset": settings.dataset,
-        "method": settings.method,
-        "value": settings.value,
-        **_equivalent_gamma(settings),
-        "seed": settings.seed,
-        "num_classes": settings.num_classes,
-        "model": settings.model_name,
-        "params": parameters,
-        "epochs": len(rows),
-        "best_val_accuracy": accuracies[best_epoch],
-        "best_epoch": best_epoch,
-        "final_val_accuracy": accuracies[-1],
-        "best_val_loss": min(row["val_loss"] for row in rows),
-        "final_loss": rows[-1]["loss"],
-        "train_seconds": round(sum(row["seconds"] for row in rows), 3),
-        "epoch_numbering": "0-based (the schedule's epoch)",
-        "attempts": attempts,
-        "device": device,
-        "backend": backend,
-        "software": _software(),
-        "prepared_data": {
-            "folder": str(prepared_folder),
-            "manifest_sha256": storage.sha256_of_file(
-                Path(prepared_folder) / storage.MANIFEST_NAME
-            ),
-            "train_examples": manifest["splits"]["train"]["count"],
-            "validation_examples": manifest["splits"]["validation"]["count"],
-            "validation_split": manifest["splits"]["validation"]["split"],
-            "mock_data": manifest.get("mock_data", False),
-        },
-        "settings": settings.as_dict(),
-        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }

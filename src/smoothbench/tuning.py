@@ -619,10 +619,10 @@ def _build(settings, choice: Choice):
     """(model, optimizer) as a training job builds them under ``choice``."""
     import numpy as np
 
-    from smoothbench import training
+    from smoothbench import network
 
     mean = np.full(tuple(settings.image_shape), 0.5, dtype=np.float32)
-    _, model, optimizer = training.build_for_training(
+    _, model, optimizer = network.build_for_training(
         settings, mean, choice.precision, choice.jit_compile
     )
     return model, optimizer
@@ -683,7 +683,7 @@ def child_measure(job: dict) -> None:
     settings, choices = _start_child(job)
     import keras
 
-    from smoothbench import acceleration, training
+    from smoothbench import acceleration, checkpoint
     from smoothbench.data import ArrayBatches
 
     device = acceleration.describe_accelerators(acceleration.visible_accelerators())
@@ -699,7 +699,7 @@ def child_measure(job: dict) -> None:
             state_file = (
                 Path(job["scratch"]) / f"{choice.backend}-{index}-{os.getpid()}.npz"
             )
-            training.save_checkpoint(state_file, model, optimizer, {"tuning": True})
+            checkpoint.save_checkpoint(state_file, model, optimizer, {"tuning": True})
             _fit_steps(model, images, labels, batch, CHECK_STEPS, CHECK_STEPS)
             digest = _variables_hash(model, optimizer)
             ends: list[float] = []
@@ -746,11 +746,11 @@ def child_measure(job: dict) -> None:
 def child_resume_check(job: dict) -> None:
     """Restore the saved state into a fresh model and train the same steps again."""
     settings, choices = _start_child(job)
-    from smoothbench import training
+    from smoothbench import checkpoint
 
     choice = choices[0]
     model, optimizer = _build(settings, choice)
-    training.restore_checkpoint(Path(job["state"]), model, optimizer)
+    checkpoint.restore_checkpoint(Path(job["state"]), model, optimizer)
     images, labels = _synthetic(settings, SYNTHETIC_BATCHES)
     _fit_steps(model, images, labels, settings.batch_size, CHECK_STEPS, CHECK_STEPS)
     print(
