@@ -10,7 +10,7 @@ by :func:`format_value` (``0.9``, ``1.0``). A finished run's folder holds
 ``metrics.json``; while it trains, ``checkpoint/`` (``state.npz``, ``progress.csv``,
 ``status.json``);
 once finished, ``.finished/`` (the outputs and their fingerprints, see
-:mod:`smoothbench.training`).
+:mod:`smoothbench.checkpoint`).
 
 ``metrics.json`` follows :data:`METRICS_SCHEMA`: :func:`write_metrics` refuses a record
 that does not, and :func:`read_metrics` checks a file against it once, for every reader
