@@ -27,6 +27,7 @@ float rounding of a different order. Every attempt records what it used in
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -207,6 +208,47 @@ def resolve_jit_compile(
     )
 
 
+JAX_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def add_jax_determinism_flag(environment=None) -> None:
+    """Append :data:`JAX_DETERMINISM_FLAG` to ``XLA_FLAGS`` (the user's own flags, a
+    cluster's included, are kept), unless a value of that flag is already there."""
+    environment = os.environ if environment is None else environment
+    flags = environment.get("XLA_FLAGS", "").split()
+    if not any(flag.startswith("--xla_gpu_deterministic_ops") for flag in flags):
+        environment["XLA_FLAGS"] = " ".join([*flags, JAX_DETERMINISM_FLAG])
+
+
+def configure_backend(
+    threads: int, deterministic: bool, grow_memory: bool = False
+) -> str:
+    """Thread pools and determinism of the Keras backend in use, and with
+    ``grow_memory`` (several runs per GPU) TensorFlow's memory growth; returns the
+    backend's name.
+
+    Must run before the backend has built anything (a fresh process, as Snakemake's).
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with contextlib.suppress(RuntimeError):  # already initialised: keep its pools
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+        if grow_memory:
+            for gpu in tf.config.list_physical_devices("GPU"):
+                with contextlib.suppress(RuntimeError):  # already initialised
+                    tf.config.experimental.set_memory_growth(gpu, True)
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+    elif backend == "jax" and deterministic:
+        add_jax_determinism_flag()
+    return backend
+
+
 def apply_precision(policy: str) -> None:
     """Make ``policy`` Keras' global dtype policy; layers built afterwards follow it."""
     import keras
@@ -251,7 +293,7 @@ def prepare_environment(
     """Environment variables the backend reads when it starts (call before Keras is
     imported): with several runs per GPU, JAX allocates GPU memory as it needs it
     instead of 75% of the GPU at once (TensorFlow's memory growth is set once it is
-    imported: smoothbench.training.configure_backend); on a job given no GPU,
+    imported: configure_backend); on a job given no GPU,
     TensorFlow's C++ start-up lines about the missing CUDA driver ('failed call to
     cuInit', logged as errors) are not printed. A value already set is kept."""
     if runs_per_gpu > 1 and backend == "jax":

@@ -198,12 +198,46 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {key!r}: {error.message}"
 
 
+# Keys that earlier versions read and this one refuses, with what replaces them.
+_MEASURED_COMPUTE = (
+    "training jobs no longer measure their compute settings: compute auto is a fixed "
+    "rule, and `smoothbench-tune` measures this machine and writes a compute block to "
+    "pass as a second config file (docs/speed.md); remove this key"
+)
+REMOVED_KEYS = {
+    ("compute", "tune"): _MEASURED_COMPUTE,
+    ("compute", "tune_from_images"): _MEASURED_COMPUTE,
+    (
+        "compute",
+        "tuning_seconds",
+    ): "it is smoothbench-tune's --seconds now; remove this key",
+    (
+        "compute",
+        "tuning_rounds",
+    ): "it is smoothbench-tune's --rounds now; remove this key",
+    ("compute", "tuning_folder"): _MEASURED_COMPUTE,
+}
+
+
+def _check_removed_keys(config: dict) -> None:
+    found = []
+    for path, why in REMOVED_KEYS.items():
+        section = config
+        for part in path[:-1]:
+            section = section.get(part) if isinstance(section, dict) else None
+        if isinstance(section, dict) and path[-1] in section:
+            found.append(f"config key {format_key(list(path))!r} was removed: {why}")
+    if found:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(found))
+
+
 def validate_config(config: dict, schema_path: Path | str = SCHEMA_PATH) -> dict:
     """Return a deep copy of ``config`` with defaults filled, or raise ConfigError."""
     if not isinstance(config, dict):
         raise ConfigError(
             f"the config must be a mapping of keys, got {type(config).__name__}"
         )
+    _check_removed_keys(config)
     schema = load_schema(schema_path)
     filled = fill_defaults(copy.deepcopy(config), schema)
     validator = Validator(schema)
@@ -216,3 +250,31 @@ def validate_config(config: dict, schema_path: Path | str = SCHEMA_PATH) -> dict
             "invalid config:\n  " + "\n  ".join(_describe(e) for e in errors)
         )
     return filled
+
+
+def merge_layers(base: dict, override: dict) -> dict:
+    """``override`` updated into a copy of ``base`` key by key, mappings recursively
+    (Snakemake's layering of config files; an experiment's keys over the protocol)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_layers(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_config_files(paths: list[Path | str]) -> dict:
+    """The config of several YAML files layered as Snakemake's ``--configfile A B``
+    layers them: each later file updated into the earlier ones key by key, mappings
+    recursively (so a machine file's ``compute:`` block keeps the study's other keys)."""
+    config: dict = {}
+    for path in paths:
+        with open(path) as handle:
+            layer = yaml.safe_load(handle) or {}
+        if not isinstance(layer, dict):
+            raise ConfigError(
+                f"{path}: a config file must be a mapping of keys, not {type(layer).__name__}"
+            )
+        config = merge_layers(config, layer)
+    return config

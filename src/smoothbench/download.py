@@ -11,12 +11,33 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from smoothbench.errors import SmoothbenchError
 from smoothbench.registry import DatasetSpec, get_dataset
 from smoothbench.storage import sha256_of_file
+
+# The test suite's switch for tfds.testing.mock_data (examples per split): not a config
+# key, since no study of a user's reads random images.
+MOCK_DATA_VARIABLE = "SMOOTHBENCH_TEST_MOCK_EXAMPLES"
+
+
+def mock_data(environment: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Whether the data stage replaces every TFDS read with tfds.testing.mock_data, and
+    with how many examples per split (tests only: :data:`MOCK_DATA_VARIABLE`)."""
+    environment = os.environ if environment is None else environment
+    text = environment.get(MOCK_DATA_VARIABLE, "")
+    if not text:
+        return {"enabled": False}
+    if not text.isdigit() or int(text) < 1:
+        raise SmoothbenchError(
+            f"environment variable {MOCK_DATA_VARIABLE}={text!r}: the number of mock "
+            "examples per split, a whole number of at least 1"
+        )
+    return {"enabled": True, "num_examples": int(text)}
 
 
 class DownloadError(SmoothbenchError, RuntimeError):

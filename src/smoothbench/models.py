@@ -29,8 +29,7 @@ import math
 
 import keras
 
-from smoothbench.shapes import FIXED_POOL_SIZE, final_map_size
-from smoothbench.study import depth_is_valid
+from smoothbench.shapes import FIXED_POOL_SIZE, depth_is_valid, final_map_size
 
 L2_WEIGHT = 1e-4
 POOLINGS = ("fixed_8x8", "global")

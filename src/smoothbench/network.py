@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from smoothbench import acceleration
+from smoothbench.settings import RunSettings
 from smoothbench.shapes import padded_shape, padding_to
-from smoothbench.study import RunSettings
 
 
 def build_model(settings: RunSettings | dict, mean: np.ndarray):

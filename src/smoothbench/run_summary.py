@@ -27,7 +27,7 @@ from smoothbench.run_record import (
     write_history,
     write_metrics,
 )
-from smoothbench.study import RunSettings
+from smoothbench.settings import RunSettings
 
 
 def history_row(epoch: int, rate: float, logs: dict, seconds: float) -> dict:
@@ -61,7 +61,7 @@ def finish(
 ) -> dict:
     """Write the outputs whole into ``.finished/``, delete the checkpoint, publish the
     outputs (metrics.json last); return the metrics. ``session``: the
-    :class:`smoothbench.training.Session` that trained the run."""
+    :class:`smoothbench.session.Session` that trained the run."""
     import keras
 
     rows, calibration = progress.rows, progress.calibration

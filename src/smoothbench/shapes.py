@@ -8,6 +8,13 @@ import math
 FIXED_POOL_SIZE = 8
 
 
+def depth_is_valid(model: str, depth: int) -> bool:
+    """Whether ``depth`` is a depth of the ResNet family ``model``: 6n+2 for resnet_v1,
+    9n+2 for resnet_v2 (n >= 1)."""
+    step = 6 if model == "resnet_v1" else 9
+    return depth >= step + 2 and (depth - 2) % step == 0
+
+
 def final_map_size(image_size: int) -> int:
     """Side of the last feature map: two stride-2 'same' convolutions, ceil(ceil(s/2)/2)."""
     return math.ceil(math.ceil(image_size / 2) / 2)

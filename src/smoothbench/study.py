@@ -14,22 +14,24 @@ Snakemake receives them as a dict (``params``) and the job turns them back.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import importlib.util
-import json
 import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from smoothbench import run_record
+from smoothbench import computation, run_record
 from smoothbench.acceleration import AccelerationError, resolve_jit_compile
-from smoothbench.config import SCHEMA_PATH, ConfigError, validate_config
+from smoothbench.config import (
+    SCHEMA_PATH,
+    ConfigError,
+    merge_layers,
+    read_config_files,
+    validate_config,
+)
+from smoothbench.download import mock_data
 from smoothbench.methods import (
     METHODS,
     gamma_grid,
@@ -40,154 +42,12 @@ from smoothbench.methods import (
 )
 from smoothbench.registry import DatasetSpec, UnknownDatasetError, get_dataset
 from smoothbench.run_record import format_value
-from smoothbench.shapes import FIXED_POOL_SIZE, final_map_size
+from smoothbench.settings import ComputeSettings, Experiment, RunSettings, canonical
+from smoothbench.shapes import FIXED_POOL_SIZE, depth_is_valid, final_map_size
 
 # scikit-learn's load_digits(): 1,797 images of 10 classes (174 to 183 each), which
 # prepare._digits_splits splits stratified with data.digits_validation_fraction.
 DIGITS_IMAGES = 1797
-
-
-def canonical(value):
-    """``value`` with every mapping's keys sorted, recursively.
-
-    Snakemake decides whether params changed by comparing their text, so the order in
-    which a YAML file lists keys must not leak into them: reordering a config would
-    otherwise redo every job.
-    """
-    return json.loads(json.dumps(value, sort_keys=True))
-
-
-def depth_is_valid(model: str, depth: int) -> bool:
-    step = 6 if model == "resnet_v1" else 9
-    return depth >= step + 2 and (depth - 2) % step == 0
-
-
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-    """One row of the paper's tables: a dataset trained under one protocol."""
-
-    name: str
-    dataset: DatasetSpec
-    model: str
-    depth: int
-    epochs: int
-    batch_size: int
-    optimizer: dict
-    augmentation: dict
-    mean_subtraction: bool
-    pooling: str
-    min_image_size: int
-    image_shape: tuple[int, int, int]
-    gammas: tuple[float, ...]
-    # method -> the values this experiment trains ("gamma" holds ``gammas`` when on)
-    methods: dict = dataclasses.field(default_factory=dict)
-
-    @property
-    def model_name(self) -> str:
-        """``resnet_v1-20``: family and depth, as tables print it."""
-        return f"{self.model}-{self.depth}"
-
-    def gamma_for(self, text: str) -> float:
-        """The gamma whose path text (:func:`format_value`) is ``text``."""
-        return self.value_for("gamma", text)
-
-    def value_for(self, method: str, text: str) -> float:
-        """The value of ``method`` whose path text (:func:`format_value`) is ``text``."""
-        if method not in self.methods:
-            on = ", ".join(self.methods) or "none"
-            raise ConfigError(
-                f"experiment {self.name!r} does not train method {method!r} (config key 'methods'; it trains: {on})"
-            )
-        for value in self.methods[method]:
-            if format_value(value) == text:
-                return value
-        known = ", ".join(format_value(value) for value in self.methods[method])
-        raise ConfigError(
-            f"experiment {self.name!r} has no {method} {text!r} in its config (it has {known})"
-        )
-
-
-# RunSettings fields that belong to one method; None (left out of as_dict) for the others.
-_METHOD_SETTINGS = frozenset({"weight_decay_on_c"})
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSettings:
-    """What one training run's result depends on: the protocol of its experiment, the
-    method and its value, the seed, and the method's own settings. Snakemake passes it
-    to the job as the dict of :meth:`as_dict` (its ``params``: a change retrains the
-    run); how the job runs (devices, threads) is not here but in ``compute``.
-
-    A method's own setting is None for the runs of every other method and then left out
-    of :meth:`as_dict`: adding one to Label Smoothing++ must not change, and so retrain,
-    a finished gamma or alpha run."""
-
-    experiment: str
-    dataset: str
-    num_classes: int
-    image_shape: tuple[int, ...]
-    model: str  # resnet_v1 or resnet_v2
-    depth: int
-    pooling: str  # fixed_8x8 or global
-    min_image_size: int
-    epochs: int
-    batch_size: int
-    optimizer: Mapping[
-        str, Any
-    ]  # name, learning_rate, schedule [{after_epoch, factor}]
-    augmentation: Mapping[str, Any]  # shift, horizontal_flip
-    mean_subtraction: bool
-    method: str  # smoothbench.methods.METHODS
-    value: float  # gamma, or alpha for alpha and lspp
-    seed: int
-    # lspp only (config key methods.lspp.weight_decay_on_c): C's logits get the network's l2
-    weight_decay_on_c: bool | None = None
-
-    def __post_init__(self):
-        lspp = self.method == "lspp"
-        if lspp != isinstance(self.weight_decay_on_c, bool):
-            wanted = "true or false" if lspp else "absent (None)"
-            raise ConfigError(
-                f"run settings: weight_decay_on_c must be {wanted} for a {self.method} run, "
-                f"got {self.weight_decay_on_c!r}"
-            )
-
-    @classmethod
-    def from_dict(cls, settings: Mapping[str, Any] | RunSettings) -> RunSettings:
-        """The settings of :meth:`as_dict` (e.g. a job's params) back as RunSettings."""
-        if isinstance(settings, RunSettings):
-            return settings
-        names = {field.name for field in dataclasses.fields(cls)}
-        missing = names - _METHOD_SETTINGS - set(settings)
-        unknown = set(settings) - names
-        if missing or unknown:
-            raise ConfigError(
-                f"run settings: missing {sorted(missing)}, unknown {sorted(unknown)}"
-            )
-        return cls(**{**settings, "image_shape": tuple(settings["image_shape"])})
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON data, keys sorted (what Snakemake compares and metrics.json records),
-        without the method settings that are None (those of another method)."""
-        return canonical(
-            {
-                name: value
-                for name, value in dataclasses.asdict(self).items()
-                if not (name in _METHOD_SETTINGS and value is None)
-            }
-        )
-
-    @property
-    def model_name(self) -> str:
-        return f"{self.model}-{self.depth}"
-
-    @property
-    def learning_rate(self) -> float:
-        return self.optimizer["learning_rate"]
-
-    @property
-    def schedule(self) -> list[dict]:
-        return self.optimizer["schedule"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,7 +156,7 @@ class Study:
             "tfds_data_dir": os.path.expanduser(data_dir) if data_dir else None,
             "source_dir": data["source_dirs"].get(dataset),
             "splits": self.splits(dataset),
-            "mock": data["mock"],
+            "mock": mock_data(),
         }
         if spec.is_decathlon:
             settings["image_size"] = data["image_size"]
@@ -362,27 +222,27 @@ class Study:
             ),
         )
 
-    def compute_settings(self) -> dict[str, Any]:
-        """How training jobs run; nothing here changes a result. ``tuning_folder`` is
-        resolved (:func:`smoothbench.tuning.tuning_folder`)."""
-        from smoothbench.tuning import tuning_folder
-
-        compute = copy.deepcopy(self.config["compute"])
-        compute["tuning_folder"] = str(tuning_folder(compute, self.results_folder))
-        return compute
+    def compute_settings(self, experiment: str | None = None) -> ComputeSettings:
+        """How training jobs (of ``experiment``, with its own keys of
+        ``compute.experiments``) run; nothing here changes a result except the
+        computation keys, resolved from it alone (:mod:`smoothbench.computation`)."""
+        if experiment is not None and experiment not in self.experiments:
+            raise ConfigError(
+                f"no experiment {experiment!r} in config key 'experiments'"
+            )
+        return ComputeSettings.from_config(self.config["compute"], experiment)
 
     def train_resources(self, experiment: str, attempt: int = 1) -> dict[str, int]:
         """``gpu``, ``mem_mb`` and ``runtime`` (minutes) for one experiment's train jobs,
         at Snakemake's ``attempt`` (1 for the first submission): with
         ``compute.runtime_grows_with_attempt`` attempt n asks for n times the runtime."""
-        compute = self.config["compute"]
-        own = compute["experiments"].get(experiment, {})
-        runtime = own.get("runtime_minutes", compute["runtime_minutes"])
-        if compute["runtime_grows_with_attempt"]:
+        compute = self.compute_settings(experiment)
+        runtime = compute.runtime_minutes
+        if compute.runtime_grows_with_attempt:
             runtime *= max(1, attempt)
         return {
-            "gpu": compute["gpus_per_job"],
-            "mem_mb": own.get("mem_mb", compute["mem_mb"]),
+            "gpu": compute.gpus_per_job,
+            "mem_mb": compute.mem_mb,
             "runtime": runtime,
         }
 
@@ -465,16 +325,6 @@ def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:
     )
 
 
-def _merge(base: dict, override: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
     """Validate ``config`` (a dict as Snakemake loads it) and resolve its experiments."""
     filled = validate_config(config, schema_path)
@@ -482,7 +332,7 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
         raise ConfigError("config key 'experiments': the study lists no experiment")
     experiments = {}
     for name, override in filled["experiments"].items():
-        merged = _merge(filled["protocol"], override or {})
+        merged = merge_layers(filled["protocol"], override or {})
         experiments[name] = _check_experiment(name, merged, filled)
     _resolve_methods(filled, experiments)
     for dataset in filled["data"]["source_dirs"]:
@@ -506,31 +356,35 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
                 f"config key 'compute.experiments.{name}': no experiment of that name "
                 f"(the study has {', '.join(experiments)})"
             )
-    _check_compute(filled["compute"])
+    _check_compute(filled["compute"], experiments)
     return Study(config=filled, experiments=experiments)
 
 
-def _check_compute(compute: dict) -> None:
-    """Refuse, before any job starts, compute choices that cannot run together."""
+def _check_compute(compute: dict, experiments: dict[str, Experiment]) -> None:
+    """Refuse, before any job starts, compute choices that cannot run together (the
+    study's, and each experiment's with its own keys of compute.experiments)."""
     if compute["runs_per_gpu"] > 1 and compute["gpus_per_job"] != 1:
         raise ConfigError(
             f"config key 'compute.runs_per_gpu': {compute['runs_per_gpu']} jobs sharing a GPU need "
             f"compute.gpus_per_job: 1, not {compute['gpus_per_job']}; set runs_per_gpu to 1 or gpus_per_job to 1"
         )
-    backend = (
-        compute["backend"]
-        if compute["backend"] != "auto"
-        else os.environ.get("KERAS_BACKEND", "tensorflow")
-    )
-    try:  # the job's own resolution, run early: the device does not matter for what it refuses
-        resolve_jit_compile(
-            compute["jit_compile"],
-            backend,
-            has_gpu=False,
-            deterministic=compute["deterministic"],
-        )
-    except AccelerationError as error:
-        raise ConfigError(str(error)) from None
+    for name in [None, *experiments]:
+        settings = ComputeSettings.from_config(compute, name)
+        try:  # the job's own resolution, run early: the device does not matter for what it refuses
+            backend = computation.choose_backend(settings)
+            resolve_jit_compile(
+                settings.jit_compile,
+                backend,
+                has_gpu=False,
+                deterministic=settings.deterministic,
+            )
+        except AccelerationError as error:
+            where = (
+                ""
+                if name is None
+                else f" (experiment {name}, compute.experiments.{name})"
+            )
+            raise ConfigError(f"{error}{where}") from None
     if compute["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(
             "config key 'compute.tensorboard': true needs the tensorboard package, which is not "
@@ -622,5 +476,9 @@ def _check_digits_fraction(fraction: float) -> None:
 
 def load_study_file(path: Path | str) -> Study:
     """Read a YAML config file and resolve it (for scripts and tests outside Snakemake)."""
-    with open(path) as handle:
-        return load_study(yaml.safe_load(handle) or {})
+    return load_study_files([path])
+
+
+def load_study_files(paths: list[Path | str]) -> Study:
+    """:func:`read_config_files`, resolved."""
+    return load_study(read_config_files(paths))

@@ -30,25 +30,18 @@ same seed gives the same numbers on the same machine.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime
 import math
-import os
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from smoothbench import acceleration, run_record, storage
+from smoothbench import computation, run_record, storage
 from smoothbench.checkpoint import (
     CHECKPOINT_FORMAT,
-    CheckpointError,
     Progress,
     data_fingerprint,
-    read_checkpoint_state,
     republish_finished,
     resume,
     save_checkpoint,
@@ -60,7 +53,7 @@ from smoothbench.interruption import (
     mid_epoch_checkpoints,
     stop_on_sigterm,
 )
-from smoothbench.network import build_for_training, describe_method, validation_loss
+from smoothbench.network import describe_method, validation_loss
 from smoothbench.progress import (
     EpochReporter,
     TensorBoardLog,
@@ -77,7 +70,13 @@ from smoothbench.run_record import (
     write_history,
 )
 from smoothbench.run_summary import finish, history_row
-from smoothbench.study import RunSettings
+from smoothbench.session import (
+    Session,
+    attempt_record,
+    earlier_attempts,
+    set_up_session,
+)
+from smoothbench.settings import ComputeSettings, RunSettings
 
 
 class TrainingDivergedError(SmoothbenchError, RuntimeError):
@@ -119,38 +118,9 @@ def check_manifest(manifest: dict, settings: RunSettings | dict, folder: Path) -
             )
 
 
-def configure_backend(
-    threads: int, deterministic: bool, grow_memory: bool = False
-) -> str:
-    """Thread pools and determinism of the Keras backend in use, and with
-    ``grow_memory`` (several runs per GPU) TensorFlow's memory growth; returns the
-    backend's name.
-
-    Must run before the backend has built anything (a fresh process, as Snakemake's).
-    """
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with contextlib.suppress(RuntimeError):  # already initialised: keep its pools
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-        if grow_memory:
-            for gpu in tf.config.list_physical_devices("GPU"):
-                with contextlib.suppress(RuntimeError):  # already initialised
-                    tf.config.experimental.set_memory_growth(gpu, True)
-        if deterministic:
-            tf.config.experimental.enable_op_determinism()
-    elif backend == "jax" and deterministic:
-        os.environ.setdefault("XLA_FLAGS", "--xla_gpu_deterministic_ops=true")
-    return backend
-
-
 def train(
     settings: RunSettings | dict,
-    compute: dict,
+    compute: ComputeSettings,
     prepared_folder: Path | str,
     run_folder: Path | str,
     log: Callable[[str], None] = say,
@@ -159,8 +129,9 @@ def train(
 
     The steps: republish the run when it already finished (:func:`republish_finished`);
     else open the prepared data, set up the backend and the model
-    (:func:`set_up_session`), resume from the checkpoint (:func:`resume`), train the
-    epochs left (:func:`train_epochs`) and write the outputs (:func:`finish`).
+    (:func:`set_up_session`, under the computation the config gives and the checkpoint
+    recorded), resume from the checkpoint (:func:`resume`), train the epochs left
+    (:func:`train_epochs`) and write the outputs (:func:`finish`).
     """
     settings = RunSettings.from_dict(settings)
     prepared_folder, run_folder = Path(prepared_folder), Path(run_folder)
@@ -177,7 +148,7 @@ def train(
     # status.json says what happens (smoothbench-status reads it); an error is recorded.
     try:
         manifest, arrays = storage.open_prepared(
-            prepared_folder, verify_checksums=compute["verify_checksums"]
+            prepared_folder, verify_checksums=compute.verify_checksums
         )
         check_manifest(manifest, settings, prepared_folder)
         checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
@@ -186,8 +157,9 @@ def train(
             compute,
             np.asarray(arrays["mean"]),
             log,
-            earlier_attempts=_earlier_attempts(checkpoint, fingerprints),
-            training_images=manifest["splits"]["train"]["count"] * settings.epochs,
+            recorded=computation.recorded_computation(
+                earlier_attempts(checkpoint, fingerprints)
+            ),
         )
         # A job killed while writing leaves a temporary file; one job runs per folder at a time.
         for stale in [*run_folder.glob(".*.tmp"), *checkpoint.parent.glob(".*.tmp")]:
@@ -212,134 +184,6 @@ def train(
     )
 
 
-def _earlier_attempts(checkpoint: Path, fingerprints: dict) -> list[dict]:
-    """The attempts recorded in a checkpoint that this job will resume ([] otherwise)."""
-    if not checkpoint.exists():
-        return []
-    try:
-        state = read_checkpoint_state(checkpoint)
-    except CheckpointError:
-        return []  # resume() says why
-    if state.get("fingerprint") != fingerprints["settings"]:
-        return []
-    return state.get("attempts", [])
-
-
-@dataclasses.dataclass
-class Session:
-    """One attempt's backend, compute choices (and why) and model."""
-
-    backend: str
-    precision: str
-    precision_reason: str
-    jit_compile: bool
-    jit_reason: str
-    deterministic: bool
-    tuned: (
-        dict | None
-    )  # the measured choice: device, choice, record (smoothbench.tuning)
-    device: str
-    classifier: Any
-    model: Any  # what fit() trains (Label Smoothing++ wraps the network)
-    optimizer: Any  # the Adam whose variables the checkpoint holds
-    parameters: int
-
-
-def set_up_session(
-    settings: RunSettings,
-    compute: dict,
-    mean: np.ndarray,
-    log=say,
-    earlier_attempts: list[dict] | None = None,
-    training_images: int | None = None,
-) -> Session:
-    """Choose the backend, threads, precision and XLA (measured, where they are auto:
-    :mod:`smoothbench.tuning`), check that a job given GPUs sees them
-    (``compute["gpus_given"]``, set by the job's adapter), seed Keras, and build and
-    compile the model with its optimizer. ``training_images`` (training examples x
-    epochs) decides whether compute.tune auto measures."""
-    from smoothbench import tuning
-
-    open_keys = tuning.open_keys(compute)
-    compute, tuned = tuning.choose(
-        settings, compute, earlier_attempts or [], log, training_images
-    )
-    chosen = acceleration.select_backend(compute.get("backend", "auto"))
-    deterministic = compute.get("deterministic", "auto")
-    if deterministic == "auto":  # compute.tune false: the fixed rule
-        deterministic = not (
-            chosen == "tensorflow" and compute.get("jit_compile") is True
-        )
-    gpus_given = compute.get("gpus_given")
-    runs_per_gpu = compute.get("runs_per_gpu", 1)
-    acceleration.prepare_environment(chosen, gpus_given, runs_per_gpu)
-    backend = configure_backend(
-        compute["threads_per_job"],
-        deterministic,
-        grow_memory=runs_per_gpu > 1,
-    )
-
-    from smoothbench.models import count_parameters
-
-    accelerators = acceleration.visible_accelerators()
-    # No silent CPU: a job given GPUs that its backend cannot see stops here.
-    warning = acceleration.check_gpus_visible(
-        gpus_given, accelerators, backend, compute.get("cpu_fallback", False)
-    )
-    if warning:
-        log(warning)
-    capabilities = acceleration.gpu_compute_capabilities(accelerators)
-    precision, precision_reason = acceleration.resolve_precision(
-        compute.get("precision", "auto"), capabilities
-    )
-    jit_compile, jit_reason = acceleration.resolve_jit_compile(
-        compute.get("jit_compile", "auto"),
-        backend,
-        bool(capabilities),
-        deterministic,
-    )
-    if tuned:  # what was auto is measured, not the fixed rule
-        if "precision" in open_keys:
-            precision_reason = "auto: measured"
-        if "jit_compile" in open_keys:
-            jit_reason = "auto: measured"
-    classifier, model, optimizer = build_for_training(
-        settings, mean, precision, jit_compile
-    )
-    return Session(
-        backend=backend,
-        precision=precision,
-        precision_reason=precision_reason,
-        jit_compile=jit_compile,
-        jit_reason=jit_reason,
-        deterministic=deterministic,
-        tuned=tuned,
-        device=acceleration.describe_accelerators(accelerators),
-        classifier=classifier,
-        model=model,
-        optimizer=optimizer,
-        parameters=count_parameters(classifier),
-    )
-
-
-def attempt_record(progress: Progress, session: Session) -> dict:
-    """Where and how this attempt runs, for metrics.json's ``attempts``."""
-    in_progress = progress.in_progress
-    return {
-        "started_at_epoch": len(progress.rows),
-        "started_at_step": in_progress["steps_done"] if in_progress else 0,
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "backend": session.backend,
-        "precision": session.precision,
-        "jit_compile": session.jit_compile,
-        "deterministic": session.deterministic,
-        "tuned": session.tuned,
-    }
-
-
 def train_epochs(
     settings: RunSettings,
     compute: dict,
@@ -360,7 +204,7 @@ def train_epochs(
     validation = ArrayBatches(
         arrays["validation_images"],
         arrays["validation_labels"],
-        compute["evaluation_batch_size"],
+        compute.evaluation_batch_size,
     )
     log(
         f"{settings.experiment} {describe_method(settings)} seed={settings.seed}: {settings.model_name} "
@@ -369,16 +213,14 @@ def train_epochs(
         f"epochs {start_epoch}..{settings.epochs - 1} to train (epochs count from 0, as in history.csv)"
     )
     log(
-        f"precision {session.precision} ({session.precision_reason}); "
-        f"XLA {'on' if session.jit_compile else 'off'} ({session.jit_reason}); "
+        f"precision {session.precision} ({session.computation.reason('precision')}); "
+        f"XLA {'on' if session.jit_compile else 'off'} ({session.computation.reason('jit_compile')}); "
         f"op determinism {'on' if session.deterministic else 'off'}"
     )
-    if session.tuned:
-        log(f"compute settings {session.tuned['reason']}")
-    every_seconds = 60.0 * compute.get("checkpoint_minutes", 10)
+    every_seconds = 60.0 * compute.checkpoint_minutes
     tensorboard = (
         TensorBoardLog(run_folder / run_record.TENSORBOARD_FOLDER, session.model)
-        if compute.get("tensorboard", False)
+        if compute.tensorboard
         else None
     )
     with stop_on_sigterm() as stop_requested:
@@ -395,7 +237,7 @@ def train_epochs(
                     every_seconds,
                     stop_requested,
                     log,
-                    compute.get("progress_seconds", 60),
+                    compute.progress_seconds,
                 )
                 if tensorboard is not None:
                     tensorboard.epoch_end(row)
@@ -403,7 +245,7 @@ def train_epochs(
                     run_folder,
                     settings,
                     progress,
-                    compute.get("progress_seconds", 60),
+                    compute.progress_seconds,
                     log,
                 )
                 log(

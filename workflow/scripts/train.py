@@ -1,23 +1,27 @@
 """Snakemake adapter: rule train -> smoothbench.training.train, on a claimed GPU slot."""
 
+import dataclasses
 from pathlib import Path
 
 from smoothbench.gpu_slots import claimed_slots, gpus_given
+from smoothbench.results_owner import checkout_identity, claim
 from smoothbench.study import load_study
 from smoothbench.training import say, train
 from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):
-    compute = load_study(snakemake.config).compute_settings()
+    study = load_study(snakemake.config)
+    claim(study.runs_folder, checkout_identity())  # one checkout per runs folder
+    compute = study.compute_settings(snakemake.wildcards.experiment)
     gpus = snakemake.resources.get("gpu", 0)
-    with claimed_slots(gpus, log=say, runs_per_gpu=compute["runs_per_gpu"]) as slots:
-        compute |= {
-            "threads_per_job": snakemake.threads,
-            "gpus_given": gpus_given(gpus, slots),
-        }
+    with claimed_slots(gpus, log=say, runs_per_gpu=compute.runs_per_gpu) as slots:
         train(
             snakemake.params.settings,
-            compute,
+            dataclasses.replace(
+                compute,
+                threads_per_job=snakemake.threads,
+                gpus_given=gpus_given(gpus, slots),
+            ),
             Path(snakemake.input.manifest).parent,
             Path(snakemake.output.metrics).parent,
         )

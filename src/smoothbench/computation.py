@@ -1,0 +1,219 @@
+"""How a training job computes, decided from its config and its device alone.
+
+The four computation keys of :class:`smoothbench.settings.ComputeSettings` (backend,
+precision, jit_compile, deterministic) change a run's float rounding, so the promise
+is: **the same config gives the same computation on any machine of the same kind**.
+:func:`decide` is a pure function of the config's values, ``$KERAS_BACKEND`` and what
+the device *is* (the CUDA compute capabilities of the GPUs the backend sees); it never
+reads how fast anything is. ``auto`` is :mod:`smoothbench.acceleration`'s fixed rule:
+
+- backend: ``$KERAS_BACKEND`` where it is set, else TensorFlow;
+- deterministic: on, except under TensorFlow with ``jit_compile: true`` (Keras does
+  not combine TensorFlow's op determinism with XLA);
+- jit_compile: on under JAX, off under PyTorch, off under TensorFlow when op
+  determinism is on (so off by default), else on;
+- precision: mixed_bfloat16 on GPUs of compute capability 8.0 and newer,
+  mixed_float16 on 7.x, float32 on older GPUs and on the CPU.
+
+On the CPU that is TensorFlow, float32, no XLA, op determinism: the settings every
+earlier result of this project was trained with. Measuring what is fastest on a
+machine is a command, ``smoothbench-tune`` (:mod:`smoothbench.tuning`), which writes
+a compute block for a second config file; no training job measures.
+
+A run is computed one way from its first epoch to its last: :func:`reconcile` compares
+what a job decided with what the run's checkpoint recorded, and either keeps the
+recorded settings (a run begun under an earlier version's measured choice, for the
+keys the config leaves to auto) or stops before training, naming what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from smoothbench.acceleration import (
+    BACKENDS,
+    AccelerationError,
+    resolve_jit_compile,
+    resolve_precision,
+)
+from smoothbench.settings import COMPUTATION_KEYS, ComputeSettings
+
+
+class ComputationMismatchError(AccelerationError, RuntimeError):
+    """A resumed run whose config now gives other computation settings than it began with."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Computation:
+    """How one attempt computes, and why each value (config key, or auto's rule)."""
+
+    backend: str
+    precision: str
+    jit_compile: bool
+    deterministic: bool
+    reasons: tuple[tuple[str, str], ...] = ()
+
+    def as_dict(self) -> dict:
+        """The four values, as metrics.json's attempts and the checkpoint record them."""
+        return {key: getattr(self, key) for key in COMPUTATION_KEYS}
+
+    def reason(self, key: str) -> str:
+        return dict(self.reasons).get(key, "")
+
+    def label(self) -> str:
+        return (
+            f"{self.backend} {self.precision} XLA {'on' if self.jit_compile else 'off'}"
+            f"{', deterministic' if self.deterministic else ''}"
+        )
+
+
+def choose_backend(
+    compute: ComputeSettings, environment: Mapping[str, str] | None = None
+) -> str:
+    """compute.backend, or for auto ``$KERAS_BACKEND`` (else tensorflow). Pure: it
+    neither imports nor checks that the backend is installed
+    (:func:`smoothbench.acceleration.select_backend` does, in the job)."""
+    environment = os.environ if environment is None else environment
+    if compute.backend != "auto":
+        name = compute.backend
+    else:
+        name = environment.get("KERAS_BACKEND") or "tensorflow"
+    if name not in BACKENDS:
+        where = (
+            "config key 'compute.backend'"
+            if compute.backend != "auto"
+            else "environment variable KERAS_BACKEND"
+        )
+        raise AccelerationError(
+            f"{where}: {name!r} is not one of {', '.join(BACKENDS)}"
+        )
+    return name
+
+
+def choose_determinism(compute: ComputeSettings, backend: str) -> tuple[bool, str]:
+    """(op determinism, why): known before the backend starts, as it must be."""
+    if compute.deterministic is True or compute.deterministic is False:
+        return compute.deterministic, "compute.deterministic"
+    if backend == "tensorflow" and compute.jit_compile is True:
+        return (
+            False,
+            "auto: compute.jit_compile true under TensorFlow excludes op determinism",
+        )
+    return True, "auto: on"
+
+
+def decide(
+    compute: ComputeSettings,
+    capabilities: tuple[tuple[int, int], ...] | list = (),
+    environment: Mapping[str, str] | None = None,
+) -> Computation:
+    """The computation of a job: a function of ``compute``, ``$KERAS_BACKEND`` (in
+    ``environment``) and the CUDA compute capabilities of the GPUs its backend sees
+    (none on the CPU), and of nothing else."""
+    backend = choose_backend(compute, environment)
+    deterministic, deterministic_reason = choose_determinism(compute, backend)
+    precision, precision_reason = resolve_precision(
+        compute.precision, list(capabilities)
+    )
+    jit_compile, jit_reason = resolve_jit_compile(
+        compute.jit_compile, backend, bool(capabilities), deterministic
+    )
+    backend_reason = (
+        "compute.backend"
+        if compute.backend != "auto"
+        else (
+            "auto: $KERAS_BACKEND"
+            if (os.environ if environment is None else environment).get("KERAS_BACKEND")
+            else "auto: tensorflow"
+        )
+    )
+    return Computation(
+        backend=backend,
+        precision=precision,
+        jit_compile=jit_compile,
+        deterministic=deterministic,
+        reasons=(
+            ("backend", backend_reason),
+            ("precision", precision_reason),
+            ("jit_compile", jit_reason),
+            ("deterministic", deterministic_reason),
+        ),
+    )
+
+
+def recorded_computation(attempts: list[dict]) -> dict | None:
+    """What a run's last recorded attempt computed with (the checkpoint's attempts),
+    with ``measured`` true when an earlier version's compute.tune chose it; None when
+    there is no attempt, or it predates the recording of all four keys."""
+    if not attempts:
+        return None
+    last = attempts[-1]
+    if not all(key in last for key in COMPUTATION_KEYS):
+        return None
+    return {key: last[key] for key in COMPUTATION_KEYS} | {
+        "measured": bool(last.get("tuned"))
+    }
+
+
+def differences(recorded: Mapping, decided: Mapping) -> dict[str, tuple]:
+    """key -> (recorded, decided) for each computation key that differs."""
+    return {
+        key: (recorded[key], decided[key])
+        for key in COMPUTATION_KEYS
+        if key in recorded and key in decided and recorded[key] != decided[key]
+    }
+
+
+def reconcile(
+    decided: Computation,
+    recorded: dict | None,
+    compute: ComputeSettings,
+    run: str,
+    keys: tuple[str, ...] = COMPUTATION_KEYS,
+) -> Computation:
+    """The computation a resumed run continues with: ``decided`` when it is what the
+    checkpoint recorded (or nothing was recorded); the recorded one where the run began
+    under an earlier version's measured choice and the differing keys are left to auto
+    in the config; else :class:`ComputationMismatchError`, naming what differs and the
+    two ways on. Only ``keys`` are compared (the backend and determinism are settled
+    before the backend starts, the rest after). Nothing is deleted either way."""
+    if recorded is None:
+        return decided
+    differing = {
+        key: value
+        for key, value in differences(recorded, decided.as_dict()).items()
+        if key in keys
+    }
+    if not differing:
+        return decided
+    if recorded.get("measured") and all(
+        compute.requested()[key] == "auto" for key in differing
+    ):
+        reasons = dict(decided.reasons)
+        for key in differing:
+            reasons[key] = (
+                "kept from the run's earlier attempts, which an earlier version's "
+                "measured auto chose"
+            )
+        return dataclasses.replace(
+            decided,
+            **{key: recorded[key] for key in differing},
+            reasons=tuple(reasons.items()),
+        )
+    listed = "; ".join(
+        f"{key}: {was!r} in the checkpoint, {now!r} now ({decided.reason(key)})"
+        for key, (was, now) in differing.items()
+    )
+    give_back = ", ".join(
+        f"compute.{key}: {str(was).lower() if isinstance(was, bool) else was}"
+        for key, (was, _) in differing.items()
+    )
+    raise ComputationMismatchError(
+        f"{run}: its checkpoint was trained under other computation settings than this "
+        f"config gives now ({listed}). A run is computed one way from its first epoch to its "
+        f"last, so it does not resume. Either give the recorded settings back ({give_back}, "
+        "in the config or with --config), or retire the run (move its folder aside) to "
+        "train it anew under the new settings. Nothing was trained and the checkpoint is kept"
+    )

@@ -1,0 +1,158 @@
+"""One attempt's session: the computation it runs under, decided from its config and
+device (:mod:`smoothbench.computation`) and reconciled with what the run's checkpoint
+recorded, the backend started with it, and the model built and compiled.
+
+:func:`set_up_session` is the training job's one step between reading the prepared data
+and resuming the checkpoint (:mod:`smoothbench.training`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smoothbench import acceleration, computation
+from smoothbench.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    Progress,
+    read_checkpoint_state,
+)
+from smoothbench.computation import Computation
+from smoothbench.network import build_for_training, describe_method
+from smoothbench.settings import ComputeSettings, RunSettings
+
+
+def earlier_attempts(checkpoint: Path, fingerprints: dict) -> list[dict]:
+    """The attempts recorded in a checkpoint that this job will resume ([] otherwise)."""
+    if not checkpoint.exists():
+        return []
+    try:
+        state = read_checkpoint_state(checkpoint)
+    except CheckpointError:
+        return []  # resume() says why
+    if (
+        state.get("fingerprint") != fingerprints["settings"]
+        or state.get("format") != CHECKPOINT_FORMAT
+        or state.get("data_fingerprint", fingerprints["data"]) != fingerprints["data"]
+    ):
+        return []  # resume() discards it
+    return state.get("attempts", [])
+
+
+@dataclasses.dataclass
+class Session:
+    """One attempt's computation (and why each value), device and model."""
+
+    computation: Computation
+    device: str
+    classifier: Any
+    model: Any  # what fit() trains (Label Smoothing++ wraps the network)
+    optimizer: Any  # the Adam whose variables the checkpoint holds
+    parameters: int
+
+    @property
+    def backend(self) -> str:
+        return self.computation.backend
+
+    @property
+    def precision(self) -> str:
+        return self.computation.precision
+
+    @property
+    def jit_compile(self) -> bool:
+        return self.computation.jit_compile
+
+    @property
+    def deterministic(self) -> bool:
+        return self.computation.deterministic
+
+
+def set_up_session(
+    settings: RunSettings,
+    compute: ComputeSettings,
+    mean: np.ndarray,
+    log: Callable[[str], None] = print,
+    recorded: dict | None = None,
+) -> Session:
+    """Decide the computation from the config and the device alone
+    (:func:`smoothbench.computation.decide`; ``recorded``: what the run's checkpoint
+    was trained under, which a resumed run keeps or stops on), start the backend with
+    its threads, check that a job given GPUs sees them (``compute.gpus_given``, set by
+    the job's adapter), seed Keras, and build and compile the model with its optimizer."""
+    run = f"{settings.experiment} {describe_method(settings)} seed={settings.seed}"
+    # The backend and op determinism are settled before Keras is imported ...
+    early = computation.reconcile(
+        computation.decide(compute),
+        recorded,
+        compute,
+        run,
+        keys=("backend", "deterministic"),
+    )
+    acceleration.select_backend(early.backend)
+    acceleration.prepare_environment(
+        early.backend, compute.gpus_given, compute.runs_per_gpu
+    )
+    acceleration.configure_backend(
+        compute.threads_per_job,
+        early.deterministic,
+        grow_memory=compute.runs_per_gpu > 1,
+    )
+    accelerators = acceleration.visible_accelerators()
+    # No silent CPU: a job given GPUs that its backend cannot see stops here.
+    warning = acceleration.check_gpus_visible(
+        compute.gpus_given, accelerators, early.backend, compute.cpu_fallback
+    )
+    if warning:
+        log(warning)
+    # ... the precision and XLA once the backend tells what GPUs it sees.
+    pinned = dataclasses.replace(
+        compute, backend=early.backend, deterministic=early.deterministic
+    )
+    decided = computation.decide(
+        pinned, acceleration.gpu_compute_capabilities(accelerators)
+    )
+    decided = dataclasses.replace(
+        decided,
+        reasons=tuple(
+            (key, early.reason(key) if key in ("backend", "deterministic") else why)
+            for key, why in decided.reasons
+        ),
+    )
+    chosen = computation.reconcile(decided, recorded, compute, run)
+    from smoothbench.models import (
+        count_parameters,
+    )  # imports Keras: after the backend is chosen
+
+    classifier, model, optimizer = build_for_training(
+        settings, mean, chosen.precision, chosen.jit_compile
+    )
+    return Session(
+        computation=chosen,
+        device=acceleration.describe_accelerators(accelerators),
+        classifier=classifier,
+        model=model,
+        optimizer=optimizer,
+        parameters=count_parameters(classifier),
+    )
+
+
+def attempt_record(progress: Progress, session: Session) -> dict:
+    """Where and how this attempt runs, for metrics.json's ``attempts``."""
+    in_progress = progress.in_progress
+    return {
+        "started_at_epoch": len(progress.rows),
+        "started_at_step": in_progress["steps_done"] if in_progress else 0,
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        **session.computation.as_dict(),
+    }
