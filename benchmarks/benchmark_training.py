@@ -34,6 +34,8 @@ Variants (``--variants``):
 - ``ours-bfloat16``: ``ours`` with ``mixed_bfloat16`` forced on (what ``auto`` chooses on
   a recent GPU; measured to show whether it pays on this device);
 - ``ours-jax``: ``ours`` under ``KERAS_BACKEND=jax`` (XLA always; when JAX is installed).
+- ``ours-tuned`` (with ``--compute compute.yaml``): ``ours`` under the compute block that
+  ``smoothbench-tune`` wrote for this machine, beside ``ours`` in the same run.
 
 Run: ``python benchmarks/benchmark_training.py`` or ``make benchmark`` (every
 configuration and variant: hours on 2 CPU cores, where bfloat16 is emulated);
@@ -50,12 +52,13 @@ import importlib.util
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "src"))
@@ -87,10 +90,12 @@ CONFIGURATIONS = [
 # deterministic: compute.deterministic (TensorFlow's op determinism, which excludes XLA).
 VARIANTS = {
     "baseline": {"backend": "tensorflow", "deterministic": False},
-    # the shipped defaults: every compute key auto, measured on this machine (main()
-    # replaces it with what smoothbench.tuning chose before the first round)
+    # what a training job trains with: compute auto's fixed rule (main() resolves it)
     "ours": {"auto": True},
-    # the settings every result was trained with before auto was measured
+    # what a training job trains with under the block of --compute FILE (as
+    # smoothbench-tune writes it): only with --compute
+    "ours-tuned": {"auto": True},
+    # TensorFlow float32 without XLA, with op determinism: auto's rule on the CPU
     "reference": {
         "backend": "tensorflow",
         "precision": "float32",
@@ -185,11 +190,13 @@ def measure(
     """Train ``warmup + steps x repeats`` steps of one variant in this process; time each window of ``steps``."""
     import numpy as np
 
-    from smoothbench import acceleration, network, training
-    from smoothbench.study import RunSettings
+    from smoothbench import acceleration, network
+    from smoothbench.settings import RunSettings
 
     choice = VARIANTS[variant]
-    backend = training.configure_backend(threads, deterministic=choice["deterministic"])
+    backend = acceleration.configure_backend(
+        threads, deterministic=choice["deterministic"]
+    )
     import keras
 
     if backend != choice["backend"]:
@@ -200,8 +207,11 @@ def measure(
     capabilities = acceleration.gpu_compute_capabilities(accelerators)
     if variant == "baseline":
         precision, jit_compile = "float32", False
-    else:
-        precision, jit_compile = choice["precision"], choice["jit_compile"]
+    else:  # auto, as a training job resolves it (smoothbench.computation.decide)
+        precision, _ = acceleration.resolve_precision(choice["precision"], capabilities)
+        jit_compile, _ = acceleration.resolve_jit_compile(
+            choice["jit_compile"], backend, bool(capabilities), choice["deterministic"]
+        )
     num_classes = 10
     settings = _settings(configuration, batch_size, num_classes)
     total_steps = warmup + steps * repeats
@@ -349,9 +359,9 @@ def measure_ceiling(
     at a time under TensorFlow with and without XLA; the faster sum bounds a step."""
     import numpy as np
 
-    from smoothbench import network, training
+    from smoothbench import acceleration, network
 
-    training.configure_backend(threads, deterministic=False)
+    acceleration.configure_backend(threads, deterministic=False)
     import keras
     import tensorflow as tf
 
@@ -425,30 +435,30 @@ def measure_ceiling(
     }
 
 
-def tuned_choice(
-    configuration: dict, batch_size: int, threads: int, folder: Path
-) -> dict:
-    """What a training job of this configuration would train with by default in a study
-    of the paper's size (every compute key auto, measured on this machine:
-    smoothbench.tuning; every run of the paper's study trains on enough images for
-    compute.tune auto to measure), cached in ``folder``."""
-    from smoothbench import tuning
-    from smoothbench.study import RunSettings
+def ours_choice(compute_file: str | None) -> dict:
+    """What a training job trains with: compute auto's fixed rule
+    (:func:`smoothbench.computation.decide`), or with ``compute_file`` the ``compute:``
+    block of that config file (what smoothbench-tune writes), its study-wide keys. The
+    backend and op determinism are settled here; the precision and XLA, which depend on
+    the GPUs the backend sees, in the measuring process."""
+    from smoothbench import computation
+    from smoothbench.config import validate_config
+    from smoothbench.settings import COMPUTATION_KEYS, ComputeSettings
 
-    settings = RunSettings.from_dict(_settings(configuration, batch_size, 10))
-    gpus = os.environ.get("CUDA_VISIBLE_DEVICES") or (
-        "all" if shutil.which("nvidia-smi") else None
+    block = {}
+    if compute_file:
+        found = (yaml.safe_load(Path(compute_file).read_text()) or {}).get("compute")
+        block = {key: found[key] for key in COMPUTATION_KEYS if key in (found or {})}
+    config = validate_config({"experiments": {"digits": {}}, "compute": block})
+    compute = ComputeSettings.from_config(config["compute"])
+    backend = computation.choose_backend(compute)
+    deterministic, _ = computation.choose_determinism(compute, backend)
+    choice = compute.requested() | {"backend": backend, "deterministic": deterministic}
+    print(
+        f"ours = {choice} ({'the compute block of ' + compute_file if compute_file else 'compute auto'})",
+        flush=True,
     )
-    compute = {
-        "threads_per_job": threads,
-        "gpus_given": gpus,
-        "tuning_folder": str(folder),
-        "tune": True,
-        **{key: "auto" for key in tuning.COMPUTE_KEYS},
-    }
-    chosen, tuned = tuning.choose(settings, compute, [], print)
-    print(f"ours = {tuned['reason']}", flush=True)
-    return {key: chosen[key] for key in tuning.COMPUTE_KEYS}
+    return choice
 
 
 def child_command(
@@ -489,7 +499,8 @@ def available_variants() -> list[str]:
     return [
         name
         for name, choice in VARIANTS.items()
-        if "auto" in choice or importlib.util.find_spec(choice["backend"])
+        if name != "ours-tuned"  # only with --compute
+        and ("auto" in choice or importlib.util.find_spec(choice["backend"]))
     ]
 
 
@@ -546,6 +557,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="do not measure the convolution-bound rate",
     )
+    parser.add_argument(
+        "--compute",
+        metavar="FILE",
+        help="also measure ours-tuned: training under the compute block of this config "
+        "file (as smoothbench-tune writes it), beside ours (compute auto's fixed rule)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--ceiling", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
@@ -582,6 +599,10 @@ def main(argv=None) -> int:
     )
     configurations = [CONFIGURATIONS[index] for index in indices]
     variants = arguments.variants or available_variants()
+    if arguments.compute and "ours-tuned" not in variants:
+        variants = [*variants, "ours-tuned"]
+    if "ours-tuned" in variants and not arguments.compute:
+        parser.error("variant ours-tuned needs --compute FILE")
     if "baseline" not in variants:
         variants = ["baseline", *variants]  # every ratio is to the baseline
     results = []
@@ -596,7 +617,9 @@ def main(argv=None) -> int:
             writer.writerows(results)
         os.replace(temporary, output)
 
-    from smoothbench.tuning import cpu_description
+    from smoothbench.tuning import (
+        cpu_description,
+    )  # the CPU's features, as tune sees them
 
     cpu = cpu_description()
     print(
@@ -613,12 +636,9 @@ def main(argv=None) -> int:
         steps = arguments.steps or configuration["steps"]
         resolved = dict(VARIANTS)
         if "ours" in variants:
-            resolved["ours"] = chosen[configuration["name"]] = tuned_choice(
-                configuration,
-                arguments.batch_size,
-                arguments.threads,
-                output.parent / "tuning",
-            )
+            resolved["ours"] = chosen[configuration["name"]] = ours_choice(None)
+        if "ours-tuned" in variants:
+            resolved["ours-tuned"] = ours_choice(arguments.compute)
         for round_number in range(1, arguments.rounds + 1):
             for variant in variants:
                 VARIANTS[variant] = resolved[variant]

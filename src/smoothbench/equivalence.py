@@ -2,10 +2,11 @@
 
 Trains one small study to convergence (``config/equivalence.yaml``: digits, 2 gammas x
 7 seeds, 20 epochs) through the real workflow twice or more: once under the reference
-settings (TensorFlow, float32, no XLA, op determinism: what every result was trained
-with before ``auto`` was measured) and once under each candidate - by default what
-compute ``auto`` picks on this machine (:mod:`smoothbench.tuning`), with ``--all``
-every setting ``auto`` can choose from here. For each candidate it pairs the runs by
+settings (TensorFlow, float32, no XLA, op determinism: what compute ``auto`` gives on
+the CPU) and once under each candidate: a named compute block (``--compute FILE``, as
+``smoothbench-tune`` writes it, :mod:`smoothbench.tuning`), a candidate setting of this
+machine by its label (``--setting``), or every candidate (``--all``). For each
+candidate it pairs the runs by
 (gamma, seed) and reports the mean difference in best validation accuracy (candidate -
 reference, in percentage points) with its 95% Student-t interval. A candidate passes
 when the interval lies within plus or minus config key ``equivalence_tolerance``
@@ -19,6 +20,7 @@ A candidate whose mean difference is within the tolerance but whose interval is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -32,6 +34,7 @@ import yaml
 from smoothbench import tuning
 from smoothbench.analysis import student_half_width, student_interval
 from smoothbench.cli import tool_parser
+from smoothbench.settings import COMPUTATION_KEYS
 from smoothbench.study import load_study
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -161,23 +164,47 @@ def compare(
     }
 
 
+def block_from_file(path: Path | str) -> dict:
+    """The computation keys of the ``compute:`` block of a config file (what
+    ``smoothbench-tune`` writes); the study-wide ones, since the equivalence study's
+    own experiments are not the paper's."""
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    compute = config.get("compute") if isinstance(config, dict) else None
+    block = {key: compute[key] for key in COMPUTATION_KEYS if key in (compute or {})}
+    if not block:
+        raise SystemExit(
+            f"smoothbench-equivalence --compute {path}: no compute block with any of "
+            f"{', '.join(COMPUTATION_KEYS)} in it (smoothbench-tune writes one)"
+        )
+    return {key: "auto" for key in COMPUTATION_KEYS} | block
+
+
 def candidates_to_check(
-    config: dict, every: bool, labels: list[str] | None = None
+    config: dict,
+    every: bool,
+    labels: list[str] | None = None,
+    compute_files: list[str] | None = None,
 ) -> list[tuple[str, dict]]:
-    """(name, compute keys) of the settings to compare with the reference: what auto
-    picks; with ``every``, each candidate of this machine; with ``labels``, the
-    candidates of those labels (:meth:`smoothbench.tuning.Choice.label`)."""
+    """(name, compute keys) of the settings to compare with the reference: the blocks
+    of ``compute_files``; with ``every``, each candidate of this machine; with
+    ``labels``, the candidates of those labels (:meth:`smoothbench.tuning.Choice.label`;
+    ``auto``: compute auto's fixed rule here)."""
+    found = [(str(path), block_from_file(path)) for path in compute_files or []]
+    if not every and not labels:
+        if not found:
+            raise SystemExit(
+                "smoothbench-equivalence: name what to check: --compute FILE (a compute "
+                "block, as smoothbench-tune writes it), --setting LABEL, or --all"
+            )
+        return found
     study = load_study(config)
     compute = study.compute_settings()
-    # measured even where compute.tune auto would find the study too small to pay
-    auto = ("auto", {key: "auto" for key in tuning.COMPUTE_KEYS} | {"tune": True})
-    if not every and not labels:
-        return [auto]
     device = tuning.device_description(compute)
     here = {
         choice.label(): choice.as_dict()
         for choice in tuning.candidates(
-            compute | {key: "auto" for key in tuning.COMPUTE_KEYS}, device
+            dataclasses.replace(compute, **dict.fromkeys(COMPUTATION_KEYS, "auto")),
+            device,
         )
         if choice != tuning.REFERENCE
     }
@@ -188,9 +215,12 @@ def candidates_to_check(
             f"{device['name']}; the candidates: "
             + "; ".join(repr(label) for label in here)
         )
+    auto = ("auto", dict.fromkeys(COMPUTATION_KEYS, "auto"))
     if every:
-        return list(here.items())
-    return [auto if label == "auto" else (label, here[label]) for label in labels]
+        return found + list(here.items())
+    return found + [
+        auto if label == "auto" else (label, here[label]) for label in labels
+    ]
 
 
 def write_table(rows: list[dict], folder: Path) -> None:
@@ -222,9 +252,9 @@ def main(argv=None) -> int:
         "smoothbench-equivalence",
         __doc__.split("\n\n")[0],
         [
-            "smoothbench-equivalence                 # the reference against what auto picks here",
-            "smoothbench-equivalence --all           # against every setting auto can choose from here",
-            "smoothbench-equivalence --configfile my.yaml --cores 8",
+            "smoothbench-equivalence --compute compute.yaml   # a block smoothbench-tune wrote",
+            "smoothbench-equivalence --all           # every candidate setting of this machine",
+            "smoothbench-equivalence --configfile my.yaml --cores 8 --compute compute.yaml",
         ],
     )
     parser.add_argument(
@@ -239,12 +269,19 @@ def main(argv=None) -> int:
         help="every candidate setting of this machine, not only auto's pick",
     )
     parser.add_argument(
+        "--compute",
+        action="append",
+        metavar="FILE",
+        help="a config file whose compute block to check (as smoothbench-tune writes "
+        "it); repeatable",
+    )
+    parser.add_argument(
         "--setting",
         action="append",
         metavar="LABEL",
-        help="a candidate setting to check instead of auto's pick, by its label "
-        "(e.g. 'tensorflow mixed_bfloat16 XLA off, deterministic'; 'auto': auto's "
-        "pick); repeatable",
+        help="a candidate setting of this machine to check, by its label "
+        "(e.g. 'tensorflow mixed_bfloat16 XLA off, deterministic'; 'auto': compute "
+        "auto's fixed rule here); repeatable",
     )
     arguments = parser.parse_args(argv)
     config = yaml.safe_load(Path(arguments.configfile).read_text())
@@ -252,16 +289,19 @@ def main(argv=None) -> int:
     tolerance = study.config["equivalence_tolerance"]
     log = lambda message: print(message, flush=True)  # noqa: E731
     reference_config = side_config(config, "reference", REFERENCE)
-    to_check = candidates_to_check(config, arguments.all, arguments.setting)
+    to_check = candidates_to_check(
+        config, arguments.all, arguments.setting, arguments.compute
+    )
     train_side(reference_config, arguments.cores, log)
     reference = best_accuracies(reference_config)
     rows = []
     for name, compute in to_check:
-        folder_name = "auto" if name == "auto" else tuning._slug(name)
+        folder_name = tuning.slug(name)
         candidate_config = side_config(config, folder_name, compute)
         train_side(candidate_config, arguments.cores, log)
         choice = compute
-        if name == "auto":  # what auto picked, from the runs' own records
+        if "auto" in compute.values():
+            # what auto resolved to, from the runs' own records
             candidate_study = load_study(candidate_config)
             first = next(iter(candidate_study.runs("gamma")))
             metrics = json.loads(
@@ -269,8 +309,9 @@ def main(argv=None) -> int:
                     Path(first.folder(candidate_study.runs_folder)) / "metrics.json"
                 ).read_text()
             )
-            choice = {key: metrics["attempts"][-1][key] for key in tuning.COMPUTE_KEYS}
-            name = f"auto: {tuning.Choice.from_dict(choice).label()}"
+            choice = {key: metrics["attempts"][-1][key] for key in COMPUTATION_KEYS}
+        if name in (arguments.compute or []) or name == "auto":
+            name = f"{name}: {tuning.Choice.from_dict(choice).label()}"
         rows.append(
             compare(
                 reference, best_accuracies(candidate_config), tolerance, name, choice
