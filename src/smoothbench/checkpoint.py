@@ -39,7 +39,7 @@ from smoothbench.run_record import (
     METRICS_FILE,
     output_names,
 )
-from smoothbench.study import RunSettings
+from smoothbench.settings import RunSettings
 
 CHECKPOINT_FORMAT = 2
 
@@ -111,6 +111,18 @@ def _variables(model, optimizer) -> list:
     return list(model.variables) + list(optimizer.variables)
 
 
+def loss_scale_variables(model, optimizer) -> list:
+    """The variables of the optimizer ``model`` trains with beyond ``optimizer``'s own:
+    under mixed_float16, Keras' loss scale wrapper (its dynamic scale, step counter,
+    iterations). A resumed run restores them too, so it goes on exactly as the
+    uninterrupted run does; none under the other precisions."""
+    outer = getattr(model, "optimizer", None)
+    if outer is None or outer is optimizer:
+        return []
+    inner = {id(variable) for variable in optimizer.variables}
+    return [variable for variable in outer.variables if id(variable) not in inner]
+
+
 def save_checkpoint(
     path: Path, model, optimizer, state: dict, metric_values: list | None = None
 ) -> None:
@@ -125,6 +137,8 @@ def save_checkpoint(
         f"variable_{index:05d}": keras.ops.convert_to_numpy(variable)
         for index, variable in enumerate(_variables(model, optimizer))
     }
+    for index, variable in enumerate(loss_scale_variables(model, optimizer)):
+        arrays[f"loss_scale_{index:05d}"] = keras.ops.convert_to_numpy(variable)
     for index, value in enumerate(metric_values or []):
         arrays[f"metric_{index:05d}"] = np.asarray(value)
     arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
@@ -143,8 +157,11 @@ def read_checkpoint_state(path: Path) -> dict:
 
 
 def restore_checkpoint(path: Path, model, optimizer) -> dict:
-    """Load variables saved by :func:`save_checkpoint` into ``model`` and ``optimizer``; return the state."""
+    """Load variables saved by :func:`save_checkpoint` into ``model`` and ``optimizer``
+    (and the loss scale's, where the checkpoint has them: one written before they were
+    saved resumes with a fresh loss scale, as before); return the state."""
     variables = _variables(model, optimizer)
+    loss_scale = loss_scale_variables(model, optimizer)
     try:
         with np.load(path, allow_pickle=False) as archive:
             state = json.loads(archive["state"].tobytes().decode())
@@ -164,6 +181,16 @@ def restore_checkpoint(path: Path, model, optimizer) -> dict:
                         f"{tuple(value.shape)} - delete it to start the run over"
                     )
                 variable.assign(value)
+            saved = sorted(
+                name for name in archive.files if name.startswith("loss_scale_")
+            )
+            if saved and len(saved) != len(loss_scale):
+                raise CheckpointError(
+                    f"{path}: holds {len(saved)} loss scale variables, the optimizer has "
+                    f"{len(loss_scale)}; it was trained under another precision"
+                )
+            for name, variable in zip(saved, loss_scale):
+                variable.assign(archive[name])
     except CheckpointError:
         raise
     except Exception as error:
@@ -217,7 +244,7 @@ def resume(
     checkpoint: Path, session, fingerprints: dict, settings: RunSettings, log
 ) -> Progress:
     """The progress of the checkpoint, its variables restored into the session's model
-    and optimizer (``session``: a :class:`smoothbench.training.Session`); a fresh
+    and optimizer (``session``: a :class:`smoothbench.session.Session`); a fresh
     Progress when there is none, or when it was written with other settings or other
     prepared data (it is deleted then)."""
     progress = Progress(fingerprints)

@@ -16,6 +16,7 @@ from smoothbench.paper import PAPER_CELLS_FILE, PAPER_TABLE3_FILE
 from smoothbench.tables import OUTPUT_FILES
 from smoothbench import slurm_compat
 from smoothbench.workflow_support import code_fingerprint, use_checkout
+from smoothbench.results_owner import ResultsOwnerError, check_owner, checkout_identity
 
 use_checkout(SOURCE_FOLDER)
 
@@ -44,6 +45,11 @@ STUDY = validated_study(config)
 # Everything the study writes, under its config key results_folder (smoothbench.study).
 RESULTS = STUDY.results_folder
 RUNS = STUDY.runs_folder
+# One checkout per runs folder (smoothbench.results_owner): refused here, before any job.
+try:
+    check_owner(RUNS, checkout_identity())
+except ResultsOwnerError as error:
+    raise WorkflowError(str(error)) from None
 LOGS = STUDY.logs_folder
 TABLES = f"{RESULTS}/tables"
 PLOTS = f"{RESULTS}/plots"
@@ -157,6 +163,7 @@ TABLE_CAPTIONS = {
     "paired_differences": "Gains over gamma = 1, paired by seed",
     "methods": "Methods side by side",
     "calibration": "Calibration",
+    "provenance": "Provenance: the code and compute behind the tables",
 }
 # The report's categories, one scheme for tables and figures: the topic is the
 # category ("Accuracy", "Seeds and methods", "Calibration", "Training curves") and the
@@ -170,6 +177,7 @@ TABLE_CATEGORIES = {
     "paired_differences": "Seeds and methods",
     "methods": "Seeds and methods",
     "calibration": "Calibration",
+    "provenance": "Provenance",
 }
 
 

@@ -1,0 +1,98 @@
+"""One checkout per runs folder: the first checkout to train into a study's runs folder
+marks it as its own (``{runs folder}/.owner.json``), and another checkout that points
+at it is refused before any job, naming the folder and the owner.
+
+Two checkouts whose configs give the same absolute ``results_folder`` would train into
+the same run folders, resume each other's checkpoints under code they did not write,
+and clean them up. Editing the config and running again from the same checkout is the
+everyday loop, and stays free: the checkout is the mark, not the config. Moving the
+study's folder moves its mark with it. To take a folder over on purpose (the owner was
+moved or deleted), delete the mark.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from smoothbench import storage
+from smoothbench.errors import SmoothbenchError
+
+OWNER_FILE = ".owner.json"
+# set by the workflow for itself and its jobs (smoothbench.workflow_support.use_checkout)
+SOURCE_VARIABLE = "SMOOTHBENCH_SOURCE"
+
+
+class ResultsOwnerError(SmoothbenchError, RuntimeError):
+    """A runs folder that another checkout trains into."""
+
+
+def checkout_identity(environment: Mapping[str, str] | None = None) -> str:
+    """The checkout that runs: the folder above the ``src/`` the workflow imports the
+    package from, resolved; outside a workflow, the package's own checkout."""
+    environment = os.environ if environment is None else environment
+    source = environment.get(SOURCE_VARIABLE)
+    if source:
+        return str(Path(source).resolve().parent)
+    return str(Path(__file__).resolve().parents[2])
+
+
+def marker_path(runs_folder: Path | str) -> Path:
+    return Path(runs_folder) / OWNER_FILE
+
+
+def read_owner(runs_folder: Path | str) -> dict | None:
+    path = marker_path(runs_folder)
+    try:
+        owner = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ResultsOwnerError(
+            f"{path}: unreadable ({error}); delete it to let this checkout claim the folder"
+        ) from None
+    if not isinstance(owner, dict) or not isinstance(owner.get("checkout"), str):
+        raise ResultsOwnerError(
+            f"{path}: not a smoothbench owner record; delete it to let this checkout "
+            "claim the folder"
+        )
+    return owner
+
+
+def check_owner(runs_folder: Path | str, identity: str) -> None:
+    """Refuse ``runs_folder`` when another checkout marked it."""
+    owner = read_owner(runs_folder)
+    if owner is None or owner["checkout"] == identity:
+        return
+    path = marker_path(runs_folder).resolve()
+    raise ResultsOwnerError(
+        f"the runs folder {Path(runs_folder).resolve()} belongs to the checkout "
+        f"{owner['checkout']} (it trained there first: {path}, {owner.get('claimed', '?')} "
+        f"on {owner.get('host', '?')}); this checkout is {identity}. Two checkouts training "
+        "into one runs folder resume and delete each other's checkpoints, so nothing was "
+        "planned. Give this study its own config key results_folder, or, to take the "
+        f"folder over on purpose (its owner was moved or deleted), delete {path}"
+    )
+
+
+def claim(runs_folder: Path | str, identity: str) -> None:
+    """Mark ``runs_folder`` as ``identity``'s if nobody has; refuse it if another has."""
+    check_owner(runs_folder, identity)
+    if read_owner(runs_folder) is not None:
+        return
+    Path(runs_folder).mkdir(parents=True, exist_ok=True)
+    storage.write_json_atomic(
+        marker_path(runs_folder),
+        {
+            "checkout": identity,
+            "claimed": datetime.datetime.now(datetime.UTC).isoformat(
+                timespec="seconds"
+            ),
+            "host": socket.gethostname(),
+        },
+    )
+    check_owner(runs_folder, identity)  # two checkouts claiming at once: one wins
