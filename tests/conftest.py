@@ -20,21 +20,6 @@ FASHION_MNIST_DIR = Path(
 )
 
 
-@pytest.fixture(scope="session", autouse=True)
-def shared_tuning_folder(tmp_path_factory):
-    """Tests train with what compute ``auto`` measures (smoothbench.tuning), like a
-    researcher's jobs; the measurements are shared by the whole session, as by the
-    jobs of one study, so each kind of run is measured once (the workflow's jobs
-    inherit the variable)."""
-    if os.environ.get("SMOOTHBENCH_TUNING_FOLDER"):
-        yield Path(os.environ["SMOOTHBENCH_TUNING_FOLDER"])
-        return
-    folder = tmp_path_factory.mktemp("tuning")
-    os.environ["SMOOTHBENCH_TUNING_FOLDER"] = str(folder)
-    yield folder
-    del os.environ["SMOOTHBENCH_TUNING_FOLDER"]
-
-
 def run_workflow(
     workdir: Path,
     config: dict | None,

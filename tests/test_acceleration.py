@@ -83,16 +83,16 @@ def test_the_config_refuses_xla_with_determinism_before_any_job_starts(monkeypat
     ):
         load_study(_config(jit_compile=True, deterministic=True))
     assert (
-        load_study(_config(jit_compile=True, deterministic=False)).compute_settings()[
-            "jit_compile"
-        ]
+        load_study(_config(jit_compile=True, deterministic=False))
+        .compute_settings()
+        .jit_compile
         is True
     )
     # JAX has no such conflict.
     assert (
-        load_study(
-            _config(backend="jax", jit_compile=True, deterministic=True)
-        ).compute_settings()["backend"]
+        load_study(_config(backend="jax", jit_compile=True, deterministic=True))
+        .compute_settings()
+        .backend
         == "jax"
     )
 
@@ -104,7 +104,7 @@ def test_the_schema_rejects_an_unknown_backend():
 
 def test_defaults_are_auto():
     compute = load_study(_config()).compute_settings()
-    assert (compute["backend"], compute["precision"], compute["jit_compile"]) == (
+    assert (compute.backend, compute.precision, compute.jit_compile) == (
         "auto",
         "auto",
         "auto",
@@ -237,3 +237,20 @@ def test_accelerators_give_the_device_line_and_the_gpu_capabilities():
     assert acceleration.gpu_compute_capabilities(found) == [
         (9, 0)
     ]  # only GPUs have one
+
+
+def test_jax_determinism_is_added_to_the_users_own_xla_flags():
+    environment = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
+    acceleration.add_jax_determinism_flag(environment)
+    assert environment["XLA_FLAGS"] == (
+        "--xla_cpu_enable_fast_math=false --xla_gpu_deterministic_ops=true"
+    )
+    acceleration.add_jax_determinism_flag(environment)  # once
+    assert environment["XLA_FLAGS"].count("deterministic_ops") == 1
+    empty: dict = {}
+    acceleration.add_jax_determinism_flag(empty)
+    assert empty == {"XLA_FLAGS": "--xla_gpu_deterministic_ops=true"}
+    # a value the user chose for the flag itself is theirs
+    theirs = {"XLA_FLAGS": "--xla_gpu_deterministic_ops=false"}
+    acceleration.add_jax_determinism_flag(theirs)
+    assert theirs == {"XLA_FLAGS": "--xla_gpu_deterministic_ops=false"}

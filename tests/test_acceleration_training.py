@@ -49,13 +49,13 @@ SWITCH_CONFIG = {
     "experiments": {"digits": {}},
 }
 TRAIN_ONE = """
-import json, sys
+import dataclasses, json, sys
 from smoothbench.study import load_study
 from smoothbench.training import train
 config, compute, seed, prepared, run = json.loads(sys.argv[1])
 study = load_study(config)
 settings = study.train_settings("digits", "gamma", "0.9", seed)
-train(settings, study.compute_settings() | compute, prepared, run)
+train(settings, dataclasses.replace(study.compute_settings(), **compute), prepared, run)
 """
 
 
@@ -85,7 +85,7 @@ def _train(digits, name: str, compute: dict, seed: int = 0) -> dict:
     return metrics
 
 
-# The settings every result was trained with before compute choices were measured.
+# TensorFlow, float32, no XLA, op determinism: what compute auto gives on the CPU.
 REFERENCE = {
     "backend": "tensorflow",
     "precision": "float32",
@@ -107,26 +107,29 @@ def test_the_reference_is_deterministic_float32_without_xla(default_runs):
         attempt["precision"],
         attempt["jit_compile"],
         attempt["deterministic"],
-        attempt["tuned"],
-    ) == ("tensorflow", "float32", False, True, None)
+    ) == ("tensorflow", "float32", False, True)
     assert (
         "precision float32 (compute.precision); XLA off (compute.jit_compile); op determinism on"
         in default_runs[0]["log"]
     )
 
 
-def test_the_default_trains_with_what_was_measured_on_this_machine(digits):
-    run = _train(digits, "auto-choice", {"tune": True, "tuning_rounds": 1})
+def test_the_default_is_auto_s_fixed_rule_bit_for_bit(
+    digits, default_runs, monkeypatch
+):
+    """Every compute key auto, on the CPU: the reference's computation, so the very
+    same numbers as the run trained with the reference's keys written out."""
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    run = _train(digits, "auto", {})
     attempt = run["attempts"][-1]
-    record = json.loads(open(attempt["tuned"]["record"]).read())
-    assert {key: attempt[key] for key in record["chosen"]} == record["chosen"]
-    assert record["resume_checks"][-1] == {
-        "choice": record["chosen"],
-        "bit_exact": True,
-    }
-    assert (
-        "compute settings measured: the fastest that resumes bit-exactly" in run["log"]
-    )
+    assert {key: attempt[key] for key in REFERENCE} == REFERENCE
+    assert "tuned" not in attempt
+    assert "precision float32 (auto: no GPU)" in run["log"]
+    reference = default_runs[0]
+    for ours, theirs in zip(run["history"], reference["history"], strict=True):
+        assert {k: v for k, v in ours.items() if k != "seconds"} == {
+            k: v for k, v in theirs.items() if k != "seconds"
+        }
 
 
 @pytest.mark.parametrize(
@@ -202,8 +205,7 @@ DIGITS_CONFIG = {
 @pytest.mark.parametrize("backend", _installed_backends())
 def test_a_training_job_runs_under_each_installed_backend(tmp_path, backend):
     config = json.loads(json.dumps(DIGITS_CONFIG))
-    config["compute"]["backend"] = backend
-    config["compute"] |= {"tune": True, "tuning_rounds": 1}  # the rest measured
+    config["compute"]["backend"] = backend  # the rest auto: the fixed rule
     process = run_workflow(
         tmp_path, config, "--cores", "2", "--until", "train", "train_lspp"
     )
@@ -218,12 +220,10 @@ def test_a_training_job_runs_under_each_installed_backend(tmp_path, backend):
             metrics["backend"] == backend
             and metrics["attempts"][-1]["backend"] == backend
         )
-        # the rest of compute is auto: measured for this backend on this CPU
+        # the rest of compute is auto: the fixed rule for this backend on the CPU
         attempt = metrics["attempts"][-1]
-        assert attempt["tuned"]["choice"]["backend"] == backend
-        assert attempt["jit_compile"] is attempt["tuned"]["choice"]["jit_compile"]
-        if backend == "jax":
-            assert attempt["jit_compile"] is True
+        assert attempt["precision"] == "float32" and attempt["deterministic"] is True
+        assert attempt["jit_compile"] is (backend == "jax")
         assert backend in metrics["software"]
         history = run_record.read_history(folder / run_record.HISTORY_FILE)
         assert all(math.isfinite(row["loss"]) for row in history)

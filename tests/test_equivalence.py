@@ -72,7 +72,7 @@ def test_each_side_is_the_shipped_study_in_a_folder_of_its_own():
     side_study = load_study(side)
     assert side_study.results_folder == "results/equivalence/reference"
     compute = side_study.compute_settings()
-    assert {key: compute[key] for key in equivalence.REFERENCE} == {
+    assert compute.requested() == {
         "backend": "tensorflow",
         "precision": "float32",
         "jit_compile": False,
@@ -81,11 +81,26 @@ def test_each_side_is_the_shipped_study_in_a_folder_of_its_own():
     assert config["compute"] == {"threads_per_job": 1}  # the original is left alone
 
 
-def test_the_settings_to_check_are_auto_measured_or_named_candidates():
+def test_the_settings_to_check_are_named_blocks_or_candidates(tmp_path):
     config = yaml.safe_load((REPOSITORY / "config" / "equivalence.yaml").read_text())
-    [(name, auto)] = equivalence.candidates_to_check(config, False)
-    # the study is far under compute.tune_from_images: its auto side measures anyway
-    assert name == "auto" and auto["tune"] is True and auto["backend"] == "auto"
+    with pytest.raises(SystemExit, match="--compute FILE"):
+        equivalence.candidates_to_check(config, False)  # nothing named
+    block = tmp_path / "compute.yaml"
+    block.write_text(
+        yaml.safe_dump({"compute": {"jit_compile": True, "threads_per_job": 2}})
+    )
+    [(name, keys)] = equivalence.candidates_to_check(config, False, None, [block])
+    assert name == str(block)
+    assert keys == {
+        "backend": "auto",
+        "precision": "auto",
+        "jit_compile": True,
+        "deterministic": "auto",
+    }
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(yaml.safe_dump({"compute": {"threads_per_job": 2}}))
+    with pytest.raises(SystemExit, match="no compute block"):
+        equivalence.candidates_to_check(config, False, None, [empty])
     every = equivalence.candidates_to_check(config, True)
     labels = [label for label, _ in every]
     assert labels and equivalence.tuning.REFERENCE.label() not in labels

@@ -16,6 +16,7 @@ import pytest
 from conftest import REPOSITORY, SNAKEMAKE
 
 from smoothbench import run_record
+from smoothbench.settings import COMPUTATION_KEYS
 
 pytestmark = pytest.mark.workflow
 
@@ -32,8 +33,7 @@ CONFIG = {
         "optimizer": {"schedule": [{"after_epoch": 2, "factor": 0.1}]},
         "gammas": [1.0, 0.9],
     },
-    # tuning_rounds 1: what is tested is the resume of what was measured, not how
-    "compute": {"threads_per_job": 1, "tune": True, "tuning_rounds": 1},
+    "compute": {"threads_per_job": 1},
     "experiments": {"digits": {}},
 }
 RUNS = {
@@ -75,21 +75,12 @@ def _values(history_path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("whole")
-    started, wall_started = time.monotonic(), time.time()
+    started = time.monotonic()
     process = subprocess.run(
         _command(workdir), cwd=workdir, capture_output=True, text=True
     )
     assert process.returncode == 0, process.stdout + process.stderr
-    elapsed = time.monotonic() - started
-    # The study's length without measuring compute auto (once per kind: one job measures
-    # while the other waits), so that the kills below fall within the study's own work.
-    tuning = Path(os.environ["SMOOTHBENCH_TUNING_FOLDER"])
-    measuring = sum(
-        json.loads(path.read_text())["seconds"]
-        for path in tuning.rglob("*.json")
-        if path.stat().st_mtime >= wall_started
-    )
-    return workdir, max(elapsed - measuring, 10.0)
+    return workdir, max(time.monotonic() - started, 10.0)
 
 
 def _check_nothing_looks_finished_that_is_not(
@@ -209,20 +200,21 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(
             reference / run / "history.csv"
         ), gamma
         assert not (workdir / run / "checkpoint").exists()
-    # The compute keys are auto: both studies trained with what was measured on this
-    # machine (smoothbench.tuning), every attempt of a run the same choice, and a run
-    # SIGKILLed after its first checkpoint resumed (several attempts) to the
-    # uninterrupted history above, bit for bit.
+    # The compute keys are auto: every attempt of every run computed the same way, the
+    # uninterrupted study's, and a run SIGKILLed after its first checkpoint resumed
+    # (several attempts) to the uninterrupted history above.
     resumed = 0
-    for gamma, run in RUNS.items():
+    uninterrupted_attempt = json.loads(
+        (reference / RUNS["1.0"] / "metrics.json").read_text()
+    )["attempts"][0]
+    computation = {key: uninterrupted_attempt[key] for key in COMPUTATION_KEYS}
+    for run in RUNS.values():
         attempts = json.loads((workdir / run / "metrics.json").read_text())["attempts"]
-        record = json.loads(Path(attempts[0]["tuned"]["record"]).read_text())
         for attempt in attempts:
-            assert attempt["tuned"]["choice"] == record["chosen"], gamma
-            assert {key: attempt[key] for key in record["chosen"]} == record["chosen"]
+            assert {key: attempt[key] for key in COMPUTATION_KEYS} == computation, run
         resumed += len(attempts) > 1
     assert resumed >= 1, "no run was resumed after a SIGKILL"
-    print(f"measured choice: {record['chosen']}; {resumed} run(s) resumed")
+    print(f"computation: {computation}; {resumed} run(s) resumed")
     for name in COMPARED_TABLES:
         ours, theirs = (
             pd.read_csv(workdir / "results" / "tables" / name),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 pytest.importorskip("keras")
 
 from smoothbench import (
+    acceleration,
     checkpoint,
     interruption,
     network,
@@ -511,7 +513,7 @@ def test_a_run_killed_within_an_epoch_resumes_at_that_step_with_the_uninterrupte
         "shift": 0.1,
         "horizontal_flip": True,
     }  # the augmentation RNG must resume mid-epoch
-    compute = study.compute_settings() | {"checkpoint_minutes": 0}
+    compute = dataclasses.replace(study.compute_settings(), checkpoint_minutes=0)
     training.train(
         settings, compute, prepared, tmp_path / "whole", log=lambda message: None
     )
@@ -526,7 +528,7 @@ def test_a_run_killed_within_an_epoch_resumes_at_that_step_with_the_uninterrupte
             raise KeyboardInterrupt  # stands in for a kill in the middle of epoch 1
 
     monkeypatch.setattr(training, "save_checkpoint", save_then_die_within_epoch_1)
-    every_batch = compute | {"checkpoint_minutes": 1e-9}
+    every_batch = dataclasses.replace(compute, checkpoint_minutes=1e-9)
     with pytest.raises(KeyboardInterrupt):
         training.train(
             settings,
@@ -578,7 +580,7 @@ def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(
 
     study, prepared = digits
     settings = _settings(study, epochs=2)
-    compute = study.compute_settings() | {"checkpoint_minutes": 0}
+    compute = dataclasses.replace(study.compute_settings(), checkpoint_minutes=0)
     training.train(
         settings, compute, prepared, tmp_path / "whole", log=lambda message: None
     )
@@ -627,8 +629,8 @@ def test_a_job_given_a_gpu_that_its_backend_cannot_see_stops_before_training(
     study, prepared = digits
     settings = _settings(study, epochs=1)
     given = "the Snakemake resource gpu=1 (compute.gpus_per_job); GPU slot 0"
-    compute = study.compute_settings() | {"gpus_given": given}
-    with pytest.raises(training.acceleration.GpuNotVisibleError) as caught:
+    compute = dataclasses.replace(study.compute_settings(), gpus_given=given)
+    with pytest.raises(acceleration.GpuNotVisibleError) as caught:
         training.train(
             settings, compute, prepared, tmp_path / "refused", log=lambda _: None
         )
@@ -653,7 +655,7 @@ def test_a_job_given_a_gpu_that_its_backend_cannot_see_stops_before_training(
     lines = []
     metrics = training.train(
         settings,
-        compute | {"cpu_fallback": True},
+        dataclasses.replace(compute, cpu_fallback=True),
         prepared,
         tmp_path / "anyway",
         log=lines.append,
@@ -668,7 +670,9 @@ def test_a_job_given_a_gpu_that_its_backend_cannot_see_stops_before_training(
 
 def test_progress_lines_within_each_epoch_a_status_and_tensorboard(digits, tmp_path):
     study, prepared = digits
-    compute = study.compute_settings() | {"progress_seconds": 1e-9, "tensorboard": True}
+    compute = dataclasses.replace(
+        study.compute_settings(), progress_seconds=1e-9, tensorboard=True
+    )
     lines = []
     statuses = []
     original = run_record.write_run_status

@@ -1,5 +1,6 @@
-"""Measured compute choices (smoothbench.tuning): the candidates a config leaves open,
-where a measurement is kept and when it is reused, and one real measurement."""
+"""smoothbench-tune (smoothbench.tuning, smoothbench.tune_command): the candidates a
+config leaves open, how rounds pick a setting, the compute block it writes, and one
+real measurement through the command."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import pytest
 import yaml
 from conftest import REPOSITORY
 
-from smoothbench import tuning
-from smoothbench.cost import SPLIT_SIZES
-from smoothbench.study import load_study
-from smoothbench.tuning import REFERENCE, Choice
+from smoothbench import tune_command, tuning
+from smoothbench.measuring import REFERENCE, Choice
+from smoothbench.study import load_study, load_study_files
 
 CPU = {
     "name": "Test CPU abc, 2 threads",
@@ -25,13 +25,18 @@ CPU = {
 }
 BF16_CPU = CPU | {"cpu": {"model": "Test CPU", "features": ["avx512_bf16"]}}
 GPU = CPU | {"name": "1x NVIDIA H200", "gpus": ["NVIDIA H200"]}
-AUTO = {
-    "backend": "auto",
-    "precision": "auto",
-    "jit_compile": "auto",
-    "deterministic": "auto",
-    "threads_per_job": 2,
-}
+
+
+def _compute(**keys):
+    config = {
+        "data": {"download": False},
+        "compute": {"threads_per_job": 2, **keys},
+        "experiments": {"digits": {}},
+    }
+    return load_study(config).compute_settings()
+
+
+AUTO = _compute()
 
 
 @pytest.fixture
@@ -63,16 +68,16 @@ def test_bfloat16_is_a_candidate_where_the_device_has_units_for_it(both_backends
 
 
 def test_explicit_keys_narrow_the_candidates(both_backends):
-    assert tuning.candidates(AUTO | {"backend": "tensorflow"}, CPU) == [
+    assert tuning.candidates(_compute(backend="tensorflow"), CPU) == [
         REFERENCE,
         Choice("tensorflow", "float32", True, False),
     ]
     # op determinism asked for: TensorFlow without XLA, or JAX
-    assert tuning.candidates(AUTO | {"deterministic": True}, CPU) == [
+    assert tuning.candidates(_compute(deterministic=True), CPU) == [
         REFERENCE,
         Choice("jax", "float32", True, True),
     ]
-    assert tuning.candidates(AUTO | {"jit_compile": True}, BF16_CPU) == [
+    assert tuning.candidates(_compute(jit_compile=True), BF16_CPU) == [
         Choice("tensorflow", "float32", True, False),
         Choice("tensorflow", "mixed_bfloat16", True, False),
         Choice("jax", "float32", True, True),
@@ -83,115 +88,6 @@ def test_explicit_keys_narrow_the_candidates(both_backends):
 def test_keras_backend_in_the_environment_is_the_users_pick(both_backends, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert {c.backend for c in tuning.candidates(AUTO, CPU)} == {"jax"}
-
-
-def test_the_record_is_named_by_device_work_and_fixed_keys(tmp_path):
-    work = {
-        "model": "resnet_v1",
-        "depth": 20,
-        "image_shape": [32, 32, 3],
-        "pooling": "fixed_8x8",
-        "min_image_size": 32,
-        "batch_size": 32,
-    }
-    path = tuning.record_path(tmp_path, CPU, work, AUTO)
-    assert path == (
-        tmp_path
-        / "test-cpu-abc-2-threads"
-        / "resnet_v1-20-32x32x3-fixed_8x8-min32-batch32.json"
-    )
-    narrowed = tuning.record_path(tmp_path, CPU, work, AUTO | {"precision": "float32"})
-    assert narrowed.name.endswith("-precision=float32.json") and narrowed != path
-    assert tuning.record_path(tmp_path, GPU, work, AUTO).parent.name == "1x-nvidia-h200"
-
-
-def _study(tmp_path, **compute):
-    config = {
-        "results_folder": str(tmp_path / "results"),
-        "data": {"download": False},
-        "protocol": {"model": "resnet_v1", "depth": 8, "epochs": 1},
-        "compute": {"threads_per_job": 1, "tune": True, **compute},
-        "experiments": {"digits": {"gammas": [0.9]}},
-    }
-    return load_study(config)
-
-
-def _record(chosen: Choice, software: dict) -> dict:
-    return {
-        "format": tuning.TUNING_FORMAT,
-        "software": software,
-        "candidates": [chosen.as_dict() | {"images_per_second": 100.0}],
-        "chosen": chosen.as_dict(),
-        "speed_over_reference": 1.5,
-    }
-
-
-def test_a_record_is_read_by_every_later_job_and_remeasured_after_an_upgrade(
-    tmp_path, monkeypatch
-):
-    study = _study(tmp_path, tuning_folder=str(tmp_path / "tuning"))
-    settings = study.run_settings("digits", "gamma", "0.9", 0)
-    compute = study.compute_settings() | {"backend": "auto"}
-    monkeypatch.delitem(sys.modules, "keras", raising=False)  # a fresh job's process
-    jax_choice = Choice("jax", "float32", True, True)
-    measured = []
-
-    def fake_measure(settings, compute, folder, log, seconds=None):
-        measured.append(1)
-        return _record(jax_choice, tuning.software_versions(["jax"]))
-
-    monkeypatch.setattr(tuning, "measure", fake_measure)
-    for _ in range(3):
-        chosen, tuned = tuning.choose(settings, compute, [], print)
-        assert (chosen["backend"], chosen["deterministic"]) == ("jax", True)
-        assert tuned["choice"] == jax_choice.as_dict()
-    assert len(measured) == 1
-    path = tuning.Path(tuned["record"])
-    assert path.is_file() and path.is_relative_to(tmp_path / "tuning")
-    # Another version of the software: measured again
-    record = json.loads(path.read_text())
-    record["software"] = {"keras": "0.0"}
-    path.write_text(json.dumps(record))
-    tuning.choose(settings, compute, [], print)
-    assert len(measured) == 2
-
-
-def test_a_resumed_run_keeps_its_earlier_attempts_choice(tmp_path, monkeypatch):
-    study = _study(tmp_path)
-    settings = study.run_settings("digits", "gamma", "0.9", 0)
-    compute = study.compute_settings()
-    monkeypatch.delitem(sys.modules, "keras", raising=False)
-    monkeypatch.setattr(
-        tuning, "measure", lambda *a, **k: pytest.fail("a resumed run measured again")
-    )
-    device = tuning.device_description(compute)["name"]
-    earlier = {
-        "device": device,
-        "choice": Choice("tensorflow", "mixed_bfloat16", False, True).as_dict(),
-        "record": "somewhere.json",
-    }
-    chosen, tuned = tuning.choose(settings, compute, [{"tuned": earlier}], print)
-    assert chosen["precision"] == "mixed_bfloat16" and chosen["backend"] == "tensorflow"
-    assert "kept from the run's earlier attempt" in tuned["reason"]
-
-
-def test_nothing_is_measured_when_every_key_is_set_or_tuning_is_off(
-    tmp_path, monkeypatch
-):
-    monkeypatch.setattr(
-        tuning, "measure", lambda *a, **k: pytest.fail("measured though not asked")
-    )
-    explicit = {
-        "backend": "tensorflow",
-        "precision": "float32",
-        "jit_compile": False,
-        "deterministic": True,
-    }
-    study = _study(tmp_path, **explicit)
-    settings = study.run_settings("digits", "gamma", "0.9", 0)
-    assert tuning.choose(settings, study.compute_settings(), [], print)[1] is None
-    study = _study(tmp_path, tune=False)
-    assert tuning.choose(settings, study.compute_settings(), [], print)[1] is None
 
 
 def _timed(choice: Choice, speed: float) -> dict:
@@ -238,89 +134,82 @@ def test_a_setting_replaces_the_reference_only_when_faster_in_most_rounds():
     ]
 
 
-def test_tune_auto_measures_a_run_with_enough_training_images_only(
-    tmp_path, monkeypatch
-):
-    """compute.tune auto: a run of training examples x epochs >= compute.tune_from_images
-    measures; a smaller one (the demo, a smoke run) trains under the fixed rule and says
-    why. true and false override the count."""
-    monkeypatch.delitem(sys.modules, "keras", raising=False)
-    measured = []
-
-    def fake_measure(settings, compute, folder, log, seconds=None):
-        measured.append(compute["tune"])
-        return _record(REFERENCE, tuning.software_versions(["tensorflow"]))
-
-    monkeypatch.setattr(tuning, "measure", fake_measure)
-    study = _study(tmp_path, tune="auto", tune_from_images=1000)
-    assert study.compute_settings()["tune_from_images"] == 1000
-    settings = study.run_settings("digits", "gamma", "0.9", 0)
-    messages = []
-    below = tuning.choose(settings, study.compute_settings(), [], messages.append, 999)
-    assert below[1] is None and not measured
-    assert "999 images, under compute.tune_from_images (1000)" in messages[-1]
-    above = tuning.choose(settings, study.compute_settings(), [], print, 1000)
-    assert above[1]["choice"] == REFERENCE.as_dict() and measured == ["auto"]
-    forced = _study(tmp_path, tune=True, tuning_folder=str(tmp_path / "forced"))
-    assert tuning.choose(settings, forced.compute_settings(), [], print, 1)[1]
-    assert len(measured) == 2
-
-    # the shipped default: every run of the paper's study measures, no demo run does
-    def training_images(config_file):
-        shipped = load_study(yaml.safe_load((REPOSITORY / config_file).read_text()))
-        sizes = [
-            SPLIT_SIZES[experiment.dataset.name][0] * experiment.epochs
-            for experiment in shipped.experiments.values()
-        ]
-        return shipped.compute_settings(), min(sizes), max(sizes)
-
-    paper, smallest_paper_run, _ = training_images("config.yaml")
-    demo, _, largest_demo_run = training_images("config/demo.yaml")
-    assert paper["tune"] == demo["tune"] == "auto"
-    assert largest_demo_run < demo["tune_from_images"]
-    assert paper["tune_from_images"] <= smallest_paper_run
+def _record(chosen: Choice) -> dict:
+    return {
+        "chosen": chosen.as_dict(),
+        "candidates": [_timed(chosen, 100.0) | {"over_reference_median": 1.0}],
+        "resume_checks": [{"choice": chosen.as_dict(), "bit_exact": True}],
+        "rounds": 1,
+        "measured_at": "2026-12-03T00:00:00+00:00",
+        "device": CPU,
+    }
 
 
-def test_the_default_tuning_folder_is_the_studys_unless_shared(tmp_path, monkeypatch):
-    monkeypatch.delenv("SMOOTHBENCH_TUNING_FOLDER", raising=False)
-    study = _study(tmp_path)
-    assert study.compute_settings()["tuning_folder"] == str(
-        tmp_path / "results" / "tuning"
+def test_the_block_is_the_pick_of_the_largest_kind_and_the_others_where_they_differ():
+    xla = Choice("tensorflow", "float32", True, False)
+    kinds = [
+        {"experiments": ["a", "b"], "runs": 20, "record": _record(REFERENCE)},
+        {"experiments": ["c"], "runs": 9, "record": _record(xla)},
+        {"experiments": ["d"], "runs": 3, "record": _record(REFERENCE)},
+    ]
+    assert tune_command.compute_block(kinds) == {
+        "compute": REFERENCE.as_dict() | {"experiments": {"c": xla.as_dict()}}
+    }
+    kinds[1]["record"] = _record(REFERENCE)
+    assert tune_command.compute_block(kinds) == {"compute": REFERENCE.as_dict()}
+
+
+def test_the_kinds_of_run_of_the_papers_study():
+    study = load_study_files([REPOSITORY / "config.yaml"])
+    kinds = tune_command.kinds_of_run(study)
+    assert sum(kind["runs"] for kind in kinds) == len(study.runs()) == 108
+    assert kinds[0]["runs"] == max(kind["runs"] for kind in kinds)
+    mnist = next(kind for kind in kinds if "mnist" in kind["experiments"])
+    assert mnist["experiments"] == ["mnist"]  # ResNet-20 on padded 28x28: its own kind
+    assert tune_command.kind_label(mnist["settings"]) == (
+        "resnet_v1-20 on 28x28x1 images, batch 32"
     )
-    monkeypatch.setenv("SMOOTHBENCH_TUNING_FOLDER", str(tmp_path / "shared"))
-    assert study.compute_settings()["tuning_folder"] == str(tmp_path / "shared")
-    study = _study(tmp_path, tuning_folder=str(tmp_path / "mine"))
-    assert study.compute_settings()["tuning_folder"] == str(tmp_path / "mine")
 
 
-def test_a_real_measurement_times_every_candidate_and_checks_the_choice(tmp_path):
-    """In processes of their own, as a job measures (tiny network, 1 s per candidate)."""
-    study = _study(tmp_path, tuning_seconds=1, tuning_rounds=2)
-    settings = study.run_settings("digits", "gamma", "0.9", 0)
-    script = (
-        "import json, sys\n"
-        "from smoothbench import tuning\n"
-        "from smoothbench.study import RunSettings\n"
-        "settings = RunSettings.from_dict(json.loads(sys.argv[1]))\n"
-        "record = tuning.measure(settings, json.loads(sys.argv[2]), None, print)\n"
-        "print('RECORD ' + json.dumps(record))\n"
-    )
+def test_smoothbench_tune_measures_and_writes_a_block_a_study_can_layer(tmp_path):
+    """The command end to end, in a process of its own as a user runs it (tiny network,
+    1 s per candidate, 2 rounds): every candidate timed, the pick resume-checked, the
+    block loads layered on the study, and the evidence is beside it."""
+    config = {
+        "results_folder": str(tmp_path / "results"),
+        "data": {"download": False},
+        "protocol": {"model": "resnet_v1", "depth": 8, "epochs": 1},
+        "compute": {"threads_per_job": 1},
+        "experiments": {"digits": {"gammas": [0.9]}},
+    }
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(yaml.safe_dump(config))
+    output = tmp_path / "compute.yaml"
     process = subprocess.run(
         [
             sys.executable,
-            "-c",
-            script,
-            json.dumps(settings.as_dict()),
-            json.dumps(study.compute_settings()),
+            "-m",
+            "smoothbench.tune_command",
+            "--configfile",
+            str(study_file),
+            "--seconds",
+            "1",
+            "--rounds",
+            "2",
+            "--output",
+            str(output),
         ],
         capture_output=True,
         text=True,
-        cwd=REPOSITORY,
+        cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"},
         timeout=900,
     )
     assert process.returncode == 0, process.stdout + process.stderr
-    record = json.loads(process.stdout.split("RECORD ", 1)[1])
+    evidence = json.loads((tmp_path / "compute.evidence.json").read_text())
+    (kind,) = evidence["kinds"]
+    record = kind["record"]
+    study = load_study(config)
     device = tuning.device_description(study.compute_settings())
     expected = tuning.candidates(study.compute_settings(), device)
     assert {Choice.from_dict(c) for c in record["candidates"]} == set(expected)
@@ -336,4 +225,10 @@ def test_a_real_measurement_times_every_candidate_and_checks_the_choice(tmp_path
         len(record["resume_checks"]) - 1
     ) + [True]
     assert record["chosen"] == record["resume_checks"][-1]["choice"]
-    yaml.safe_dump(record)  # plain data
+    block = yaml.safe_load(output.read_text())
+    assert block == {"compute": record["chosen"]}
+    text = output.read_text()
+    assert "chosen: " + Choice.from_dict(record["chosen"]).label() in text
+    layered = load_study_files([study_file, output]).compute_settings("digits")
+    assert layered.requested() == record["chosen"]
+    assert layered.threads_per_job == 1  # the study's other compute keys are kept

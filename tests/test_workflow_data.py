@@ -15,6 +15,7 @@ import yaml
 from conftest import FASHION_MNIST_DIR, REPOSITORY, SNAKEMAKE, run_workflow
 
 from smoothbench import storage
+from smoothbench.download import MOCK_DATA_VARIABLE
 from smoothbench.registry import PAPER_DATASETS
 
 pytestmark = pytest.mark.workflow
@@ -103,7 +104,6 @@ def mock_run(tmp_path_factory):
         "data": {
             "tfds_data_dir": str(workdir / "tfds"),
             "download": False,
-            "mock": {"enabled": True, "num_examples": 24},
         },
         "experiments": {
             "mnist": {"model": "resnet_v1", "depth": 20},
@@ -112,7 +112,15 @@ def mock_run(tmp_path_factory):
             "daimlerpedcls": {},
         },
     }
-    process = run_workflow(workdir, config, "--cores", "2", "--until", "prepare")
+    process = run_workflow(
+        workdir,
+        config,
+        "--cores",
+        "2",
+        "--until",
+        "prepare",
+        env={MOCK_DATA_VARIABLE: "24"},
+    )
     assert process.returncode == 0, process.stdout
     return workdir
 

@@ -21,6 +21,7 @@ from conftest import (
 )
 
 from smoothbench import run_record, storage
+from smoothbench.results_owner import OWNER_FILE
 from smoothbench.study import load_study_file
 
 pytestmark = pytest.mark.workflow
@@ -210,6 +211,30 @@ def test_nothing_done_to_the_checkout_replans_a_finished_run(demo, tmp_path):
     checkout = _copy_checkout(tmp_path / "checkout")
     workdir = tmp_path / "work"
     shutil.copytree(finished, workdir, symlinks=True)
+    # A copy of the checkout is another checkout: it may not train into the demo's runs
+    # folder until it takes the folder over on purpose, by deleting the mark.
+    marker = workdir / DEMO_RESULTS / "runs" / OWNER_FILE
+    assert json.loads(marker.read_text())["checkout"] == str(REPOSITORY.resolve())
+    refused = subprocess.run(
+        [
+            SNAKEMAKE,
+            "--snakefile",
+            str(checkout / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(checkout / "config" / "demo.yaml"),
+            "--dry-run",
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0
+    said = " ".join((refused.stdout + refused.stderr).split())
+    assert f"belongs to the checkout {REPOSITORY.resolve()}" in said, said
+    assert f"delete {marker}" in said
+    marker.unlink()
     # The paper's tables are inputs by absolute path: in a checkout at another place the
     # results stage (and only it) is made again once.
     command = [

@@ -1,0 +1,225 @@
+"""How a training job computes (smoothbench.computation): a function of its config and
+its device alone, never of a timing; and a resumed run keeps the computation it began
+with or stops naming what differs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPOSITORY
+
+from smoothbench import computation
+from smoothbench.computation import ComputationMismatchError
+from smoothbench.study import load_study
+
+CPU: tuple = ()
+AMPERE = ((8, 0),)
+VOLTA = ((7, 0),)
+NO_BACKEND: dict = {}  # an environment without KERAS_BACKEND
+
+
+def _compute(**keys):
+    config = {
+        "data": {"download": False},
+        "compute": keys,
+        "experiments": {"digits": {}},
+    }
+    return load_study(config).compute_settings()
+
+
+def test_auto_on_the_cpu_is_the_reference():
+    decided = computation.decide(_compute(), CPU, NO_BACKEND)
+    assert decided.as_dict() == {
+        "backend": "tensorflow",
+        "precision": "float32",
+        "jit_compile": False,
+        "deterministic": True,
+    }
+    assert decided.reason("precision") == "auto: no GPU"
+
+
+def test_auto_reads_what_the_gpu_is():
+    assert computation.decide(_compute(), AMPERE, NO_BACKEND).precision == (
+        "mixed_bfloat16"
+    )
+    assert computation.decide(_compute(), VOLTA, NO_BACKEND).precision == (
+        "mixed_float16"
+    )
+    assert computation.decide(_compute(), ((6, 1),), NO_BACKEND).precision == (
+        "float32"
+    )
+    # the oldest GPU a job sees decides
+    assert computation.decide(_compute(), AMPERE + VOLTA, NO_BACKEND).precision == (
+        "mixed_float16"
+    )
+
+
+def test_explicit_keys_win_and_the_backend_follows_keras_backend():
+    decided = computation.decide(
+        _compute(jit_compile=True, precision="mixed_bfloat16"), CPU, NO_BACKEND
+    )
+    assert decided.as_dict() == {
+        "backend": "tensorflow",
+        "precision": "mixed_bfloat16",
+        "jit_compile": True,
+        "deterministic": False,  # Keras does not combine op determinism with XLA
+    }
+    jax = computation.decide(_compute(), CPU, {"KERAS_BACKEND": "jax"})
+    assert (jax.backend, jax.jit_compile, jax.deterministic) == ("jax", True, True)
+    assert computation.decide(_compute(backend="jax"), CPU, NO_BACKEND).backend == "jax"
+
+
+def test_an_experiments_own_keys_win_for_its_jobs():
+    config = {
+        "data": {"download": False},
+        "compute": {"experiments": {"mnist": {"jit_compile": True}}},
+        "experiments": {"digits": {}, "mnist": {}},
+    }
+    study = load_study(config)
+    assert study.compute_settings("mnist").jit_compile is True
+    assert study.compute_settings("digits").jit_compile == "auto"
+    assert computation.decide(study.compute_settings("mnist"), CPU, NO_BACKEND)
+    with pytest.raises(Exception, match="compute.experiments.mnist"):
+        load_study(
+            config
+            | {
+                "compute": {
+                    "experiments": {
+                        "mnist": {"jit_compile": True, "deterministic": True}
+                    }
+                }
+            }
+        )
+
+
+def test_the_removed_measuring_keys_are_refused_with_the_way_on():
+    with pytest.raises(Exception) as error:
+        _compute(tune=True)
+    assert "compute.tune" in str(error.value) and "smoothbench-tune" in str(error.value)
+
+
+RECORDED = {
+    "backend": "tensorflow",
+    "precision": "float32",
+    "jit_compile": True,
+    "deterministic": False,
+}
+
+
+def test_a_resume_under_other_settings_stops_naming_them():
+    decided = computation.decide(_compute(), CPU, NO_BACKEND)  # XLA off now
+    with pytest.raises(ComputationMismatchError) as error:
+        computation.reconcile(
+            decided, RECORDED | {"measured": False}, _compute(), "run"
+        )
+    message = str(error.value)
+    assert "jit_compile: True in the checkpoint, False now" in message
+    assert "compute.jit_compile: true" in message  # the recorded settings given back
+    assert "retire the run" in message and "checkpoint is kept" in message
+    # the same settings: it resumes
+    same = computation.decide(_compute(jit_compile=True), CPU, NO_BACKEND)
+    assert computation.reconcile(same, RECORDED, _compute(jit_compile=True), "run")
+
+
+def test_a_run_begun_under_a_measured_choice_keeps_it_where_the_config_says_auto():
+    decided = computation.decide(_compute(), CPU, NO_BACKEND)
+    kept = computation.reconcile(
+        decided, RECORDED | {"measured": True}, _compute(), "r"
+    )
+    assert kept.as_dict() == RECORDED
+    assert "kept from the run's earlier attempts" in kept.reason("jit_compile")
+    # a key the config now sets explicitly to something else: it stops
+    explicit = _compute(jit_compile=False)
+    with pytest.raises(ComputationMismatchError):
+        computation.reconcile(
+            computation.decide(explicit, CPU, NO_BACKEND),
+            RECORDED | {"measured": True},
+            explicit,
+            "r",
+        )
+
+
+def test_recorded_computation_reads_the_last_attempt():
+    attempts = [
+        {"backend": "tensorflow", "precision": "float32"},  # an older record: unknown
+    ]
+    assert computation.recorded_computation(attempts) is None
+    attempts.append(RECORDED | {"tuned": {"choice": RECORDED}})
+    assert computation.recorded_computation(attempts) == RECORDED | {"measured": True}
+
+
+DECIDE_IN_A_JOB = """
+import dataclasses, json, sys
+from smoothbench import training  # what the train adapter imports
+from smoothbench.session import set_up_session
+from smoothbench.study import load_study
+import numpy as np
+config = json.loads(sys.argv[1])
+study = load_study(config)
+settings = study.run_settings("digits", "gamma", "1.0", 0)
+compute = dataclasses.replace(study.compute_settings("digits"), threads_per_job=1)
+session = set_up_session(
+    settings, compute, np.zeros(settings.image_shape, np.float32), log=lambda m: None
+)
+print("COMPUTATION " + json.dumps(session.computation.as_dict()))
+print("MODULES " + json.dumps(sorted(m for m in sys.modules if m.startswith("smoothbench"))))
+"""
+
+
+def _decide_in_a_job() -> tuple[dict, list[str]]:
+    config = {
+        "data": {"download": False},
+        "protocol": {"model": "resnet_v1", "depth": 8, "epochs": 1},
+        "experiments": {"digits": {}},
+    }
+    process = subprocess.run(
+        [sys.executable, "-c", DECIDE_IN_A_JOB, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        env={k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"},
+        timeout=600,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    lines = dict(
+        line.split(" ", 1) for line in process.stdout.splitlines() if " " in line
+    )
+    return json.loads(lines["COMPUTATION"]), json.loads(lines["MODULES"])
+
+
+def test_a_jobs_computation_is_the_same_with_the_machine_idle_and_busy():
+    """The job's own set-up, in processes of their own: once on an idle machine, once
+    with every core busy. No timing enters, so the two are the same; and the measuring
+    code is never imported by a training job."""
+    idle, modules = _decide_in_a_job()
+    burners = [
+        subprocess.Popen(
+            [sys.executable, "-c", "while True: pass"],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        time.sleep(0.5)
+        busy, _ = _decide_in_a_job()
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert idle == busy == computation.decide(_compute(), CPU, NO_BACKEND).as_dict()
+    assert "smoothbench.training" in modules
+    assert "smoothbench.tuning" not in modules
+
+
+def test_the_computation_is_a_frozen_value():
+    decided = computation.decide(_compute(), CPU, NO_BACKEND)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decided.precision = "mixed_bfloat16"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _compute().precision = "float32"

@@ -1,0 +1,201 @@
+"""A run is computed one way from its first epoch to its last: a resume whose config now
+gives another computation stops before training, naming what differs, and keeps the
+checkpoint; a run begun under an earlier version's measured choice resumes under it."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+from smoothbench import checkpoint, run_record, training
+from smoothbench.computation import ComputationMismatchError
+from smoothbench.prepare import prepare
+from smoothbench.study import load_study
+
+TINY = {
+    "data": {"download": False},
+    "protocol": {
+        "model": "resnet_v1",
+        "depth": 8,
+        "epochs": 2,
+        "batch_size": 128,
+        "pooling": "global",
+        "min_image_size": 0,
+        "augmentation": {"horizontal_flip": False},
+    },
+    "compute": {"threads_per_job": 2},
+    "experiments": {"digits": {"gammas": [0.9]}},
+}
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    study = load_study(TINY)
+    folder = tmp_path_factory.mktemp("prepared") / "digits"
+    prepare(study.data_settings("digits"), folder)
+    return study, folder
+
+
+def _killed_after_first_epoch(study, prepared, run_folder, monkeypatch) -> None:
+    """Train until the first epoch's checkpoint, then stop as a kill would."""
+    save = checkpoint.save_checkpoint
+
+    def save_then_die(*arguments, **keywords):
+        save(*arguments, **keywords)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(
+            study.train_settings("digits", "gamma", "0.9", 0),
+            dataclasses.replace(study.compute_settings(), checkpoint_minutes=0),
+            prepared,
+            run_folder,
+            log=lambda _: None,
+        )
+    monkeypatch.setattr(training, "save_checkpoint", save)
+
+
+def test_a_resume_under_another_precision_stops_and_keeps_the_checkpoint(
+    digits, tmp_path, monkeypatch
+):
+    study, prepared = digits
+    run = tmp_path / "run"
+    _killed_after_first_epoch(study, prepared, run, monkeypatch)
+    state = run / run_record.CHECKPOINT_FOLDER / run_record.CHECKPOINT_FILE
+    kept = state.read_bytes()
+    settings = study.train_settings("digits", "gamma", "0.9", 0)
+    other = dataclasses.replace(study.compute_settings(), precision="mixed_bfloat16")
+    with pytest.raises(ComputationMismatchError) as error:
+        training.train(settings, other, prepared, run, log=lambda _: None)
+    message = str(error.value)
+    assert "precision: 'float32' in the checkpoint, 'mixed_bfloat16' now" in message
+    assert "compute.precision: float32" in message and "retire the run" in message
+    assert state.read_bytes() == kept  # never deleted, never touched
+    assert not (run / "metrics.json").exists()
+    # the recorded settings given back: it resumes, one computation throughout
+    metrics = training.train(
+        settings, study.compute_settings(), prepared, run, log=lambda _: None
+    )
+    assert [attempt["started_at_epoch"] for attempt in metrics["attempts"]] == [0, 1]
+    assert {attempt["precision"] for attempt in metrics["attempts"]} == {"float32"}
+
+
+def _rewrite_state(path, change) -> None:
+    """The checkpoint with its JSON state changed by ``change`` (variables as they were)."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    state = json.loads(arrays["state"].tobytes().decode())
+    change(state)
+    arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+
+
+def test_a_run_begun_under_a_measured_choice_resumes_under_it(
+    digits, tmp_path, monkeypatch
+):
+    """A checkpoint of an earlier version whose measured auto chose bfloat16: with the
+    keys still auto, the run resumes under it (not auto's rule now) and says so."""
+    study, prepared = digits
+    run = tmp_path / "run"
+    _killed_after_first_epoch(study, prepared, run, monkeypatch)
+    state = run / run_record.CHECKPOINT_FOLDER / run_record.CHECKPOINT_FILE
+    measured = {
+        "backend": "tensorflow",
+        "precision": "mixed_bfloat16",
+        "jit_compile": False,
+        "deterministic": True,
+    }
+
+    def as_if_measured(state):
+        state["attempts"][-1] |= measured | {
+            "tuned": {"choice": measured, "reason": "measured", "device": "CPU"}
+        }
+
+    _rewrite_state(state, as_if_measured)
+    messages = []
+    metrics = training.train(
+        study.train_settings("digits", "gamma", "0.9", 0),
+        study.compute_settings(),
+        prepared,
+        run,
+        log=messages.append,
+    )
+    last = metrics["attempts"][-1]
+    assert {key: last[key] for key in measured} == measured
+    assert any("kept from the run's earlier attempts" in line for line in messages)
+
+
+def _keep_last_saved_variables(monkeypatch) -> dict:
+    """Every checkpoint the loop saves is read back; the last one's arrays are kept."""
+    save, kept = checkpoint.save_checkpoint, {}
+
+    def save_and_keep(path, *arguments, **keywords):
+        save(path, *arguments, **keywords)
+        with np.load(path, allow_pickle=False) as archive:
+            kept.clear()
+            kept.update(
+                {
+                    name: archive[name]
+                    for name in archive.files
+                    if name.startswith(("variable_", "loss_scale_"))
+                }
+            )
+
+    monkeypatch.setattr(training, "save_checkpoint", save_and_keep)
+    return kept
+
+
+def test_mixed_float16_killed_within_an_epoch_resumes_to_the_very_same_weights(
+    digits, tmp_path, monkeypatch
+):
+    """Under mixed_float16 Keras scales the loss dynamically; the scale and its step
+    counter are checkpointed with the weights, so a run killed in the middle of an
+    epoch and resumed ends with every variable equal, bit for bit, to the
+    uninterrupted run's."""
+    study, prepared = digits
+    settings = study.train_settings("digits", "gamma", "0.9", 0)
+    compute = dataclasses.replace(
+        study.compute_settings(), precision="mixed_float16", checkpoint_minutes=0
+    )
+    whole = _keep_last_saved_variables(monkeypatch)
+    training.train(settings, compute, prepared, tmp_path / "whole", log=lambda _: None)
+    whole = dict(whole)
+    assert any(name.startswith("loss_scale_") for name in whole)
+
+    save, saves = checkpoint.save_checkpoint, []
+
+    def save_then_die_within_epoch_one(path, *arguments, **keywords):
+        save(path, *arguments, **keywords)
+        state = checkpoint.read_checkpoint_state(path)
+        saves.append(state.get("epoch_in_progress"))
+        if state.get("epoch_in_progress", {}).get("epoch") == 1:
+            raise KeyboardInterrupt  # a kill after a mid-epoch checkpoint of epoch 1
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die_within_epoch_one)
+    every_batch = dataclasses.replace(compute, checkpoint_minutes=1e-9)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(
+            settings, every_batch, prepared, tmp_path / "resumed", log=lambda _: None
+        )
+    assert saves[-1]["epoch"] == 1 and 0 < saves[-1]["steps_done"] < saves[-1]["steps"]
+    resumed = _keep_last_saved_variables(monkeypatch)
+    messages = []
+    metrics = training.train(
+        settings, every_batch, prepared, tmp_path / "resumed", log=messages.append
+    )
+    assert any("steps of epoch 1" in line for line in messages), messages
+    assert [attempt["precision"] for attempt in metrics["attempts"]] == [
+        "mixed_float16"
+    ] * 2
+    assert whole.keys() == resumed.keys()
+    for name in whole:
+        assert np.array_equal(whole[name], resumed[name]), name

@@ -1,0 +1,164 @@
+"""Retraining on purpose (smoothbench-retire): chosen runs are moved whole into a dated
+folder of retired runs, never deleted, and the workflow trains them again; the rest is
+untouched. And one checkout per runs folder (smoothbench.results_owner)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import DEMO_RESULTS, REPOSITORY, demo_command
+
+from smoothbench import results_owner, retire
+from smoothbench.study import load_study
+
+CONFIG = {
+    "data": {"download": False},
+    "protocol": {"gammas": [0.9, 1.0]},
+    "seeds": [0, 1],
+    "experiments": {"digits": {}},
+}
+
+
+def _study(tmp_path) -> object:
+    return load_study(CONFIG | {"results_folder": str(tmp_path / "results")})
+
+
+def _finished(study, run, commit="abc", dirty=False, precisions=("float32",)) -> Path:
+    folder = Path(run.folder(study.runs_folder))
+    (folder / ".finished").mkdir(parents=True)
+    (folder / "history.csv").write_text("epoch\n0\n")
+    metrics = {
+        "software": {"smoothbench": {"commit": commit, "dirty": dirty}},
+        "attempts": [{"precision": precision} for precision in precisions],
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_runs_are_chosen_by_name_commit_and_precision(tmp_path):
+    study = _study(tmp_path)
+    runs = {(run.value_text, run.seed): run for run in study.runs()}
+    _finished(study, runs["0.9", 0], commit="old")
+    _finished(study, runs["0.9", 1], commit="head", dirty=True)
+    _finished(
+        study, runs["1.0", 0], commit="head", precisions=("float32", "mixed_bfloat16")
+    )
+    _finished(study, runs["1.0", 1], commit="head")
+
+    def chosen(**filters):
+        return {
+            (run.value_text, run.seed) for run, _, _ in retire.choose(study, **filters)
+        }
+
+    assert chosen(values=["0.9"]) == {("0.9", 0), ("0.9", 1)}
+    assert chosen(seeds=[1]) == {("0.9", 1), ("1.0", 1)}
+    assert chosen(values=["0.9"], seeds=[0]) == {("0.9", 0)}
+    assert chosen(other_commit="head") == {("0.9", 0), ("0.9", 1)}  # old, and dirty
+    assert chosen(other_precision="float32") == {("1.0", 0)}
+    why = {
+        (run.value_text, run.seed): reason
+        for run, _, reason in retire.choose(study, other_commit="head")
+    }
+    assert "trained by commit old, not head" in why["0.9", 0]
+    assert "(dirty tree)" in why["0.9", 1]
+
+
+def test_retiring_moves_the_runs_whole_and_leaves_the_rest(tmp_path, capsys):
+    study = _study(tmp_path)
+    runs = {(run.value_text, run.seed): run for run in study.runs()}
+    folders = {key: _finished(study, run) for key, run in runs.items()}
+    before = {
+        key: (folder / "metrics.json").read_text() for key, folder in folders.items()
+    }
+    config_file = tmp_path / "study.yaml"
+    config_file.write_text(
+        json.dumps(CONFIG | {"results_folder": str(tmp_path / "results")})
+    )
+    assert (
+        retire.main(["--configfile", str(config_file), "--values", "0.9", "--dry-run"])
+        == 0
+    )
+    assert all(folder.exists() for folder in folders.values())  # dry run: nothing moved
+    assert retire.main(["--configfile", str(config_file), "--values", "0.9"]) == 0
+    [dated] = (tmp_path / "results" / "retired").iterdir()
+    record = json.loads((dated / "retired.json").read_text())
+    assert {(run["value"], run["seed"]) for run in record["runs"]} == {
+        (0.9, 0),
+        (0.9, 1),
+    }
+    for seed in (0, 1):
+        moved = Path(runs["0.9", seed].folder(str(dated / "runs")))
+        assert not folders["0.9", seed].exists()
+        assert (moved / "metrics.json").read_text() == before["0.9", seed]
+        assert (moved / ".finished").is_dir() and (moved / "history.csv").exists()
+    for seed in (0, 1):  # the rest untouched
+        assert (folders["1.0", seed] / "metrics.json").read_text() == before[
+            "1.0", seed
+        ]
+    with pytest.raises(SystemExit):  # every run of a study takes naming it
+        retire.main(["--configfile", str(config_file)])
+    assert "choose the runs" in capsys.readouterr().err
+
+
+def test_a_second_checkout_is_refused_a_runs_folder_and_may_take_it_over(tmp_path):
+    runs = tmp_path / "results" / "runs"
+    results_owner.claim(runs, "/home/one/smoothbench")
+    results_owner.claim(runs, "/home/one/smoothbench")  # the everyday loop: again, fine
+    with pytest.raises(results_owner.ResultsOwnerError) as error:
+        results_owner.claim(runs, "/home/two/smoothbench")
+    message = str(error.value)
+    assert str(runs.resolve()) in message and "/home/one/smoothbench" in message
+    assert f"delete {(runs / results_owner.OWNER_FILE).resolve()}" in message
+    (runs / results_owner.OWNER_FILE).unlink()  # taken over on purpose
+    results_owner.claim(runs, "/home/two/smoothbench")
+    assert results_owner.read_owner(runs)["checkout"] == "/home/two/smoothbench"
+
+
+@pytest.mark.workflow
+def test_retired_demo_runs_are_trained_again_and_nothing_else(demo, tmp_path):
+    workdir, _ = demo
+    copy = tmp_path / "demo"
+    shutil.copytree(workdir, copy, symlinks=True)
+    runs = copy / DEMO_RESULTS / "runs"
+    before = {path: path.read_bytes() for path in runs.rglob("metrics.json")}
+    process = subprocess.run(
+        [
+            str(Path(shutil.which("smoothbench-retire") or "smoothbench-retire")),
+            "--configfile",
+            str(REPOSITORY / "config" / "demo.yaml"),
+            "--values",
+            "0.8",
+            "--methods",
+            "gamma",
+        ],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    retired = runs / "digits" / "gamma~0.8"
+    assert not retired.exists()
+    [dated] = (copy / DEMO_RESULTS / "retired").iterdir()
+    old = dated / "runs" / "digits" / "gamma~0.8"
+    assert sorted(path.name for path in old.iterdir()) == ["seed~0", "seed~1"]
+    process = subprocess.run(
+        demo_command(copy, "--cores", "2"), capture_output=True, text=True
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    trained = [
+        line
+        for line in process.stdout.splitlines() + process.stderr.splitlines()
+        if "wildcards:" in line and "experiment=digits" in line and "method=" in line
+    ]
+    assert trained and all("value=0.8" in line for line in trained), trained
+    for path, content in before.items():  # the other runs: the very same files
+        if "gamma~0.8" not in str(path):
+            assert path.read_bytes() == content, path
+    for seed in (0, 1):
+        new = retired / f"seed~{seed}" / "metrics.json"
+        assert new.exists()
+        assert (old / f"seed~{seed}" / "metrics.json").exists()  # the old numbers kept
