@@ -11,11 +11,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPOSITORY, SNAKEMAKE
 
 from smoothbench import run_record
+from smoothbench.run_summary import FINAL_STATE_FILE, KEEP_FINAL_STATE_VARIABLE
 from smoothbench.settings import COMPUTATION_KEYS
 
 pytestmark = pytest.mark.workflow
@@ -33,13 +35,17 @@ CONFIG = {
         "optimizer": {"schedule": [{"after_epoch": 2, "factor": 0.1}]},
         "gammas": [1.0, 0.9],
     },
-    "compute": {"threads_per_job": 1},
+    # a checkpoint after every batch or so: kills land within epochs too
+    "compute": {"threads_per_job": 1, "checkpoint_minutes": 0.002},
     "experiments": {"digits": {}},
 }
 RUNS = {
     gamma: Path("results") / "runs" / "digits" / f"gamma~{gamma}" / "seed~0"
     for gamma in ("1.0", "0.9")
 }
+# Every run keeps its final checkpoint (.finished/final_state.npz), so that the killed
+# study's runs are compared with the uninterrupted study's variable by variable.
+ENVIRONMENT = {**os.environ, KEEP_FINAL_STATE_VARIABLE: "1"}
 # Tables whose every cell comes from the runs' files (no wall-clock column).
 COMPARED_TABLES = ("table1.csv", "table2.csv", "table3.csv")
 
@@ -77,7 +83,11 @@ def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("whole")
     started = time.monotonic()
     process = subprocess.run(
-        _command(workdir), cwd=workdir, capture_output=True, text=True
+        _command(workdir),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=ENVIRONMENT,
     )
     assert process.returncode == 0, process.stdout + process.stderr
     return workdir, max(time.monotonic() - started, 10.0)
@@ -149,6 +159,7 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(
         workflow = subprocess.Popen(
             _command(workdir),
             cwd=workdir,
+            env=ENVIRONMENT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -200,10 +211,24 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(
             reference / run / "history.csv"
         ), gamma
         assert not (workdir / run / "checkpoint").exists()
+    # Every variable of each run's final state equals the uninterrupted run's, exactly
+    # (the history above agrees to the 7 digits a float32 holds; this to the last bit).
+    for gamma, run in RUNS.items():
+        final = [
+            np.load(study / run / run_record.FINISHED_FOLDER / FINAL_STATE_FILE)
+            for study in (workdir, reference)
+        ]
+        names = [
+            sorted(n for n in archive.files if n.startswith("variable_"))
+            for archive in final
+        ]
+        assert names[0] == names[1] and names[0], gamma
+        for name in names[0]:
+            assert np.array_equal(final[0][name], final[1][name]), (gamma, name)
     # The compute keys are auto: every attempt of every run computed the same way, the
     # uninterrupted study's, and a run SIGKILLed after its first checkpoint resumed
     # (several attempts) to the uninterrupted history above.
-    resumed = 0
+    resumed = within_an_epoch = 0
     uninterrupted_attempt = json.loads(
         (reference / RUNS["1.0"] / "metrics.json").read_text()
     )["attempts"][0]
@@ -213,8 +238,14 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(
         for attempt in attempts:
             assert {key: attempt[key] for key in COMPUTATION_KEYS} == computation, run
         resumed += len(attempts) > 1
+        within_an_epoch += sum(attempt["started_at_step"] > 0 for attempt in attempts)
     assert resumed >= 1, "no run was resumed after a SIGKILL"
-    print(f"computation: {computation}; {resumed} run(s) resumed")
+    # the mid-epoch checkpoint exercised: a kill within an epoch, resumed at its step
+    assert within_an_epoch >= 1, "no attempt resumed within an epoch"
+    print(
+        f"computation: {computation}; {resumed} run(s) resumed, "
+        f"{within_an_epoch} attempt(s) within an epoch"
+    )
     for name in COMPARED_TABLES:
         ours, theirs = (
             pd.read_csv(workdir / "results" / "tables" / name),

@@ -7,6 +7,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -199,3 +202,61 @@ def test_mixed_float16_killed_within_an_epoch_resumes_to_the_very_same_weights(
     assert whole.keys() == resumed.keys()
     for name in whole:
         assert np.array_equal(whole[name], resumed[name]), name
+
+
+JAX_RESUME = """
+import dataclasses, json, sys
+import numpy as np
+from smoothbench import checkpoint, training
+from smoothbench.prepare import prepare
+from smoothbench.study import load_study
+config, folder = json.loads(sys.argv[1]), sys.argv[2]
+study = load_study(config)
+prepared = f"{folder}/prepared"
+prepare(study.data_settings("digits"), prepared)
+settings = study.train_settings("digits", "gamma", "0.9", 0)
+compute = dataclasses.replace(study.compute_settings(), checkpoint_minutes=1e-9)
+save, kept, state = checkpoint.save_checkpoint, {}, {"die": False}
+def save_and_keep(path, *arguments, **keywords):
+    save(path, *arguments, **keywords)
+    with np.load(path) as archive:
+        kept.clear()
+        kept.update({n: archive[n] for n in archive.files if n.startswith("variable_")})
+    saved = checkpoint.read_checkpoint_state(path)
+    if state["die"] and (saved.get("epoch_in_progress") or {}).get("epoch") == 1:
+        raise KeyboardInterrupt
+training.save_checkpoint = save_and_keep
+training.train(settings, compute, prepared, f"{folder}/whole", log=lambda _: None)
+whole = dict(kept)
+state["die"] = True
+try:
+    training.train(settings, compute, prepared, f"{folder}/resumed", log=lambda _: None)
+    raise SystemExit("not killed")
+except KeyboardInterrupt:
+    pass
+state["die"] = False
+metrics = training.train(settings, compute, prepared, f"{folder}/resumed", log=lambda _: None)
+starts = [(a["started_at_epoch"], a["started_at_step"], a["backend"]) for a in metrics["attempts"]]
+same = sorted(whole) == sorted(kept) and all(np.array_equal(whole[n], kept[n]) for n in whole)
+print("RESULT " + json.dumps({"starts": starts, "same": same, "variables": len(whole)}))
+"""
+
+
+def test_a_jax_run_killed_within_an_epoch_resumes_to_the_very_same_weights(tmp_path):
+    """The other backend a user's machine may get: JAX (compiled), in a process of its
+    own, killed after a mid-epoch checkpoint of epoch 1 and resumed there; every
+    variable equals the uninterrupted run's."""
+    config = TINY | {"compute": {"threads_per_job": 2, "backend": "jax"}}
+    process = subprocess.run(
+        [sys.executable, "-c", JAX_RESUME, json.dumps(config), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        timeout=900,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr[-4000:]
+    result = json.loads(process.stdout.split("RESULT ", 1)[1])
+    (first, second) = result["starts"]
+    assert first == [0, 0, "jax"] and second[0] == 1 and second[1] > 0, result
+    assert second[2] == "jax" and result["variables"] > 0
+    assert result["same"], result

@@ -35,6 +35,10 @@ pytestmark = [
 ]
 
 CLUSTER_SCRIPT = REPOSITORY / ".ci" / "slurm-cluster.sh"
+# sacct reads only this session's jobs: the throwaway cluster's accounting database
+# outlives it, and job ids start again from 1, so a second .ci/run on one machine
+# would find the first run's jobs under the same ids.
+SINCE = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
 PROFILE = REPOSITORY / "profiles" / "slurm"
 # Seconds before Snakemake's first status check of a job (40 by default: too slow for tests).
 FAST = [
@@ -144,6 +148,8 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
     accounted = subprocess.run(
         [
             "sacct",
+            "-S",
+            SINCE,
             "-n",
             "-X",
             "-P",
@@ -257,7 +263,7 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes(tmp_path):
         r"resuming from .*checkpoint/state.npz: \d+ of 10 epochs done", log.read_text()
     )
     state = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-o", "State", "-j", first_job],
+        ["sacct", "-S", SINCE, "-n", "-X", "-P", "-o", "State", "-j", first_job],
         capture_output=True,
         text=True,
     ).stdout
@@ -346,13 +352,36 @@ def test_a_preempted_training_job_is_requeued_by_slurm_and_resumes_from_its_chec
     ]
     assert len(re.findall(r"rule train:", snakemake_output)) == 1
     states = subprocess.run(
-        ["sacct", "-n", "-X", "-D", "-P", "-o", "JobID,State,Start,End", "-j", job],
+        [
+            "sacct",
+            "-S",
+            SINCE,
+            "-n",
+            "-X",
+            "-D",
+            "-P",
+            "-o",
+            "JobID,State,Start,End",
+            "-j",
+            job,
+        ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
     urgent_state = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-o", "State,Start,End", "-j", urgent_job],
+        [
+            "sacct",
+            "-S",
+            SINCE,
+            "-n",
+            "-X",
+            "-P",
+            "-o",
+            "State,Start,End",
+            "-j",
+            urgent_job,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -455,6 +484,8 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
         state = subprocess.run(
             [
                 "sacct",
+                "-S",
+                SINCE,
                 "-n",
                 "-X",
                 "-P",
@@ -556,6 +587,8 @@ def test_runs_share_one_gpu_through_slurms_shard_gres(tmp_path):
         accounted = subprocess.run(
             [
                 "sacct",
+                "-S",
+                SINCE,
                 "-n",
                 "-X",
                 "-P",

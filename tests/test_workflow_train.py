@@ -20,7 +20,7 @@ from conftest import (
     run_workflow,
 )
 
-from smoothbench import run_record, storage
+from smoothbench import checkpoint, run_record, storage
 from smoothbench.results_owner import OWNER_FILE
 from smoothbench.study import load_study_file
 
@@ -425,6 +425,16 @@ def test_a_killed_job_resumes_from_its_last_epoch(tmp_path, uninterrupted, how):
     assert not (tmp_path / RUN / "metrics.json").exists()
     done_before = len(run_record.read_history(progress))
     assert 2 <= done_before < 8
+    # where the checkpoint left off: its epochs done, and the steps of an epoch in
+    # progress (SIGTERM saves one after the batch in progress)
+    state = checkpoint.read_checkpoint_state(
+        tmp_path / RUN / "checkpoint" / run_record.CHECKPOINT_FILE
+    )
+    left_off = (
+        len(state["history"]),
+        (state.get("epoch_in_progress") or {}).get("steps_done", 0),
+    )
+    assert left_off[0] >= done_before
 
     # a killed Snakemake leaves its lock behind, as after a crash
     if how.startswith("SIGKILL"):
@@ -439,8 +449,11 @@ def test_a_killed_job_resumes_from_its_last_epoch(tmp_path, uninterrupted, how):
     metrics = json.loads((tmp_path / RUN / "metrics.json").read_text())
     attempts = metrics["attempts"]
     assert [attempt["started_at_epoch"] for attempt in attempts][0] == 0
-    # continued, did not restart
-    assert attempts[-1]["started_at_epoch"] >= done_before - 1 >= 1
+    # continued exactly where the checkpoint left off, not an epoch or a step earlier
+    assert (
+        attempts[-1]["started_at_epoch"],
+        attempts[-1]["started_at_step"],
+    ) == left_off
     log = (
         tmp_path / "results" / "logs" / "train" / "digits" / "gamma~0.8" / "seed~0.log"
     ).read_text()

@@ -31,10 +31,14 @@ def write_analysis(
     folder: Path,
     calibration_epoch: str,
     seeds_note: str,
+    provenance_note: str = "",
 ) -> dict:
     """paired_differences (``paired``, computed once by
     :func:`smoothbench.tables.table_frames`: Table 3's noise mark reads it too), methods
-    and calibration (.csv, .md, .html) from every run of every method (``runs``)."""
+    and calibration (.csv, .md, .html) from every run of every method (``runs``); each
+    note list ends with ``seeds_note`` and ``provenance_note`` (under what code and
+    compute the runs were made, where given)."""
+    ending = [seeds_note, *([provenance_note] if provenance_note else [])]
     from smoothbench import analysis
 
     labels = row_labels(study)
@@ -86,7 +90,7 @@ def write_analysis(
         "Difference of best validation accuracy from γ = 1 (one-hot) trained with the same seed, in percentage "
         "points: mean over seeds and a 95 % Student-t interval (n - 1 degrees of freedom). 'gain holds': the "
         "whole interval is above 0; 'within seed noise': it contains 0.",
-        seeds_note,
+        *ending,
     ]
     if not rows:
         notes.insert(
@@ -137,7 +141,7 @@ def write_analysis(
         "std over seeds. Each method shows its value with the best mean accuracy; '-': not run. 1-hot is γ = 1; "
         "uniform α is q = (1 - α) onehot + α / K; LS++ is Label Smoothing++ (learned C).",
         f"Calibration is measured at the {calibration_epoch} epoch (config key tables.calibration_epoch).",
-        seeds_note,
+        *ending,
     ]
     write_csv(
         folder / "methods.csv",
@@ -178,7 +182,7 @@ def write_analysis(
         "mean top probability. Mean ± std over seeds.",
         f"Measured at the {calibration_epoch} epoch of each run (config key tables.calibration_epoch); "
         "'-': the run files hold no calibration.",
-        seeds_note,
+        *ending,
     ]
     write_csv(
         folder / "calibration.csv",

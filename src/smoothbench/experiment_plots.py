@@ -40,7 +40,9 @@ from smoothbench.plots import (
     SHARE_COLOR,
     new_figure,
     save_figure,
+    set_title,
 )
+from smoothbench.provenance_summary import provenance_line
 from smoothbench.run_record import (
     HISTORY_FILE,
     ResultsError,
@@ -55,8 +57,10 @@ def plot_training_curves(
     histories: list[tuple[float, int, list[dict]]],
     num_classes: int,
     stem: Path | str,
+    provenance: str = "",
 ) -> list[Path]:
-    """Loss, loss above its floor, and accuracy per epoch for one experiment's gammas.
+    """Loss, loss above its floor, and accuracy per epoch for one experiment's gammas;
+    the ``provenance`` line under the title.
 
     ``histories``: (gamma, seed, rows of history.csv). Several seeds of a gamma are
     averaged epoch by epoch.
@@ -113,8 +117,10 @@ def plot_training_curves(
     loss_axis.legend(fontsize="x-small", ncols=2)
     accuracy_axis.legend(handles=styles, fontsize="x-small", loc="lower right")
     averaged = f", mean of {seeds} seeds" if seeds > 1 else ""
-    figure.suptitle(
-        f"{label}: training (solid) and validation (dashed) per epoch{averaged}"
+    set_title(
+        figure,
+        f"{label}: training (solid) and validation (dashed) per epoch{averaged}",
+        provenance,
     )
     return save_figure(figure, stem)
 
@@ -147,7 +153,9 @@ def pooled_bins(bin_lists: list[list[dict]]) -> list[dict]:
     return pooled
 
 
-def reliability_figure(label: str, curves: list[tuple[str, list[dict], float]]):
+def reliability_figure(
+    label: str, curves: list[tuple[str, list[dict], float]], provenance: str = ""
+):
     """Reliability diagrams, unsaved (so a test can read its artists): one column per
     (name, pooled bins, ECE). Above, accuracy per confidence bin as filled bars, the
     bin's mean confidence as an outline (outline above the bar: overconfident; below:
@@ -209,15 +217,18 @@ def reliability_figure(label: str, curves: list[tuple[str, list[dict], float]]):
     axes[1, 0].set_ylabel("examples (%)", color=SHARE_COLOR)
     axes[0, 0].legend(fontsize=7, loc="upper left")
     axes[1, 0].legend(fontsize=7, loc="upper left")
-    figure.suptitle(f"{label}: reliability on the validation split", fontsize=10)
+    set_title(figure, f"{label}: reliability on the validation split", provenance, 10)
     return figure
 
 
 def plot_reliability(
-    label: str, curves: list[tuple[str, list[dict], float]], stem: Path | str
+    label: str,
+    curves: list[tuple[str, list[dict], float]],
+    stem: Path | str,
+    provenance: str = "",
 ) -> list[Path]:
     """:func:`reliability_figure`, written as PNG and PDF."""
-    return save_figure(reliability_figure(label, curves), stem)
+    return save_figure(reliability_figure(label, curves, provenance), stem)
 
 
 def off_diagonal_limits(matrix: np.ndarray) -> tuple[float, float]:
@@ -229,7 +240,9 @@ def off_diagonal_limits(matrix: np.ndarray) -> tuple[float, float]:
     return low, high
 
 
-def c_matrix_figure(matrix: np.ndarray, class_names: list[str], title: str):
+def c_matrix_figure(
+    matrix: np.ndarray, class_names: list[str], title: str, provenance: str = ""
+):
     """C as a heatmap, unsaved (so a test can read its colour limits): row = the true
     class, column = where its smoothing mass goes; the zero diagonal masked in grey."""
     from matplotlib import colormaps
@@ -275,14 +288,20 @@ def c_matrix_figure(matrix: np.ndarray, class_names: list[str], title: str):
     axis.set_xlabel("class receiving the smoothing mass")
     axis.set_ylabel("true class")
     axis.set_title(f"{title}\ndiagonal (grey) is 0 by construction", fontsize=9)
+    set_title(figure, "", provenance)
     return figure
 
 
 def plot_c_matrix(
-    matrix: np.ndarray, class_names: list[str], title: str, stem: Path | str
+    matrix: np.ndarray,
+    class_names: list[str],
+    title: str,
+    stem: Path | str,
+    provenance: str = "",
 ) -> list[Path]:
-    """:func:`c_matrix_figure`, written as PNG and PDF."""
-    return save_figure(c_matrix_figure(matrix, class_names, title), stem)
+    """:func:`c_matrix_figure` (with the ``provenance`` line under it), written as PNG
+    and PDF."""
+    return save_figure(c_matrix_figure(matrix, class_names, title, provenance), stem)
 
 
 # ---------------------------------------------------------------- what the rules call
@@ -321,7 +340,11 @@ def write_training_curves(
         histories.append((record.gamma, record.seed, rows))
     spec = study.experiments[experiment]
     return plot_training_curves(
-        row_labels(study)[experiment], histories, spec.dataset.num_classes, stem
+        row_labels(study)[experiment],
+        histories,
+        spec.dataset.num_classes,
+        stem,
+        provenance_line(own),
     )
 
 
@@ -360,18 +383,22 @@ def write_reliability(
         )
         if best is not None:
             chosen.append((f"best {analysis.describe(method, best['value'])}", best))
-    curves = []
+    curves, drawn = [], []
     for name, cell in chosen:
-        files = own[
-            (own["method"] == cell["method"]) & (own["value"] == cell["value"])
-        ]["metrics_file"]
-        bin_lists = [calibration_bins(path, calibration_epoch) for path in files]
+        found = own[(own["method"] == cell["method"]) & (own["value"] == cell["value"])]
+        bin_lists = [
+            calibration_bins(path, calibration_epoch) for path in found["metrics_file"]
+        ]
         curves.append((name, pooled_bins(bin_lists), float(cell["ece"])))
+        drawn.append(found)
     if not curves:
         raise ResultsError(
             f"experiment {experiment!r}: no runs to draw a reliability diagram from"
         )
-    return plot_reliability(row_labels(study)[experiment], curves, stem)
+    drawn = pd.concat(drawn).drop_duplicates("metrics_file")
+    return plot_reliability(
+        row_labels(study)[experiment], curves, stem, provenance_line(drawn)
+    )
 
 
 def write_c_matrix(
@@ -381,9 +408,11 @@ def write_c_matrix(
     matrix_files,
     manifest_file,
     stem: Path | str,
+    runs: pd.DataFrame | None = None,
 ) -> list[Path]:
     """The mean over seeds of one (experiment, LS++ alpha)'s learned C, with the class names
-    from the prepared data's manifest."""
+    from the prepared data's manifest; with ``runs`` (runs.csv), the title says under
+    what code and compute those LS++ runs were made."""
     K = study.experiments[experiment].dataset.num_classes
     matrices = []
     for path in matrix_files:
@@ -403,4 +432,11 @@ def write_c_matrix(
     ]
     label = row_labels(study)[experiment]
     title = f"{label}: learned C of LS++ (α = {value_text}), mean of {len(matrices)} seed(s)"
-    return plot_c_matrix(np.mean(matrices, axis=0), names, title, stem)
+    provenance = ""
+    if runs is not None:
+        own = _experiment_runs(runs, study, experiment)
+        own = own[
+            (own["method"] == "lspp") & own["value"].map(format_value).eq(value_text)
+        ]
+        provenance = provenance_line(own)
+    return plot_c_matrix(np.mean(matrices, axis=0), names, title, stem, provenance)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from smoothbench.paper import DEFAULT_TOLERANCE, PAPER, is_paper_row
 from smoothbench.paper_comparison import not_in_paper_notes
+from smoothbench.provenance_summary import clean_text, warning_section
 from smoothbench.rendering import format_cell, render_front_page, write_text
 from smoothbench.runs_table import row_labels
 from smoothbench.study import Study
@@ -128,6 +129,17 @@ def front_page_sections(
     return [ours], [replay]
 
 
+def provenance_top(runs: pd.DataFrame) -> tuple[tuple, bool]:
+    """The section at the top of the front page, and whether it warns: a mixed study's
+    warning (what mixes, the runs concerned,
+    :func:`smoothbench.provenance_summary.warning_section`), else one short line
+    naming the single commit and compute setting."""
+    warning = warning_section(runs)
+    if warning is not None:
+        return warning, True
+    return ("Provenance", [], [], [clean_text(runs)]), False
+
+
 def write_front_page(
     study: Study,
     runs: pd.DataFrame,
@@ -138,12 +150,16 @@ def write_front_page(
     """Write the report's front page to ``path`` (an HTML fragment that
     workflow/report/workflow.rst pastes into the report's landing page): Table 3 beside
     the paper, the figure ``figure`` (the accuracy-vs-gamma PNG, embedded) and the
-    paper's Table 3 replayed. The numbers come from :func:`table_frames` of ``runs``
+    paper's Table 3 replayed; at its top, a warning where the runs mix code or compute
+    settings (:func:`provenance_top`), else their one commit and setting. The numbers come from :func:`table_frames` of ``runs``
     (runs.csv, :func:`smoothbench.runs_table.read_runs_table`), as the tables' do.
     Returns the fragment."""
     frames = table_frames(study, runs, tolerance)
     before, after = front_page_sections(study, frames, tolerance)
     figure_png = Path(figure).read_bytes() if figure is not None else None
-    text = render_front_page(before, figure_png, FRONT_PAGE_FIGURE_CAPTION, after)
+    top, warning = provenance_top(runs)
+    text = render_front_page(
+        before, figure_png, FRONT_PAGE_FIGURE_CAPTION, after, top, warning
+    )
     write_text(Path(path), text)
     return text

@@ -21,6 +21,7 @@ a test reads the figure's artists.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ import pandas as pd
 from smoothbench import storage
 from smoothbench.methods import equivalent_gamma
 from smoothbench.paper import best_versus_baseline, paper_cells
+from smoothbench.provenance_summary import provenance_line
 from smoothbench.run_record import format_value
 from smoothbench.runs_table import row_labels
 from smoothbench.tables import summarize_cells
@@ -69,6 +71,19 @@ def new_figure(columns: int, rows: int, width: float = 3.2, height: float = 2.6)
     figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     return figure, axes
+
+
+def set_title(figure, title: str, provenance: str = "", fontsize=None) -> None:
+    """``title`` above the figure (none if empty) and, as a footnote under it, smaller
+    and wrapped to the figure's width, the line saying under what code and compute its
+    runs were made (:func:`smoothbench.provenance_summary.provenance_line`)."""
+    if title:
+        figure.suptitle(title, fontsize=fontsize)
+    if provenance:
+        width = max(50, int(18 * figure.get_figwidth()))
+        figure.supxlabel(
+            textwrap.fill(provenance, width), fontsize="small", color="#444444"
+        )
 
 
 def _grid(count: int, max_columns: int = 4) -> tuple[int, int]:
@@ -155,9 +170,13 @@ def _draw_other_method(
 
 
 def accuracy_versus_gamma_figure(
-    runs: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str]
+    runs: pd.DataFrame,
+    paper: pd.DataFrame,
+    labels: dict[str, str],
+    provenance: str = "",
 ):
-    """The accuracy-against-γ figure, unsaved (so a test can read its artists).
+    """The accuracy-against-γ figure, unsaved (so a test can read its artists), with
+    the ``provenance`` line under its title.
 
     ``runs``: runs.csv's rows (:mod:`smoothbench.runs_table`), every method; γ runs make
     the curve, uniform α and LS++ runs (only where the study has some) stand as markers
@@ -238,19 +257,33 @@ def accuracy_versus_gamma_figure(
         axis.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.22))
     for axis in axes.flat[len(names) :]:
         axis.set_visible(False)
-    figure.suptitle("Best validation accuracy against γ (γ = 1: plain cross-entropy)")
+    set_title(
+        figure,
+        "Best validation accuracy against γ (γ = 1: plain cross-entropy)",
+        provenance,
+    )
     return figure
 
 
 def plot_accuracy_versus_gamma(
-    runs: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str], stem: Path | str
+    runs: pd.DataFrame,
+    paper: pd.DataFrame,
+    labels: dict[str, str],
+    stem: Path | str,
+    provenance: str = "",
 ) -> list[Path]:
     """One panel per experiment (in ``labels``' order): accuracy (%) against gamma."""
-    return save_figure(accuracy_versus_gamma_figure(runs, paper, labels), stem)
+    return save_figure(
+        accuracy_versus_gamma_figure(runs, paper, labels, provenance), stem
+    )
 
 
 def plot_gain_over_baseline(
-    ours: pd.DataFrame, paper: pd.DataFrame, labels: dict[str, str], stem: Path | str
+    ours: pd.DataFrame,
+    paper: pd.DataFrame,
+    labels: dict[str, str],
+    stem: Path | str,
+    provenance: str = "",
 ) -> list[Path]:
     """Table 3's diff % per data set: ours beside the paper's (recomputed from its Tables 1-2)."""
     names = list(labels)
@@ -300,6 +333,7 @@ def plot_gain_over_baseline(
     axis.set_title("Best γ against plain cross-entropy: (best - base) / best x 100")
     axis.grid(axis="y", alpha=0.3)
     axis.legend(fontsize="small")
+    set_title(figure, "", provenance)
     return save_figure(figure, stem)
 
 
@@ -309,14 +343,21 @@ def plot_gain_over_baseline(
 def write_summary_plots(study, runs: pd.DataFrame, folder: Path | str) -> list[Path]:
     """``accuracy_vs_gamma`` and ``gain_over_baseline`` (.png, .pdf) from ``runs``
     (runs.csv: every run, every method; uniform alpha and LS++ stand on the accuracy
-    figure at their gamma)."""
+    figure at their gamma), each titled with under what code and compute its runs were
+    made."""
     folder = Path(folder)
     labels = row_labels(study)
     paper = paper_cells()
     # the gain is the paper's (best gamma over gamma = 1): summarize_cells keeps gamma runs
     ours = best_versus_baseline(summarize_cells(runs), list(study.experiments))
     theirs = best_versus_baseline(paper)
+    drawn = provenance_line(runs[runs["experiment"].isin(labels)])
+    gammas = provenance_line(runs[runs["method"] == "gamma"])
     return [
-        *plot_accuracy_versus_gamma(runs, paper, labels, folder / "accuracy_vs_gamma"),
-        *plot_gain_over_baseline(ours, theirs, labels, folder / "gain_over_baseline"),
+        *plot_accuracy_versus_gamma(
+            runs, paper, labels, folder / "accuracy_vs_gamma", drawn
+        ),
+        *plot_gain_over_baseline(
+            ours, theirs, labels, folder / "gain_over_baseline", gammas
+        ),
     ]

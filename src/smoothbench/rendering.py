@@ -170,6 +170,9 @@ _FRONT_PAGE_STYLE = (
     f".{FRONT_PAGE_CLASS} td.flag{{color:#b00;font-weight:bold;white-space:normal}}"
     f".{FRONT_PAGE_CLASS} img{{max-width:100%;height:auto}}"
     f".{FRONT_PAGE_CLASS} figcaption{{color:#444;font-size:0.85em}}"
+    f".{FRONT_PAGE_CLASS} div.warning{{border:2px solid #b00;background:#fff4f4;padding:0.2em 0.8em;"
+    "margin:0.5em 0 1em}"
+    f".{FRONT_PAGE_CLASS} div.warning h3{{color:#b00}}"
 )
 
 
@@ -178,9 +181,12 @@ def render_front_page(
     figure_png: bytes | None,
     figure_caption: str,
     after: list[tuple[str, list[str], list[list[str]], list[str]]],
+    top: tuple[str, list[str], list[list[str]], list[str]] | None = None,
+    warning: bool = False,
 ) -> str:
-    """An HTML fragment: the ``before`` sections, the figure (a PNG embedded as a data
-    URI, so the fragment needs no other file) and the ``after`` sections.
+    """An HTML fragment: the ``top`` section (in a red-framed box when ``warning``), the
+    ``before`` sections, the figure (a PNG embedded as a data URI, so the fragment needs
+    no other file) and the ``after`` sections.
 
     A fragment, not a page: Snakemake's report pastes it into its front page, where a
     page's <html>, <head> and <body> would be dropped and a page-wide style would restyle
@@ -190,8 +196,14 @@ def render_front_page(
         '<meta charset="utf-8">',
         f"<style>{_FRONT_PAGE_STYLE}</style>",
         f'<div class="{FRONT_PAGE_CLASS}">',
-        *_html_sections(before, "h3"),
     ]
+    if top is not None:
+        body += [
+            '<div class="warning" role="alert">' if warning else "<div>",
+            *_html_sections([top], "h3"),
+            "</div>",
+        ]
+    body += _html_sections(before, "h3")
     if figure_png is not None:
         encoded = base64.b64encode(figure_png).decode("ascii")
         body += [

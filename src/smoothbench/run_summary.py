@@ -7,6 +7,7 @@ outputs through the ``.finished/`` record (:func:`finish`,
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from smoothbench.provenance import software_versions
 from smoothbench.run_record import (
     C_MATRIX_FILE,
     CALIBRATION_KEYS,
+    CHECKPOINT_FILE,
     CHECKPOINT_FOLDER,
     HISTORY_FILE,
     METRICS_FILE,
@@ -28,6 +30,11 @@ from smoothbench.run_record import (
     write_metrics,
 )
 from smoothbench.settings import RunSettings
+
+# The test suite's switch (not a config key): keep each run's final checkpoint as
+# .finished/final_state.npz.
+KEEP_FINAL_STATE_VARIABLE = "SMOOTHBENCH_TEST_KEEP_FINAL_STATE"
+FINAL_STATE_FILE = "final_state.npz"
 
 
 def history_row(epoch: int, rate: float, logs: dict, seconds: float) -> dict:
@@ -93,6 +100,12 @@ def finish(
         files[C_MATRIX_FILE] = write_matrix
         metrics["c_matrix_file"] = C_MATRIX_FILE
     files[METRICS_FILE] = lambda path: write_metrics(path, metrics)
+    if os.environ.get(KEEP_FINAL_STATE_VARIABLE):
+        # tests only: the final checkpoint kept in .finished/, so that a resumed run's
+        # every variable can be compared with an uninterrupted run's
+        files[FINAL_STATE_FILE] = lambda path: shutil.copyfile(
+            run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE, path
+        )
     # Finished whole in .finished/ first; from here a kill at any instant costs nothing.
     record = write_finished_record(run_folder, progress.fingerprints, files)
     shutil.rmtree(run_folder / CHECKPOINT_FOLDER, ignore_errors=True)

@@ -31,6 +31,7 @@ from smoothbench.methods import (
     gamma_range_text,
 )
 from smoothbench.paper import paper_row_labels
+from smoothbench.provenance_summary import COMPUTE_COLUMNS, run_provenance
 from smoothbench.rendering import write_csv
 from smoothbench.run_record import (
     CALIBRATION_COLUMNS,
@@ -59,9 +60,8 @@ TABLE_COLUMNS = [
     "calibration_epoch",
     "metrics_file",
 ]
-# How a run was computed, from its metrics.json's attempts: one value, or the distinct
-# values of its attempts joined by '+' (a run resumed under another backend shows both).
-COMPUTE_COLUMNS = ["backend", "precision", "jit_compile", "deterministic"]
+# How a run was computed (COMPUTE_COLUMNS) and by which code: from its metrics.json's
+# attempts and software, read by smoothbench.provenance_summary.run_provenance.
 RUNS_COLUMNS = [
     "row",
     "experiment",
@@ -204,15 +204,6 @@ def check_settings(path: Path, payload: dict, study: Study, value_text: str) -> 
         )
 
 
-def _attempts_text(attempts: list[dict], key: str) -> str:
-    """The distinct values of ``key`` over the attempts, in order, joined by '+'."""
-    values = []
-    for attempt in attempts:
-        if key in attempt and str(attempt[key]) not in values:
-            values.append(str(attempt[key]))
-    return "+".join(values)
-
-
 def read_run(path: Path | str, study: Study, calibration_epoch: str = "best") -> dict:
     """One run's row of runs.csv from its ``metrics.json``, checked against the schema
     and the study.
@@ -232,9 +223,6 @@ def read_run(path: Path | str, study: Study, calibration_epoch: str = "best") ->
     measured = run_record.read_calibration(path, payload, calibration_epoch)
     experiment = study.experiments[payload["experiment"]]
     method, value = payload["method"], float(payload["value"])
-    # the code that trained it, where the file records it (commit, dirty)
-    code = payload["software"].get("smoothbench")
-    code = code if isinstance(code, dict) else {}
     return {
         "experiment": experiment.name,
         "dataset": experiment.dataset.name,
@@ -256,9 +244,8 @@ def read_run(path: Path | str, study: Study, calibration_epoch: str = "best") ->
         "calibration_epoch": measured["epoch"],
         "params": payload.get("params"),
         "train_seconds": float(payload["train_seconds"]),
-        **{key: _attempts_text(payload["attempts"], key) for key in COMPUTE_COLUMNS},
-        "code_commit": code.get("commit") or "",
-        "code_dirty": "" if code.get("dirty") is None else str(code["dirty"]),
+        # how it was computed and by which code (commit, dirty), where recorded
+        **run_provenance(payload),
         "run_folder": str(path.parent),
         "metrics_file": str(path),
     }

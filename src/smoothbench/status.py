@@ -17,6 +17,11 @@ Only files are read (the run folders and the job logs), never Snakemake's state 
 scheduler's, so it works wherever the study's folder is visible: a cluster's login node
 with the shared file system, another machine over NFS, while the workflow runs.
 
+After the runs, the done runs' provenance
+(:mod:`smoothbench.provenance_summary`): their one code commit and compute setting, or
+a warning that they mix commits, a dirty tree, backends, precisions, XLA or
+deterministic settings, listing the runs concerned and what differs.
+
 The study's ETA is the training left, summed over runs (a running run's own ETA; for
 the others, their epochs left at the mean seconds per epoch seen in that experiment),
 divided by the runs training now.
@@ -30,8 +35,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
+
 from smoothbench import run_record
 from smoothbench.progress import epoch_label, format_duration
+from smoothbench.provenance_summary import run_provenance, text_lines
 from smoothbench.study import Run, Study
 
 STATES = ("done", "running", "stalled", "stopped", "failed", "waiting")
@@ -53,6 +61,7 @@ class RunStatus:
     seconds_per_epoch: float | None = None
     eta_seconds: float | None = None  # training left in this run
     detail: str = ""  # the error of a failed run, where a stalled one ran, ...
+    provenance: dict | None = None  # a done run's code and compute (provenance_summary)
 
     def as_dict(self) -> dict:
         return {
@@ -91,6 +100,7 @@ def run_status(
             metrics = json.loads(metrics_path.read_text())
         except ValueError:
             metrics = {}
+        metrics = metrics if isinstance(metrics, dict) else {}
         rows = _history(folder / run_record.HISTORY_FILE)
         return RunStatus(
             run,
@@ -100,6 +110,7 @@ def run_status(
             accuracy=metrics.get("best_val_accuracy"),
             seconds_per_epoch=_mean([row["seconds"] for row in rows]),
             eta_seconds=0.0,
+            provenance=run_provenance(metrics),
         )
     rows = _history(folder / run_record.CHECKPOINT_FOLDER / run_record.PROGRESS_FILE)
     found = RunStatus(
@@ -192,8 +203,28 @@ def _progress_text(status: RunStatus) -> str:
     return f"{status.epochs_done}/{status.epochs} epochs"
 
 
+def provenance_frame(statuses: list[RunStatus]) -> pd.DataFrame:
+    """The done runs with their provenance, as runs.csv has them, for
+    :mod:`smoothbench.provenance_summary`."""
+    return pd.DataFrame.from_records(
+        [
+            {
+                "experiment": status.run.experiment,
+                "method": status.run.method,
+                "value": status.run.value,
+                "seed": status.run.seed,
+                **status.provenance,
+            }
+            for status in statuses
+            if status.state == "done" and status.provenance is not None
+        ]
+    )
+
+
 def render(study: Study, statuses: list[RunStatus], now: float) -> str:
-    """The table of runs, the failures with their logs, and the summary."""
+    """The table of runs, the done runs' provenance (a warning listing the runs
+    concerned where they mix commits, a dirty tree or compute settings), the failures
+    with their logs, and the summary."""
     when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(now))
     lines = [
         f"{study.results_folder}: {len(statuses)} planned runs, at {when}",
@@ -218,6 +249,8 @@ def render(study: Study, statuses: list[RunStatus], now: float) -> str:
         "val_acc: the best epoch's (done) or the last epoch's; epochs count from 0, "
         "as in history.csv"
     )
+    provenance = text_lines(provenance_frame(statuses))
+    lines += ["", *provenance] if provenance else []
     troubles = [s for s in statuses if s.state in ("failed", "stalled", "stopped")]
     if troubles:
         lines += [

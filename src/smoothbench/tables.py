@@ -41,6 +41,11 @@ from smoothbench.paper_comparison import (
     compare_table3,
     comparison_sections,
 )
+from smoothbench.provenance_summary import (
+    PROVENANCE_FILES,
+    provenance_line,
+    write_provenance,
+)
 from smoothbench.rendering import (
     format_cell,
     render_html,
@@ -70,6 +75,7 @@ OUTPUT_FILES = (
         for name in ANALYSIS_NAMES
         for suffix in ("csv", "md", "html")
     ),
+    *PROVENANCE_FILES,
 )
 # Table 3 marks a best gamma whose gain over gamma = 1 is within seed noise (the paired
 # differences' verdict, smoothbench.analysis): the mark and the note that explains it.
@@ -284,7 +290,10 @@ def write_tables(
 
     ``status``, when given, is added to every table's notes (e.g. that some runs of the
     study have not finished). ``calibration_epoch`` ('best' or 'final') is the one
-    runs.csv was read at; the notes name it.
+    runs.csv was read at; the notes name it. Every table's md, tex and html say under
+    what code and compute its runs were made
+    (:func:`smoothbench.provenance_summary.provenance_line`); provenance.csv, .md and
+    .html list the groups of runs, and the runs concerned where they mix.
     """
     folder = Path(folder)
     frames = table_frames(study, runs, tolerance)
@@ -293,6 +302,7 @@ def write_tables(
     dash = "'-': gamma <= 1/K (no smoothing possible) or not run in this study."
     metric = "Best validation accuracy (%) over the epochs, per data set and gamma (eq. 7 targets)."
     seeds = seed_note(cells) + (f" {status}" if status else "")
+    gamma_all = all_runs[all_runs["method"] == "gamma"]
 
     for number in (1, 2):
         gammas = table_gammas(study, number)
@@ -305,17 +315,19 @@ def write_tables(
             seeds,
             f"Source: {len(runs)} run files (metrics.json), listed in table{number}.csv.",
         ]
-        in_table = runs[
-            [(gamma <= TABLE1_LAST_GAMMA) == (number == 1) for gamma in runs["gamma"]]
+        in_table = [
+            (gamma <= TABLE1_LAST_GAMMA) == (number == 1) for gamma in runs["gamma"]
         ]
-        write_csv(folder / f"table{number}.csv", in_table)
+        provenance = provenance_line(gamma_all[in_table])
+        notes += [provenance] if provenance else []
+        write_csv(folder / f"table{number}.csv", runs[in_table])
         write_text(
             folder / f"table{number}.md", render_markdown(title, header, rows, notes)
         )
         write_text(
             folder / f"table{number}.tex",
             render_latex(
-                f"{title}. {metric} {dash}",
+                f"{title}. {metric} {dash} {provenance}".rstrip(),
                 f"tab:smoothbench-table{number}",
                 header,
                 rows,
@@ -326,7 +338,8 @@ def write_tables(
         )
 
     rows3 = table3_rows(ours3, study, paired)
-    notes3 = [*TABLE3_NOTES, seeds]
+    provenance = provenance_line(gamma_all)
+    notes3 = [*TABLE3_NOTES, seeds, *([provenance] if provenance else [])]
     table3_csv = ours3.copy()
     table3_csv.insert(0, "row", table3_csv["experiment"].map(row_labels(study)))
     write_csv(folder / "table3.csv", table3_csv.round(5))
@@ -337,7 +350,7 @@ def write_tables(
     write_text(
         folder / "table3.tex",
         render_latex(
-            f"{TABLE3_TITLE}. {TABLE3_NOTES[0]} {NOISE_NOTE}",
+            f"{TABLE3_TITLE}. {TABLE3_NOTES[0]} {NOISE_NOTE} {provenance}".rstrip(),
             "tab:smoothbench-table3",
             TABLE3_HEADER,
             rows3,
@@ -352,11 +365,20 @@ def write_tables(
     write_csv(folder / "comparison.csv", compared)
     write_csv(folder / "comparison_table3.csv", against.round(5))
     sections = comparison_sections(compared, against, tolerance, study)
+    for _, _, _, notes in sections:
+        notes += [provenance] if provenance else []
     write_text(
         folder / "comparison.md",
         "".join(render_markdown(*section) + "\n" for section in sections),
     )
     write_text(folder / "comparison.html", render_html(sections))
+    write_provenance(all_runs, folder)
     return frames | write_analysis(
-        study, all_runs, paired, folder, calibration_epoch, seeds
+        study,
+        all_runs,
+        paired,
+        folder,
+        calibration_epoch,
+        seeds,
+        provenance_line(all_runs),
     )

@@ -204,8 +204,10 @@ rule plot_reliability:
 
 rule plot_c_matrix:
     """Label Smoothing++'s learned C of one experiment and alpha, mean over seeds, with
-    the class names of the prepared data; colours span the off-diagonal values."""
+    the class names of the prepared data; colours span the off-diagonal values; its
+    title says under what code and compute those runs were made (runs.csv)."""
     input:
+        runs=RUNS_TABLE,
         matrices=lambda wildcards: lspp_matrix_files(
             wildcards.experiment, wildcards.value
         ),

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from smoothbench.experiment_plots import write_c_matrix
+from smoothbench.runs_table import read_runs_table
 from smoothbench.study import load_study
 from smoothbench.workflow_support import logged
 
@@ -16,4 +17,5 @@ with logged(snakemake.log[0]):
         matrices,
         manifest,
         stem,
+        read_runs_table(snakemake.input.runs),
     )

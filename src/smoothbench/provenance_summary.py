@@ -1,0 +1,370 @@
+"""Under what code and compute a study's numbers were made: the one place that reads a
+run's provenance from its ``metrics.json`` (:func:`run_provenance`), groups the runs by
+it (:func:`provenance_groups`) and says whether they mix (:func:`is_mixed`).
+
+A run's provenance is :data:`PROVENANCE_COLUMNS`: the smoothbench commit that trained it
+and whether the tree was dirty (``software.smoothbench``), and the backend, precision,
+XLA (``jit_compile``) and deterministic setting of its attempts (the distinct values of
+its attempts joined by '+': a run resumed under another setting shows both). runs.csv
+holds them per run (:mod:`smoothbench.runs_table`); ``smoothbench-status`` reads them
+from the done runs' files.
+
+Runs with equal provenance form a group; the largest group comes first (the study's
+main setting). A study is *mixed* when its runs form more than one group or one was
+trained from a dirty tree: its numbers may then differ for reasons other than the
+method. The tables and plots state their runs' provenance in one line
+(:func:`provenance_line`); the front page and ``smoothbench-status`` warn at the top of
+a mixed study, listing the runs concerned and what differs (:func:`warning_section`);
+``provenance.csv`` / ``.md`` / ``.html`` in the tables folder list the groups
+(:func:`write_provenance`). The documents: results/README.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from smoothbench.rendering import render_html, render_markdown, write_csv, write_text
+from smoothbench.run_record import format_value
+
+# How a run was computed, from its metrics.json's attempts (runs.csv's columns).
+COMPUTE_COLUMNS = ["backend", "precision", "jit_compile", "deterministic"]
+PROVENANCE_COLUMNS = ["code_commit", "code_dirty", *COMPUTE_COLUMNS]
+RUN_COLUMNS = ["experiment", "method", "value", "seed"]
+PROVENANCE_FILES = ("provenance.csv", "provenance.md", "provenance.html")
+DETAIL_FILE = "provenance.md"
+# The front page and smoothbench-status list at most this many runs of a mixed study.
+LISTED_RUNS = 30
+SHORT_COMMIT = 12
+_BACKEND_NAMES = {"jax": "JAX", "tensorflow": "TensorFlow", "torch": "PyTorch"}
+_FIELD_NAMES = {
+    "code_commit": ("code commit", "code commits"),
+    "code_dirty": ("tree state", "tree states"),
+    "backend": ("backend", "backends"),
+    "precision": ("precision", "precisions"),
+    "jit_compile": ("XLA setting", "XLA settings"),
+    "deterministic": ("deterministic setting", "deterministic settings"),
+}
+NOT_RECORDED = "not recorded"
+
+
+# ---------------------------------------------------------------- one run
+
+
+def attempts_text(attempts: list[dict], key: str) -> str:
+    """The distinct values of ``key`` over the attempts, in order, joined by '+'."""
+    values = []
+    for attempt in attempts:
+        if key in attempt and str(attempt[key]) not in values:
+            values.append(str(attempt[key]))
+    return "+".join(values)
+
+
+def run_provenance(payload: dict) -> dict[str, str]:
+    """A metrics.json's :data:`PROVENANCE_COLUMNS`, as text ('' where not recorded: a
+    file of an older version, a tree outside git)."""
+    attempts = payload.get("attempts")
+    attempts = [
+        attempt
+        for attempt in (attempts if isinstance(attempts, list) else [])
+        if isinstance(attempt, dict)
+    ]
+    software = payload.get("software")
+    code = software.get("smoothbench") if isinstance(software, dict) else None
+    code = code if isinstance(code, dict) else {}
+    return {
+        "code_commit": code.get("commit") or "",
+        "code_dirty": "" if code.get("dirty") is None else str(code["dirty"]),
+        **{key: attempts_text(attempts, key) for key in COMPUTE_COLUMNS},
+    }
+
+
+# ---------------------------------------------------------------- groups
+
+
+@dataclasses.dataclass
+class ProvenanceGroup:
+    """Runs with one provenance: ``setting`` (column -> text) and the runs' rows."""
+
+    setting: dict[str, str]
+    runs: pd.DataFrame
+
+    @property
+    def count(self) -> int:
+        return len(self.runs)
+
+    @property
+    def dirty(self) -> bool:
+        return "True" in self.setting["code_dirty"].split("+")
+
+
+def provenance_groups(runs: pd.DataFrame) -> list[ProvenanceGroup]:
+    """The runs (rows with :data:`RUN_COLUMNS` and :data:`PROVENANCE_COLUMNS`, e.g.
+    runs.csv's) grouped by provenance: most runs first, ties in the runs' order."""
+    if not len(runs):
+        return []
+    keys = [
+        tuple(row)
+        for row in runs[PROVENANCE_COLUMNS].astype(str).itertuples(index=False)
+    ]
+    groups = [
+        ProvenanceGroup(
+            dict(zip(PROVENANCE_COLUMNS, key)), runs[[found == key for found in keys]]
+        )
+        for key in dict.fromkeys(keys)
+    ]
+    return sorted(groups, key=lambda group: -group.count)
+
+
+def is_mixed(groups: list[ProvenanceGroup]) -> bool:
+    """More than one group, or a run trained from a dirty tree."""
+    return len(groups) > 1 or any(group.dirty for group in groups)
+
+
+def differing(groups: list[ProvenanceGroup]) -> dict[str, list[str]]:
+    """column -> its distinct values, for each column that differs between groups."""
+    found = {}
+    for column in PROVENANCE_COLUMNS:
+        values = list(dict.fromkeys(group.setting[column] for group in groups))
+        if len(values) > 1:
+            found[column] = values
+    return found
+
+
+# ---------------------------------------------------------------- as text
+
+
+def _on_off(text: str) -> str:
+    parts = text.split("+")
+    return "+".join({"True": "on", "False": "off"}.get(part, part) for part in parts)
+
+
+def value_text(column: str, text: str) -> str:
+    """One provenance value as a reader reads it."""
+    if not text:
+        return NOT_RECORDED
+    if column == "code_commit":
+        return "+".join(part[:SHORT_COMMIT] for part in text.split("+"))
+    if column == "code_dirty":
+        return "+".join(
+            {"True": "dirty", "False": "clean"}.get(part, part)
+            for part in text.split("+")
+        )
+    if column == "backend":
+        return "+".join(_BACKEND_NAMES.get(part, part) for part in text.split("+"))
+    if column in ("jit_compile", "deterministic"):
+        return _on_off(text)
+    return text
+
+
+def setting_text(setting: dict[str, str]) -> str:
+    """e.g. 'float32 (TensorFlow, XLA off, deterministic off), code 0123abc'; a dirty
+    tree is said after the commit."""
+    precision = setting["precision"] or f"precision {NOT_RECORDED}"
+    compute = (
+        f"{value_text('backend', setting['backend'])}, "
+        f"XLA {value_text('jit_compile', setting['jit_compile'])}, "
+        f"deterministic {value_text('deterministic', setting['deterministic'])}"
+    )
+    if setting["backend"] == "" and setting["jit_compile"] == "":
+        compute = f"compute {NOT_RECORDED}"
+    code = (
+        f"code {value_text('code_commit', setting['code_commit'])}"
+        if setting["code_commit"]
+        else f"code commit {NOT_RECORDED}"
+    )
+    if "True" in setting["code_dirty"].split("+"):
+        code += " with uncommitted changes (dirty tree)"
+    return f"{precision} ({compute}), {code}"
+
+
+def _runs_count(count: int) -> str:
+    return f"{count} run{'s' if count != 1 else ''}"
+
+
+def provenance_line(runs: pd.DataFrame, detail: str = DETAIL_FILE) -> str:
+    """The one line a table or figure states: under what its ``runs`` were computed
+    ('' for no runs); a mix names each setting with its run count."""
+    groups = provenance_groups(runs)
+    if not groups:
+        return ""
+    if len(groups) == 1:
+        line = f"Computed under {setting_text(groups[0].setting)}: all {_runs_count(groups[0].count)}."
+        return line + (
+            f" Not one commit's code: see {detail}." if is_mixed(groups) else ""
+        )
+    each = "; ".join(
+        f"{setting_text(group.setting)}: {_runs_count(group.count)}" for group in groups
+    )
+    return f"Mixed provenance (see {detail}), computed under {each}."
+
+
+def mix_text(groups: list[ProvenanceGroup]) -> str:
+    """What mixes, e.g. '2 code commits (0123abc, 4567def), 2 precisions (float32,
+    mixed_float16), a dirty tree'."""
+    parts = [
+        f"{len(values)} {_FIELD_NAMES[column][1]} ({', '.join(value_text(column, value) for value in values)})"
+        for column, values in differing(groups).items()
+        if column != "code_dirty"
+    ]
+    dirty = sum(group.count for group in groups if group.dirty)
+    if dirty:
+        parts.append(f"{_runs_count(dirty)} trained from a dirty tree")
+    return ", ".join(parts)
+
+
+def _what_differs(setting: dict[str, str], main: dict[str, str]) -> str:
+    parts = [
+        f"{_FIELD_NAMES[column][0]} {value_text(column, setting[column])} "
+        f"(most runs: {value_text(column, main[column])})"
+        for column in PROVENANCE_COLUMNS
+        if column != "code_dirty" and setting[column] != main[column]
+    ]
+    if "True" in setting["code_dirty"].split("+"):
+        parts.append("uncommitted changes (dirty tree)")
+    elif setting["code_dirty"] != main["code_dirty"]:
+        parts.append(
+            f"tree {value_text('code_dirty', setting['code_dirty'])} "
+            f"(most runs: {value_text('code_dirty', main['code_dirty'])})"
+        )
+    return "; ".join(parts)
+
+
+def concerned_runs(groups: list[ProvenanceGroup]) -> list[list[str]]:
+    """[experiment, method, value, seed, what differs] of every run outside the main
+    (largest) group, and of every run trained from a dirty tree."""
+    if not groups:
+        return []
+    main = groups[0].setting
+    rows = []
+    for index, group in enumerate(groups):
+        if index == 0 and not group.dirty:
+            continue
+        why = _what_differs(group.setting, main)
+        rows += [
+            [r.experiment, r.method, format_value(r.value), str(r.seed), why]
+            for r in group.runs.itertuples()
+        ]
+    return rows
+
+
+WARNING_HEADER = ["experiment", "method", "value", "seed", "what differs"]
+
+
+def warning_section(runs: pd.DataFrame, listed: int = LISTED_RUNS) -> tuple | None:
+    """A mixed study's warning, as a (title, header, rows, notes) section: what mixes,
+    the main setting, and the runs concerned (at most ``listed``); None if not mixed."""
+    groups = provenance_groups(runs)
+    if not is_mixed(groups):
+        return None
+    rows = concerned_runs(groups)
+    what = (
+        "not all computed alike: "
+        if len(groups) > 1
+        else "computed alike, but by code that no commit names: "
+    )
+    notes = [
+        f"The {_runs_count(len(runs))} behind these tables were {what}{mix_text(groups)}. "
+        f"Most runs ({groups[0].count}): {setting_text(groups[0].setting)}. Differences between their "
+        "numbers may come from the code or the compute, not the method alone.",
+        "The runs listed differ from most runs (or were trained from a dirty tree, whose code no commit "
+        "names); retrain them under one commit and compute setting (smoothbench-retire moves them aside, e.g. "
+        "--other-commit or --other-precision float32, and the workflow trains them again), or report the mix. Every run's provenance: runs.csv (columns code_commit, "
+        "code_dirty, backend, precision, jit_compile, deterministic); the groups: tables/provenance.md.",
+    ]
+    if len(rows) > listed:
+        notes.append(f"{len(rows) - listed} more runs concerned are not listed here.")
+    title = f"Warning: mixed provenance, {mix_text(groups)}"
+    return title, WARNING_HEADER, rows[:listed], notes
+
+
+def clean_text(runs: pd.DataFrame) -> str:
+    """A study that does not mix, in one short line: its single commit and setting."""
+    groups = provenance_groups(runs)
+    if not groups:
+        return "No finished runs yet."
+    return f"All {_runs_count(groups[0].count)}: {setting_text(groups[0].setting)}."
+
+
+def text_lines(runs: pd.DataFrame, listed: int = LISTED_RUNS) -> list[str]:
+    """The provenance of ``runs`` as plain text lines (smoothbench-status): one line for
+    a study that does not mix, else a warning, the main setting and the runs concerned
+    with what differs; no lines for no runs."""
+    if not len(runs):
+        return []
+    warning = warning_section(runs, listed)
+    if warning is None:
+        return [f"provenance: {clean_text(runs)}"]
+    title, _, rows, notes = warning
+    groups = provenance_groups(runs)
+    lines = [
+        f"WARNING: {title.removeprefix('Warning: ')}",
+        f"  most runs ({groups[0].count}): {setting_text(groups[0].setting)}",
+        "  runs that differ (retrain them under one commit and setting, or report the mix):",
+    ]
+    lines += [
+        f"    {experiment} {method}~{value} seed {seed}: {why}"
+        for experiment, method, value, seed, why in rows
+    ]
+    if len(notes) > 2:
+        lines.append(f"    ... {notes[2]}")
+    return lines
+
+
+def provenance_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """provenance.csv: one row per group (1: the most runs) with its
+    :data:`PROVENANCE_COLUMNS`, its run count and experiments, and whether the study
+    mixes."""
+    groups = provenance_groups(runs)
+    mixed = is_mixed(groups)
+    return pd.DataFrame.from_records(
+        [
+            {
+                "group": index,
+                **group.setting,
+                "runs": group.count,
+                "experiments": "; ".join(dict.fromkeys(group.runs["experiment"])),
+                "mixed": mixed,
+            }
+            for index, group in enumerate(groups, start=1)
+        ],
+        columns=["group", *PROVENANCE_COLUMNS, "runs", "experiments", "mixed"],
+    )
+
+
+def write_provenance(runs: pd.DataFrame, folder: Path | str) -> pd.DataFrame:
+    """:data:`PROVENANCE_FILES` in ``folder``: the groups (csv), and as md and html the
+    groups and, for a mixed study, the warning with the runs concerned."""
+    folder = Path(folder)
+    frame = provenance_frame(runs)
+    write_csv(folder / "provenance.csv", frame)
+    groups = provenance_groups(runs)
+    header = ["group", "runs", "computed under", "experiments"]
+    rows = [
+        [
+            str(r.group),
+            str(r.runs),
+            setting_text(groups[r.group - 1].setting),
+            r.experiments,
+        ]
+        for r in frame.itertuples()
+    ]
+    notes = [
+        "Runs with one code commit, tree state, backend, precision, XLA and deterministic setting form a "
+        "group (1: the most runs); runs.csv gives every run's. "
+        + (clean_text(runs) if not is_mixed(groups) else "The runs mix: see below."),
+    ]
+    sections = [
+        ("Provenance: the code and compute behind the tables", header, rows, notes)
+    ]
+    warning = warning_section(runs, listed=len(runs))
+    if warning:
+        sections.append(warning)
+    write_text(
+        folder / "provenance.md",
+        "".join(render_markdown(*section) + "\n" for section in sections),
+    )
+    write_text(folder / "provenance.html", render_html(sections))
+    return frame
