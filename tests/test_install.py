@@ -1,12 +1,17 @@
 """What `make setup` installs: the exact versions of the lock files in requirements/
 (made from pyproject.toml by `make lock`), and the GPU extra that makes each backend see
-NVIDIA GPUs from PyPI alone (pyproject.toml, requirements/, envs/, the Makefile)."""
+NVIDIA GPUs from PyPI alone (pyproject.toml, requirements/, envs/, the Makefile). And
+that a plain `pip install .` (not editable) gives working tools from any folder: the
+wheel holds the schema and the paper's tables, the version is pyproject.toml's."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
+import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +207,158 @@ def test_make_setup_reinstalls_when_its_lock_changes(tmp_path):
         "GPU=1", "-W", "requirements/gpu.txt", venv=tmp_path
     )
     assert install not in _planned_setup("GPU=1", venv=tmp_path)
+
+
+# -- a non-editable install -----------------------------------------------------------
+
+# The files a wheel is built from (pyproject.toml names the rest: readme, license).
+WHEEL_SOURCES = ["pyproject.toml", "README.md", "LICENSE", "src/smoothbench"]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """smoothbench installed from a wheel, not editable, into a fresh environment: a
+    venv whose only other packages are the dependencies already installed here (a .pth
+    line naming this environment's site-packages, whose own .pth files, the editable
+    install of the checkout among them, it does not read). Built and installed with no
+    network: the build backend of [build-system] is installed here (the test extra)."""
+    folder = tmp_path_factory.mktemp("install")
+    tree = folder / "tree"
+    for name in WHEEL_SOURCES:
+        source = REPOSITORY / name
+        if source.is_dir():
+            shutil.copytree(
+                source,
+                tree / name,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+            )
+        else:
+            tree.mkdir(exist_ok=True)
+            shutil.copy2(source, tree / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run(
+        pip
+        + ["wheel", "--no-deps", "--no-build-isolation", "--no-index"]
+        + ["--wheel-dir", str(folder / "dist"), str(tree)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PIP_NO_INDEX": "1"},
+    )
+    (wheel,) = (folder / "dist").glob("smoothbench-*.whl")
+    environment = folder / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(environment)], check=True
+    )
+    (site_packages,) = (environment / "lib").glob("python3*/site-packages")
+    (site_packages / "dependencies.pth").write_text(
+        "\n".join(site.getsitepackages()) + "\n"
+    )
+    subprocess.run(
+        pip
+        + ["--python", str(environment / "bin" / "python"), "install"]
+        + ["--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    return environment
+
+
+def _outside(environment: Path, command: list[str], cwd: Path):
+    """``command`` run from ``cwd``, far from the checkout, with nothing of it on
+    PYTHONPATH."""
+    variables = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PYTHONPATH", "SMOOTHBENCH_SOURCE", "VIRTUAL_ENV")
+    }
+    variables["PATH"] = f"{environment / 'bin'}{os.pathsep}{variables['PATH']}"
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, env=variables, timeout=300
+    )
+
+
+def test_the_wheel_holds_the_schema_the_paper_and_the_license(installed):
+    wheel = next(installed.parent.glob("dist/smoothbench-*.whl"))
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "smoothbench/schemas/config.schema.yaml" in names
+    assert {"smoothbench/paper/mezzini_tables_1_2.csv"} <= names
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    assert "Copyright (c) 2026 the smoothbench authors" in (
+        (REPOSITORY / "LICENSE").read_text()
+    )
+
+
+def test_the_installed_package_is_the_one_imported(installed, tmp_path):
+    process = _outside(
+        installed,
+        [
+            "python",
+            "-c",
+            "import sys, smoothbench; print(smoothbench.__file__); "
+            "print(smoothbench.__version__); print('\\n'.join(sys.path))",
+        ],
+        tmp_path,
+    )
+    assert process.returncode == 0, process.stderr
+    imported, version, *path = process.stdout.splitlines()
+    assert Path(imported).is_relative_to(installed)
+    assert version == PYPROJECT["project"]["version"]
+    source = REPOSITORY / "src"
+    assert not any(entry and Path(entry) == source for entry in path), path
+
+
+@pytest.mark.parametrize(
+    "script", sorted(PYPROJECT["project"]["scripts"]), ids=lambda script: script
+)
+def test_each_installed_tool_prints_its_version_from_any_folder(
+    installed, tmp_path, script
+):
+    process = _outside(installed, [script, "--version"], tmp_path)
+    assert process.returncode == 0, process.stderr
+    # no commit: the installed package is no git checkout
+    assert process.stdout.strip() == f"{script} {PYPROJECT['project']['version']}"
+
+
+def test_the_installed_tools_read_the_papers_config_from_any_folder(
+    installed, tmp_path
+):
+    paper = str(REPOSITORY / "config.yaml")
+    rates = ["--rate", "resnet_v2-83@72=900", "--rate", "resnet_v1-20@32=1430"]
+    process = _outside(
+        installed, ["smoothbench-cost", "--configfile", paper, *rates], tmp_path
+    )
+    assert process.returncode == 0, process.stderr
+    assert "total: 108 training jobs" in process.stdout
+    # with an override: the schema's types and defaults come from the wheel
+    process = _outside(
+        installed,
+        [
+            "smoothbench-status",
+            "--configfile",
+            paper,
+            "--config",
+            "seeds=[0,1]",
+            "--json",
+        ],
+        tmp_path,
+    )
+    assert process.returncode == 0, process.stderr
+    runs = json.loads(process.stdout)["runs"]
+    assert len(runs) == 2 * 108 and {run["seed"] for run in runs} == {0, 1}
+    process = _outside(
+        installed,
+        ["smoothbench-cost", "--configfile", paper, "--config", "seeds=[zero]", *rates],
+        tmp_path,
+    )
+    assert process.returncode == 1
+    assert "config key 'seeds[0]'" in process.stderr
+
+
+def test_the_installed_equivalence_tool_asks_for_a_checkout(installed, tmp_path):
+    """It trains through the Snakefile, which no wheel holds: it says so, before
+    anything else."""
+    process = _outside(installed, ["smoothbench-equivalence", "--all"], tmp_path)
+    assert process.returncode != 0
+    assert "run it in a checkout" in process.stderr

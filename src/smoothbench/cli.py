@@ -9,7 +9,7 @@
 ``smoothbench-tables``: the tables of the runs finished so far, while a study still runs
 (the workflow's rule ``aggregate`` waits for every run).
 
-    smoothbench-tables [--configfile config.yaml] [--runs RESULTS/runs] [--output RESULTS/tables_interim]
+    smoothbench-tables [--configfile config.yaml ...] [--config KEY=VALUE ...] [--runs RESULTS/runs] [--output RESULTS/tables_interim]
 
 (RESULTS: the config's results_folder, results/paper for config.yaml.)
 
@@ -17,11 +17,16 @@
 per dataset and in total (``--per-run``: every job too), from the benchmark's throughput
 or a stated one (see :mod:`smoothbench.cost`).
 
-    smoothbench-cost [--configfile config.yaml] [--throughput results/benchmarks/throughput.csv]
+    smoothbench-cost [--configfile config.yaml ...] [--config KEY=VALUE ...]
+                     [--throughput results/benchmarks/throughput.csv]
                      [--rate resnet_v2-83@72=900 ...] [--per-run] [--csv FILE]
 
 Every tool takes ``--version`` (:func:`add_version_option`) and says in ``--help`` what it
-does, with examples (:func:`tool_parser`).
+does, with examples (:func:`tool_parser`). Every tool that reads a study takes its config
+as Snakemake does (:func:`add_study_arguments`): ``--configfile`` with one file or several,
+layered key by key, and ``--config KEY=VALUE ...`` over them, so that
+``smoothbench-status --configfile config.yaml mine.yaml --config 'seeds=[0]'`` sees the
+study that ``snakemake`` with the same options plans.
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from smoothbench.config import ConfigError
+from smoothbench.config import ConfigError, merge_layers, read_config_files
 from smoothbench.errors import SmoothbenchError
 from smoothbench.registry import DATASETS, get_dataset
 from smoothbench.storage import PreparedDataError, open_prepared
-from smoothbench.study import load_study_file
+from smoothbench.study import Study, load_study
 
 
 def version_text(prog: str) -> str:
@@ -89,6 +94,115 @@ def tool_parser(
     )
     add_version_option(parser)
     return parser
+
+
+def add_study_arguments(
+    parser: argparse.ArgumentParser,
+    default: Sequence[str] | None = ("config.yaml",),
+    default_text: str | None = None,
+) -> None:
+    """``--configfile FILE [FILE ...]`` and ``--config KEY=VALUE [...]``, as Snakemake's:
+    the files layered in order, each later one updated into the earlier ones key by key
+    (mappings recursively), then the ``--config`` values over them. ``default``: the
+    files read without ``--configfile`` (None: the tool chooses them when it runs, as
+    ``default_text`` says)."""
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        default=list(default) if default else None,
+        metavar="FILE",
+        help="the study's config files, layered as Snakemake layers them: each later "
+        "file updated into the earlier ones key by key, e.g. config.yaml mine.yaml "
+        f"(default: {default_text or ' '.join(default or [])})",
+    )
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config values over the files, as Snakemake's --config takes them, e.g. "
+        "'seeds=[0,1]' 'protocol={epochs: 3}' (a value is read as YAML)",
+    )
+
+
+def parse_config_entries(entries: Sequence[str]) -> dict:
+    """``--config`` read by Snakemake's own rules (snakemake.cli.parse_config, which
+    :func:`config_overrides` prefers): KEY=VALUE, the value an int, a float, True or
+    False, else YAML read with the base loader (so nested values stay strings, typed by
+    the schema: :func:`smoothbench.config.read_typed_strings`), an empty value None."""
+    import re
+
+    import yaml
+
+    readers = (
+        int,
+        float,
+        {"True": True, "False": False}.__getitem__,
+        lambda text: yaml.load(text, Loader=yaml.BaseLoader),
+    )
+    config: dict = {}
+    for entry in entries:
+        key, separator, text = entry.partition("=")
+        if not separator:
+            raise ValueError(
+                "Invalid config definition: Config entries have to be defined as name=value pairs."
+            )
+        if not re.match(r"[a-zA-Z_][\w-]*\w$", key):
+            raise ValueError(
+                "Invalid config definition: Config entry must start with a valid identifier."
+            )
+        value = None
+        if text:
+            value = text
+            for read in readers:
+                try:
+                    value = read(text)
+                    break
+                except (ValueError, KeyError, yaml.YAMLError):
+                    continue
+        config = merge_layers(config, {key: value})
+    return config
+
+
+def config_overrides(entries: Sequence[str]) -> dict:
+    """The config values of ``--config KEY=VALUE ...`` (ConfigError when one is not
+    KEY=VALUE)."""
+    if not entries:
+        return {}
+    try:
+        from snakemake.cli import parse_config
+    except ImportError:  # a Snakemake without it: the same rules, here
+        parse_config = parse_config_entries
+    try:
+        return parse_config(list(entries))
+    except ValueError as error:
+        raise ConfigError(f"--config {' '.join(entries)}: {error}") from None
+
+
+def config_from_arguments(
+    arguments: argparse.Namespace, default: Sequence[str] = ("config.yaml",)
+) -> dict:
+    """The config of :func:`add_study_arguments`' options, before validation: the files
+    (``default`` when the parser gave none) layered, then the ``--config`` values."""
+    files = arguments.configfile or list(default)
+    return merge_layers(read_config_files(files), config_overrides(arguments.config))
+
+
+def study_from_arguments(
+    arguments: argparse.Namespace, default: Sequence[str] = ("config.yaml",)
+) -> Study:
+    """The study :func:`config_from_arguments` names, validated and resolved, as
+    Snakemake resolves it with the same ``--configfile`` and ``--config``."""
+    return load_study(config_from_arguments(arguments, default))
+
+
+def study_arguments_text(arguments: argparse.Namespace) -> str:
+    """The study's options as a user writes them, for messages: ``config.yaml mine.yaml
+    --config seeds=[0]``."""
+    text = " ".join(arguments.configfile or [])
+    if arguments.config:
+        text += " --config " + " ".join(arguments.config)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,13 +262,10 @@ def tables_main(argv: list[str] | None = None) -> int:
         [
             "smoothbench-tables",
             "smoothbench-tables --configfile config/demo.yaml --output /tmp/tables",
+            "smoothbench-tables --configfile config.yaml mine.yaml --config 'seeds=[0,1]'",
         ],
     )
-    parser.add_argument(
-        "--configfile",
-        default="config.yaml",
-        help="the study's config (default: config.yaml)",
-    )
+    add_study_arguments(parser)
     parser.add_argument(
         "--runs", help="the runs folder (default: the config's results_folder/runs)"
     )
@@ -166,7 +277,7 @@ def tables_main(argv: list[str] | None = None) -> int:
     from smoothbench import runs_table, tables
 
     try:
-        study = load_study_file(arguments.configfile)
+        study = study_from_arguments(arguments)
     except (OSError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -185,7 +296,7 @@ def tables_main(argv: list[str] | None = None) -> int:
         total = len(finished) + len(unfinished)
         if not finished:
             print(
-                f"error: none of the {total} runs of {arguments.configfile} has finished under {arguments.runs}",
+                f"error: none of the {total} runs of {study_arguments_text(arguments)} has finished under {arguments.runs}",
                 file=sys.stderr,
             )
             return 1
@@ -231,13 +342,10 @@ def cost_main(argv: list[str] | None = None) -> int:
             "smoothbench-cost                          # with results/benchmarks/throughput.csv",
             "smoothbench-cost --rate resnet_v1-20@32=1430 --rate resnet_v2-83@72=154",
             "smoothbench-cost --configfile config/demo.yaml --rate resnet_v1-20@32=1430 --per-run",
+            "smoothbench-cost --configfile config.yaml mine.yaml --config 'protocol={epochs: 100}'",
         ],
     )
-    parser.add_argument(
-        "--configfile",
-        default="config.yaml",
-        help="the study's config (default: config.yaml)",
-    )
+    add_study_arguments(parser)
     # where benchmarks/benchmark_training.py writes
     benchmark_csv = Path("results/benchmarks/throughput.csv")
     parser.add_argument(
@@ -283,7 +391,7 @@ def cost_main(argv: list[str] | None = None) -> int:
     from smoothbench import cost, storage
 
     try:
-        study = load_study_file(arguments.configfile)
+        study = study_from_arguments(arguments)
         rates = []
         throughput = arguments.throughput or (
             benchmark_csv if benchmark_csv.is_file() else None

@@ -1,17 +1,27 @@
 """Validate a smoothbench config against its JSON schema, with every default filled.
 
 The first of two layers, both run before Snakemake plans a single job: the schema
-(``workflow/schemas/config.schema.yaml``) checks types, ranges and unknown keys (typos)
-and fills the defaults; :mod:`smoothbench.study` then checks the facts the schema
-cannot express and resolves the study. Every error names the config key at fault,
-e.g. ``experiments.svhn.gammas[0]``.
+(``src/smoothbench/schemas/config.schema.yaml``, package data, which
+``workflow/schemas/config.schema.yaml`` links to) checks types, ranges and unknown keys
+(typos) and fills the defaults; :mod:`smoothbench.study` then checks the facts the
+schema cannot express and resolves the study. Every error names the config key at
+fault, e.g. ``experiments.svhn.gammas[0]``.
+
+Values given on the command line arrive as text: Snakemake's ``--config
+'seeds=[0,1]'`` reads a nested value with YAML's base loader, every scalar a string
+(``['0', '1']``). Where the schema wants anything but a string, such a string is read
+as YAML first (:func:`read_typed_strings`), so ``seeds=[0,1]`` and ``protocol={epochs:
+3}`` work as they would in a config file; strings the schema takes as strings (names,
+paths, ``auto``, ``grid``) are left as written.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import importlib.resources
 import math
+import re
 from pathlib import Path
 
 import jsonschema
@@ -19,8 +29,10 @@ import yaml
 
 from smoothbench.errors import SmoothbenchError
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPOSITORY_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+# Package data (pyproject.toml's package-data), so an installed smoothbench finds it too.
+SCHEMA_PATH = (
+    importlib.resources.files("smoothbench") / "schemas" / "config.schema.yaml"
+)
 
 
 def _is_integer(checker, instance) -> bool:
@@ -66,8 +78,9 @@ def format_key(path) -> str:
 
 
 def load_schema(schema_path: Path | str = SCHEMA_PATH) -> dict:
-    with open(schema_path) as handle:
-        return yaml.safe_load(handle)
+    if isinstance(schema_path, str):
+        schema_path = Path(schema_path)
+    return yaml.safe_load(schema_path.read_text())
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -98,6 +111,109 @@ def fill_defaults(instance: dict, schema: dict, root: dict | None = None) -> dic
         if isinstance(instance.get(key), dict):
             fill_defaults(instance[key], subschema, root)
     return instance
+
+
+# A number as YAML 1.2 writes it: PyYAML (YAML 1.1) reads 1e-3 as a string.
+_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
+def _kinds(schema: dict, root: dict) -> list:
+    """The forms a schema takes: its JSON types, and the values of its enum or const,
+    over every branch of a ``oneOf`` or ``anyOf``."""
+    schema = _resolve(schema, root)
+    branches = schema.get("oneOf") or schema.get("anyOf")
+    if branches:
+        return [kind for branch in branches for kind in _kinds(branch, root)]
+    if "const" in schema:
+        return [("value", schema["const"])]
+    if "enum" in schema:
+        return [("value", value) for value in schema["enum"]]
+    kind = schema.get("type")
+    if kind is None:
+        return [("type", "any")]
+    return [("type", name) for name in ([kind] if isinstance(kind, str) else kind)]
+
+
+def _takes_text(text: str, kinds: list) -> bool:
+    """Whether a string is one of a schema's forms as written (a name, a path, 'auto')."""
+    return any(
+        kind == ("type", "string") or kind == ("type", "any") or kind == ("value", text)
+        for kind in kinds
+    )
+
+
+def _takes_non_strings(kinds: list) -> bool:
+    """Whether a schema has a form besides strings (a number, a list, true, ...)."""
+    return any(
+        (form == "type" and name != "string")
+        or (form == "value" and not isinstance(name, str))
+        for form, name in kinds
+    )
+
+
+def _branch_for(value, schema: dict, root: dict) -> dict | None:
+    """The schema a mapping or a list is read with: ``schema`` itself, or the branch of
+    its ``oneOf``/``anyOf`` that takes mappings (lists)."""
+    schema = _resolve(schema, root)
+    branches = schema.get("oneOf") or schema.get("anyOf")
+    if not branches:
+        return schema
+    wanted = "object" if isinstance(value, dict) else "array"
+    for branch in branches:
+        branch = _resolve(branch, root)
+        kind = branch.get("type")
+        if kind == wanted or (isinstance(kind, list) and wanted in kind):
+            return branch
+    return None
+
+
+def read_typed_strings(value, schema: dict, root: dict | None = None):
+    """``value`` with each string read as YAML where ``schema`` wants no string there.
+
+    A string the schema takes as written (any string, or one of its enum values) stays;
+    one that YAML cannot read, or reads to another string, stays too, so that the
+    schema's own message names the key. A number in YAML 1.2's notation that PyYAML
+    leaves a string (``1e-3``) is read as a number where the schema wants one. Mappings
+    and lists are read key by key with their ``properties``, ``additionalProperties``
+    and ``items`` (``$ref`` and ``oneOf`` followed); values that are no strings are
+    never changed.
+    """
+    root = root if root is not None else schema
+    schema = _resolve(schema, root)
+    if isinstance(value, str):
+        kinds = _kinds(schema, root)
+        if _takes_text(value, kinds) or not _takes_non_strings(kinds):
+            return value
+        try:
+            loaded = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if isinstance(loaded, str):
+            if ("type", "number") in kinds and _NUMBER.fullmatch(value.strip()):
+                return float(value)
+            return value
+        return read_typed_strings(loaded, schema, root)
+    if not isinstance(value, (dict, list)):
+        return value
+    schema = _branch_for(value, schema, root)
+    if schema is None:
+        return value
+    if isinstance(value, list):
+        items = schema.get("items")
+        if not isinstance(items, dict):
+            return value
+        return [read_typed_strings(item, items, root) for item in value]
+    properties = schema.get("properties", {})
+    additional = schema.get("additionalProperties")
+    typed = {}
+    for key, item in value.items():
+        subschema = properties.get(key, additional)
+        typed[key] = (
+            read_typed_strings(item, subschema, root)
+            if isinstance(subschema, dict)
+            else item
+        )
+    return typed
 
 
 def _same_value(one, two) -> bool:
@@ -239,7 +355,9 @@ def validate_config(config: dict, schema_path: Path | str = SCHEMA_PATH) -> dict
         )
     _check_removed_keys(config)
     schema = load_schema(schema_path)
-    filled = fill_defaults(copy.deepcopy(config), schema)
+    # --config values arrive as strings (Snakemake reads them with YAML's base loader)
+    typed = read_typed_strings(copy.deepcopy(config), schema)
+    filled = fill_defaults(typed, schema)
     validator = Validator(schema)
     errors = sorted(
         validator.iter_errors(filled),

@@ -33,11 +33,11 @@ import yaml
 
 from smoothbench import tuning
 from smoothbench.analysis import student_half_width, student_interval
-from smoothbench.cli import tool_parser
+from smoothbench.cli import add_study_arguments, config_from_arguments, tool_parser
+from smoothbench.config import ConfigError
 from smoothbench.settings import COMPUTATION_KEYS
 from smoothbench.study import load_study
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 REFERENCE = tuning.REFERENCE.as_dict()
 COLUMNS = [
     "candidate",
@@ -59,6 +59,20 @@ COLUMNS = [
 ]
 
 
+def workflow_folder() -> Path:
+    """The checkout whose Snakefile trains each side: the one this package is imported
+    from (its src/), else the current folder. The workflow is no part of an installed
+    package, so an installed smoothbench-equivalence runs in a checkout."""
+    for folder in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (folder / "Snakefile").is_file() and (folder / "workflow").is_dir():
+            return folder
+    raise SystemExit(
+        "smoothbench-equivalence trains through the workflow (the Snakefile and "
+        "workflow/ of a smoothbench checkout), which is not installed with the package: "
+        "run it in a checkout"
+    )
+
+
 def side_config(config: dict, name: str, compute: dict) -> dict:
     """The study ``config`` under compute settings ``compute``, in a folder of its own."""
     side = json.loads(json.dumps(config))
@@ -76,7 +90,7 @@ def train_side(config: dict, cores: int, log) -> None:
     command = [
         str(Path(sys.executable).with_name("snakemake")),
         "--snakefile",
-        str(REPOSITORY / "Snakefile"),
+        str(workflow_folder() / "Snakefile"),
         "--configfile",
         str(path),
         "--cores",
@@ -255,12 +269,11 @@ def main(argv=None) -> int:
             "smoothbench-equivalence --compute compute.yaml   # a block smoothbench-tune wrote",
             "smoothbench-equivalence --all           # every candidate setting of this machine",
             "smoothbench-equivalence --configfile my.yaml --cores 8 --compute compute.yaml",
+            "smoothbench-equivalence --all --config 'seeds=[0,1,2,3,4,5,6,7,8,9]'",
         ],
     )
-    parser.add_argument(
-        "--configfile",
-        default=str(REPOSITORY / "config" / "equivalence.yaml"),
-        help="the study to train (default: config/equivalence.yaml)",
+    add_study_arguments(
+        parser, None, "config/equivalence.yaml of the checkout, the study to train"
     )
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
@@ -284,8 +297,16 @@ def main(argv=None) -> int:
         "auto's fixed rule here); repeatable",
     )
     arguments = parser.parse_args(argv)
-    config = yaml.safe_load(Path(arguments.configfile).read_text())
-    study = load_study(config)  # refuses a bad config before any training
+    default = (
+        []
+        if arguments.configfile
+        else [workflow_folder() / "config" / "equivalence.yaml"]
+    )
+    try:
+        config = config_from_arguments(arguments, default)
+        study = load_study(config)  # refuses a bad config before any training
+    except (OSError, ConfigError) as error:
+        parser.exit(1, f"smoothbench-equivalence: error: {error}\n")
     tolerance = study.config["equivalence_tolerance"]
     log = lambda message: print(message, flush=True)  # noqa: E731
     reference_config = side_config(config, "reference", REFERENCE)

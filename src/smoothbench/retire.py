@@ -28,8 +28,9 @@ import sys
 from pathlib import Path
 
 from smoothbench import run_record, storage
-from smoothbench.cli import tool_parser
-from smoothbench.study import Run, Study, load_study_files
+from smoothbench.cli import add_study_arguments, study_from_arguments, tool_parser
+from smoothbench.config import ConfigError
+from smoothbench.study import Run, Study
 
 RETIRED_FOLDER = "retired"
 RETIRED_RECORD = "retired.json"
@@ -163,12 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             "smoothbench-retire --method gamma --values 0.9 --seeds 0 1",
         ],
     )
-    parser.add_argument(
-        "--configfile",
-        nargs="+",
-        default=["config.yaml"],
-        help="the study's config files, layered as Snakemake layers them",
-    )
+    add_study_arguments(parser)
     parser.add_argument("--experiments", nargs="+", metavar="NAME")
     parser.add_argument("--methods", nargs="+", metavar="METHOD")
     parser.add_argument(
@@ -188,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="list, move nothing")
     arguments = parser.parse_args(argv)
-    study = load_study_files(arguments.configfile)
+    try:
+        study = study_from_arguments(arguments)
+    except (OSError, ConfigError) as error:
+        parser.exit(1, f"smoothbench-retire: error: {error}\n")
     filters = {
         "experiments": arguments.experiments,
         "methods": arguments.methods,

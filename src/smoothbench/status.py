@@ -319,8 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     """smoothbench-status: see the module docstring."""
     import sys
 
-    from smoothbench.cli import tool_parser
-    from smoothbench.study import load_study_file
+    from smoothbench.cli import add_study_arguments, study_from_arguments, tool_parser
 
     parser = tool_parser(
         "smoothbench-status",
@@ -331,13 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         [
             "smoothbench-status --configfile config/demo.yaml",
             "smoothbench-status --watch 60    # the paper's study, every minute",
+            "smoothbench-status --configfile config.yaml mine.yaml --config 'seeds=[0]'",
         ],
     )
-    parser.add_argument(
-        "--configfile",
-        default="config.yaml",
-        help="the study's config, as given to snakemake (default: config.yaml)",
-    )
+    add_study_arguments(parser)  # as given to snakemake
     parser.add_argument(
         "--watch",
         type=float,
@@ -355,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     arguments = parser.parse_args(argv)
     try:
-        study = load_study_file(arguments.configfile)
+        study = study_from_arguments(arguments)
     except (OSError, ValueError) as error:
         parser.exit(2, f"smoothbench-status: {error}\n")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import yaml
 
 from smoothbench import storage
-from smoothbench.cli import tool_parser
+from smoothbench.cli import add_study_arguments, study_from_arguments, tool_parser
+from smoothbench.config import ConfigError
 from smoothbench.settings import RunSettings
-from smoothbench.study import load_study_files
 from smoothbench.tuning import Choice, measure, work_description
 
 
@@ -63,15 +63,22 @@ def compute_block(kinds: list[dict]) -> dict:
     return {"compute": block}
 
 
-def block_text(kinds: list[dict], configfiles: list[str], evidence: Path) -> str:
-    """The YAML file: what was measured, as comments, then the block."""
+def block_text(
+    kinds: list[dict],
+    configfiles: list[str],
+    evidence: Path,
+    overrides: list[str] | None = None,
+) -> str:
+    """The YAML file: what was measured, as comments, then the block. ``overrides``:
+    the study's ``--config`` values, passed again after this file."""
     device = kinds[0]["record"]["device"]
+    config = f" --config {' '.join(overrides)}" if overrides else ""
     lines = [
         "# Compute settings measured by smoothbench-tune on "
         f"{kinds[0]['record']['measured_at']} ({device['name']}; "
         f"CPU features: {', '.join(device['cpu']['features']) or 'none listed'})",
-        f"# for the study of {' '.join(configfiles)}. Pass it after the study's config:",
-        f"#   snakemake --configfile {' '.join(configfiles)} <this file>",
+        f"# for the study of {' '.join(configfiles)}{config}. Pass it after the study's config:",
+        f"#   snakemake --configfile {' '.join(configfiles)} <this file>{config}",
         "# or paste the block into your config. Every run trained under it records what it",
         "# used in metrics.json; a run begun under other settings does not resume under these.",
         f"# The whole evidence: {evidence.name}",
@@ -115,12 +122,7 @@ def tune_main(argv=None) -> int:
             "smoothbench-tune --list        # the study's kinds of run; then: snakemake --configfile config.yaml compute.yaml",
         ],
     )
-    parser.add_argument(
-        "--configfile",
-        nargs="+",
-        default=["config.yaml"],
-        help="the study's config files, layered as Snakemake layers them",
-    )
+    add_study_arguments(parser)
     parser.add_argument("--output", default="compute.yaml")
     parser.add_argument(
         "--experiments",
@@ -138,7 +140,10 @@ def tune_main(argv=None) -> int:
         "--list", action="store_true", help="list the kinds of run and stop"
     )
     arguments = parser.parse_args(argv)
-    study = load_study_files(arguments.configfile)
+    try:
+        study = study_from_arguments(arguments)
+    except (OSError, ConfigError) as error:
+        parser.exit(1, f"smoothbench-tune: error: {error}\n")
     unknown = [
         name for name in arguments.experiments or [] if name not in study.experiments
     ]
@@ -172,6 +177,7 @@ def tune_main(argv=None) -> int:
         evidence,
         {
             "configfiles": arguments.configfile,
+            "config": arguments.config,
             "kinds": [
                 {
                     "experiments": kind["experiments"],
@@ -183,7 +189,9 @@ def tune_main(argv=None) -> int:
         },
     )
     with storage.atomic_file(output, "w") as stream:
-        stream.write(block_text(kinds, arguments.configfile, evidence))
+        stream.write(
+            block_text(kinds, arguments.configfile, evidence, arguments.config)
+        )
     print(f"wrote {output} (evidence: {evidence})")
     print(output.read_text())
     return 0

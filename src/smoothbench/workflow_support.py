@@ -1,11 +1,14 @@
-"""What the thin ``workflow/scripts`` adapters share: logging to the rule's log file."""
+"""What the thin ``workflow/scripts`` adapters share: logging to the rule's log file;
+and what the rules check while planning (:func:`gpu_warning`)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -56,6 +59,52 @@ def code_fingerprint(base: str | os.PathLike) -> str:
         digest.update(b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def gpu_warning(
+    study,
+    which=shutil.which,
+    run=subprocess.run,
+    environment: dict | None = None,
+) -> str | None:
+    """The warning the workflow prints while planning (workflow/rules/common.smk) when
+    this machine has NVIDIA GPUs (``nvidia-smi -L`` lists one) and no training job of
+    ``study`` asks for one (config key ``compute.gpus_per_job`` is 0 for every
+    experiment): every run would train on the CPU, silently. None otherwise, and where
+    ``CUDA_VISIBLE_DEVICES`` hides every GPU (training on the CPU on purpose)."""
+    environment = os.environ if environment is None else environment
+    if any(study.compute_settings(name).gpus_per_job > 0 for name in study.experiments):
+        return None
+    if environment.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1"):
+        return None
+    if which("nvidia-smi") is None:
+        return None
+    try:
+        listing = run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    gpus = [line for line in listing.stdout.splitlines() if line.startswith("GPU ")]
+    if listing.returncode != 0 or not gpus:
+        return None
+    rule = "=" * 78
+    return "\n".join(
+        [
+            rule,
+            f"WARNING: this machine has {len(gpus)} NVIDIA GPU(s) (nvidia-smi -L), but no "
+            "training job of this study asks for one: config key compute.gpus_per_job is 0 "
+            "for every experiment, so every run trains on the CPU.",
+            "A config file given alone (--configfile mine.yaml) replaces config.yaml, and "
+            "with it config.yaml's compute.gpus_per_job: 1. To train on the GPUs, set it:",
+            "  in your file:           compute: {gpus_per_job: 1}",
+            "  on the command line:    --config 'compute={gpus_per_job: 1}'",
+            "  in a machine file:      --configfile mine.yaml machine.yaml",
+            "(--configfile config.yaml mine.yaml keeps config.yaml's gpus_per_job: 1, but "
+            "also adds config.yaml's experiments to yours: config/README.md, 'Study file "
+            "and machine file'.) To train on the CPU on purpose, hide the GPUs: "
+            "CUDA_VISIBLE_DEVICES= snakemake ...",
+            rule,
+        ]
+    )
 
 
 class WrongCheckoutError(SmoothbenchError, RuntimeError):

@@ -15,7 +15,7 @@ from smoothbench.storage import ARRAY_NAMES, MANIFEST_NAME
 from smoothbench.paper import PAPER_CELLS_FILE, PAPER_TABLE3_FILE
 from smoothbench.tables import OUTPUT_FILES
 from smoothbench import slurm_compat
-from smoothbench.workflow_support import code_fingerprint, use_checkout
+from smoothbench.workflow_support import code_fingerprint, gpu_warning, use_checkout
 from smoothbench.results_owner import ResultsOwnerError, check_owner, checkout_identity
 
 use_checkout(SOURCE_FOLDER)
@@ -26,12 +26,13 @@ slurm_compat.install()
 
 
 def validated_study(config):
-    """The config checked against workflow/schemas/config.schema.yaml (defaults filled)
-    and resolved into experiments; a bad config stops here, before any job is planned.
+    """The config checked against the package's schema,
+    src/smoothbench/schemas/config.schema.yaml (defaults filled; --config values read as
+    YAML where the schema wants no string), and resolved into experiments; a bad config
+    stops here, before any job is planned.
     """
-    schema = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
     try:
-        return load_study(config, schema)
+        return load_study(config)
     except ConfigError as error:
         raise WorkflowError(str(error)) from None
 
@@ -41,6 +42,13 @@ RESULTS_CODE = code_fingerprint(workflow.basedir)
 
 
 STUDY = validated_study(config)
+
+# No silent CPU: jobs that ask for no GPU, planned on a machine with NVIDIA GPUs, are
+# said loudly (once, by the process that plans; not again inside each job).
+if workflow.is_main_process:
+    GPU_WARNING = gpu_warning(STUDY)
+    if GPU_WARNING:
+        print(GPU_WARNING, file=sys.stderr)
 
 # Everything the study writes, under its config key results_folder (smoothbench.study).
 RESULTS = STUDY.results_folder
