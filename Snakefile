@@ -1,6 +1,6 @@
 # smoothbench: Mezzini, "Empirical study on label smoothing in neural networks", as a workflow.
-# Stages live in workflow/rules/; the config is checked against
-# workflow/schemas/config.schema.yaml before anything is planned.
+# Stages live in workflow/rules/; the config is checked against the package's schema,
+# src/smoothbench/schemas/config.schema.yaml, before anything is planned.
 from snakemake.utils import min_version
 
 min_version("9.0")

@@ -1,6 +1,6 @@
 """How a training job computes: Keras backend, mixed precision and XLA compilation.
 
-Three ``compute`` keys choose them (``workflow/schemas/config.schema.yaml``), each
+Three ``compute`` keys choose them (``src/smoothbench/schemas/config.schema.yaml``), each
 ``auto`` by default:
 
 - ``backend``: ``tensorflow``, ``jax`` or ``torch``; ``auto`` keeps ``$KERAS_BACKEND``
