@@ -30,6 +30,7 @@ from pathlib import Path
 from smoothbench import run_record, storage
 from smoothbench.cli import add_study_arguments, study_from_arguments, tool_parser
 from smoothbench.config import ConfigError
+from smoothbench.provenance_summary import run_provenance
 from smoothbench.study import Run, Study
 
 RETIRED_FOLDER = "retired"
@@ -82,25 +83,23 @@ def why_retire(
         return None
     reasons = ["chosen by name"]
     metrics = _metrics(folder)
+    provenance = run_provenance(metrics or {})  # one reader of a run's provenance
     if other_commit is not None:
-        code = ((metrics or {}).get("software") or {}).get("smoothbench") or {}
-        commit, dirty = code.get("commit"), code.get("dirty")
-        if metrics is None or (commit == other_commit and dirty is False):
+        commit = provenance["code_commit"]
+        dirty = "True" in provenance["code_dirty"].split("+")
+        if metrics is None or (commit == other_commit and not dirty):
             return None
         reasons = [
             f"trained by commit {commit or 'unknown'}{' (dirty tree)' if dirty else ''}, "
             f"not {other_commit}"
         ]
     if other_precision is not None:
-        precisions = sorted(
-            {
-                str(attempt.get("precision"))
-                for attempt in (metrics or {}).get("attempts", [])
-            }
-        )
-        if metrics is None or precisions == [other_precision]:
+        precisions = provenance["precision"]
+        if metrics is None or precisions.split("+") == [other_precision]:
             return None
-        reasons.append(f"trained under {'+'.join(precisions)}, not {other_precision}")
+        reasons.append(
+            f"trained under {precisions or 'an unrecorded precision'}, not {other_precision}"
+        )
     if metrics is None:
         reasons.append("unfinished (its checkpoint moves with it)")
     return "; ".join(reasons)

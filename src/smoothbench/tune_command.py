@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def block_text(
         lines.append("#")
         lines.append(
             f"# {kind_label(kind['settings'])} ({kind['runs']} runs: "
-            f"{', '.join(kind['experiments'])}), {record['rounds']} rounds:"
+            f"{', '.join(kind['experiments'])}), {record['rounds']} "
+            f"round{'s' if record['rounds'] != 1 else ''}:"
         )
         for result in record["candidates"]:
             ratio = result.get("over_reference_median")
@@ -137,6 +139,12 @@ def tune_main(argv=None) -> int:
         "--rounds", type=int, default=3, help="rounds of timing, taking turns"
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads of each measuring process (default: compute.threads_per_job, at "
+        "most this machine's CPUs, as Snakemake caps a job at --cores)",
+    )
+    parser.add_argument(
         "--list", action="store_true", help="list the kinds of run and stop"
     )
     arguments = parser.parse_args(argv)
@@ -163,6 +171,9 @@ def tune_main(argv=None) -> int:
     log = lambda message: print(message, flush=True)  # noqa: E731
     for kind in kinds:
         compute = kind["compute"]
+        # as a job under snakemake --cores: no more threads than this machine has
+        threads = arguments.threads or min(compute.threads_per_job, os.cpu_count() or 1)
+        compute = dataclasses.replace(compute, threads_per_job=threads)
         if compute.gpus_per_job > 0:
             compute = dataclasses.replace(
                 compute, gpus_given=f"compute.gpus_per_job={compute.gpus_per_job}"
