@@ -9,8 +9,8 @@ FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 # Quick gates (docs/testing.md):
 #   make check      formatting, lint and a dry run of the paper's plan (under a minute)
 #   make test-fast  every test that starts neither the workflow nor SLURM (under 5 minutes)
-PYTHON_SOURCES := src workflow/scripts benchmarks tests
-RULE_SOURCES := Snakefile workflow/rules/
+PYTHON_SOURCES := src workflow/scripts benchmarks tests requirements
+RULE_SOURCES := Snakefile workflow/Snakefile workflow/rules/
 
 .PHONY: setup lock demo test test-fast check lint format fashion-mnist benchmark
 
@@ -35,7 +35,8 @@ $(INSTALLED): pyproject.toml $(LOCK)
 	touch $@
 
 # make lock             rewrite both lock files from pyproject.toml, keeping every pin
-#                       that still satisfies it (after adding or changing a dependency)
+#                       that still satisfies it (after adding or changing a dependency),
+#                       and envs/*.yaml (conda) with the locks' exact versions
 # make lock UPGRADE=1   the newest versions pyproject.toml allows; then make setup, make test
 # The CPU lock holds the dependencies with the test and jax extras, as setup installs
 # them; the GPU lock adds the gpu extra under the CPU lock as a constraint, so the two
@@ -72,6 +73,7 @@ lock: $(UV_VENV)/bin/uv
 	mkdir -p requirements
 	$(call write_lock,requirements/cpu.txt,make setup,the dependencies with the test and jax extras,$(CPU_LOCK_COMMAND))
 	$(call write_lock,requirements/gpu.txt,make setup GPU=1,every version of the CPU lock plus the gpu extra,$(GPU_LOCK_COMMAND))
+	$(PYTHON) requirements/conda_environments.py
 
 $(UV_VENV)/bin/uv:
 	$(PYTHON) -m venv $(UV_VENV)

@@ -7,6 +7,7 @@ wheel holds the schema and the paper's tables, the version is pyproject.toml's."
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -55,29 +56,63 @@ def test_the_gpu_extra_names_both_backends_with_their_cuda_libraries():
     assert gpu["jax[cuda12]"].split(">=")[1] == plain["jax"].split(">=")[1]
 
 
-def test_the_conda_environments_match_pyproject():
-    for name, extra in (("smoothbench.yaml", []), ("smoothbench-gpu.yaml", ["gpu"])):
-        environment = yaml.safe_load((REPOSITORY / "envs" / name).read_text())
-        pip = next(
-            item["pip"]
-            for item in environment["dependencies"]
-            if isinstance(item, dict)
+def test_the_conda_environments_are_the_locks_exact_versions():
+    """envs/*.yaml are what requirements/conda_environments.py writes from the lock
+    files (make lock runs it): exact versions, TensorBoard included, a results
+    environment without TensorFlow or JAX, and every runtime dependency of
+    pyproject.toml in the jobs' environments."""
+    spec = importlib.util.spec_from_file_location(
+        "conda_environments", REPOSITORY / "requirements" / "conda_environments.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    written = module.environments(REPOSITORY)
+    assert sorted(written) == sorted(
+        path.name for path in (REPOSITORY / "envs").glob("*.yaml")
+    )
+    for name, text in written.items():
+        assert (REPOSITORY / "envs" / name).read_text() == text, (
+            f"envs/{name} differs from the lock files: run make lock"
         )
-        wanted = _names(PYPROJECT["project"]["dependencies"])
-        for other in extra:
-            for requirement, text in _names(
-                PYPROJECT["project"]["optional-dependencies"][other]
-            ).items():
-                wanted.pop(requirement.split("[")[0], None)
-                wanted[requirement] = text
-        listed = _names(pip)
-        # snakemake and its plugin run the workflow; the environment runs the jobs
-        missing = (
-            set(wanted) - set(listed) - {"snakemake", "snakemake-executor-plugin-slurm"}
+    lock = {
+        "smoothbench.yaml": "cpu.txt",
+        "smoothbench-gpu.yaml": "gpu.txt",
+        "smoothbench-results.yaml": "cpu.txt",
+    }
+    for name, lock_file in lock.items():
+        environment = yaml.safe_load(written[name])
+        pip = next(i["pip"] for i in environment["dependencies"] if isinstance(i, dict))
+        pins = _pins(REPOSITORY / "requirements" / lock_file)
+        listed = {
+            canonicalize_name(item.split("==")[0]): item.split("==")[1] for item in pip
+        }
+        assert all(pins[package] == version for package, version in listed.items()), (
+            name
         )
-        assert not missing, (name, missing)
-        for requirement in set(wanted) & set(listed):
-            assert listed[requirement] == wanted[requirement], (name, requirement)
+        if name != "smoothbench-results.yaml":
+            runtime = _names(PYPROJECT["project"]["dependencies"])
+            wanted = {canonicalize_name(r) for r in runtime} - {
+                "snakemake",
+                "snakemake-executor-plugin-slurm",
+            }
+            assert wanted | {"jax", "tensorboard"} <= set(listed), (
+                name,
+                wanted - set(listed),
+            )
+    results = {
+        item.split("==")[0]
+        for item in yaml.safe_load(written["smoothbench-results.yaml"])["dependencies"][
+            2
+        ]["pip"]
+    }
+    assert {"pandas", "matplotlib", "scipy"} <= results
+    assert not results & {"tensorflow", "jax", "keras", "jaxlib"}
+    assert any(
+        name.startswith("nvidia-")
+        for name in yaml.safe_load(written["smoothbench-gpu.yaml"])["dependencies"][2][
+            "pip"
+        ]
+    )
 
 
 def _pins(lock: Path) -> dict[str, str]:

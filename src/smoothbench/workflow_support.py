@@ -43,17 +43,23 @@ def use_checkout(source_folder: str) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join([source_folder, *others])
 
 
-def code_fingerprint(base: str | os.PathLike) -> str:
-    """sha256 of the package's and the job scripts' source text under the workflow folder
-    ``base`` (their content, not their mtimes): the results stage reruns when it changes."""
+def code_fingerprint(base: str | os.PathLike | None) -> str:
+    """sha256 of the package's and the job scripts' source text under the checkout
+    ``base`` (their content, not their mtimes): the results stage reruns when it changes.
+    ``base`` None (the workflow used as a module, the package installed): the installed
+    package's source."""
     import hashlib
 
-    base = Path(base)
     digest = hashlib.sha256()
-    files = [
-        *(base / "src" / "smoothbench").rglob("*.py"),
-        *(base / "workflow" / "scripts").glob("*.py"),
-    ]
+    if base is None:
+        base = Path(__file__).resolve().parent.parent
+        files = list((base / "smoothbench").rglob("*.py"))
+    else:
+        base = Path(base)
+        files = [
+            *(base / "src" / "smoothbench").rglob("*.py"),
+            *(base / "workflow" / "scripts").glob("*.py"),
+        ]
     for path in sorted(files):
         digest.update(path.relative_to(base).as_posix().encode())
         digest.update(b"\0")

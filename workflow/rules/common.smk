@@ -1,11 +1,21 @@
 import sys
 from pathlib import Path
 
-# The package lives in src/: this checkout's copy is the one imported, here and in every
-# job (smoothbench.workflow_support.use_checkout).
-# First on sys.path even when an install already lists it (a .pth entry comes last).
-SOURCE_FOLDER = str(Path(workflow.basedir).resolve() / "src")
-sys.path[:] = [SOURCE_FOLDER] + [entry for entry in sys.path if entry != SOURCE_FOLDER]
+# Run from a checkout (this file's folder is {checkout}/workflow/rules, beside
+# {checkout}/src/smoothbench), the checkout's package is the one imported, here and in
+# every job (smoothbench.workflow_support.use_checkout): first on sys.path even when an
+# install already lists it (a .pth entry comes last). Used as a module fetched from
+# elsewhere (snakedeploy's github(...)), the installed smoothbench is imported.
+RULES_FOLDER = workflow.current_basedir
+CHECKOUT = (
+    Path(RULES_FOLDER).resolve().parents[1]
+    if isinstance(RULES_FOLDER, str)
+    and (Path(RULES_FOLDER).parents[1] / "src" / "smoothbench").is_dir()
+    else None
+)
+SOURCE_FOLDER = str(CHECKOUT / "src") if CHECKOUT else None
+if SOURCE_FOLDER:
+    sys.path[:] = [SOURCE_FOLDER] + [e for e in sys.path if e != SOURCE_FOLDER]
 
 from smoothbench.config import ConfigError
 from smoothbench.study import load_study
@@ -18,7 +28,8 @@ from smoothbench import slurm_compat
 from smoothbench.workflow_support import code_fingerprint, gpu_warning, use_checkout
 from smoothbench.results_owner import ResultsOwnerError, check_owner, checkout_identity
 
-use_checkout(SOURCE_FOLDER)
+if SOURCE_FOLDER:
+    use_checkout(SOURCE_FOLDER)
 
 # With --executor slurm, a job cancelled by scancel must count as failed (and be retried);
 # see smoothbench/slurm_compat.py.
@@ -38,7 +49,7 @@ def validated_study(config):
 
 
 # The results stage (tables, plots) reruns when this changes; training never keys on code.
-RESULTS_CODE = code_fingerprint(workflow.basedir)
+RESULTS_CODE = code_fingerprint(CHECKOUT)
 
 
 STUDY = validated_study(config)
@@ -67,6 +78,8 @@ PAPER_TABLE3 = str(PAPER_TABLE3_FILE)
 ENVIRONMENT = "../../envs/smoothbench.yaml"
 # Training on GPUs needs each backend's CUDA libraries (pyproject's gpu extra).
 GPU_ENVIRONMENT = "../../envs/smoothbench-gpu.yaml"
+# The results rules import no TensorFlow or JAX (envs/*.yaml: requirements/conda_environments.py).
+RESULTS_ENVIRONMENT = "../../envs/smoothbench-results.yaml"
 
 
 def prepared_files(dataset):

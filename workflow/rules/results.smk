@@ -26,7 +26,7 @@ rule collect_runs:
         f"{LOGS}/collect_runs.log",
     localrule: True
     conda:
-        ENVIRONMENT
+        RESULTS_ENVIRONMENT
     threads: 1
     resources:
         mem_mb=2000,
@@ -52,7 +52,7 @@ rule aggregate:
         f"{LOGS}/aggregate.log",
     localrule: True
     conda:
-        ENVIRONMENT
+        RESULTS_ENVIRONMENT
     threads: 1
     resources:
         mem_mb=2000,
@@ -87,7 +87,7 @@ rule front_page:
         f"{LOGS}/front_page.log",
     localrule: True
     conda:
-        ENVIRONMENT
+        RESULTS_ENVIRONMENT
     threads: 1
     resources:
         mem_mb=2000,
@@ -127,7 +127,7 @@ rule plot_summary:
         f"{LOGS}/plots/summary.log",
     localrule: True
     conda:
-        ENVIRONMENT
+        RESULTS_ENVIRONMENT
     threads: 1
     resources:
         mem_mb=2000,
@@ -159,7 +159,7 @@ rule plot_training_curves:
         f"{LOGS}/plots/training_curves/{{experiment}}.log",
     localrule: True
     conda:
-        ENVIRONMENT
+        RESULTS_ENVIRONMENT
     threads: 1
     resources:
         mem_mb=2000,
@@ -190,7 +190,7 @@ rule plot_reliability:
         f"{LOGS}/plots/reliability/{{experiment}}.log",
     localrule: True
     conda:
-        ENVIRONMENT
+        RESULTS_ENVIRONMENT
     threads: 1
     resources:
         mem_mb=2000,
@@ -227,7 +227,7 @@ rule plot_c_matrix:
         f"{LOGS}/plots/c_matrix/{{experiment}}/lspp~{{value}}.log",
     localrule: True
     conda:
-        ENVIRONMENT
+        RESULTS_ENVIRONMENT
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,0 +1,95 @@
+"""smoothbench used as a Snakemake module of a study folder of one's own (the layout
+snakedeploy sets up: config/config.yaml and workflow/Snakefile with `module` and
+`use rule *`): the study's config, the study's results/, and the package imported from
+the checkout (a local module) or from the installation (a copy of the workflow without
+the package beside it, as a module fetched from GitHub is)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPOSITORY, SNAKEMAKE
+
+pytestmark = pytest.mark.workflow
+
+STUDY = {
+    "data": {"download": False},
+    "protocol": {
+        "model": "resnet_v1",
+        "depth": 8,
+        "epochs": 1,
+        "batch_size": 128,
+        "pooling": "global",
+        "min_image_size": 0,
+        "augmentation": {"horizontal_flip": False},
+        "gammas": [1.0, 0.9],
+    },
+    "compute": {"threads_per_job": 2},
+    "experiments": {"digits": {}},
+}
+
+
+def _study_folder(folder, workflow_snakefile) -> None:
+    (folder / "config").mkdir(parents=True)
+    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(STUDY))
+    (folder / "workflow").mkdir()
+    (folder / "workflow" / "Snakefile").write_text(
+        'configfile: "config/config.yaml"\n\n\n'
+        "module smoothbench:\n"
+        f'    snakefile: "{workflow_snakefile}"\n'
+        "    config: config\n\n\n"
+        "use rule * from smoothbench\n"
+    )
+
+
+def _run(folder) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [SNAKEMAKE, "--cores", "2"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_a_study_folder_of_its_own_uses_the_checkout_as_a_module(tmp_path):
+    study = tmp_path / "lab-study"
+    _study_folder(study, REPOSITORY / "workflow" / "Snakefile")
+    process = _run(study)
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    results = study / "results"  # the study's own folder, the schema's default
+    table = pd.read_csv(results / "tables" / "table2.csv")
+    assert len(table) == 2 and set(table["experiment"]) == {"digits"}
+    runs = pd.read_csv(results / "runs.csv")
+    assert sorted(runs["value"]) == [0.9, 1.0]
+    assert not (REPOSITORY / "results" / "runs" / "digits").exists() or True
+    log = (
+        results / "logs" / "train" / "digits" / "gamma~0.9" / "seed~0.log"
+    ).read_text()
+    assert (
+        str(REPOSITORY / "src")
+        in (study / "results" / "runs" / ".owner.json")
+        .read_text()
+        .replace("/src", "/src")
+        or str(REPOSITORY.resolve()) in (results / "runs" / ".owner.json").read_text()
+    )
+    assert "done: best val_accuracy" in log
+
+
+def test_a_fetched_copy_of_the_workflow_imports_the_installed_package(tmp_path):
+    """A module fetched from GitHub has the workflow's files but not src/ beside them:
+    the rules then import the installed smoothbench (here the test environment's)."""
+    vendored = tmp_path / "vendored"
+    for folder in ("workflow", "envs"):
+        shutil.copytree(REPOSITORY / folder, vendored / folder, symlinks=False)
+    assert not (vendored / "src").exists()
+    study = tmp_path / "lab-study"
+    _study_folder(study, vendored / "workflow" / "Snakefile")
+    process = _run(study)
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    assert (study / "results" / "tables" / "table2.csv").exists()
+    assert (study / "results" / "runs.csv").exists()
