@@ -16,24 +16,16 @@ import pytest
 
 pytest.importorskip("keras")
 
+from test_training import TINY as TRAINING_TINY
+
 from smoothbench import checkpoint, run_record, training
 from smoothbench.computation import ComputationMismatchError
 from smoothbench.prepare import prepare
 from smoothbench.study import load_study
 
-TINY = {
-    "data": {"download": False},
-    "protocol": {
-        "model": "resnet_v1",
-        "depth": 8,
-        "epochs": 2,
-        "batch_size": 128,
-        "pooling": "global",
-        "min_image_size": 0,
-        "augmentation": {"horizontal_flip": False},
-    },
-    "compute": {"threads_per_job": 2},
-    "experiments": {"digits": {"gammas": [0.9]}},
+# test_training's tiny digits study, gamma 0.9 only
+TINY = {key: value for key, value in TRAINING_TINY.items() if key != "methods"} | {
+    "experiments": {"digits": {"gammas": [0.9]}}
 }
 
 

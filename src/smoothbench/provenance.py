@@ -11,14 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from smoothbench import acceleration
+from smoothbench import __version__, acceleration
 
 
 def code_provenance() -> dict:
     """The smoothbench that runs: version, the folder it was imported from, and - in a
     git checkout - its commit and whether tracked files differ from it (dirty)."""
-    from smoothbench import __version__
-
     package = Path(__file__).resolve().parent
     provenance = {
         "version": __version__,

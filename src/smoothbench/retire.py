@@ -23,33 +23,18 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from smoothbench import run_record, storage
 from smoothbench.cli import add_study_arguments, study_from_arguments, tool_parser
 from smoothbench.config import ConfigError
+from smoothbench.provenance import code_provenance
 from smoothbench.provenance_summary import run_provenance
 from smoothbench.study import Run, Study
 
 RETIRED_FOLDER = "retired"
 RETIRED_RECORD = "retired.json"
-
-
-def checkout_commit(source: Path | None = None) -> str | None:
-    """The commit of the git checkout the package runs from (None outside git)."""
-    source = Path(__file__).resolve().parent if source is None else source
-    try:
-        process = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return process.stdout.strip() if process.returncode == 0 else None
 
 
 def _metrics(folder: Path) -> dict | None:
@@ -204,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{', '.join(study.experiments)})"
             )
     if arguments.other_commit:
-        head = checkout_commit()
+        head = code_provenance()["commit"]  # the checkout this smoothbench runs from
         if head is None:
             parser.error(
                 "--other-commit: this smoothbench does not run from a git checkout"

@@ -166,7 +166,7 @@ COMPUTATION_KEYS = ("backend", "precision", "jit_compile", "deterministic")
 @dataclasses.dataclass(frozen=True)
 class ComputeSettings:
     """How a training job runs: config key ``compute`` with every default filled by the
-    schema (``workflow/schemas/config.schema.yaml`` describes each field), the
+    schema (``src/smoothbench/schemas/config.schema.yaml`` describes each field), the
     experiment's own entry of ``compute.experiments`` applied, and ``gpus_given``, which
     the job's adapter sets. None of it changes a run's numbers except the
     :data:`COMPUTATION_KEYS`, which :mod:`smoothbench.computation` resolves (the same
