@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,7 +128,7 @@ def test_retired_demo_runs_are_trained_again_and_nothing_else(demo, tmp_path):
     before = {path: path.read_bytes() for path in runs.rglob("metrics.json")}
     process = subprocess.run(
         [
-            str(Path(shutil.which("smoothbench-retire") or "smoothbench-retire")),
+            str(Path(sys.executable).with_name("smoothbench-retire")),
             "--configfile",
             str(REPOSITORY / "config" / "demo.yaml"),
             "--values",
@@ -141,7 +142,7 @@ def test_retired_demo_runs_are_trained_again_and_nothing_else(demo, tmp_path):
     )
     assert process.returncode == 0, process.stdout + process.stderr
     retired = runs / "digits" / "gamma~0.8"
-    assert not retired.exists()
+    assert not retired.exists()  # both seeds moved, and their emptied folder removed
     [dated] = (copy / DEMO_RESULTS / "retired").iterdir()
     old = dated / "runs" / "digits" / "gamma~0.8"
     assert sorted(path.name for path in old.iterdir()) == ["seed~0", "seed~1"]

@@ -121,6 +121,14 @@ def retire(
         destination = Path(run.folder(str(target / "runs")))
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.rename(folder, destination)
+        for parent in (
+            folder.parent,
+            folder.parent.parent,
+        ):  # {method}~{value}, experiment
+            try:
+                parent.rmdir()  # only when the move left it empty
+            except OSError:
+                break
         record["runs"].append(
             {
                 "experiment": run.experiment,
