@@ -176,7 +176,16 @@ def test_decathlon_mean_is_the_mean_of_the_square_training_images(mock_run, data
 
 
 def _dry_run_jobs(workdir: Path, config: dict) -> list[tuple[str, str | None]]:
-    process = run_workflow(workdir, config, "--dry-run", "--until", "prepare")
+    # the study mock_run prepared, mock data and all (the switch is part of what the
+    # data depends on: without it, every dataset would be downloaded and prepared again)
+    process = run_workflow(
+        workdir,
+        config,
+        "--dry-run",
+        "--until",
+        "prepare",
+        env={MOCK_DATA_VARIABLE: "24"},
+    )
     assert process.returncode == 0, process.stdout
     return sorted(job for job in planned_jobs(process.stdout) if job[0] != "all")
 
@@ -184,6 +193,9 @@ def _dry_run_jobs(workdir: Path, config: dict) -> list[tuple[str, str | None]]:
 def test_only_settings_that_change_the_data_replan_jobs(mock_run):
     config = yaml.safe_load((mock_run / "config.test.yaml").read_text())
     assert _dry_run_jobs(mock_run, config) == []
+    # the mock switch off: real data, so every dataset is downloaded and prepared again
+    without = run_workflow(mock_run, config, "--dry-run", "--until", "prepare")
+    assert without.returncode == 0 and len(planned_jobs(without.stdout)) > 1
     # network settings change nothing that was computed: nothing to redo
     config["data"].update(download=True, network_timeout_seconds=2)
     assert _dry_run_jobs(mock_run, config) == []

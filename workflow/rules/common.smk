@@ -1,16 +1,22 @@
 import sys
 from pathlib import Path
 
+from snakemake.sourcecache import LocalSourceFile
+
 # Run from a checkout (this file's folder is {checkout}/workflow/rules, beside
 # {checkout}/src/smoothbench), the checkout's package is the one imported, here and in
 # every job (smoothbench.workflow_support.use_checkout): first on sys.path even when an
 # install already lists it (a .pth entry comes last). Used as a module fetched from
 # elsewhere (snakedeploy's github(...)), the installed smoothbench is imported.
-RULES_FOLDER = workflow.current_basedir
+RULES_FOLDER = workflow.current_basedir  # a LocalSourceFile here, another kind remote
+LOCAL_RULES = (
+    Path(RULES_FOLDER.get_path_or_uri(secret_free=True)).resolve()
+    if isinstance(RULES_FOLDER, LocalSourceFile)
+    else None
+)
 CHECKOUT = (
-    Path(RULES_FOLDER).resolve().parents[1]
-    if isinstance(RULES_FOLDER, str)
-    and (Path(RULES_FOLDER).parents[1] / "src" / "smoothbench").is_dir()
+    LOCAL_RULES.parents[1]
+    if LOCAL_RULES and (LOCAL_RULES.parents[1] / "src" / "smoothbench").is_dir()
     else None
 )
 SOURCE_FOLDER = str(CHECKOUT / "src") if CHECKOUT else None
