@@ -163,3 +163,26 @@ def test_retired_demo_runs_are_trained_again_and_nothing_else(demo, tmp_path):
         new = retired / f"seed~{seed}" / "metrics.json"
         assert new.exists()
         assert (old / f"seed~{seed}" / "metrics.json").exists()  # the old numbers kept
+
+
+def _claim(arguments) -> str:
+    folder, identity = arguments
+    try:
+        results_owner.claim(folder, identity)
+    except Exception as error:
+        return type(error).__name__
+    return "ok"
+
+
+def test_jobs_that_start_together_claim_the_runs_folder_once(tmp_path):
+    """Four jobs of one workstation start at once: every claim of the same checkout
+    succeeds, one whole mark is left and nothing else (a staging file removed by
+    another job's write failed one claim in 64 before the mark was linked into place)."""
+    import multiprocessing
+
+    runs = tmp_path / "runs"
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        outcomes = pool.map(_claim, [(runs, "/home/one/smoothbench")] * 64)
+    assert outcomes == ["ok"] * 64
+    assert [path.name for path in runs.iterdir()] == [results_owner.OWNER_FILE]
+    assert results_owner.read_owner(runs)["checkout"] == "/home/one/smoothbench"

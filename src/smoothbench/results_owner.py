@@ -12,14 +12,15 @@ moved or deleted), delete the mark.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import socket
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from smoothbench import storage
 from smoothbench.errors import SmoothbenchError
 
 OWNER_FILE = ".owner.json"
@@ -80,19 +81,29 @@ def check_owner(runs_folder: Path | str, identity: str) -> None:
 
 
 def claim(runs_folder: Path | str, identity: str) -> None:
-    """Mark ``runs_folder`` as ``identity``'s if nobody has; refuse it if another has."""
+    """Mark ``runs_folder`` as ``identity``'s if nobody has; refuse it if another has.
+
+    Jobs start together (four at once on a workstation): the mark is written whole to a
+    file of this job's own, then linked to its name, which fails if another job got
+    there first; either way the one mark is then checked."""
     check_owner(runs_folder, identity)
     if read_owner(runs_folder) is not None:
         return
-    Path(runs_folder).mkdir(parents=True, exist_ok=True)
-    storage.write_json_atomic(
-        marker_path(runs_folder),
-        {
-            "checkout": identity,
-            "claimed": datetime.datetime.now(datetime.UTC).isoformat(
-                timespec="seconds"
-            ),
-            "host": socket.gethostname(),
-        },
-    )
+    folder = Path(runs_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {
+        "checkout": identity,
+        "claimed": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+    }
+    handle, own = tempfile.mkstemp(dir=folder, prefix=f"{OWNER_FILE}.", suffix=".new")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(json.dumps(record, indent=1) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        with contextlib.suppress(FileExistsError):  # another job marked it first
+            os.link(own, marker_path(folder))
+    finally:
+        os.unlink(own)
     check_owner(runs_folder, identity)  # two checkouts claiming at once: one wins
