@@ -240,6 +240,17 @@ class Progress:
         return state
 
 
+def belongs_to(state: dict, fingerprints: dict) -> bool:
+    """Whether a checkpoint's state was written by this run: this checkpoint format,
+    these settings and this prepared data (a checkpoint of before the data fingerprint
+    was recorded counts as this data's)."""
+    return (
+        state.get("fingerprint") == fingerprints["settings"]
+        and state.get("format") == CHECKPOINT_FORMAT
+        and state.get("data_fingerprint", fingerprints["data"]) == fingerprints["data"]
+    )
+
+
 def resume(
     checkpoint: Path, session, fingerprints: dict, settings: RunSettings, log
 ) -> Progress:
@@ -251,11 +262,7 @@ def resume(
     if not checkpoint.exists():
         return progress
     state = read_checkpoint_state(checkpoint)
-    if (
-        state.get("fingerprint") != fingerprints["settings"]
-        or state.get("format") != CHECKPOINT_FORMAT
-        or state.get("data_fingerprint", fingerprints["data"]) != fingerprints["data"]
-    ):
+    if not belongs_to(state, fingerprints):
         log(
             f"discarding {checkpoint}: it was written with other settings or other prepared data"
         )

@@ -62,12 +62,6 @@ class Computation:
     def reason(self, key: str) -> str:
         return dict(self.reasons).get(key, "")
 
-    def label(self) -> str:
-        return (
-            f"{self.backend} {self.precision} XLA {'on' if self.jit_compile else 'off'}"
-            f"{', deterministic' if self.deterministic else ''}"
-        )
-
 
 def choose_backend(
     compute: ComputeSettings, environment: Mapping[str, str] | None = None

@@ -64,11 +64,12 @@ def read_owner(runs_folder: Path | str) -> dict | None:
     return owner
 
 
-def check_owner(runs_folder: Path | str, identity: str) -> None:
-    """Refuse ``runs_folder`` when another checkout marked it."""
+def check_owner(runs_folder: Path | str, identity: str) -> dict | None:
+    """Refuse ``runs_folder`` when another checkout marked it; return its mark (None
+    when unmarked)."""
     owner = read_owner(runs_folder)
     if owner is None or owner["checkout"] == identity:
-        return
+        return owner
     path = marker_path(runs_folder).resolve()
     raise ResultsOwnerError(
         f"the runs folder {Path(runs_folder).resolve()} belongs to the checkout "
@@ -86,9 +87,8 @@ def claim(runs_folder: Path | str, identity: str) -> None:
     Jobs start together (four at once on a workstation): the mark is written whole to a
     file of this job's own, then linked to its name, which fails if another job got
     there first; either way the one mark is then checked."""
-    check_owner(runs_folder, identity)
-    if read_owner(runs_folder) is not None:
-        return
+    if check_owner(runs_folder, identity) is not None:
+        return  # marked already, by this checkout
     folder = Path(runs_folder)
     folder.mkdir(parents=True, exist_ok=True)
     record = {

@@ -20,9 +20,9 @@ import numpy as np
 
 from smoothbench import acceleration, computation
 from smoothbench.checkpoint import (
-    CHECKPOINT_FORMAT,
     CheckpointError,
     Progress,
+    belongs_to,
     read_checkpoint_state,
 )
 from smoothbench.computation import Computation
@@ -38,11 +38,7 @@ def earlier_attempts(checkpoint: Path, fingerprints: dict) -> list[dict]:
         state = read_checkpoint_state(checkpoint)
     except CheckpointError:
         return []  # resume() says why
-    if (
-        state.get("fingerprint") != fingerprints["settings"]
-        or state.get("format") != CHECKPOINT_FORMAT
-        or state.get("data_fingerprint", fingerprints["data"]) != fingerprints["data"]
-    ):
+    if not belongs_to(state, fingerprints):
         return []  # resume() discards it
     return state.get("attempts", [])
 

@@ -60,7 +60,7 @@ from smoothbench.measuring import (
     RESULT_PREFIX,
     Choice,
 )
-from smoothbench.settings import COMPUTATION_KEYS, ComputeSettings, RunSettings
+from smoothbench.settings import ComputeSettings, RunSettings
 
 TUNING_FORMAT = 1
 # share by which a candidate must beat the reference's images/s to be chosen over it
@@ -75,7 +75,6 @@ CPU_FEATURES = (
     "amx_tile",
     "amx_bf16",
 )
-COMPUTE_KEYS = COMPUTATION_KEYS
 
 
 class TuningError(AccelerationError):
