@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import math
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -491,8 +495,9 @@ def _typed_keys(schema, root, kind, path=()):
     for name, subschema in schema.get("properties", {}).items():
         yield from _typed_keys(subschema, root, kind, (*path, name))
     if isinstance(schema.get("additionalProperties"), dict):
+        name = "mine" if path == ("datasets",) else "cifar10"
         yield from _typed_keys(
-            schema["additionalProperties"], root, kind, (*path, "cifar10")
+            schema["additionalProperties"], root, kind, (*path, name)
         )
     if isinstance(schema.get("items"), dict):
         yield from _typed_keys(schema["items"], root, kind, (*path, 0))
@@ -549,8 +554,23 @@ def _with(config: dict, path, value) -> dict:
     return config
 
 
-# Holds every integer key of INTEGER_KEYS at a valid value (a schedule step, compute estimates).
+def _tiny_image_folder() -> str:
+    """Two classes of two 8x8 grey PNGs each, in a folder removed when the tests end."""
+    from PIL import Image
+
+    folder = Path(tempfile.mkdtemp(prefix="smoothbench-config-test-"))
+    atexit.register(shutil.rmtree, folder, True)
+    for label in ("a", "b"):
+        (folder / label).mkdir()
+        for index in range(2):
+            Image.new("L", (8, 8), 40 * index).save(folder / label / f"{index}.png")
+    return str(folder)
+
+
+# Holds every integer key of INTEGER_KEYS at a valid value (a schedule step, compute
+# estimates, a dataset of one's own: a folder, which has the most keys).
 VALID = {
+    "datasets": {"mine": {"folder": _tiny_image_folder(), "validation_fraction": 0.5}},
     "protocol": {"optimizer": {"schedule": [{"after_epoch": 5, "factor": 0.1}]}},
     "compute": {"experiments": {"cifar10": {"mem_mb": 1000}}},
     "seeds": [0],

@@ -28,11 +28,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import statistics
 from pathlib import Path
 
+from smoothbench import image_folder, own_datasets
 from smoothbench.errors import SmoothbenchError
-from smoothbench.registry import get_dataset
 from smoothbench.shapes import padded_shape
 from smoothbench.study import Study
 
@@ -145,7 +146,9 @@ def split_sizes(
                 splits["validation"]["count"],
                 str(manifest),
             )
-    spec = get_dataset(dataset)
+    spec = study.dataset(dataset)
+    if spec.own:
+        return _own_split_sizes(study, dataset)
     if study.splits(dataset) != {
         "train": spec.train_split,
         "validation": spec.validation_split,
@@ -164,6 +167,42 @@ def split_sizes(
         validation,
         "TFDS catalog" if dataset != "digits" else "prepare step (80/20)",
     )
+
+
+def _own_split_sizes(study: Study, dataset: str) -> tuple[int, int, str]:
+    """A study's own dataset before it is prepared: a folder's file count (split as the
+    prepare step splits it), a TFDS builder's split sizes where it is built."""
+    spec = study.dataset(dataset)
+    if spec.source == "folder":
+        layout = image_folder.read_layout(
+            spec.folder, f"datasets.{dataset}", spec.validation_fraction
+        )
+        if layout.has_own_split:
+            train, validation = (
+                len(layout.parts[role]) for role in ("train", "validation")
+            )
+        else:
+            total = len(layout.parts["all"])
+            validation = math.ceil(spec.validation_fraction * total)
+            train = total - validation
+        return train, validation, f"the image folder {spec.folder}"
+    splits = own_datasets.builder_info(
+        spec.tfds_name, study.data_settings(dataset)["tfds_data_dir"]
+    ).splits
+    try:
+        sizes = [
+            int(splits[split].num_examples)
+            for split in (spec.train_split, spec.validation_split)
+        ]
+    except (KeyError, ValueError, TypeError):
+        sizes = []
+    if not sizes or not all(sizes):
+        raise CostError(
+            f"dataset {dataset!r} (TFDS {spec.tfds_name}): the sizes of splits {spec.train_split!r} and "
+            f"{spec.validation_split!r} are known once it is built (slices once prepared): "
+            "run the data stage first (snakemake --until prepare)"
+        )
+    return sizes[0], sizes[1], f"TFDS {spec.tfds_name} (built)"
 
 
 def plan(

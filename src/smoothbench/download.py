@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from smoothbench import image_folder
+from smoothbench.config import ConfigError
 from smoothbench.errors import SmoothbenchError
-from smoothbench.registry import DatasetSpec, get_dataset
+from smoothbench.registry import DatasetSpec, spec_from_settings
 from smoothbench.storage import sha256_of_file
 
 # The test suite's switch for tfds.testing.mock_data (examples per split): not a config
@@ -83,6 +85,13 @@ def probe_hosts(hosts, timeout: float) -> str | None:
 
 
 def missing_message(spec: DatasetSpec, data_dir: str, reason: str) -> str:
+    if spec.own:
+        return (
+            f"dataset {spec.name!r} (TFDS {spec.tfds_name}, config key 'datasets.{spec.name}') is not "
+            f"built in the TFDS data dir {data_dir}, and it cannot be downloaded: {reason}.\n"
+            f"Build it on a machine with network access (tfds build {spec.tfds_name} --data_dir DIR) "
+            f"and copy the folder {spec.tfds_name.split('/')[0]}/ of DIR into {data_dir}."
+        )
     lines = [
         f"dataset {spec.name!r} ({spec.tfds_name}) is not built in the TFDS data dir {data_dir}, "
         f"and it cannot be downloaded: {reason}.",
@@ -116,7 +125,9 @@ def download(settings: dict, network: dict) -> dict:
     ``settings`` is :meth:`smoothbench.study.Study.download_settings`, ``network``
     :meth:`smoothbench.study.Study.network_settings`.
     """
-    spec = get_dataset(settings["dataset"])
+    spec = spec_from_settings(settings)
+    if spec.source == "folder":
+        return _survey_folder(spec)
     record = {
         "dataset": spec.name,
         "source": spec.source,
@@ -178,12 +189,54 @@ def download(settings: dict, network: dict) -> dict:
                     "downloads are switched off (config key 'data.download' is false)",
                 )
             )
+        # A study's own builder names no hosts: its download is tried, its failure said.
         failure = probe_hosts(spec.source_hosts, network["network_timeout_seconds"])
         if failure:
             raise DownloadError(missing_message(spec, data_dir, failure))
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-        )
+        try:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+            )
+        except Exception as error:
+            if not spec.own:
+                raise
+            raise DownloadError(
+                missing_message(spec, data_dir, f"{type(error).__name__}: {error}")
+            ) from None
         record["mode"] = "downloaded"
+    if spec.own:  # its splits are known now: the names the config gives must exist
+        from smoothbench.own_datasets import check_split
+
+        known = sorted(builder.info.splits.keys())
+        for role, split in (
+            ("train_split", spec.train_split),
+            ("validation_split", spec.validation_split),
+        ):
+            try:
+                check_split(
+                    split, known, f"datasets.{spec.name}.{role}", spec.tfds_name
+                )
+            except ConfigError as error:
+                raise DownloadError(str(error)) from None
     record.update(splits=_split_counts(builder), finished=now())
+    return record
+
+
+def _survey_folder(spec: DatasetSpec) -> dict:
+    """A study's folder of images: every file read once, its sha256 recorded."""
+    key = f"datasets.{spec.name}"
+    layout = image_folder.read_layout(spec.folder, key, spec.validation_fraction)
+    if layout.class_names != spec.class_names:
+        raise image_folder.ImageFolderError(
+            f"the class folders of {spec.folder} changed since the workflow was planned "
+            f"({', '.join(spec.class_names)} then, {', '.join(layout.class_names)} now); run it again"
+        )
+    record = {"dataset": spec.name, "source": "folder", "mode": "folder"}
+    record.update(image_folder.survey(layout, key, spec.image_size))
+    if record["channels"] != spec.channels:
+        raise image_folder.ImageFolderError(
+            f"the images of {spec.folder} have {record['channels']} channel(s), its first one "
+            f"{spec.channels} when the workflow was planned; run it again"
+        )
+    record["finished"] = now()
     return record

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smoothbench import storage
-from smoothbench.registry import DatasetSpec, get_dataset
+from smoothbench import image_folder, storage
+from smoothbench.registry import DatasetSpec, spec_from_settings
 
 BATCH = 512
 SPLITS = ("train", "validation")
@@ -86,6 +86,7 @@ def _tfds_splits(spec: DatasetSpec, settings: dict) -> tuple[dict[str, Split], d
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(spec.tfds_name, data_dir=settings["tfds_data_dir"])
+    image_key, label_key = spec.image_key, spec.label_key
     if not settings["mock"]["enabled"] and not builder.is_prepared():
         raise storage.PreparedDataError(
             f"dataset {spec.name!r} is not built in the TFDS data dir {builder.data_dir}: run the download rule first"
@@ -96,8 +97,8 @@ def _tfds_splits(spec: DatasetSpec, settings: dict) -> tuple[dict[str, Split], d
         split = settings["splits"][role]
 
         def dataset(split=split):
-            data = builder.as_dataset(
-                split=split, shuffle_files=False, as_supervised=True
+            data = builder.as_dataset(split=split, shuffle_files=False).map(
+                lambda example: (example[image_key], example[label_key])
             )
             if spec.native_shape is None:
                 size, method = settings["image_size"], settings["square_method"]
@@ -117,7 +118,7 @@ def _tfds_splits(spec: DatasetSpec, settings: dict) -> tuple[dict[str, Split], d
         splits[role] = Split(
             split, count, shape, lambda dataset=dataset: tfds.as_numpy(dataset())
         )
-    label = builder.info.features["label"]
+    label = builder.info.features[label_key]
     info = {"tfds_version": str(builder.version), "class_names": list(label.names)}
     if label.num_classes != spec.num_classes:
         raise storage.PreparedDataError(
@@ -157,13 +158,102 @@ def _digits_splits(spec: DatasetSpec, settings: dict) -> tuple[dict[str, Split],
     }
 
 
-def prepare(settings: dict, output_folder: Path | str) -> dict:
+def _folder_splits(
+    spec: DatasetSpec, settings: dict, record: dict | None
+) -> tuple[dict[str, Split], dict]:
+    """A study's folder of images (:mod:`smoothbench.image_folder`): the files the
+    download rule recorded, each checked against its sha256 as it is read, split by the
+    folder's own train/ and validation/ or stratified with the dataset's seed."""
+    if not record or "files" not in record:
+        raise storage.PreparedDataError(
+            f"dataset {spec.name!r}: the download rule's record of its files is missing; run the workflow"
+        )
+    digests = record["files"]
+    key = f"datasets.{spec.name}"
+    layout = image_folder.read_layout(spec.folder, key, spec.validation_fraction)
+    listed = {relative for relative, _ in layout.files()}
+    if listed != set(digests):
+        changed = sorted(listed ^ set(digests))
+        raise image_folder.ImageFolderError(
+            f"the files of {spec.folder} changed since the download rule recorded them "
+            f"(added or removed: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}); run the workflow again"
+        )
+    assigned = image_folder.assign_splits(
+        layout, spec.validation_fraction, spec.split_seed
+    )
+    shape = tuple(spec.prepared_shape(settings.get("image_size", 0)))
+
+    def batches(entries):
+        for start in range(0, len(entries), BATCH):
+            images = []
+            for relative, _ in entries[start : start + BATCH]:
+                image, _ = image_folder.read_image(
+                    layout.root, relative, digests[relative]
+                )
+                if image.shape[2] != shape[2]:
+                    raise image_folder.ImageFolderError(
+                        f"{layout.root / relative} has {image.shape[2]} channel(s), the folder's "
+                        f"images {shape[2]}: save them all as one kind"
+                    )
+                if image.shape != shape:
+                    if spec.native_shape is not None:
+                        raise image_folder.ImageFolderError(
+                            f"{layout.root / relative} is {image.shape[0]}x{image.shape[1]}, the "
+                            f"folder's images {shape[0]}x{shape[1]}: set config key '{key}.image_size'"
+                        )
+                    image = square_image(
+                        image, shape[0], settings["square_method"]
+                    ).numpy()
+                images.append(image)
+            labels = [label for _, label in entries[start : start + BATCH]]
+            yield np.stack(images), np.asarray(labels, dtype=np.int32)
+
+    fraction = spec.validation_fraction
+    names = {
+        role: (
+            f"{role}/"
+            if layout.has_own_split
+            else f"{role} ({(1 - fraction) if role == 'train' else fraction:.0%} of the folder, "
+            f"stratified, seed {spec.split_seed})"
+        )
+        for role in SPLITS
+    }
+    splits = {
+        role: Split(
+            names[role],
+            len(assigned[role]),
+            shape,
+            lambda entries=assigned[role]: batches(entries),
+        )
+        for role in SPLITS
+    }
+    source_files = {
+        role: {
+            "count": len(assigned[role]),
+            "sha256": image_folder.files_digest(assigned[role], digests),
+        }
+        for role in SPLITS
+    }
+    return splits, {
+        "tfds_version": None,
+        "class_names": list(spec.class_names),
+        "source_files": source_files,
+    }
+
+
+def prepare(
+    settings: dict, output_folder: Path | str, download_record: dict | None = None
+) -> dict:
     """Prepare ``settings['dataset']`` into ``output_folder``; return its manifest.
 
+    ``download_record`` (the download rule's) holds a folder dataset's file digests.
     Raises :class:`smoothbench.storage.PreparedDataError` when the data does not fit
     the registry (wrong image shape, labels outside [0, K)); nothing is published then.
     """
-    spec = get_dataset(settings["dataset"])
+    spec = spec_from_settings(settings)
+    if spec.source == "folder":
+        splits, info = _folder_splits(spec, settings, download_record)
+        return _publish_splits(spec, splits, info, settings, Path(output_folder), False)
     output_folder = Path(output_folder)
     mock = settings.get("mock", {}).get("enabled", False) and spec.source == "tfds"
     context = contextlib.nullcontext()
@@ -187,7 +277,7 @@ def prepare_arrays(
     """Prepare ``dataset`` from images and labels already in memory (``arrays``: role
     -> (uint8 images N x H x W x C, int labels)), for a machine without TensorFlow
     (the GPU check); the same files and manifest as :func:`prepare`."""
-    spec = get_dataset(dataset)
+    spec = spec_from_settings({"dataset": dataset})
     splits = {
         role: Split(
             f"{role} (given as arrays)",
@@ -247,6 +337,8 @@ def _publish_splits(
                 if key in settings
             },
         }
+        if "source_files" in info:  # a folder's files, per split: count and digest
+            manifest["source_files"] = info["source_files"]
         storage.write_json_atomic(staging / storage.MANIFEST_NAME, manifest)
         storage.publish(
             staging,

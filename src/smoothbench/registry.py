@@ -47,6 +47,17 @@ class DatasetSpec:
         ``URL`` (the MNIST family), so a local folder can stand in for the server
         without upstream checksums (Debian's re-compressed Fashion-MNIST files).
       note: extra advice shown when the dataset is missing (e.g. registration).
+      own: True for a dataset the study defines itself (config key ``datasets``,
+        :mod:`smoothbench.own_datasets`); its definition travels with the data
+        stage's settings (:meth:`definition`).
+      image_size: the square side this dataset's images are brought to; None takes
+        ``data.image_size`` (the Decathlon's).
+      channels: channels of a prepared image (1 grey, 3 colour).
+      image_key, label_key: the TFDS features read as image and label.
+      folder: the folder of images, one subfolder per class (source ``"folder"``).
+      validation_fraction, split_seed: a folder without train/ and validation/ is
+        split stratified, holding out this share, with this seed.
+      class_names: the classes in label order (a folder's sorted subfolder names).
     """
 
     name: str
@@ -60,6 +71,15 @@ class DatasetSpec:
     url_attribute: bool = False
     note: str = ""
     description: str = ""
+    own: bool = False
+    image_size: int | None = None
+    channels: int = 3
+    image_key: str = "image"
+    label_key: str = "label"
+    folder: str | None = None
+    validation_fraction: float | None = None
+    split_seed: int = 0
+    class_names: tuple[str, ...] = ()
 
     @property
     def is_decathlon(self) -> bool:
@@ -83,10 +103,23 @@ class DatasetSpec:
         return tuple(hosts)
 
     def prepared_shape(self, image_size: int) -> tuple[int, int, int]:
-        """Shape of one image after preparation (Decathlon images become square)."""
+        """Shape of one image after preparation: the native shape, or a square of the
+        dataset's own side (else ``image_size``, config key data.image_size)."""
         if self.native_shape is not None:
             return self.native_shape
-        return (image_size, image_size, 3)
+        side = self.image_size or image_size
+        return (side, side, self.channels)
+
+    def definition(self) -> dict:
+        """A study-defined dataset as plain data (lists, no tuples), for the data
+        stage's settings: :func:`spec_from_settings` turns it back."""
+        if not self.own:
+            raise ValueError(f"{self.name} is a registry dataset: it has no definition")
+        return {
+            field.name: (list(value) if isinstance(value, tuple) else value)
+            for field in dataclasses.fields(self)
+            for value in [getattr(self, field.name)]
+        }
 
 
 def _decathlon(name: str, num_classes: int, description: str, **extra) -> DatasetSpec:
@@ -205,12 +238,31 @@ class UnknownDatasetError(SmoothbenchError, KeyError):
     pass
 
 
+def spec_from_settings(settings: dict) -> DatasetSpec:
+    """The dataset of the data stage's ``settings`` (:meth:`smoothbench.study.Study.data_settings`):
+    a study's own definition when they carry one, else the registry entry."""
+    definition = settings.get("definition")
+    if definition is None:
+        return get_dataset(settings["dataset"])
+    values = dict(definition)
+    for name in ("native_shape", "source_urls", "class_names"):
+        if values.get(name) is not None:
+            values[name] = tuple(values[name])
+    return DatasetSpec(**values)
+
+
+def unknown_dataset(name: str, known: dict | None = None) -> UnknownDatasetError:
+    """The error for a dataset name that is neither in ``known`` (default: the registry)."""
+    names = ", ".join(sorted(DATASETS if known is None else known))
+    return UnknownDatasetError(
+        f"unknown dataset {name!r}; known datasets: {names} (a dataset of your own is "
+        "defined under config key 'datasets': docs/datasets.md)"
+    )
+
+
 def get_dataset(name: str) -> DatasetSpec:
     """The registry entry for ``name``, or an error that lists the known names."""
     try:
         return DATASETS[name]
     except KeyError:
-        known = ", ".join(sorted(DATASETS))
-        raise UnknownDatasetError(
-            f"unknown dataset {name!r}; known datasets: {known}"
-        ) from None
+        raise unknown_dataset(name) from None

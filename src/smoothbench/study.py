@@ -17,12 +17,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-from smoothbench import computation, run_record
+from smoothbench import computation, image_folder, run_record
 from smoothbench.acceleration import AccelerationError, resolve_jit_compile
 from smoothbench.config import (
     SCHEMA_PATH,
@@ -31,6 +30,7 @@ from smoothbench.config import (
     read_config_files,
     validate_config,
 )
+from smoothbench.data_section import check_data_section, dataset_specs
 from smoothbench.download import mock_data
 from smoothbench.methods import (
     METHODS,
@@ -40,14 +40,10 @@ from smoothbench.methods import (
     value_in_range,
     value_range_text,
 )
-from smoothbench.registry import DatasetSpec, UnknownDatasetError, get_dataset
+from smoothbench.registry import DatasetSpec, UnknownDatasetError, unknown_dataset
 from smoothbench.run_record import format_value
 from smoothbench.settings import ComputeSettings, Experiment, RunSettings, canonical
 from smoothbench.shapes import FIXED_POOL_SIZE, depth_is_valid, final_map_size
-
-# scikit-learn's load_digits(): 1,797 images of 10 classes (174 to 183 each), which
-# prepare._digits_splits splits stratified with data.digits_validation_fraction.
-DIGITS_IMAGES = 1797
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +86,15 @@ class Study:
 
     config: dict
     experiments: dict[str, Experiment]
+    # every dataset the study can name: the registry's and its own (config key datasets)
+    dataset_specs: dict[str, DatasetSpec] = dataclasses.field(default_factory=dict)
+
+    def dataset(self, name: str) -> DatasetSpec:
+        """The entry of dataset ``name``, the study's own or the registry's."""
+        try:
+            return self.dataset_specs[name]
+        except KeyError:
+            raise unknown_dataset(name, self.dataset_specs) from None
 
     @property
     def results_folder(self) -> str:
@@ -136,7 +141,7 @@ class Study:
 
     def splits(self, dataset: str) -> dict[str, str]:
         """The TFDS split names read for training and validation of ``dataset``."""
-        spec = get_dataset(dataset)
+        spec = self.dataset(dataset)
         chosen = {"train": spec.train_split, "validation": spec.validation_split}
         chosen.update(self.config["data"]["splits"].get(dataset, {}))
         return chosen
@@ -150,7 +155,7 @@ class Study:
         """
         data = self.config["data"]
         data_dir = data["tfds_data_dir"]
-        spec = get_dataset(dataset)
+        spec = self.dataset(dataset)
         settings = {
             "dataset": dataset,
             "tfds_data_dir": os.path.expanduser(data_dir) if data_dir else None,
@@ -158,8 +163,13 @@ class Study:
             "splits": self.splits(dataset),
             "mock": mock_data(),
         }
-        if spec.is_decathlon:
-            settings["image_size"] = data["image_size"]
+        if spec.own:  # the study's own definition travels with its settings
+            settings["definition"] = spec.definition()
+        if spec.source == "folder":  # read from the folder: no TFDS, no mock data
+            for key in ("tfds_data_dir", "source_dir", "mock"):
+                del settings[key]
+        if spec.native_shape is None:
+            settings["image_size"] = spec.image_size or data["image_size"]
             settings["square_method"] = data["square_method"]
         if spec.source == "sklearn":
             settings["validation_fraction"] = data["digits_validation_fraction"]
@@ -170,8 +180,20 @@ class Study:
         settings = self.data_settings(dataset)
         return {
             key: settings[key]
-            for key in ("dataset", "tfds_data_dir", "source_dir", "mock")
+            for key in ("dataset", "tfds_data_dir", "source_dir", "mock", "definition")
+            if key in settings
         }
+
+    def source_files(self, dataset: str) -> list[str]:
+        """The files a study's image folder is read from (the download rule's inputs:
+        a changed file records and prepares that dataset again); none for the others."""
+        spec = self.dataset(dataset)
+        if spec.source != "folder":
+            return []
+        layout = image_folder.read_layout(
+            spec.folder, f"datasets.{dataset}", spec.validation_fraction
+        )
+        return [str(layout.root / relative) for relative, _ in layout.files()]
 
     def train_settings(
         self, experiment: str, method: str, value_text: str, seed: int
@@ -255,11 +277,15 @@ class Study:
         }
 
 
-def _check_experiment(name: str, merged: dict, config: dict) -> Experiment:
+def _check_experiment(
+    name: str, merged: dict, config: dict, specs: dict[str, DatasetSpec]
+) -> Experiment:
     key = f"experiments.{name}"
     dataset_name = merged.get("dataset", name)
     try:
-        spec = get_dataset(dataset_name)
+        if dataset_name not in specs:
+            raise unknown_dataset(dataset_name, specs)
+        spec = specs[dataset_name]
     except UnknownDatasetError as error:
         where = f"{key}.dataset" if "dataset" in merged else key
         raise ConfigError(f"config key {where!r}: {error.args[0]}") from None
@@ -330,26 +356,13 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
     filled = validate_config(config, schema_path)
     if not filled["experiments"]:
         raise ConfigError("config key 'experiments': the study lists no experiment")
+    specs = dataset_specs(filled)
     experiments = {}
     for name, override in filled["experiments"].items():
         merged = merge_layers(filled["protocol"], override or {})
-        experiments[name] = _check_experiment(name, merged, filled)
+        experiments[name] = _check_experiment(name, merged, filled, specs)
     _resolve_methods(filled, experiments)
-    for dataset in filled["data"]["source_dirs"]:
-        spec = _check_known(dataset, "data.source_dirs")
-        if spec.source != "tfds":
-            raise ConfigError(
-                f"config key 'data.source_dirs.{dataset}': {dataset} is bundled with scikit-learn and reads no "
-                "source files, so this key would be ignored; remove it"
-            )
-    for dataset in filled["data"]["splits"]:
-        spec = _check_known(dataset, "data.splits")
-        if spec.source != "tfds":
-            raise ConfigError(
-                f"config key 'data.splits.{dataset}': {dataset} comes from scikit-learn and has no TFDS splits, "
-                "so this key would be ignored; its split is set by 'data.digits_validation_fraction'"
-            )
-    _check_digits_fraction(filled["data"]["digits_validation_fraction"])
+    check_data_section(filled["data"], specs)
     for name in filled["compute"]["experiments"]:
         if name not in experiments:
             raise ConfigError(
@@ -357,7 +370,7 @@ def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
                 f"(the study has {', '.join(experiments)})"
             )
     _check_compute(filled["compute"], experiments)
-    return Study(config=filled, experiments=experiments)
+    return Study(config=filled, experiments=experiments, dataset_specs=specs)
 
 
 def _check_compute(compute: dict, experiments: dict[str, Experiment]) -> None:
@@ -441,37 +454,6 @@ def _check_one_path_each(key: str, noun: str, values: list[float]) -> None:
         raise ConfigError(
             f"config key '{key}': two {noun} share one output path: {texts}"
         )
-
-
-def _check_known(dataset: str, key: str) -> DatasetSpec:
-    try:
-        return get_dataset(dataset)
-    except UnknownDatasetError as error:
-        raise ConfigError(f"config key '{key}.{dataset}': {error.args[0]}") from None
-
-
-def _check_digits_fraction(fraction: float) -> None:
-    """Refuse a digits split that leaves a class without a validation or a training image.
-
-    prepare._digits_splits calls scikit-learn's stratified train_test_split with
-    test_size=fraction: it holds out ceil(fraction x 1797) images and refuses fewer than
-    10 (the number of classes) on either side. From 10 to 1787 held out, every class has
-    at least one image on each side (digits' classes hold 174 to 183 images each;
-    checked for every count with scikit-learn 1.9), so the bound is exactly
-    9/1797 < fraction <= 1787/1797.
-    """
-    classes = get_dataset("digits").num_classes
-    held_out = math.ceil(fraction * DIGITS_IMAGES)  # as scikit-learn counts it
-    if classes <= held_out <= DIGITS_IMAGES - classes:
-        return
-    low, high = classes - 1, DIGITS_IMAGES - classes
-    raise ConfigError(
-        f"config key 'data.digits_validation_fraction': {fraction} holds out {held_out} of the {DIGITS_IMAGES} "
-        f"digits images for validation and leaves {DIGITS_IMAGES - held_out} for training, but the stratified "
-        f"split needs at least one image of each of the {classes} classes on both sides; use a fraction from "
-        f"{math.ceil(low / DIGITS_IMAGES * 1e5) / 1e5} to {math.floor(high / DIGITS_IMAGES * 1e5) / 1e5} "
-        f"(exactly: above {low}/{DIGITS_IMAGES}, at most {high}/{DIGITS_IMAGES})"
-    )
 
 
 def load_study_file(path: Path | str) -> Study:

@@ -25,7 +25,6 @@ if SOURCE_FOLDER:
 
 from smoothbench.config import ConfigError
 from smoothbench.study import load_study
-from smoothbench.registry import DATASETS
 from smoothbench import run_record
 from smoothbench.storage import ARRAY_NAMES, MANIFEST_NAME
 from smoothbench.paper import PAPER_CELLS_FILE, PAPER_TABLE3_FILE

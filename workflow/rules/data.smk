@@ -5,7 +5,11 @@ rule download:
     """Build the dataset in the TFDS data dir (or check it is there). Runs on the submit
     host: cluster compute nodes often have no internet. Whether it may use the network
     is read from the config by the script, not passed as a param: changing it must not
-    make Snakemake redo finished downloads and preparations."""
+    make Snakemake redo finished downloads and preparations. A study's own folder of
+    images is read here whole (its files are the inputs; the record holds their sha256),
+    so a changed file prepares that dataset again, and nothing else."""
+    input:
+        images=lambda wildcards: STUDY.source_files(wildcards.dataset),
     output:
         record=f"{RESULTS}/downloads/{{dataset}}.json",
     log:
