@@ -214,12 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         "dataset folder against its manifest.",
         [
             "smoothbench-data datasets",
+            "smoothbench-data datasets --configfile mine.yaml   # with the study's own",
             "smoothbench-data sources mnist",
             "smoothbench-data verify results/demo/prepared/digits",
         ],
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("datasets", help="list the known datasets")
+    listing = commands.add_parser(
+        "datasets",
+        help="list the known datasets (with a study's config, its own ones too)",
+    )
+    add_study_arguments(listing, default=None, default_text="the registry alone")
     sources = commands.add_parser("sources", help="list the source files of a dataset")
     sources.add_argument("name")
     verify = commands.add_parser("verify", help="check a prepared dataset folder")
@@ -227,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     if arguments.command == "datasets":
-        for spec in DATASETS.values():
+        specs = DATASETS
+        if arguments.configfile or arguments.config:
+            specs = study_from_arguments(arguments).dataset_specs
+        for spec in specs.values():
             print(
                 f"{spec.name:14s} K={spec.num_classes:<5d} {spec.train_split}/{spec.validation_split:10s} {spec.description}"
             )

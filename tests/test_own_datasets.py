@@ -1,0 +1,266 @@
+"""A study on datasets of its own (config key ``datasets``) through the real workflow:
+folders of real images (Debian's Fashion-MNIST files written as PNGs) and a TFDS
+builder that is not in the registry (under tfds.testing.mock_data)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import re
+
+import numpy as np
+import pytest
+import yaml
+from conftest import FASHION_MNIST_DIR, run_workflow
+from PIL import Image
+
+from smoothbench import cli, cost, storage
+from smoothbench.download import MOCK_DATA_VARIABLE
+from smoothbench.methods import gamma_grid
+from smoothbench.study import load_study
+
+FASHION_CLASSES = (
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "boot",
+)
+TINY_PROTOCOL = {
+    "model": "resnet_v1",
+    "depth": 8,
+    "epochs": 1,
+    "pooling": "global",
+    "min_image_size": 0,
+    "augmentation": {"horizontal_flip": False},
+}
+
+
+def _fashion(part: str) -> tuple[np.ndarray, np.ndarray]:
+    """Debian's Fashion-MNIST ``part`` (train or t10k): uint8 images and labels."""
+    if not (FASHION_MNIST_DIR / f"{part}-images-idx3-ubyte.gz").is_file():
+        pytest.fail(
+            f"{FASHION_MNIST_DIR} lacks Fashion-MNIST: `apt-get install dataset-fashion-mnist` "
+            "(or set FASHION_MNIST_DIR)"
+        )
+    with gzip.open(FASHION_MNIST_DIR / f"{part}-images-idx3-ubyte.gz") as stream:
+        images = np.frombuffer(stream.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(FASHION_MNIST_DIR / f"{part}-labels-idx1-ubyte.gz") as stream:
+        labels = np.frombuffer(stream.read(), np.uint8, offset=8)
+    return images, labels
+
+
+def _write_classes(folder, images, labels, classes, per_class, skip=0):
+    """``per_class`` images of each of ``classes`` (Fashion-MNIST names) as PNG files."""
+    for name in classes:
+        label = FASHION_CLASSES.index(name)
+        (folder / name).mkdir(parents=True)
+        chosen = np.flatnonzero(labels == label)[skip : skip + per_class]
+        for index in chosen:
+            Image.fromarray(images[index], "L").save(folder / name / f"{index:05d}.png")
+
+
+@pytest.fixture(scope="module")
+def folder_study(tmp_path_factory):
+    """Two folders of real images, trained one short run each through the default target:
+    ``clothes``, all ten classes at 200 images each, split 80/20 by the study; ``shoes``,
+    three classes with their own train/ (100 each) and validation/ (30 each)."""
+    workdir = tmp_path_factory.mktemp("own-folders")
+    test_images, test_labels = _fashion("t10k")
+    _write_classes(workdir / "clothes", test_images, test_labels, FASHION_CLASSES, 200)
+    shoes = ("sandal", "sneaker", "boot")
+    train_images, train_labels = _fashion("train")
+    _write_classes(workdir / "shoes" / "train", train_images, train_labels, shoes, 100)
+    _write_classes(
+        workdir / "shoes" / "validation", test_images, test_labels, shoes, 30, skip=500
+    )
+    config = {
+        "results_folder": "results/own",
+        "data": {"download": False},
+        "datasets": {
+            "clothes": {"folder": "clothes", "validation_fraction": 0.2},
+            "shoes": {"folder": str(workdir / "shoes")},
+        },
+        "protocol": TINY_PROTOCOL,
+        "seeds": [0],
+        "experiments": {"clothes": {"gammas": [1.0]}, "shoes": {"gammas": [0.9]}},
+    }
+    process = run_workflow(workdir, config, "--cores", "2")
+    assert process.returncode == 0, process.stdout
+    return workdir, config
+
+
+def test_a_folder_of_pngs_is_downloaded_prepared_and_trained(folder_study):
+    workdir, _ = folder_study
+    results = workdir / "results" / "own"
+    record = json.loads((results / "downloads" / "clothes.json").read_text())
+    files = sorted(path for path in (workdir / "clothes").rglob("*.png"))
+    assert len(files) == 2000
+    assert record["files"] == {
+        path.relative_to(workdir / "clothes").as_posix(): hashlib.sha256(
+            path.read_bytes()
+        ).hexdigest()
+        for path in files
+    }
+    manifest, arrays = storage.open_prepared(results / "prepared" / "clothes")
+    assert manifest["source"] == "folder" and manifest["num_classes"] == 10
+    assert manifest["class_names"] == sorted(FASHION_CLASSES)
+    assert manifest["image_shape"] == [28, 28, 1]
+    assert manifest["splits"]["train"]["class_counts"] == [160] * 10
+    assert manifest["splits"]["validation"]["class_counts"] == [40] * 10
+    assert "stratified, seed 0" in manifest["splits"]["validation"]["split"]
+    # the pixels are the files' own: every validation image is one of the PNGs
+    originals = {
+        np.asarray(Image.open(path)).tobytes(): path.parent.name for path in files
+    }
+    names = manifest["class_names"]
+    for image, label in zip(
+        arrays["validation_images"][:50], arrays["validation_labels"][:50]
+    ):
+        assert originals[image[..., 0].tobytes()] == names[label]
+    # the folder with its own split keeps it
+    shoes, _ = storage.open_prepared(results / "prepared" / "shoes")
+    assert shoes["class_names"] == ["boot", "sandal", "sneaker"]
+    assert shoes["splits"]["train"]["count"] == 300
+    assert shoes["splits"]["validation"]["class_counts"] == [30, 30, 30]
+    for run in ("clothes/gamma~1.0", "shoes/gamma~0.9"):
+        metrics = json.loads(
+            (results / "runs" / run / "seed~0/metrics.json").read_text()
+        )
+        assert 0 <= metrics["best_val_accuracy"] <= 1
+
+
+def test_the_tables_name_the_folder_datasets_as_not_the_papers(folder_study):
+    workdir, _ = folder_study
+    tables = workdir / "results" / "own" / "tables"
+    with open(tables / "table2.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert {(row["dataset"], row["num_classes"], row["value"]) for row in rows} == {
+        ("clothes", "10", "1.0"),
+        ("shoes", "3", "0.9"),
+    }
+    comparison = (tables / "comparison.md").read_text()
+    for name in ("clothes", "shoes"):
+        assert re.search(
+            rf"{name}: the image folder \S+{name} .*not one of the paper's data sets",
+            comparison,
+        ), comparison
+    assert "| clothes |" in (tables / "table2.md").read_text()
+
+
+def _run_times(results):
+    return {
+        path.relative_to(results).as_posix(): path.stat().st_mtime_ns
+        for pattern in ("prepared/*/manifest.json", "runs/*/*/*/metrics.json")
+        for path in results.glob(pattern)
+    }
+
+
+def test_a_changed_image_prepares_and_trains_its_dataset_again_and_nothing_else(
+    folder_study,
+):
+    workdir, config = folder_study
+    results = workdir / "results" / "own"
+    before = _run_times(results)
+    # touched, not changed: nothing to do
+    touched = sorted((workdir / "shoes" / "train" / "boot").iterdir())[0]
+    touched.touch()
+    process = run_workflow(workdir, config, "--cores", "2")
+    assert process.returncode == 0, process.stdout
+    assert _run_times(results) == before
+    # one pixel of one clothes image changed: clothes again, shoes untouched
+    changed = sorted((workdir / "clothes" / "bag").iterdir())[0]
+    image = np.asarray(Image.open(changed)).copy()
+    image[0, 0] = 255 - image[0, 0]
+    Image.fromarray(image, "L").save(changed)
+    process = run_workflow(workdir, config, "--cores", "2")
+    assert process.returncode == 0, process.stdout
+    after = _run_times(results)
+    assert {key for key in before if after[key] != before[key]} == {
+        "prepared/clothes/manifest.json",
+        "runs/clothes/gamma~1.0/seed~0/metrics.json",
+    }
+    record = json.loads((results / "downloads" / "clothes.json").read_text())
+    relative = changed.relative_to(workdir / "clothes").as_posix()
+    assert record["files"][relative] == hashlib.sha256(changed.read_bytes()).hexdigest()
+
+
+def test_a_tfds_builder_outside_the_registry_under_mock_data(tmp_path):
+    """oxford_flowers102 (K = 102, images of varying sizes) through download and
+    prepare with TFDS's mock data, which the test switches on; stl10 (K = 10) planned
+    with the gamma grid its K gives (gamma > 1/10 drops 0.1)."""
+    config = {
+        "results_folder": "results/own",
+        "data": {"tfds_data_dir": str(tmp_path / "tfds"), "download": False},
+        "datasets": {
+            "flowers": {"tfds": "oxford_flowers102", "image_size": 24},
+            "stl": {"tfds": "stl10", "validation_split": "test"},
+        },
+        "protocol": TINY_PROTOCOL,
+        "seeds": [0],
+        "experiments": {"flowers": {}, "stl": {}},
+    }
+    study = load_study(config)
+    assert study.dataset("flowers").num_classes == 102
+    assert study.experiments["stl"].image_shape == (96, 96, 3)
+    assert study.experiments["flowers"].image_shape == (24, 24, 3)
+    assert study.experiments["stl"].gammas == tuple(gamma_grid(10))
+    assert 0.1 not in study.experiments["stl"].gammas
+    assert study.experiments["flowers"].gammas == tuple(gamma_grid(102))
+    assert 0.1 in study.experiments["flowers"].gammas
+
+    process = run_workflow(
+        tmp_path, config, "--cores", "2", "--until", "prepare",
+        env={MOCK_DATA_VARIABLE: "16"},
+    )  # fmt: skip
+    assert process.returncode == 0, process.stdout
+    manifest, arrays = storage.open_prepared(
+        tmp_path / "results" / "own" / "prepared" / "flowers"
+    )
+    assert (
+        manifest["mock_data"] is True and manifest["tfds_name"] == "oxford_flowers102"
+    )
+    assert manifest["num_classes"] == 102 and len(manifest["class_names"]) == 102
+    assert arrays["train_images"].shape == (16, 24, 24, 3)
+    assert arrays["validation_labels"].max() < 102
+
+    process = run_workflow(tmp_path, config, "-n", env={MOCK_DATA_VARIABLE: "16"})
+    assert process.returncode == 0, process.stdout
+    planned = re.findall(
+        r"wildcards: experiment=(\w+), method=gamma, value=([0-9.]+), seed=0",
+        process.stdout,
+    )
+    for name, grid in (("stl", gamma_grid(10)), ("flowers", gamma_grid(102))):
+        values = [float(value) for experiment, value in planned if experiment == name]
+        assert sorted(values) == sorted(grid)
+
+
+def test_cost_and_the_dataset_list_know_a_folder_before_it_is_prepared(
+    folder_study, capsys
+):
+    workdir, config = folder_study
+    config = json.loads(json.dumps(config))
+    config["datasets"]["clothes"]["folder"] = str(workdir / "clothes")
+    study = load_study(config)
+    manifest = storage.read_manifest(workdir / "results/own/prepared/clothes")
+    train, validation, source = cost.split_sizes(study, "clothes", None)
+    assert (train, validation) == (
+        manifest["splits"]["train"]["count"],
+        manifest["splits"]["validation"]["count"],
+    )
+    assert source == f"the image folder {workdir / 'clothes'}"
+    config_file = workdir / "absolute.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    assert cli.main(["datasets", "--configfile", str(config_file)]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(r"^clothes +K=10 .*the study's own dataset$", listed, re.M)
+    assert re.search(r"^shoes +K=3 ", listed, re.M)
+    assert cli.main(["datasets"]) == 0
+    assert "clothes" not in capsys.readouterr().out
