@@ -17,8 +17,9 @@ from conftest import FASHION_MNIST_DIR, run_workflow
 from PIL import Image
 
 from smoothbench import cli, cost, storage
-from smoothbench.download import MOCK_DATA_VARIABLE
+from smoothbench.download import MOCK_DATA_VARIABLE, download
 from smoothbench.methods import gamma_grid
+from smoothbench.prepare import prepare
 from smoothbench.study import load_study
 
 FASHION_CLASSES = (
@@ -264,3 +265,50 @@ def test_cost_and_the_dataset_list_know_a_folder_before_it_is_prepared(
     assert re.search(r"^shoes +K=3 ", listed, re.M)
     assert cli.main(["datasets"]) == 0
     assert "clothes" not in capsys.readouterr().out
+
+
+def test_a_colour_folder_of_mixed_sizes_and_formats_is_brought_to_its_square(tmp_path):
+    """RGB PNGs and JPEGs of several sizes, with image_size: the data stage's own
+    functions (as the rules call them) square them by data.square_method."""
+    generator = np.random.default_rng(0)
+    sizes = [(20, 30), (40, 16), (16, 16)]
+    for label, name in enumerate(("red", "green")):
+        (tmp_path / "colour" / name).mkdir(parents=True)
+        for index, (height, width) in enumerate(sizes):
+            pixels = generator.integers(0, 60, (height, width, 3), dtype=np.uint8)
+            pixels[..., label] += 150
+            suffix = ".jpg" if index == 1 else ".png"
+            Image.fromarray(pixels, "RGB").save(
+                tmp_path / "colour" / name / f"{index}{suffix}"
+            )
+    config = {
+        "datasets": {
+            "colour": {
+                "folder": str(tmp_path / "colour"),
+                "validation_fraction": 0.33,
+                "image_size": 16,
+                "split_seed": 3,
+            }
+        },
+        "experiments": {"colour": {"model": "resnet_v1", "depth": 20}},
+    }
+    study = load_study(config)
+    assert study.experiments["colour"].image_shape == (16, 16, 3)
+    assert study.experiments["colour"].gammas == tuple(gamma_grid(2))
+    record = download(study.download_settings("colour"), study.network_settings())
+    assert len(record["files"]) == 6 and record["channels"] == 3
+    manifest = prepare(study.data_settings("colour"), tmp_path / "prepared", record)
+    _, arrays = storage.open_prepared(tmp_path / "prepared")
+    assert manifest["image_shape"] == [16, 16, 3]
+    assert manifest["settings"] == {"image_size": 16, "square_method": "center_crop"}
+    assert manifest["splits"]["validation"]["class_counts"] == [1, 1]
+    assert "seed 3" in manifest["splits"]["train"]["split"]
+    images = np.concatenate([arrays["train_images"], arrays["validation_images"]])
+    labels = np.concatenate([arrays["train_labels"], arrays["validation_labels"]])
+    # each class keeps its colour through decoding, cropping and resizing; labels
+    # follow the sorted folder names (green 0, red 1)
+    assert manifest["class_names"] == ["green", "red"]
+    channel = {"red": 0, "green": 1}
+    means = images.reshape(len(images), -1, 3).mean(axis=1)
+    expected = [channel[manifest["class_names"][label]] for label in labels]
+    assert means.argmax(axis=1).tolist() == expected
