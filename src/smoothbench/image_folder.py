@@ -117,13 +117,20 @@ def read_layout(
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"config key '{key}.folder': {root} is not a folder")
-    top = {path.name for path in _visible(root) if path.is_dir()}
+    entries = _visible(root)
+    top = {path.name for path in entries if path.is_dir()}
     if top & set(SPLIT_FOLDERS):
         if top != set(SPLIT_FOLDERS):
             raise ImageFolderError(
                 f"{root} holds {', '.join(sorted(top))}: a folder with its own split holds "
                 "exactly train/ and validation/ (each with one subfolder per class); "
                 "otherwise it holds the class folders themselves"
+            )
+        loose = [path for path in entries if not path.is_dir()]
+        if loose:  # read by neither split: refused, as beside class folders
+            raise ImageFolderError(
+                f"{loose[0]} lies in {root} beside its train/ and validation/ folders: "
+                "each image goes in a class folder of one of them"
             )
         if validation_fraction is not None:
             raise ConfigError(
@@ -258,7 +265,9 @@ def read_image(
     if expected_sha256 is not None and digest != expected_sha256:
         raise ImageFolderError(
             f"{path} changed after the download rule recorded it (sha256 {expected_sha256[:12]}..., "
-            f"now {digest[:12]}...); run the workflow again to record and prepare it anew"
+            f"now {digest[:12]}...); touch it and run the workflow again: the download "
+            "rule reads the folder anew (a file copied with its older modification time, "
+            "cp -p or rsync -a, is a change Snakemake does not see by itself)"
         )
     image = _open(data, path)
     return to_array(image, channels_of(image.mode, path)), digest
