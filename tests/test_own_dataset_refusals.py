@@ -224,6 +224,12 @@ def _fraction_too_small(root):
     image_folder(root, classes=("a", "b", "c"))
 
 
+@folder({"validation_fraction": 0.1})
+def _small_class_without_validation(root):
+    image_folder(root, classes=("a", "b"), count=40)
+    image_folder(root, classes=("c",), count=2)
+
+
 @folder({"validation_fraction": None})
 def _loose_file_beside_split_folders(root):
     image_folder(root / "train")
@@ -352,6 +358,16 @@ CASES = [
         _fraction_too_small,
         lambda w: [
             "config key 'datasets.cells.validation_fraction': 0.1 holds out 1 of the 9 images"
+        ],
+    ),
+    Case(
+        "small_class_left_without_validation",
+        "planning",
+        _small_class_without_validation,
+        lambda w: [
+            "config key 'datasets.cells.validation_fraction': the stratified split of "
+            f"{w / 'cells'} holding out 0.1 (split_seed 0) leaves the class folder "
+            f"{w / 'cells' / 'c'} (2 images) no validation image"
         ],
     ),
     Case(

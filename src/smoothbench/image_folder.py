@@ -203,6 +203,29 @@ def assign_splits(layout: Layout, fraction: float | None, seed: int) -> dict:
     }
 
 
+def check_split_reaches_every_class(
+    layout: Layout, key: str, fraction: float, seed: int
+) -> None:
+    """Refuse a stratified split (:func:`assign_splits`, run here as the prepare step
+    will run it) that leaves a class with no training or no validation image: with
+    classes of very unequal sizes scikit-learn can give a small one none."""
+    assigned = assign_splits(layout, fraction, seed)
+    classes = len(layout.class_names)
+    for role in SPLIT_FOLDERS:
+        counts = np.bincount([label for _, label in assigned[role]], minlength=classes)
+        if counts.min() == 0:
+            name = layout.class_names[int(np.argmin(counts))]
+            images = sum(
+                1 for _, label in layout.parts["all"] if label == int(np.argmin(counts))
+            )
+            raise ConfigError(
+                f"config key '{key}.validation_fraction': the stratified split of {layout.root} "
+                f"holding out {fraction} (split_seed {seed}) leaves the class folder "
+                f"{layout.root / name} ({images} images) no {role} image; raise the fraction, "
+                "add images to that class, or give the folder its own train/ and validation/"
+            )
+
+
 def channels_of(mode: str, path: Path | str) -> int:
     """1 (grey) or 3 (colour) for a PIL mode; refuses what would lose or invent data."""
     if mode in _GREY_MODES:

@@ -169,6 +169,10 @@ def _folder_spec(name: str, key: str, entry: dict, data_dir: str | None) -> Data
     root = os.path.abspath(os.path.expanduser(entry["folder"]))
     fraction = entry.get("validation_fraction")
     layout = image_folder.read_layout(root, key, fraction)
+    if not layout.has_own_split:
+        image_folder.check_split_reaches_every_class(
+            layout, key, fraction, entry["split_seed"]
+        )
     first = layout.files()[0][0]
     height, width, channels = image_folder.image_header(layout.root / first)
     image_size = entry.get("image_size")
