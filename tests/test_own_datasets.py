@@ -17,6 +17,7 @@ from conftest import FASHION_MNIST_DIR, run_workflow
 from PIL import Image
 
 from smoothbench import cli, cost, storage
+from smoothbench.config import ConfigError
 from smoothbench.download import MOCK_DATA_VARIABLE, download
 from smoothbench.methods import gamma_grid
 from smoothbench.prepare import prepare
@@ -312,3 +313,28 @@ def test_a_colour_folder_of_mixed_sizes_and_formats_is_brought_to_its_square(tmp
     means = images.reshape(len(images), -1, 3).mean(axis=1)
     expected = [channel[manifest["class_names"][label]] for label in labels]
     assert means.argmax(axis=1).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "section, value, advice",
+    [
+        ("source_dirs", "/data/sources", "which reads no registry source files"),
+        ("splits", {"train": "train"}, "set its splits in 'datasets.mine'"),
+    ],
+)
+def test_data_keys_of_registry_datasets_refuse_an_own_dataset(
+    tmp_path, section, value, advice
+):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for index in range(2):
+            Image.new("L", (8, 8), index).save(tmp_path / name / f"{index}.png")
+    config = {
+        "data": {section: {"mine": value}},
+        "datasets": {"mine": {"folder": str(tmp_path), "validation_fraction": 0.5}},
+        "experiments": {"mine": {}},
+    }
+    with pytest.raises(ConfigError) as error:
+        load_study(config)
+    assert str(error.value).startswith(f"config key 'data.{section}.mine': mine ")
+    assert advice in str(error.value)

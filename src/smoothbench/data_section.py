@@ -23,33 +23,39 @@ def dataset_specs(config: dict) -> dict[str, DatasetSpec]:
     return {**DATASETS, **own_specs(config)}
 
 
+# data's per-dataset maps, and why an entry of each is refused for the study's own
+# datasets and for the bundled digits (neither is read through registry TFDS sources).
+_PER_DATASET_KEYS = (
+    (
+        "source_dirs",
+        "is the study's own dataset (config key 'datasets.{name}'), which reads no registry "
+        "source files; remove it",
+        "is bundled with scikit-learn and reads no source files, so this key would be "
+        "ignored; remove it",
+    ),
+    (
+        "splits",
+        "is the study's own dataset; set its splits in 'datasets.{name}' (train_split, "
+        "validation_split, or validation_fraction for a folder)",
+        "comes from scikit-learn and has no TFDS splits, so this key would be ignored; its "
+        "split is set by 'data.digits_validation_fraction'",
+    ),
+)
+
+
 def check_data_section(data: dict, specs: dict[str, DatasetSpec]) -> None:
     """Refuse source_dirs and splits entries that would be ignored, and a digits split
     that cannot be made."""
-    for dataset in data["source_dirs"]:
-        spec = _check_known(dataset, "data.source_dirs", specs)
-        if spec.own:
-            raise ConfigError(
-                f"config key 'data.source_dirs.{dataset}': {dataset} is the study's own dataset "
-                f"(config key 'datasets.{dataset}'), which reads no registry source files; remove it"
-            )
-        if spec.source != "tfds":
-            raise ConfigError(
-                f"config key 'data.source_dirs.{dataset}': {dataset} is bundled with scikit-learn and reads no "
-                "source files, so this key would be ignored; remove it"
-            )
-    for dataset in data["splits"]:
-        spec = _check_known(dataset, "data.splits", specs)
-        if spec.own:
-            raise ConfigError(
-                f"config key 'data.splits.{dataset}': {dataset} is the study's own dataset; set its splits "
-                f"in 'datasets.{dataset}' (train_split, validation_split, or validation_fraction for a folder)"
-            )
-        if spec.source != "tfds":
-            raise ConfigError(
-                f"config key 'data.splits.{dataset}': {dataset} comes from scikit-learn and has no TFDS splits, "
-                "so this key would be ignored; its split is set by 'data.digits_validation_fraction'"
-            )
+    for section, own_advice, bundled_advice in _PER_DATASET_KEYS:
+        for dataset in data[section]:
+            spec = _check_known(dataset, f"data.{section}", specs)
+            if spec.own or spec.source != "tfds":
+                advice = (own_advice if spec.own else bundled_advice).format(
+                    name=dataset
+                )
+                raise ConfigError(
+                    f"config key 'data.{section}.{dataset}': {dataset} {advice}"
+                )
     _check_digits_fraction(data["digits_validation_fraction"])
 
 
