@@ -8,7 +8,10 @@ import csv
 import gzip
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,8 +19,8 @@ import yaml
 from conftest import FASHION_MNIST_DIR, run_workflow
 from PIL import Image
 
-from smoothbench import cli, cost, storage
-from smoothbench.config import ConfigError
+from smoothbench import cli, cost, own_datasets, storage
+from smoothbench.config import ConfigError, validate_config
 from smoothbench.download import MOCK_DATA_VARIABLE, download
 from smoothbench.methods import gamma_grid
 from smoothbench.prepare import prepare
@@ -338,3 +341,57 @@ def test_data_keys_of_registry_datasets_refuse_an_own_dataset(
         load_study(config)
     assert str(error.value).startswith(f"config key 'data.{section}.mine': mine ")
     assert advice in str(error.value)
+
+
+def test_jobs_read_the_own_datasets_as_planned_without_tfds_or_the_folder(
+    tmp_path, monkeypatch
+):
+    """The workflow hands its jobs the datasets it resolved (own_datasets.PLANNED_VARIABLE):
+    a job in the results rules' environment (no tensorflow-datasets, no scikit-learn)
+    loads the study though the folder is gone; without the hand-over it cannot."""
+    folder = tmp_path / "cells"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        for index in range(2):
+            Image.new("L", (8, 8), index).save(folder / name / f"{index}.png")
+    config = {
+        "datasets": {
+            "cells": {"folder": str(folder), "validation_fraction": 0.5},
+            "flowers": {"tfds": "oxford_flowers102", "image_size": 16},
+        },
+        "experiments": {"cells": {}, "flowers": {}},
+    }
+    monkeypatch.chdir(tmp_path)  # where the workflow plans and its jobs run
+    study = load_study(config)
+    record = own_datasets.planned_record(study.config, study.dataset_specs)
+    folder.rename(tmp_path / "moved")
+    job = (
+        "import json, sys\n"
+        "for name in ('sklearn', 'tensorflow', 'tensorflow_datasets'):\n"
+        "    sys.modules[name] = None\n"
+        "from smoothbench.study import load_study\n"
+        f"study = load_study(json.loads({json.dumps(json.dumps(config))}))\n"
+        "print(json.dumps({name: study.dataset(name).definition() for name in ('cells', 'flowers')}))\n"
+    )
+    planned = {own_datasets.PLANNED_VARIABLE: record}
+
+    def run_job(environment):
+        return subprocess.run(
+            [sys.executable, "-c", job],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **environment},
+        )
+
+    process = run_job(planned)
+    assert process.returncode == 0, process.stderr
+    assert json.loads(process.stdout) == {
+        name: study.dataset(name).definition() for name in ("cells", "flowers")
+    }
+    process = run_job({own_datasets.PLANNED_VARIABLE: ""})
+    assert process.returncode != 0 and "cells" in process.stderr
+    # a changed entry is resolved anew, not taken from the hand-over
+    config["datasets"]["cells"]["split_seed"] = 1
+    with pytest.raises(ConfigError, match="is not a folder"):
+        own_datasets.own_specs(validate_config(config), planned)

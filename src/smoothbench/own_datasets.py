@@ -12,18 +12,29 @@ Each entry is one of two kinds, resolved at planning into a
   shape the first image's header; every image is read by the download rule.
 
 Every refusal names the config key, or the file or folder at fault.
+
+The workflow resolves them once, when it plans, and hands what it resolved to its jobs
+(:data:`PLANNED_VARIABLE`): a job runs what was planned, without listing the folder or
+importing tensorflow-datasets again (the results rules' environment has neither it nor
+scikit-learn).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from smoothbench import image_folder
 from smoothbench.config import ConfigError, load_schema
-from smoothbench.registry import DATASETS, DatasetSpec
+from smoothbench.registry import DATASETS, DatasetSpec, spec_from_definition
+
+# Set by the workflow when it plans (workflow/rules/common.smk), read by its jobs: JSON of
+# each own dataset's config entry and the definition planning resolved it into.
+PLANNED_VARIABLE = "SMOOTHBENCH_PLANNED_DATASETS"
 
 KINDS = ("tfds", "folder")
 # The keys of each kind besides the kind's own (the schema's $defs.own_dataset).
@@ -44,12 +55,68 @@ def _defaults() -> dict[str, Any]:
     }
 
 
-def own_specs(config: dict) -> dict[str, DatasetSpec]:
-    """name -> DatasetSpec of each entry of config key ``datasets`` (a validated config)."""
-    specs = {}
+def _data_dir(config: dict) -> str | None:
     data_dir = config["data"]["tfds_data_dir"]
-    data_dir = os.path.expanduser(data_dir) if data_dir else None
+    return os.path.expanduser(data_dir) if data_dir else None
+
+
+def _planned_entry(config: dict, name: str) -> dict:
+    """What planning's resolution of dataset ``name`` depended on, as JSON data."""
+    return json.loads(
+        json.dumps(
+            {
+                "entry": config["datasets"][name],
+                "data_dir": _data_dir(config),
+                "cwd": os.getcwd(),
+            }
+        )
+    )
+
+
+def planned_record(config: dict, specs: Mapping[str, DatasetSpec]) -> str:
+    """The value of :data:`PLANNED_VARIABLE` for a study planned from ``config``."""
+    return json.dumps(
+        {
+            name: _planned_entry(config, name)
+            | {"definition": spec.definition(), "description": spec.description}
+            for name, spec in specs.items()
+            if spec.own
+        },
+        sort_keys=True,
+    )
+
+
+def _planned(config: dict, environment: Mapping[str, str] | None) -> dict:
+    """name -> DatasetSpec of the own datasets planning resolved from this very entry."""
+    environment = os.environ if environment is None else environment
+    try:
+        records = json.loads(environment.get(PLANNED_VARIABLE) or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return {
+        name: spec_from_definition(
+            record["definition"], description=record["description"]
+        )
+        for name, record in records.items()
+        if name in config["datasets"]
+        and {key: record.get(key) for key in ("entry", "data_dir", "cwd")}
+        == _planned_entry(config, name)
+    }
+
+
+def own_specs(
+    config: dict, environment: Mapping[str, str] | None = None
+) -> dict[str, DatasetSpec]:
+    """name -> DatasetSpec of each entry of config key ``datasets`` (a validated config):
+    as the workflow planned it (``environment``'s :data:`PLANNED_VARIABLE`), else
+    resolved here."""
+    specs = {}
+    data_dir = _data_dir(config)
+    planned = _planned(config, environment)
     for name, entry in config["datasets"].items():
+        if name in planned:
+            specs[name] = planned[name]
+            continue
         key = f"datasets.{name}"
         if name in DATASETS:
             raise ConfigError(
@@ -93,6 +160,11 @@ def _tfds_spec(name: str, key: str, entry: dict, data_dir: str | None) -> Datase
     tfds_name = entry["tfds"]
     try:
         info = builder_info(tfds_name, data_dir)
+    except ImportError as error:
+        raise ConfigError(
+            f"config key '{key}.tfds': reading the builder {tfds_name!r} needs "
+            f"tensorflow-datasets, which this environment lacks ({error})"
+        ) from None
     except Exception as error:  # TFDS raises several kinds for a name it lacks
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ConfigError(

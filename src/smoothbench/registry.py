@@ -111,15 +111,38 @@ class DatasetSpec:
         return (side, side, self.channels)
 
     def definition(self) -> dict:
-        """A study-defined dataset as plain data (lists, no tuples), for the data
-        stage's settings: :func:`spec_from_settings` turns it back."""
+        """A study-defined dataset as plain data (lists, no tuples): the fields its
+        prepared data depends on, for the data stage's settings (Snakemake params, so
+        wording such as ``description`` stays out); :func:`spec_from_settings` turns it
+        back."""
         if not self.own:
             raise ValueError(f"{self.name} is a registry dataset: it has no definition")
         return {
-            field.name: (list(value) if isinstance(value, tuple) else value)
-            for field in dataclasses.fields(self)
-            for value in [getattr(self, field.name)]
+            name: (list(value) if isinstance(value, tuple) else value)
+            for name in DEFINITION_FIELDS
+            for value in [getattr(self, name)]
         }
+
+
+# The fields of a study's own dataset that its download and prepared data depend on.
+DEFINITION_FIELDS = (
+    "name",
+    "source",
+    "own",
+    "tfds_name",
+    "num_classes",
+    "train_split",
+    "validation_split",
+    "native_shape",
+    "image_size",
+    "channels",
+    "image_key",
+    "label_key",
+    "folder",
+    "validation_fraction",
+    "split_seed",
+    "class_names",
+)
 
 
 def _decathlon(name: str, num_classes: int, description: str, **extra) -> DatasetSpec:
@@ -244,8 +267,13 @@ def spec_from_settings(settings: dict) -> DatasetSpec:
     definition = settings.get("definition")
     if definition is None:
         return get_dataset(settings["dataset"])
-    values = dict(definition)
-    for name in ("native_shape", "source_urls", "class_names"):
+    return spec_from_definition(definition)
+
+
+def spec_from_definition(definition: dict, **extra) -> DatasetSpec:
+    """:meth:`DatasetSpec.definition` (and ``extra`` fields, e.g. description) turned back."""
+    values = dict(definition) | extra
+    for name in ("native_shape", "class_names"):
         if values.get(name) is not None:
             values[name] = tuple(values[name])
     return DatasetSpec(**values)

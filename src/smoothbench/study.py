@@ -40,7 +40,12 @@ from smoothbench.methods import (
     value_in_range,
     value_range_text,
 )
-from smoothbench.registry import DatasetSpec, UnknownDatasetError, unknown_dataset
+from smoothbench.registry import (
+    DATASETS,
+    DatasetSpec,
+    UnknownDatasetError,
+    unknown_dataset,
+)
 from smoothbench.run_record import format_value
 from smoothbench.settings import ComputeSettings, Experiment, RunSettings, canonical
 from smoothbench.shapes import FIXED_POOL_SIZE, depth_is_valid, final_map_size
@@ -87,7 +92,9 @@ class Study:
     config: dict
     experiments: dict[str, Experiment]
     # every dataset the study can name: the registry's and its own (config key datasets)
-    dataset_specs: dict[str, DatasetSpec] = dataclasses.field(default_factory=dict)
+    dataset_specs: dict[str, DatasetSpec] = dataclasses.field(
+        default_factory=lambda: dict(DATASETS)
+    )
 
     def dataset(self, name: str) -> DatasetSpec:
         """The entry of dataset ``name``, the study's own or the registry's."""

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ if SOURCE_FOLDER:
 
 from smoothbench.config import ConfigError
 from smoothbench.study import load_study
-from smoothbench import run_record
+from smoothbench import own_datasets, run_record
 from smoothbench.storage import ARRAY_NAMES, MANIFEST_NAME
 from smoothbench.paper import PAPER_CELLS_FILE, PAPER_TABLE3_FILE
 from smoothbench.tables import OUTPUT_FILES
@@ -58,6 +59,10 @@ RESULTS_CODE = code_fingerprint(CHECKOUT)
 
 
 STUDY = validated_study(config)
+# The study's own datasets as planned here, for its jobs (smoothbench.own_datasets).
+os.environ[own_datasets.PLANNED_VARIABLE] = own_datasets.planned_record(
+    STUDY.config, STUDY.dataset_specs
+)
 
 # No silent CPU: jobs that ask for no GPU, planned on a machine with NVIDIA GPUs, are
 # said loudly (once, by the process that plans; not again inside each job).
