@@ -13,6 +13,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -208,6 +209,28 @@ def _split_folders_with_different_classes(root):
 
 
 @folder()
+def _brace_in_a_file_name(root):
+    image_folder(root)
+    image(root / "b" / "x{seed}.png")
+
+
+@folder()
+def _huge_image(root):
+    """A PNG whose header says 20000 x 20000 pixels (above PIL's decompression-bomb
+    limit), after the first file."""
+    image_folder(root)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    header = (20000).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    (root / "b" / "9.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+    )
+
+
+@folder()
 def _rgba_image(root):
     image_folder(root)
     image(root / "b" / "3.png", mode="RGBA")
@@ -335,6 +358,20 @@ CASES = [
             f"{w / 'cells' / 'train'} and {w / 'cells' / 'validation'} hold different "
             "class folders (only in one of them: b, c)"
         ],
+    ),
+    Case(
+        "brace_in_a_file_name",
+        "planning",
+        _brace_in_a_file_name,
+        lambda w: [
+            f"{w / 'cells' / 'b' / 'x{seed}.png'}: a name with {{ or }} cannot be an input"
+        ],
+    ),
+    Case(
+        "huge_image",
+        "download",
+        _huge_image,
+        lambda w: [f"{w / 'cells' / 'b' / '9.png'} is too large to read"],
     ),
     Case(
         "rgba_image",

@@ -234,13 +234,24 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.command == "datasets":
         specs = DATASETS
         if arguments.configfile or arguments.config:
-            specs = study_from_arguments(arguments).dataset_specs
+            try:
+                specs = study_from_arguments(arguments).dataset_specs
+            except (OSError, ConfigError) as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 1
         for spec in specs.values():
             print(
                 f"{spec.name:14s} K={spec.num_classes:<5d} {spec.train_split}/{spec.validation_split:10s} {spec.description}"
             )
     elif arguments.command == "sources":
-        spec = get_dataset(arguments.name)
+        try:
+            spec = get_dataset(arguments.name)
+        except KeyError as error:  # a study's own dataset has no registry source files
+            print(
+                f"error: {error.args[0]}; `sources` lists a registry dataset's files",
+                file=sys.stderr,
+            )
+            return 1
         if not spec.source_urls:
             print(f"{spec.name} needs no download ({spec.source})")
         for url in spec.source_urls:

@@ -59,7 +59,20 @@ class Layout:
 
 
 def _visible(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.iterdir() if not path.name.startswith("."))
+    """The entries of ``folder`` that are read (not dot-files), sorted; a name with a
+    brace is refused (Snakemake reads braces in a rule's input paths as wildcards)."""
+    entries = sorted(path for path in folder.iterdir() if not path.name.startswith("."))
+    for path in entries:
+        refuse_braces(path)
+    return entries
+
+
+def refuse_braces(path: Path) -> None:
+    if "{" in str(path) or "}" in str(path):
+        raise ImageFolderError(
+            f"{path}: a name with {{ or }} cannot be an input of the workflow (Snakemake "
+            "reads braces as wildcards); rename it"
+        )
 
 
 def _class_files(
@@ -115,6 +128,7 @@ def read_layout(
     raises :class:`ImageFolderError` naming the file or folder at fault, or
     :class:`ConfigError` naming the key."""
     root = Path(root)
+    refuse_braces(root)
     if not root.is_dir():
         raise ConfigError(f"config key '{key}.folder': {root} is not a folder")
     entries = _visible(root)
@@ -251,6 +265,8 @@ def _open(data: bytes, path: Path | str):
             f"{path} is not an image that can be read (not PNG or JPEG data, though "
             "its name says so)"
         ) from None
+    except Image.DecompressionBombError as error:
+        raise ImageFolderError(f"{path} is too large to read ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageFolderError(
             f"{path} cannot be read as an image, it is damaged or cut short ({error})"
@@ -266,7 +282,13 @@ def image_header(path: Path | str) -> tuple[int, int, int]:
         with Image.open(path) as image:
             width, height = image.size
             mode = image.mode
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as error:
         raise ImageFolderError(f"{path} cannot be read as an image ({error})") from None
     return height, width, channels_of(mode, path)
 
