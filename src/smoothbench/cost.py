@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import math
 import statistics
 from pathlib import Path
 
@@ -170,21 +169,17 @@ def split_sizes(
 
 
 def _own_split_sizes(study: Study, dataset: str) -> tuple[int, int, str]:
-    """A study's own dataset before it is prepared: a folder's file count (split as the
-    prepare step splits it), a TFDS builder's split sizes where it is built."""
+    """A study's own dataset before it is prepared: a folder's files, split as the
+    prepare step splits them; a TFDS builder's split sizes where it is built."""
     spec = study.dataset(dataset)
     if spec.source == "folder":
         layout = image_folder.read_layout(
             spec.folder, f"datasets.{dataset}", spec.validation_fraction
         )
-        if layout.has_own_split:
-            train, validation = (
-                len(layout.parts[role]) for role in ("train", "validation")
-            )
-        else:
-            total = len(layout.parts["all"])
-            validation = math.ceil(spec.validation_fraction * total)
-            train = total - validation
+        assigned = image_folder.assign_splits(
+            layout, spec.validation_fraction, spec.split_seed
+        )
+        train, validation = (len(assigned[role]) for role in ("train", "validation"))
         return train, validation, f"the image folder {spec.folder}"
     splits = own_datasets.builder_info(
         spec.tfds_name, study.data_settings(dataset)["tfds_data_dir"]

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from smoothbench import image_folder
 from smoothbench.config import ConfigError
 from smoothbench.errors import SmoothbenchError
+from smoothbench.own_datasets import check_splits
 from smoothbench.registry import DatasetSpec, spec_from_settings
 from smoothbench.storage import sha256_of_file
 
@@ -205,19 +206,10 @@ def download(settings: dict, network: dict) -> dict:
             ) from None
         record["mode"] = "downloaded"
     if spec.own:  # its splits are known now: the names the config gives must exist
-        from smoothbench.own_datasets import check_split
-
-        known = sorted(builder.info.splits.keys())
-        for role, split in (
-            ("train_split", spec.train_split),
-            ("validation_split", spec.validation_split),
-        ):
-            try:
-                check_split(
-                    split, known, f"datasets.{spec.name}.{role}", spec.tfds_name
-                )
-            except ConfigError as error:
-                raise DownloadError(str(error)) from None
+        try:
+            check_splits(spec, sorted(builder.info.splits.keys()))
+        except ConfigError as error:
+            raise DownloadError(str(error)) from None
     record.update(splits=_split_counts(builder), finished=now())
     return record
 

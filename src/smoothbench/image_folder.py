@@ -228,10 +228,9 @@ def check_split_reaches_every_class(
     for role in SPLIT_FOLDERS:
         counts = np.bincount([label for _, label in assigned[role]], minlength=classes)
         if counts.min() == 0:
-            name = layout.class_names[int(np.argmin(counts))]
-            images = sum(
-                1 for _, label in layout.parts["all"] if label == int(np.argmin(counts))
-            )
+            empty = int(np.argmin(counts))
+            name = layout.class_names[empty]
+            images = sum(1 for _, label in layout.parts["all"] if label == empty)
             raise ConfigError(
                 f"config key '{key}.validation_fraction': the stratified split of {layout.root} "
                 f"holding out {fraction} (split_seed {seed}) leaves the class folder "

@@ -42,7 +42,6 @@ KIND_KEYS = {
     "tfds": ("train_split", "validation_split", "image_key", "label_key"),
     "folder": ("validation_fraction", "split_seed"),
 }
-SHARED_KEYS = ("image_size",)
 
 
 def _defaults() -> dict[str, Any]:
@@ -113,6 +112,7 @@ def own_specs(
     specs = {}
     data_dir = _data_dir(config)
     planned = _planned(config, environment)
+    defaults = _defaults()
     for name, entry in config["datasets"].items():
         if name in planned:
             specs[name] = planned[name]
@@ -140,7 +140,7 @@ def own_specs(
                 )
         settings = {
             name_of_key: value
-            for name_of_key, value in _defaults().items()
+            for name_of_key, value in defaults.items()
             if name_of_key in KIND_KEYS[kind]
         } | dict(entry)
         make = _tfds_spec if kind == "tfds" else _folder_spec
@@ -205,36 +205,49 @@ def _tfds_spec(name: str, key: str, entry: dict, data_dir: str | None) -> Datase
             f"config key '{key}.tfds': {tfds_name} has {num_classes} class; a classifier "
             "needs two at least"
         )
-    known = sorted(info.splits.keys())
-    if known:  # the builder is built in the data dir: its splits are known offline
-        for role in ("train_split", "validation_split"):
-            check_split(entry[role], known, f"{key}.{role}", tfds_name)
-    return DatasetSpec(
-        name=name,
+    spec = _own_spec(
+        name,
+        image_size,
+        (height, width, channels),
         source="tfds",
         tfds_name=tfds_name,
         num_classes=num_classes,
         train_split=entry["train_split"],
         validation_split=entry["validation_split"],
-        native_shape=None if image_size else (height, width, channels),
         description=f"TFDS {tfds_name}, the study's own dataset",
-        own=True,
-        image_size=image_size,
-        channels=channels,
         image_key=image_key,
         label_key=label_key,
     )
+    known = sorted(info.splits.keys())
+    if known:  # the builder is built in the data dir: its splits are known offline
+        check_splits(spec, known)
+    return spec
 
 
-def check_split(split: str, known: list[str], key: str, tfds_name: str) -> None:
-    """Refuse a split (or slice such as ``train[:90%]+test``) naming a split the builder lacks."""
-    for part in split.split("+"):
-        base = re.split(r"[\[(]", part.strip(), maxsplit=1)[0]
-        if base not in known:
-            raise ConfigError(
-                f"config key {key!r}: {tfds_name} has no split {base!r}; its splits: "
-                f"{', '.join(known)}"
-            )
+def check_splits(spec: DatasetSpec, known: list[str]) -> None:
+    """Refuse a train or validation split (or a slice such as ``train[:90%]+test``) of
+    an own TFDS dataset naming a split its builder lacks (``known``)."""
+    for role in ("train_split", "validation_split"):
+        for part in getattr(spec, role).split("+"):
+            base = re.split(r"[\[(]", part.strip(), maxsplit=1)[0]
+            if base not in known:
+                raise ConfigError(
+                    f"config key 'datasets.{spec.name}.{role}': {spec.tfds_name} has no "
+                    f"split {base!r}; its splits: {', '.join(known)}"
+                )
+
+
+def _own_spec(name: str, image_size: int | None, shape: tuple, **fields) -> DatasetSpec:
+    """An own dataset's entry: its images keep their ``shape`` (height, width,
+    channels) unless ``image_size`` squares them."""
+    return DatasetSpec(
+        name=name,
+        own=True,
+        image_size=image_size,
+        native_shape=None if image_size else tuple(shape),
+        channels=shape[2],
+        **fields,
+    )
 
 
 def _folder_spec(name: str, key: str, entry: dict, data_dir: str | None) -> DatasetSpec:
@@ -253,17 +266,15 @@ def _folder_spec(name: str, key: str, entry: dict, data_dir: str | None) -> Data
         if layout.has_own_split
         else f"{1 - fraction:.0%}/{fraction:.0%} stratified, seed {entry['split_seed']}"
     )
-    return DatasetSpec(
-        name=name,
+    return _own_spec(
+        name,
+        image_size,
+        (height, width, channels),
         source="folder",
         num_classes=len(layout.class_names),
         train_split="train",
         validation_split="validation",
-        native_shape=None if image_size else (height, width, channels),
         description=f"the image folder {root} ({split_text}), the study's own dataset",
-        own=True,
-        image_size=image_size,
-        channels=channels,
         folder=root,
         validation_fraction=fraction,
         split_seed=entry["split_seed"],

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from smoothbench import image_folder, storage
-from smoothbench.registry import DatasetSpec, spec_from_settings
+from smoothbench.registry import DatasetSpec, get_dataset, spec_from_settings
 
 BATCH = 512
 SPLITS = ("train", "validation")
@@ -251,9 +251,6 @@ def prepare(
     the registry (wrong image shape, labels outside [0, K)); nothing is published then.
     """
     spec = spec_from_settings(settings)
-    if spec.source == "folder":
-        splits, info = _folder_splits(spec, settings, download_record)
-        return _publish_splits(spec, splits, info, settings, Path(output_folder), False)
     output_folder = Path(output_folder)
     mock = settings.get("mock", {}).get("enabled", False) and spec.source == "tfds"
     context = contextlib.nullcontext()
@@ -262,9 +259,12 @@ def prepare(
 
         context = tfds.testing.mock_data(num_examples=settings["mock"]["num_examples"])
     with context:
-        splits, info = (_digits_splits if spec.source == "sklearn" else _tfds_splits)(
-            spec, settings
-        )
+        if spec.source == "folder":
+            splits, info = _folder_splits(spec, settings, download_record)
+        else:
+            splits, info = (
+                _digits_splits if spec.source == "sklearn" else _tfds_splits
+            )(spec, settings)
         return _publish_splits(spec, splits, info, settings, output_folder, mock)
 
 
@@ -277,7 +277,7 @@ def prepare_arrays(
     """Prepare ``dataset`` from images and labels already in memory (``arrays``: role
     -> (uint8 images N x H x W x C, int labels)), for a machine without TensorFlow
     (the GPU check); the same files and manifest as :func:`prepare`."""
-    spec = spec_from_settings({"dataset": dataset})
+    spec = get_dataset(dataset)
     splits = {
         role: Split(
             f"{role} (given as arrays)",

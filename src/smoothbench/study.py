@@ -43,7 +43,6 @@ from smoothbench.methods import (
 from smoothbench.registry import (
     DATASETS,
     DatasetSpec,
-    UnknownDatasetError,
     unknown_dataset,
 )
 from smoothbench.run_record import format_value
@@ -289,13 +288,11 @@ def _check_experiment(
 ) -> Experiment:
     key = f"experiments.{name}"
     dataset_name = merged.get("dataset", name)
-    try:
-        if dataset_name not in specs:
-            raise unknown_dataset(dataset_name, specs)
-        spec = specs[dataset_name]
-    except UnknownDatasetError as error:
+    if dataset_name not in specs:
         where = f"{key}.dataset" if "dataset" in merged else key
-        raise ConfigError(f"config key {where!r}: {error.args[0]}") from None
+        error = unknown_dataset(dataset_name, specs)
+        raise ConfigError(f"config key {where!r}: {error.args[0]}")
+    spec = specs[dataset_name]
     if not depth_is_valid(merged["model"], merged["depth"]):
         rule = (
             "6n+2 (20, 32, 44, 56, ...)"
