@@ -21,6 +21,7 @@ from smoothbench import (
     run_record,
     storage,
     training,
+    versions,
 )
 from smoothbench.data import ArrayBatches, epoch_order
 from smoothbench.prepare import prepare
@@ -181,7 +182,7 @@ def test_a_checkpoint_restores_every_variable_and_the_state(digits, tmp_path):
     assert not list(path.parent.glob(".*.tmp"))
 
 
-def test_a_checkpoint_from_other_settings_is_discarded_not_resumed(digits, tmp_path):
+def test_a_checkpoint_from_other_settings_is_kept_not_resumed(digits, tmp_path):
     study, prepared = digits
     compute = study.compute_settings()
     settings = _settings(study, epochs=1)
@@ -207,9 +208,29 @@ def test_a_checkpoint_from_other_settings_is_discarded_not_resumed(digits, tmp_p
     )
     other = _settings(study, gamma="0.9", epochs=1)
     training.train(other, compute, prepared, tmp_path, log=messages.append)
-    assert any("discarding" in message for message in messages)
+    assert any("kept" in message and ".versions" in message for message in messages)
     assert not any("resuming" in message for message in messages)
     assert json.loads((tmp_path / "metrics.json").read_text())["gamma"] == 0.9
+    # the other settings' checkpoint is kept (smoothbench.versions), not deleted
+    [kept] = versions.kept_versions(tmp_path)
+    assert kept["state"] == "unfinished"
+    assert (Path(kept["folder"]) / run_record.CHECKPOINT_FOLDER / "state.npz").exists()
+
+
+def test_a_job_planned_to_republish_trains_nothing_when_the_version_is_gone(
+    digits, tmp_path
+):
+    """A job given no GPU because planning found the run finished refuses to train on
+    the CPU when the finished version went away since."""
+    study, prepared = digits
+    settings = _settings(study, epochs=1)
+    with pytest.raises(
+        training.NothingToRepublishError, match="Run the workflow again"
+    ):
+        training.train(
+            settings, study.compute_settings(), prepared, tmp_path, republish_only=True
+        )
+    assert not (tmp_path / run_record.CHECKPOINT_FOLDER / "state.npz").exists()
 
 
 def test_a_diverging_loss_stops_the_run_without_metrics(digits, tmp_path):

@@ -6,15 +6,16 @@ optimizer variable, the epoch and the history so far), rewritten atomically at e
 epoch end, and ``progress.csv``. A job killed at any moment - SIGKILL, a scheduler's
 SIGTERM - and started again resumes after its last finished epoch. The checkpoint
 carries a fingerprint of the settings and of the prepared data's content: one left by
-different settings or data is discarded, never resumed.
+different settings or data is never resumed; it is kept, with a finished record of
+other settings, in the run folder's ``.versions/`` (:mod:`smoothbench.versions`).
 
 A finished run is first written whole to ``run_folder/.finished/`` (with the same
 fingerprints), then the checkpoint is deleted, then the outputs are copied into
 ``run_folder``, ``metrics.json`` last. A job started again on a run whose
 ``.finished/`` matches its settings and data republishes those files in a second
 instead of training: a kill between the last output and Snakemake's own bookkeeping
-(which then deletes the "incomplete" outputs) costs nothing. Delete the run folder to
-train it again on purpose.
+(which then deletes the "incomplete" outputs) costs nothing. To train it again on
+purpose, retire it (``smoothbench-retire``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from smoothbench.run_record import (
     FINGERPRINT_FILE,
     FINISHED_FOLDER,
     METRICS_FILE,
+    TRAIN_LOG_FILE,
     output_names,
 )
 from smoothbench.settings import RunSettings
@@ -294,8 +296,10 @@ def republish_finished(
     shutil.rmtree(run_folder / CHECKPOINT_FOLDER, ignore_errors=True)
     publish(record, run_folder, names)
     metrics = json.loads((run_folder / METRICS_FILE).read_text())
+    kept_log = record / TRAIN_LOG_FILE
     log(
         f"already finished: republished {', '.join(names)} from {record} "
         f"(same settings and data; best val_accuracy {metrics['best_val_accuracy']:.4f}); nothing retrained"
+        + (f"; its training log: {kept_log}" if kept_log.exists() else "")
     )
     return metrics

@@ -10,7 +10,8 @@ by :func:`format_value` (``0.9``, ``1.0``). A finished run's folder holds
 ``metrics.json``; while it trains, ``checkpoint/`` (``state.npz``, ``progress.csv``,
 ``status.json``);
 once finished, ``.finished/`` (the outputs and their fingerprints, see
-:mod:`smoothbench.checkpoint`).
+:mod:`smoothbench.checkpoint`); and ``.versions/``, every version of the run trained
+under other settings or data, kept (:mod:`smoothbench.versions`).
 
 ``metrics.json`` follows :data:`METRICS_SCHEMA`: :func:`write_metrics` refuses a record
 that does not, and :func:`read_metrics` checks a file against it once, for every reader
@@ -42,6 +43,11 @@ STATUS_FILE = "status.json"
 TENSORBOARD_FOLDER = "tensorboard"  # with compute.tensorboard
 FINISHED_FOLDER = ".finished"
 FINGERPRINT_FILE = "fingerprint.json"
+# Every other version of the run (other settings or data), finished or not, kept:
+# .versions/{key}/.finished/ and .versions/{key}/checkpoint/ (smoothbench.versions).
+VERSIONS_FOLDER = ".versions"
+TRAIN_LOG_FILE = "train.log"  # a version's training log, in its checkpoint and record
+VERSION_FILE = "version.json"  # an unfinished version's settings, in its checkpoint
 # Each output's kind, as the rules name their outputs.
 OUTPUT_KINDS = {
     "history": HISTORY_FILE,

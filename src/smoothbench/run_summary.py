@@ -65,10 +65,13 @@ def finish(
     run_folder: Path,
     started: float,
     log,
+    kept_files: dict | None = None,
 ) -> dict:
     """Write the outputs whole into ``.finished/``, delete the checkpoint, publish the
     outputs (metrics.json last); return the metrics. ``session``: the
-    :class:`smoothbench.session.Session` that trained the run."""
+    :class:`smoothbench.session.Session` that trained the run; ``kept_files``: more
+    files the record keeps but does not publish (name -> writer(path), e.g. the
+    training log, :class:`smoothbench.versions.LogKeeper`)."""
     import keras
 
     rows, calibration = progress.rows, progress.calibration
@@ -87,7 +90,7 @@ def finish(
         **calibration,
     }
     metrics["wall_seconds_last_attempt"] = round(time.perf_counter() - started, 3)
-    files = {HISTORY_FILE: lambda path: write_history(path, rows)}
+    files = {**(kept_files or {}), HISTORY_FILE: lambda path: write_history(path, rows)}
     if settings.method == "lspp":
         matrix = keras.ops.convert_to_numpy(
             session.model.target_matrix.matrix()

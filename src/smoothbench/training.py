@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smoothbench import computation, run_record, storage
+from smoothbench import computation, run_record, storage, versions
 from smoothbench.checkpoint import (
     CHECKPOINT_FORMAT,
     Progress,
@@ -83,6 +83,10 @@ class TrainingDivergedError(SmoothbenchError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
+class NothingToRepublishError(SmoothbenchError, RuntimeError):
+    """A job planned to republish a finished version (given no GPU) found none."""
+
+
 def say(message: str) -> None:
     """Print a progress line now (stdout is a log file under Snakemake, block-buffered otherwise)."""
     print(message, flush=True)
@@ -124,10 +128,14 @@ def train(
     prepared_folder: Path | str,
     run_folder: Path | str,
     log: Callable[[str], None] = say,
+    log_file: Path | str | None = None,
+    republish_only: bool = False,
 ) -> dict:
     """Train one run (see the module docstring); return its metrics.
 
-    The steps: republish the run when it already finished (:func:`republish_finished`);
+    The steps: keep what the run folder holds of other settings or data, and take back
+    a kept version of these (:func:`smoothbench.versions.set_aside_others`); republish
+    the run when it already finished (:func:`republish_finished`);
     else open the prepared data, set up the backend and the model
     (:func:`set_up_session`, under the computation the config gives and the checkpoint
     recorded), resume from the checkpoint (:func:`resume`), train the epochs left
@@ -141,17 +149,25 @@ def train(
         "settings": settings_fingerprint(settings.as_dict()),
         "data": data_fingerprint(storage.read_manifest(prepared_folder)),
     }
+    versions.set_aside_others(run_folder, fingerprints, settings.method, log)
     metrics = republish_finished(settings, run_folder, fingerprints, log)
     if metrics is not None:
         return metrics
+    if republish_only:
+        raise NothingToRepublishError(
+            f"{run_folder}: planning found this run's finished version and gave its job no "
+            "GPU to republish it, but it is gone now (retired or deleted since); nothing "
+            "was trained. Run the workflow again: it plans the run to train on a GPU"
+        )
     report_status(run_folder, "starting", log, epochs=settings.epochs)
+    checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
+    log_keeper = versions.LogKeeper(log_file, checkpoint.parent)
     # status.json says what happens (smoothbench-status reads it); an error is recorded.
     try:
         manifest, arrays = storage.open_prepared(
             prepared_folder, verify_checksums=compute.verify_checksums
         )
         check_manifest(manifest, settings, prepared_folder)
-        checkpoint = run_folder / CHECKPOINT_FOLDER / CHECKPOINT_FILE
         session = set_up_session(
             settings,
             compute,
@@ -166,9 +182,13 @@ def train(
             stale.unlink(missing_ok=True)
         progress = resume(checkpoint, session, fingerprints, settings, log)
         progress.attempts.append(attempt_record(progress, session))
-        train_epochs(settings, compute, session, arrays, checkpoint, progress, log)
+        versions.write_version_file(checkpoint.parent, settings.as_dict(), fingerprints)
+        train_epochs(
+            settings, compute, session, arrays, checkpoint, progress, log, log_keeper
+        )
     except TrainingStopped as stop:
         report_status(run_folder, "stopped", log, reason=str(stop))
+        log_keeper.save(checkpoint.parent)
         raise
     except KeyboardInterrupt:
         # Ctrl-C (or a test's stand-in for a kill): the checkpoint resumes it
@@ -180,7 +200,15 @@ def train(
         )
         raise
     return finish(
-        settings, session, progress, manifest, prepared_folder, run_folder, started, log
+        settings,
+        session,
+        progress,
+        manifest,
+        prepared_folder,
+        run_folder,
+        started,
+        log,
+        kept_files=({run_record.TRAIN_LOG_FILE: log_keeper.write} if log_file else {}),
     )
 
 
@@ -192,9 +220,11 @@ def train_epochs(
     checkpoint: Path,
     progress: Progress,
     log,
+    log_keeper: versions.LogKeeper | None = None,
 ) -> None:
     """Train the epochs left, a checkpoint at each epoch's end (and within an epoch
-    every ``compute.checkpoint_minutes``, and on SIGTERM)."""
+    every ``compute.checkpoint_minutes``, and on SIGTERM), the training log so far kept
+    beside it (``log_keeper``)."""
     import keras
 
     from smoothbench.data import ArrayBatches
@@ -241,6 +271,8 @@ def train_epochs(
                 )
                 if tensorboard is not None:
                     tensorboard.epoch_end(row)
+                if log_keeper is not None:
+                    log_keeper.save(checkpoint.parent)
                 _report_epoch_end(
                     run_folder,
                     settings,

@@ -67,30 +67,44 @@ def code_fingerprint(base: str | os.PathLike | None) -> str:
     return digest.hexdigest()
 
 
+def nvidia_gpus(
+    which=shutil.which,
+    run=subprocess.run,
+    environment: dict | None = None,
+) -> list[str] | None:
+    """The GPUs ``nvidia-smi -L`` lists and ``CUDA_VISIBLE_DEVICES`` does not hide:
+    their lines; [] on a machine without NVIDIA GPUs (or with every GPU hidden); None
+    when nvidia-smi is there but could not say."""
+    environment = os.environ if environment is None else environment
+    if environment.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1"):
+        return []
+    if which("nvidia-smi") is None:
+        return []
+    try:
+        listing = run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if listing.returncode != 0:
+        return None
+    return [line for line in listing.stdout.splitlines() if line.startswith("GPU ")]
+
+
 def gpu_warning(
     study,
     which=shutil.which,
     run=subprocess.run,
     environment: dict | None = None,
 ) -> str | None:
-    """The warning the workflow prints while planning (workflow/rules/common.smk) when
-    this machine has NVIDIA GPUs (``nvidia-smi -L`` lists one) and no training job of
-    ``study`` asks for one (config key ``compute.gpus_per_job`` is 0 for every
-    experiment): every run would train on the CPU, silently. None otherwise, and where
-    ``CUDA_VISIBLE_DEVICES`` hides every GPU (training on the CPU on purpose)."""
-    environment = os.environ if environment is None else environment
+    """The warning the workflow prints while planning (its plan summary,
+    :mod:`smoothbench.plan_summary`) when this machine has NVIDIA GPUs (``nvidia-smi
+    -L`` lists one) and no training job of ``study`` asks for one (config key
+    ``compute.gpus_per_job`` is 0 for every experiment): every run would train on the
+    CPU, silently. None otherwise, and where ``CUDA_VISIBLE_DEVICES`` hides every GPU
+    (training on the CPU on purpose)."""
     if any(study.compute_settings(name).gpus_per_job > 0 for name in study.experiments):
         return None
-    if environment.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1"):
-        return None
-    if which("nvidia-smi") is None:
-        return None
-    try:
-        listing = run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    gpus = [line for line in listing.stdout.splitlines() if line.startswith("GPU ")]
-    if listing.returncode != 0 or not gpus:
+    gpus = nvidia_gpus(which, run, environment)
+    if not gpus:
         return None
     rule = "=" * 78
     return "\n".join(

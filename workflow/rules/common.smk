@@ -31,7 +31,13 @@ from smoothbench.storage import ARRAY_NAMES, MANIFEST_NAME
 from smoothbench.paper import PAPER_CELLS_FILE, PAPER_TABLE3_FILE
 from smoothbench.tables import OUTPUT_FILES
 from smoothbench import slurm_compat
-from smoothbench.workflow_support import code_fingerprint, gpu_warning, use_checkout
+from smoothbench.workflow_support import (
+    code_fingerprint,
+    gpu_warning,
+    nvidia_gpus,
+    use_checkout,
+)
+from smoothbench import plan_summary
 from smoothbench.results_owner import ResultsOwnerError, check_owner, checkout_identity
 
 if SOURCE_FOLDER:
@@ -63,13 +69,6 @@ STUDY = validated_study(config)
 os.environ[own_datasets.PLANNED_VARIABLE] = own_datasets.planned_record(
     STUDY.config, STUDY.dataset_specs
 )
-
-# No silent CPU: jobs that ask for no GPU, planned on a machine with NVIDIA GPUs, are
-# said loudly (once, by the process that plans; not again inside each job).
-if workflow.is_main_process:
-    GPU_WARNING = gpu_warning(STUDY)
-    if GPU_WARNING:
-        print(GPU_WARNING, file=sys.stderr)
 
 # Everything the study writes, under its config key results_folder (smoothbench.study).
 RESULTS = STUDY.results_folder
@@ -117,15 +116,23 @@ def experiment_dataset(experiment):
     return STUDY.experiments[experiment].dataset.name
 
 
-def train_gpus(experiment, rule_name):
-    """A training job's Snakemake resource `gpu`: compute.gpus_per_job, or 0 when the
+def train_gpus(wildcards, rule_name):
+    """A training job's Snakemake resource `gpu`: compute.gpus_per_job; 0 when the
     profile asks for the job's GPU as a GRES of its own (set-resources: {rule}: gres:
     "shard:1", the shard GRES of jobs sharing a GPU on SLURM: docs/clusters.md), since
-    the SLURM executor would add --gpus to it."""
+    the SLURM executor would add --gpus to it; and 0 when planning found the run's
+    finished version of these settings, in place or kept (run_plans()): its job only
+    publishes it again, in a second, and waits for no GPU."""
     profile = workflow.resource_settings.overwrite_resources.get(rule_name, {})
     if "gres" in profile:
         return 0
-    return STUDY.train_resources(experiment)["gpu"]
+    folder = run_record.run_folder(
+        RUNS, wildcards.experiment, wildcards.method, wildcards.value, wildcards.seed
+    )
+    plan = run_plans().get(folder)
+    if plan is not None and plan.action in ("finished", "take back"):
+        return 0
+    return STUDY.train_resources(wildcards.experiment)["gpu"]
 
 
 def train_settings(wildcards):
@@ -136,6 +143,53 @@ def train_settings(wildcards):
         )
     except ConfigError as error:
         raise WorkflowError(str(error)) from None
+
+
+_RUN_PLANS = {}
+
+
+def run_plans():
+    """run folder -> what its job will do (smoothbench.versions.RunPlan), read from the
+    run folders once, while planning."""
+    if not _RUN_PLANS:
+        _RUN_PLANS.update(
+            plan_summary.plan_runs(
+                STUDY,
+                lambda run: STUDY.train_settings(
+                    run.experiment, run.method, run.value_text, run.seed
+                ),
+                lambda dataset: f"{STUDY.prepared_folder}/{dataset}",
+            )
+        )
+    return _RUN_PLANS
+
+
+def say_the_plan(wildcards):
+    """Print the plan in one screen (smoothbench.plan_summary), once, in the process
+    that plans, before any job starts (a dry run too); an input function of rule all,
+    so that it runs when Snakemake knows its executor and rerun triggers. No inputs."""
+    if workflow.is_main_process and not _PLAN_SAID:
+        _PLAN_SAID.append(True)
+        cluster = not workflow.local_exec
+        gpus = nvidia_gpus()
+        warnings = [
+            gpu_warning(STUDY),
+            plan_summary.missing_gpu_warning(
+                STUDY, None if gpus is None else len(gpus), cluster, workflow.dryrun
+            ),
+            plan_summary.rerun_warning(
+                {trigger.name.lower() for trigger in workflow.rerun_triggers},
+                workflow.dag_settings.force_incomplete,
+            ),
+        ]
+        print(
+            plan_summary.summary(STUDY, run_plans(), [w for w in warnings if w]),
+            file=sys.stderr,
+        )
+    return []
+
+
+_PLAN_SAID = []
 
 
 def run_files(run):

@@ -14,6 +14,7 @@ rule train:
     runs. Code changes do not retrain either (profiles/default sets the rerun triggers).
     """
     input:
+        say_the_plan,
         unpack(
             lambda wildcards: training_inputs(experiment_dataset(wildcards.experiment))
         ),
@@ -30,7 +31,7 @@ rule train:
         GPU_ENVIRONMENT if STUDY.config["compute"]["gpus_per_job"] else ENVIRONMENT
     threads: STUDY.config["compute"]["threads_per_job"]
     resources:
-        gpu=lambda wildcards: train_gpus(wildcards.experiment, "train"),
+        gpu=lambda wildcards: train_gpus(wildcards, "train"),
         mem_mb=lambda wildcards: STUDY.train_resources(wildcards.experiment)["mem_mb"],
         runtime=lambda wildcards, attempt: STUDY.train_resources(
             wildcards.experiment, attempt
@@ -50,7 +51,7 @@ use rule train as train_lspp with:
         method="lspp",
     # the same resources, each rule's own `gpu` (train_gpus reads its profile entry)
     resources:
-        gpu=lambda wildcards: train_gpus(wildcards.experiment, "train_lspp"),
+        gpu=lambda wildcards: train_gpus(wildcards, "train_lspp"),
         mem_mb=lambda wildcards: STUDY.train_resources(wildcards.experiment)["mem_mb"],
         runtime=lambda wildcards, attempt: STUDY.train_resources(
             wildcards.experiment, attempt

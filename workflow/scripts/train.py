@@ -14,6 +14,10 @@ with logged(snakemake.log[0]):
     claim(study.runs_folder, checkout_identity())  # one checkout per runs folder
     compute = study.compute_settings(snakemake.wildcards.experiment)
     gpus = snakemake.resources.get("gpu", 0)
+    # planned as a republish of a finished version (common.smk: train_gpus): no GPU
+    republish_only = (
+        gpus == 0 and compute.gpus_per_job > 0 and not snakemake.resources.get("gres")
+    )
     with claimed_slots(gpus, log=say, runs_per_gpu=compute.runs_per_gpu) as slots:
         train(
             snakemake.params.settings,
@@ -24,4 +28,6 @@ with logged(snakemake.log[0]):
             ),
             Path(snakemake.input.manifest).parent,
             Path(snakemake.output.metrics).parent,
+            log_file=snakemake.log[0],
+            republish_only=republish_only,
         )
