@@ -1,0 +1,134 @@
+"""A runs folder belongs to the checkout (or study folder) it lies in, wherever the two
+are copied or moved together; two checkouts sharing a folder outside both are still
+refused (smoothbench.results_owner)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from conftest import REPOSITORY, SNAKEMAKE
+
+from smoothbench import results_owner
+
+
+def _checkout(folder):
+    folder.mkdir(parents=True)
+    (folder / "pyproject.toml").write_text("")
+    return str(folder.resolve())
+
+
+def test_a_runs_folder_moves_and_copies_with_its_checkout(tmp_path):
+    old = _checkout(tmp_path / "old")
+    runs = tmp_path / "old" / "results" / "runs"
+    results_owner.claim(runs, old)
+    shutil.copytree(tmp_path / "old", tmp_path / "copy", symlinks=True)
+    shutil.move(tmp_path / "old", tmp_path / "moved")
+    for name in ("copy", "moved"):
+        place = str((tmp_path / name).resolve())
+        folder = tmp_path / name / "results" / "runs"
+        assert results_owner.check_owner(folder, place)["checkout"] == old
+        results_owner.claim(folder, place)  # the first job rewrites the mark
+        mark = results_owner.read_owner(folder)
+        assert (mark["checkout"], mark["moved_from"]) == (place, old)
+    # another checkout pointing at the copy's folder is refused, naming its owner
+    other = _checkout(tmp_path / "other")
+    with pytest.raises(
+        results_owner.ResultsOwnerError, match="belongs to the checkout"
+    ):
+        results_owner.check_owner(tmp_path / "copy" / "results" / "runs", other)
+
+
+def test_a_symlink_to_a_shared_folder_is_judged_by_its_mark(tmp_path):
+    shared = tmp_path / "shared" / "runs"
+    results_owner.claim(shared, _checkout(tmp_path / "first"))
+    second = tmp_path / "second"
+    place = _checkout(second)
+    (second / "results").symlink_to(tmp_path / "shared")
+    with pytest.raises(
+        results_owner.ResultsOwnerError, match="belongs to the checkout"
+    ):
+        results_owner.check_owner(second / "results" / "runs", place)
+
+
+def test_a_results_folder_that_is_a_file_is_said_to_be_a_file(tmp_path):
+    (tmp_path / "results").write_text("not a folder")
+    with pytest.raises(results_owner.ResultsOwnerError) as error:
+        results_owner.check_owner(tmp_path / "results" / "runs", "/somewhere")
+    assert f"{tmp_path / 'results'} is a file, not a folder" in str(error.value)
+    assert "results_folder" in str(error.value)
+
+
+def test_an_installed_package_is_not_its_site_packages(tmp_path, monkeypatch):
+    """Outside a checkout the identity is the working (study) folder."""
+    monkeypatch.delenv(results_owner.SOURCE_VARIABLE, raising=False)
+    monkeypatch.setattr(
+        results_owner,
+        "__file__",
+        str(tmp_path / "site-packages" / "smoothbench" / "x.py"),
+    )
+    monkeypatch.chdir(tmp_path)
+    assert results_owner.checkout_identity() == str(tmp_path.resolve())
+
+
+STUDY = {
+    "data": {"download": False},
+    "protocol": {
+        "model": "resnet_v1",
+        "depth": 8,
+        "epochs": 1,
+        "batch_size": 128,
+        "pooling": "global",
+        "min_image_size": 0,
+        "augmentation": {"horizontal_flip": False},
+        "gammas": [1.0],
+    },
+    "compute": {"threads_per_job": 2},
+    "experiments": {"digits": {}},
+}
+
+
+@pytest.mark.workflow
+def test_a_finished_project_copied_with_cp_a_plans_nothing_to_train(tmp_path):
+    project = tmp_path / "project"
+    for name in ("workflow", "envs", "src", "profiles", "config"):
+        shutil.copytree(
+            REPOSITORY / name,
+            project / name,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    for name in ("pyproject.toml", "Snakefile", "config.yaml"):
+        shutil.copy2(REPOSITORY / name, project / name)
+    (project / "study.yaml").write_text(yaml.safe_dump(STUDY))
+    target = "results/runs/digits/gamma~1.0/seed~0/metrics.json"
+
+    def snakemake(folder, *arguments):
+        return subprocess.run(
+            [
+                SNAKEMAKE,
+                target,
+                "--cores",
+                "2",
+                "--configfile",
+                "study.yaml",
+                *arguments,
+            ],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    process = snakemake(project)
+    assert process.returncode == 0, process.stderr[-3000:]
+    subprocess.run(["cp", "-a", str(project), str(tmp_path / "copy")], check=True)
+    process = snakemake(tmp_path / "copy", "--dry-run")
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "Nothing to be done" in process.stdout + process.stderr, process.stderr
+    # and a real run there trains nothing either
+    process = snakemake(tmp_path / "copy")
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "rule train" not in process.stdout + process.stderr
