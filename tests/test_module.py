@@ -104,3 +104,97 @@ def test_a_fetched_copy_of_the_workflow_imports_the_installed_package(tmp_path):
     # the installed package ran it (here the test environment's, from this checkout)
     owner = json.loads((study / "results" / "runs" / ".owner.json").read_text())
     assert owner["checkout"] == str(REPOSITORY.resolve())
+
+
+def _checkout_copy(tmp_path):
+    checkout = tmp_path / "checkout"
+    for name in ("workflow", "envs", "src"):
+        shutil.copytree(
+            REPOSITORY / name,
+            checkout / name,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    shutil.copy2(REPOSITORY / "pyproject.toml", checkout / "pyproject.toml")
+    return checkout
+
+
+def test_a_study_folder_with_the_profile_survives_an_update_and_a_kill(tmp_path):
+    """With `smoothbench-profile` run once in the study folder, an update of the
+    workflow's code plans no training job, and a killed run resumes; without it,
+    planning warns and names the fix."""
+    import os
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    from smoothbench import run_record
+
+    checkout = _checkout_copy(tmp_path)
+    study = tmp_path / "lab-study"
+    _study_folder(study, checkout / "workflow" / "Snakefile")
+    plain = subprocess.run(
+        [SNAKEMAKE, "--cores", "2", "--dry-run"],
+        cwd=study,
+        capture_output=True,
+        text=True,
+    )
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert "runs without smoothbench's workflow profile" in plain.stderr
+    assert "smoothbench-profile" in plain.stderr
+    tool = str(Path(sys.executable).with_name("smoothbench-profile"))
+    subprocess.run([tool, str(study)], check=True, capture_output=True)
+    config = yaml.safe_load((study / "config" / "config.yaml").read_text())
+    config["protocol"]["epochs"] = 3
+    config["compute"]["checkpoint_minutes"] = 0.002
+    (study / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+    # a kill mid-study, once the first run has a checkpoint within its second epoch
+    workflow = subprocess.Popen(
+        [SNAKEMAKE, "--cores", "2"],
+        cwd=study,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    runs = study / "results" / "runs" / "digits"
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            assert workflow.poll() is None, "the study finished before the kill"
+            progress = list(
+                runs.glob(f"*/seed~0/checkpoint/{run_record.PROGRESS_FILE}")
+            )
+            if progress and run_record.read_history(progress[0]):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no epoch finished within 600 s")
+    finally:
+        os.killpg(workflow.pid, signal.SIGKILL)
+        workflow.wait()
+    subprocess.run([SNAKEMAKE, "--unlock"], cwd=study, check=True, capture_output=True)
+    said = subprocess.run(
+        [SNAKEMAKE, "--dry-run"], cwd=study, capture_output=True, text=True
+    )
+    assert "runs without smoothbench's workflow profile" not in said.stderr
+    process = _run(study)
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    logs = [
+        path.read_text()
+        for path in (study / "results" / "logs" / "train").rglob("*.log")
+    ]
+    assert any("resuming from" in log for log in logs), logs
+
+    # an update of the workflow's code: nothing to train, in a dry run and for real
+    module = checkout / "src" / "smoothbench" / "losses.py"
+    module.write_text(module.read_text() + "\n# an update\n")
+    dry = subprocess.run(
+        [SNAKEMAKE, "--dry-run"], cwd=study, capture_output=True, text=True
+    )
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    planned = dry.stdout + dry.stderr
+    assert "rule train" not in planned and "rule train_lspp" not in planned, planned[
+        -3000:
+    ]

@@ -170,5 +170,5 @@ def test_changed_keys_and_version_keys():
 def test_planning_warns_about_unsafe_rerun_triggers():
     assert rerun_warning({"mtime", "params", "input"}, True) is None
     warning = rerun_warning({"mtime", "params", "input", "code"}, True)
-    assert "code" in warning and "smoothbench-data profile" in warning
+    assert "code" in warning and "smoothbench-profile" in warning
     assert "rerun-incomplete" in rerun_warning({"mtime"}, False)

@@ -150,7 +150,7 @@ def rerun_warning(triggers: set[str], rerun_incomplete: bool) -> str | None:
     return (
         "WARNING: Snakemake runs without smoothbench's workflow profile: "
         + "; ".join(problems)
-        + ". In a study folder of your own, write it once with `smoothbench-data "
-        "profile` (it writes profiles/default/config.yaml there, read on every run), "
-        "or give --rerun-triggers mtime params input --rerun-incomplete"
+        + ". In a study folder of your own, write it once with `smoothbench-profile` "
+        "there (it writes profiles/default/config.yaml, read on every run), or give "
+        "--rerun-triggers mtime params input --rerun-incomplete"
     )
