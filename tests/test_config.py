@@ -6,6 +6,7 @@ import atexit
 import copy
 import math
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -289,6 +290,89 @@ def test_other_semantic_errors_name_their_key():
     )
     assert "'seeds'" in _error({"seeds": [], "experiments": {"cifar10": {}}})
     assert "'experiments'" in _error({"experiments": {}})
+
+
+def test_a_semantic_error_names_the_key_the_value_was_written_under():
+    """A value an experiment inherits from protocol is protocol's to fix."""
+    unsorted = [{"after_epoch": 9, "factor": 0.1}, {"after_epoch": 3, "factor": 0.1}]
+    message = _error(
+        {
+            "protocol": {"optimizer": {"schedule": unsorted}},
+            # another optimizer key of its own: the schedule is still protocol's
+            "experiments": {"cifar10": {"optimizer": {"learning_rate": 0.01}}},
+        }
+    )
+    assert "config key 'protocol.optimizer.schedule': after_epoch values" in message
+    assert "experiments.cifar10" not in message
+    message = _error({"protocol": {"gammas": [0.9, 0.05]}, "experiments": {"svhn": {}}})
+    assert "config key 'protocol.gammas[1]': gamma = 0.05 must lie in" in message
+    assert "experiments.svhn" not in message
+    # set by the experiment: named under the experiment
+    message = _error(
+        {
+            "protocol": {"gammas": [0.9]},
+            "experiments": {"svhn": {"gammas": [0.05]}},
+        }
+    )
+    assert "config key 'experiments.svhn.gammas[0]'" in message
+
+
+def _anchor_bomb(levels: int) -> str:
+    """YAML for seeds: 9 lists of 9 lists ... (9**levels zeros once every alias is
+    written out) in a few hundred characters: a billion laughs."""
+    lines = ["seeds:", "  - &a0 [0, 0, 0, 0, 0, 0, 0, 0, 0]"]
+    lines += [
+        f"  - &a{level} [{', '.join([f'*a{level - 1}'] * 9)}]"
+        for level in range(1, levels + 1)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("where", ["config file", "command line"])
+def test_an_anchor_bomb_stops_planning_at_once_naming_its_key(where, tmp_path):
+    """Before the bound, jsonschema's error text wrote out 9**8 values for minutes; the
+    60 s are a guard only (the refusal takes seconds). On the command line the bomb is
+    one string (--config 'protocol={gammas: "..."}'), read as YAML by
+    read_typed_strings."""
+    from conftest import demo_command
+
+    bomb = _anchor_bomb(8)
+    if where == "config file":
+        layer = tmp_path / "bomb.yaml"
+        layer.write_text(bomb)
+        arguments, key = [str(layer)], "seeds"  # layered on the demo
+    else:
+        items = bomb.removeprefix("seeds:\n  - ").strip().replace("\n  - ", ", ")
+        arguments = ["--config", f"protocol={{gammas: '[{items}]'}}"]
+        key = "protocol.gammas"
+    process = subprocess.run(
+        demo_command(tmp_path, *arguments, "--dry-run"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode != 0
+    output = process.stdout + process.stderr
+    assert (
+        f"config key '{key}': the value holds more than 100,000 values once each "
+        "YAML alias (*name) is written out" in output
+    ), output
+
+
+def test_a_value_that_holds_itself_or_nests_deep_is_refused_naming_its_key():
+    holds_itself = yaml.safe_load("seeds: &s [0, *s]\nexperiments: {digits: {}}")
+    assert holds_itself["seeds"][1] is holds_itself["seeds"]
+    assert "config key 'seeds': the value is nested more than 32 levels" in _error(
+        holds_itself
+    )
+    deep = [0.9]
+    for _ in range(40):
+        deep = [deep]
+    message = _error({"experiments": {"digits": {"gammas": deep}}})
+    assert "config key 'experiments.digits.gammas': the value is nested" in message
+    # a study's own size passes (the paper's, with many seeds)
+    assert load_study({"seeds": list(range(1000)), "experiments": {"digits": {}}})
 
 
 def test_validation_does_not_change_the_callers_dict():

@@ -98,6 +98,25 @@ def test_an_override_is_typed_as_a_config_file_types_it(entry, key, wanted):
     assert type(config) is type(wanted)
 
 
+@pytest.mark.parametrize("written", ["null", "Null", "NULL", "~", "", "~/tfds", "/x/y"])
+def test_a_tfds_data_dir_override_agrees_with_a_config_file(written, tmp_path):
+    """YAML's null (null, ~, nothing) is null on the command line too, not a folder
+    named null or ~; a path keeps its ~, expanded where it is used, as a file's is."""
+    layer = tmp_path / "layer.yaml"
+    layer.write_text(f"data: {{tfds_data_dir: {written}}}\n")
+    from_file = load_study(read_config_files([DEMO, layer]))
+    from_command_line = overridden(f"data={{tfds_data_dir: {written}}}")
+    wanted = yaml.safe_load(layer.read_text())["data"]["tfds_data_dir"]
+    assert from_command_line.config["data"]["tfds_data_dir"] == wanted
+    assert from_file.config["data"]["tfds_data_dir"] == wanted
+    assert from_command_line.download_settings("digits") == (
+        from_file.download_settings("digits")
+    )
+    # null: TFDS's own default ($TFDS_DATA_DIR, else ~/tensorflow_datasets)
+    if wanted is None:
+        assert from_command_line.download_settings("digits")["tfds_data_dir"] is None
+
+
 def test_overrides_reach_the_runs_and_their_settings():
     study = overridden("seeds=[0]", "protocol={epochs: 3}")
     assert study.seeds == [0]
@@ -247,7 +266,7 @@ def test_the_tools_follow_a_layered_study_and_its_overrides(
     assert "no run of the study matches" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         entry_point("smoothbench-retire")([*layered, *retired])
-    assert "--experiments mine: no such experiment" in capsys.readouterr().err
+    assert "--experiments mine: unknown (the study has" in capsys.readouterr().err
 
     # the tables tool names the study it read
     assert entry_point("smoothbench-tables")([*layered, *override]) == 1

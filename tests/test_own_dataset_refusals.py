@@ -261,6 +261,32 @@ def _loose_file_beside_split_folders(root):
 
 
 @folder()
+def _symlink_loop(root):
+    image_folder(root)
+    (root / "b" / "loop.png").symlink_to("loop.png")  # after the first file
+
+
+@folder()
+def _dangling_symlink(root):
+    image_folder(root)
+    (root / "b" / "gone.png").symlink_to(root.parent / "elsewhere" / "gone.png")
+
+
+@folder()
+def _gif_named_png(root):
+    """A GIF (palette, so it would convert to RGB) named .png, after the first file."""
+    image_folder(root)
+    Image.open(image(root / "b" / "3.png", seed=5)).save(root / "b" / "3.png", "GIF")
+
+
+@folder()
+def _bmp_named_jpg_first(root):
+    """A BMP named .jpg, the first file (a/0.jpg before a/0.png): planning reads its header."""
+    image_folder(root)
+    Image.open(root / "a" / "0.png").save(root / "a" / "0.jpg", "BMP")
+
+
+@folder()
 def _good_folder(root):
     image_folder(root)
 
@@ -414,6 +440,37 @@ CASES = [
         lambda w: [
             f"{w / 'cells' / 'stray.png'} lies in {w / 'cells'} beside its train/ and "
             "validation/ folders"
+        ],
+    ),
+    Case(
+        "symlink_loop_in_a_class_folder",
+        "planning",
+        _symlink_loop,
+        lambda w: [f"{w / 'cells' / 'b' / 'loop.png'} is a symbolic link in a loop"],
+    ),
+    Case(
+        "symlink_to_nothing_in_a_class_folder",
+        "planning",
+        _dangling_symlink,
+        lambda w: [
+            f"{w / 'cells' / 'b' / 'gone.png'} is a symbolic link to "
+            f"{w / 'elsewhere' / 'gone.png'}, which does not exist"
+        ],
+    ),
+    Case(
+        "gif_named_png",
+        "download",
+        _gif_named_png,
+        lambda w: [
+            f"{w / 'cells' / 'b' / '3.png'} holds GIF data, not the PNG its name says"
+        ],
+    ),
+    Case(
+        "bmp_named_jpg_read_at_planning",
+        "planning",
+        _bmp_named_jpg_first,
+        lambda w: [
+            f"{w / 'cells' / 'a' / '0.jpg'} holds BMP data, not the JPEG its name says"
         ],
     ),
     Case(

@@ -4,6 +4,7 @@ included), no training module reaches the measuring code, and no module is long.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from conftest import REPOSITORY
@@ -105,3 +106,19 @@ def test_no_module_is_longer_than_a_sitting():
         name: lines for name, lines in lengths.items() if lines > LONGEST_MODULE
     }
     assert not too_long, too_long
+
+
+def test_no_comment_says_a_run_may_resume_under_another_computation():
+    """A resume that would switch a computation key (backend, precision, XLA,
+    determinism) stops (smoothbench.computation.reconcile, test_resume_computation):
+    no comment or docstring may promise otherwise."""
+    promise = re.compile(
+        r"(may|can|could) resume\s+(#\s*)?under\s+(#\s*)?(another|a different|any)\s+"
+        r"(#\s*)?(precision|backend|computation|setting)"
+    )
+    found = [
+        f"{path.relative_to(PACKAGE)}: {match.group(0)!r}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for match in promise.finditer(path.read_text())
+    ]
+    assert not found, found

@@ -12,7 +12,13 @@ Values given on the command line arrive as text: Snakemake's ``--config
 (``['0', '1']``). Where the schema wants anything but a string, such a string is read
 as YAML first (:func:`read_typed_strings`), so ``seeds=[0,1]`` and ``protocol={epochs:
 3}`` work as they would in a config file; strings the schema takes as strings (names,
-paths, ``auto``, ``grid``) are left as written.
+paths, ``auto``, ``grid``) are left as written, except YAML's null (``null``, ``~``,
+nothing) where the schema also takes null (``data={tfds_data_dir: null}``), which is
+null as in a config file.
+
+A config too large to be a study (more than :data:`MAX_VALUES` values with YAML's
+aliases expanded, an anchor bomb; or nested deeper than :data:`MAX_DEPTH`) is refused
+before the schema reads it, naming the key (:func:`check_size`).
 """
 
 from __future__ import annotations
@@ -115,6 +121,8 @@ def fill_defaults(instance: dict, schema: dict, root: dict | None = None) -> dic
 
 # A number as YAML 1.2 writes it: PyYAML (YAML 1.1) reads 1e-3 as a string.
 _NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+# YAML's null as written (PyYAML's resolver), which Snakemake's base loader leaves a string.
+_NULL = re.compile(r"~|null|Null|NULL|")
 
 
 def _kinds(schema: dict, root: dict) -> list:
@@ -170,7 +178,8 @@ def _branch_for(value, schema: dict, root: dict) -> dict | None:
 def read_typed_strings(value, schema: dict, root: dict | None = None):
     """``value`` with each string read as YAML where ``schema`` wants no string there.
 
-    A string the schema takes as written (any string, or one of its enum values) stays;
+    A string the schema takes as written (any string, or one of its enum values) stays,
+    unless it is YAML's null (``null``, ``~``, empty) and the schema takes null too;
     one that YAML cannot read, or reads to another string, stays too, so that the
     schema's own message names the key. A number in YAML 1.2's notation that PyYAML
     leaves a string (``1e-3``) is read as a number where the schema wants one. Mappings
@@ -182,6 +191,8 @@ def read_typed_strings(value, schema: dict, root: dict | None = None):
     schema = _resolve(schema, root)
     if isinstance(value, str):
         kinds = _kinds(schema, root)
+        if ("type", "null") in kinds and _NULL.fullmatch(value.strip()):
+            return None  # as a config file reads it: tfds_data_dir: ~ is null
         if _takes_text(value, kinds) or not _takes_non_strings(kinds):
             return value
         try:
@@ -347,16 +358,73 @@ def _check_removed_keys(config: dict) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(found))
 
 
+# A study's config holds hundreds of values, a few levels deep; YAML's aliases (*name)
+# can make billions of one anchor (a "billion laughs"), which the schema's error text
+# would write out for hours, or make a value that holds itself.
+MAX_VALUES = 100_000
+MAX_DEPTH = 32
+
+
+def _too_large(value, depth: int = 0) -> str | None:
+    """Why ``value`` (at ``depth`` in the config) is too large to check, or None; counts
+    each alias where it is used, and stops counting at the bounds."""
+    count, stack = 0, [(value, depth)]
+    while stack:
+        item, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return f"holds more than {MAX_VALUES:,} values"
+        if depth > MAX_DEPTH:
+            return f"is nested more than {MAX_DEPTH} levels deep"
+        if isinstance(item, dict):
+            stack += [(child, depth + 1) for child in item.values()]
+        elif isinstance(item, list):
+            stack += [(child, depth + 1) for child in item]
+    return None
+
+
+def check_size(config: dict) -> None:
+    """Refuse a config too large to be a study, naming the innermost keys whose values
+    alone are too large (``seeds`` for an anchor bomb under seeds)."""
+    why = _too_large(config)
+    if why is None:
+        return
+    path, value, large = [], config, []
+    while isinstance(value, dict):
+        large = [
+            key
+            for key, item in value.items()
+            if _too_large(item, len(path) + 1) is not None
+        ]
+        if len(large) != 1:
+            break
+        path.append(large[0])
+        value = value[large[0]]
+        why = _too_large(value, len(path))
+    names = [format_key(path + [key]) for key in large] if len(large) > 1 else []
+    keys = (
+        f"keys {', '.join(map(repr, names))}" if names else f"key {format_key(path)!r}"
+    )
+    raise ConfigError(
+        f"invalid config:\n  config {keys}: the value {why} once each YAML alias "
+        "(*name) is written out, too large for a study's config; write the values out "
+        "(an anchor of copies of copies, or one that holds itself, is a mistake or an "
+        "attack)"
+    )
+
+
 def validate_config(config: dict, schema_path: Path | str = SCHEMA_PATH) -> dict:
     """Return a deep copy of ``config`` with defaults filled, or raise ConfigError."""
     if not isinstance(config, dict):
         raise ConfigError(
             f"the config must be a mapping of keys, got {type(config).__name__}"
         )
+    check_size(config)  # before anything walks it, the schema's error text above all
     _check_removed_keys(config)
     schema = load_schema(schema_path)
     # --config values arrive as strings (Snakemake reads them with YAML's base loader)
     typed = read_typed_strings(copy.deepcopy(config), schema)
+    check_size(typed)  # a string read as YAML may be a bomb of its own
     filled = fill_defaults(typed, schema)
     validator = Validator(schema)
     errors = sorted(

@@ -4,8 +4,10 @@ The layout is the one Keras' ``image_dataset_from_directory`` and torchvision's
 ``ImageFolder`` read: ``FOLDER/CLASS/IMAGE.png``, with class names the subfolders'
 names in sorted order (label 0 is the first). A folder that holds exactly ``train/``
 and ``validation/`` has that layout in each and keeps its own split; any other folder
-is one set, split stratified by :func:`assign_splits`. PNG and JPEG files are read;
-names beginning with a dot (``.DS_Store``) are skipped.
+is one set, split stratified by :func:`assign_splits`. PNG and JPEG files are read,
+each the format its name says (a GIF named ``.png`` is refused); names beginning with a
+dot (``.DS_Store``) are skipped, and a symbolic link that leads nowhere (a loop, a
+missing target) is refused.
 
 Three steps read it, each as early as it can:
 
@@ -19,9 +21,11 @@ Three steps read it, each as early as it can:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,8 @@ import numpy as np
 from smoothbench.config import ConfigError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The formats PIL may detect in a file of each name (MPO: a camera's JPEG with a preview).
+_FORMATS = {".png": ("PNG",), ".jpg": ("JPEG", "MPO"), ".jpeg": ("JPEG", "MPO")}
 SPLIT_FOLDERS = ("train", "validation")
 # PIL modes by the channels smoothbench keeps: grey images stay one channel, colour
 # ones three; a palette or a JPEG's CMYK/YCbCr is converted to RGB.
@@ -64,7 +70,27 @@ def _visible(folder: Path) -> list[Path]:
     entries = sorted(path for path in folder.iterdir() if not path.name.startswith("."))
     for path in entries:
         refuse_braces(path)
+        refuse_broken_link(path)
     return entries
+
+
+def refuse_broken_link(path: Path) -> None:
+    """Refuse a symbolic link that leads nowhere (a loop, a missing target): Snakemake
+    would find no such input file."""
+    if not path.is_symlink():
+        return
+    try:
+        path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            why = "in a loop (it leads back to itself)"
+        elif error.errno == errno.ENOENT:
+            why = f"to {os.readlink(path)}, which does not exist"
+        else:
+            why = f"that cannot be followed ({error.strerror})"
+        raise ImageFolderError(
+            f"{path} is a symbolic link {why}; remove or mend it"
+        ) from None
 
 
 def refuse_braces(path: Path) -> None:
@@ -129,6 +155,7 @@ def read_layout(
     :class:`ConfigError` naming the key."""
     root = Path(root)
     refuse_braces(root)
+    refuse_broken_link(root)
     if not root.is_dir():
         raise ConfigError(f"config key '{key}.folder': {root} is not a folder")
     entries = _visible(root)
@@ -270,7 +297,19 @@ def _open(data: bytes, path: Path | str):
         raise ImageFolderError(
             f"{path} cannot be read as an image, it is damaged or cut short ({error})"
         ) from None
+    refuse_other_format(image.format, path)
     return image
+
+
+def refuse_other_format(detected: str | None, path: Path | str) -> None:
+    """Refuse a file whose data is not the format its name says (a GIF or BMP named
+    .png): only PNG and JPEG are read."""
+    wanted = _FORMATS.get(Path(path).suffix.lower(), ("PNG or JPEG",))
+    if detected not in wanted:
+        raise ImageFolderError(
+            f"{path} holds {detected or 'unknown'} data, not the {wanted[0]} its name "
+            "says; smoothbench reads PNG and JPEG images only: convert it"
+        )
 
 
 def image_header(path: Path | str) -> tuple[int, int, int]:
@@ -281,6 +320,7 @@ def image_header(path: Path | str) -> tuple[int, int, int]:
         with Image.open(path) as image:
             width, height = image.size
             mode = image.mode
+            detected = image.format
     except (
         UnidentifiedImageError,
         Image.DecompressionBombError,
@@ -289,6 +329,7 @@ def image_header(path: Path | str) -> tuple[int, int, int]:
         ValueError,
     ) as error:
         raise ImageFolderError(f"{path} cannot be read as an image ({error})") from None
+    refuse_other_format(detected, path)
     return height, width, channels_of(mode, path)
 
 

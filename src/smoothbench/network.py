@@ -116,7 +116,9 @@ def build_for_training(settings: RunSettings, mean, precision: str, jit_compile:
     classifier, model = build_model(settings, mean)
     optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
     model = compile_for_method(model, settings, optimizer, jit_compile=jit_compile)
-    # Under mixed_float16 model.optimizer wraps `optimizer` in a loss scale; the checkpoint
-    # holds `optimizer`'s variables only, so a run may resume under another precision.
+    # Under mixed_float16 model.optimizer wraps `optimizer` in a loss scale, whose variables
+    # the checkpoint holds beside `optimizer`'s (checkpoint.loss_scale_variables). A run
+    # resumes only under the precision it began with: computation.reconcile stops a
+    # resume that would switch it (or any other computation key) before training.
     model.optimizer.build(model.trainable_variables)
     return classifier, model, optimizer

@@ -17,10 +17,11 @@ Only files are read (the run folders and the job logs), never Snakemake's state 
 scheduler's, so it works wherever the study's folder is visible: a cluster's login node
 with the shared file system, another machine over NFS, while the workflow runs.
 
-After the runs, the done runs' provenance
+Above the runs, the done runs' provenance
 (:mod:`smoothbench.provenance_summary`): their one code commit and compute setting, or
 a warning that they mix commits, a dirty tree, backends, precisions, XLA or
-deterministic settings, listing the runs concerned and what differs.
+deterministic settings, listing the runs concerned and what differs (at the top, where
+a long table cannot scroll it out of sight).
 
 The study's ETA is the training left, summed over runs (a running run's own ETA; for
 the others, their epochs left at the mean seconds per epoch seen in that experiment),
@@ -222,12 +223,14 @@ def provenance_frame(statuses: list[RunStatus]) -> pd.DataFrame:
 
 
 def render(study: Study, statuses: list[RunStatus], now: float) -> str:
-    """The table of runs, the done runs' provenance (a warning listing the runs
-    concerned where they mix commits, a dirty tree or compute settings), the failures
-    with their logs, and the summary."""
+    """The done runs' provenance (first: a warning listing the runs concerned where
+    they mix commits, a dirty tree or compute settings), the table of runs, the
+    failures with their logs, and the summary."""
     when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(now))
-    lines = [
-        f"{study.results_folder}: {len(statuses)} planned runs, at {when}",
+    lines = [f"{study.results_folder}: {len(statuses)} planned runs, at {when}"]
+    provenance = text_lines(provenance_frame(statuses))
+    lines += ["", *provenance] if provenance else []
+    lines += [
         "",
         f"{'experiment':16} {'run':12} {'seed':>4}  {'state':8} {'progress':28} "
         f"{'val_acc':>7} {'s/epoch':>8}  {'ETA':>12}",
@@ -249,8 +252,6 @@ def render(study: Study, statuses: list[RunStatus], now: float) -> str:
         "val_acc: the best epoch's (done) or the last epoch's; epochs count from 0, "
         "as in history.csv"
     )
-    provenance = text_lines(provenance_frame(statuses))
-    lines += ["", *provenance] if provenance else []
     troubles = [s for s in statuses if s.state in ("failed", "stalled", "stopped")]
     if troubles:
         lines += [

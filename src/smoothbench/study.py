@@ -287,6 +287,16 @@ def _check_experiment(
     name: str, merged: dict, config: dict, specs: dict[str, DatasetSpec]
 ) -> Experiment:
     key = f"experiments.{name}"
+    written = config["experiments"][name] or {}
+
+    def source(*path: str) -> str:
+        """The key the value at ``path`` was written under: the experiment's, or protocol's."""
+        layer = written
+        for part in path[:-1]:
+            layer = layer.get(part) if isinstance(layer, dict) else None
+        owner = key if isinstance(layer, dict) and path[-1] in layer else "protocol"
+        return ".".join([owner, *path])
+
     dataset_name = merged.get("dataset", name)
     if dataset_name not in specs:
         where = f"{key}.dataset" if "dataset" in merged else key
@@ -299,25 +309,21 @@ def _check_experiment(
             if merged["model"] == "resnet_v1"
             else "9n+2 (29, 56, 83, 110, ...)"
         )
-        source = key if "depth" in (config["experiments"][name] or {}) else "protocol"
         raise ConfigError(
-            f"config key '{source}.depth': {merged['depth']} is not a {merged['model']} depth; use {rule}"
+            f"config key '{source('depth')}': {merged['depth']} is not a {merged['model']} depth; use {rule}"
         )
     schedule = merged["optimizer"]["schedule"]
     boundaries = [step["after_epoch"] for step in schedule]
     if boundaries != sorted(set(boundaries)):
         raise ConfigError(
-            f"config key '{key}.optimizer.schedule': after_epoch values must increase strictly, got {boundaries}"
+            f"config key '{source('optimizer', 'schedule')}': after_epoch values must increase strictly, got {boundaries}"
         )
     image_shape = spec.prepared_shape(config["data"]["image_size"])
     if merged["pooling"] == "fixed_8x8":
         side = max(min(image_shape[:2]), merged["min_image_size"])
         if final_map_size(side) < FIXED_POOL_SIZE:
-            source = (
-                key if "pooling" in (config["experiments"][name] or {}) else "protocol"
-            )
             raise ConfigError(
-                f"config key '{source}.pooling': fixed_8x8 needs inputs of at least 29 pixels, but {spec.name} "
+                f"config key '{source('pooling')}': fixed_8x8 needs inputs of at least 29 pixels, but {spec.name} "
                 f"images are {image_shape[0]}x{image_shape[1]} and 'min_image_size' is {merged['min_image_size']}; "
                 "set min_image_size to 32 (pads the images) or pooling to global"
             )
@@ -333,11 +339,11 @@ def _check_experiment(
         for index, gamma in enumerate(merged["gammas"]):
             if not gamma_in_range(gamma, K):
                 raise ConfigError(
-                    f"config key '{key}.gammas[{index}]': gamma = {gamma} must lie in "
+                    f"config key '{source('gammas')}[{index}]': gamma = {gamma} must lie in "
                     f"{gamma_range_text(K)} for dataset {spec.name} (K={K})"
                 )
             gammas.append(float(gamma))
-        _check_one_path_each(f"{key}.gammas", "gammas", gammas)
+        _check_one_path_each(source("gammas"), "gammas", gammas)
     return Experiment(
         name=name,
         dataset=spec,
