@@ -105,6 +105,230 @@ def test_retiring_moves_the_runs_whole_and_leaves_the_rest(tmp_path, capsys):
     assert "choose the runs" in capsys.readouterr().err
 
 
+def _config_file(tmp_path) -> Path:
+    config_file = tmp_path / "study.yaml"
+    config_file.write_text(
+        json.dumps(CONFIG | {"results_folder": str(tmp_path / "results")})
+    )
+    return config_file
+
+
+def _all_finished(study) -> dict:
+    return {
+        (run.value_text, run.seed): _finished(study, run, commit="head")
+        for run in study.runs()
+    }
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (
+            ["--other-precision", "fp32"],
+            "known: float32, mixed_bfloat16, mixed_float16",
+        ),
+        (["--other-backend", "tf"], "known: tensorflow, jax, torch"),
+        (["--methods", "gama"], "the study has gamma"),
+        (["--values", "0.90"], "the study has 0.9, 1.0"),
+        (["--seeds", "7"], "the study has 0, 1"),
+        (["--experiments", "svhn"], "the study has digits"),
+    ],
+)
+def test_an_unknown_filter_value_is_refused_naming_the_known_ones(
+    tmp_path, capsys, arguments, named
+):
+    """A typo once chose every finished run (no run was trained under 'fp32'): now it
+    is refused before anything moves, naming the values the filter knows."""
+    study = _study(tmp_path)
+    folders = _all_finished(study)
+    with pytest.raises(SystemExit) as exit_:
+        retire.main(["--configfile", str(_config_file(tmp_path)), *arguments])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert f"{arguments[0]} {arguments[1]}: unknown ({named})" in error, error
+    assert all(folder.exists() for folder in folders.values())
+    assert not (tmp_path / "results" / "retired").exists()
+
+
+def test_the_known_precisions_and_backends_are_the_packages_own():
+    from smoothbench import acceleration
+
+    known = retire.known_values(load_study(CONFIG))
+    assert known["--other-precision"] == list(acceleration.PRECISIONS)
+    assert known["--other-backend"] == list(acceleration.BACKENDS)
+
+
+def _training(study, run, updated=None) -> Path:
+    """A run whose job is training now (a live status.json), or whose status last
+    spoke at ``updated`` (seconds since the epoch)."""
+    from smoothbench import run_record
+
+    folder = Path(run.folder(study.runs_folder))
+    run_record.write_run_status(folder, "running", epoch=2, host="node7", pid=4242)
+    if updated is not None:
+        path = run_record.status_path(folder)
+        status = json.loads(path.read_text())
+        path.write_text(json.dumps(status | {"updated": updated}))
+    return folder
+
+
+def test_a_run_training_now_is_refused_unless_included_on_purpose(tmp_path, capsys):
+    study = _study(tmp_path)
+    runs = {(run.value_text, run.seed): run for run in study.runs()}
+    done = _finished(study, runs["0.9", 0])
+    training = _training(study, runs["0.9", 1])
+    config_file = str(_config_file(tmp_path))
+    for arguments in (
+        ["--values", "0.9"],
+        ["--seeds", "1"],
+        ["--values", "0.9", "--dry-run"],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            retire.main(["--configfile", config_file, *arguments])
+        assert exit_.value.code == 1
+        error = capsys.readouterr().err
+        assert "1 chosen run(s) are training now" in error, error
+        assert f"{training}: running on node7 (pid 4242)" in error
+        assert "--include-training" in error and "nothing moved" in error
+        assert done.exists() and training.exists()
+        assert not (tmp_path / "results" / "retired").exists()
+    assert (
+        retire.main(
+            ["--configfile", config_file, "--values", "0.9", "--include-training"]
+        )
+        == 0
+    )
+    assert not done.exists() and not training.exists()
+    [dated] = (tmp_path / "results" / "retired").iterdir()
+    record = json.loads((dated / "retired.json").read_text())
+    why = {run["seed"]: run["why"] for run in record["runs"]}
+    assert "training now (running on node7" in why[1]
+    assert "included by --include-training" in why[1]
+    assert "training" not in why[0]
+
+
+def test_a_stalled_run_is_not_training_and_is_retired(tmp_path, capsys):
+    """Silent past smoothbench-status's stale limit: a job killed outright."""
+    import time
+
+    study = _study(tmp_path)
+    run = study.runs()[0]
+    stalled = _training(study, run, updated=time.time() - 3600)
+    config_file = str(_config_file(tmp_path))
+    assert (
+        retire.main(
+            ["--configfile", config_file, "--values", run.value_text, "--seeds", "0"]
+        )
+        == 0
+    )
+    assert not stalled.exists()
+    assert (
+        "stalled: its status has been silent for 1 h 00 min" in capsys.readouterr().out
+    )
+    # a longer stale limit takes the same run for training now
+    stalled_again = _training(study, run, updated=time.time() - 3600)
+    with pytest.raises(SystemExit):
+        retire.main(
+            [
+                "--configfile",
+                config_file,
+                "--values",
+                run.value_text,
+                "--seeds",
+                "0",
+                "--stale-minutes",
+                "120",
+            ]
+        )
+    assert "training now" in capsys.readouterr().err and stalled_again.exists()
+
+
+def test_reasons_name_the_filter_and_value_that_chose_each_run(tmp_path):
+    study = _study(tmp_path)
+    runs = {(run.value_text, run.seed): run for run in study.runs()}
+    _finished(study, runs["0.9", 0], commit="old")
+    _finished(study, runs["0.9", 1], commit="head", precisions=("mixed_bfloat16",))
+    _finished(study, runs["1.0", 0], commit="head")
+
+    def why(**filters):
+        return {
+            (run.value_text, run.seed): reason
+            for run, _, reason in retire.choose(study, **filters)
+        }
+
+    assert why(values=["0.9"], seeds=[0]) == {
+        ("0.9", 0): "chosen by --values 0.9; --seeds 0"
+    }
+    assert why(experiments=["digits"], methods=["gamma"], values=["1.0"]) == {
+        ("1.0", 0): "chosen by --experiments digits; --methods gamma; --values 1.0"
+    }
+    assert why(other_precision="float32") == {
+        ("0.9", 1): "chosen by --other-precision float32: trained under mixed_bfloat16"
+    }
+    assert why(other_backend="jax", values=["1.0"]) == {
+        ("1.0", 0): "chosen by --values 1.0; --other-backend jax: trained under an "
+        "unrecorded backend"
+    }
+    every = {
+        **why(other_commit="head"),
+        **why(other_precision="float32", seeds=[1]),
+    }
+    assert every == {
+        ("0.9", 0): "chosen by --other-commit: trained by commit old, not head",
+        ("0.9", 1): (
+            "chosen by --seeds 1; --other-precision float32: trained under "
+            "mixed_bfloat16"
+        ),
+    }
+    for reasons in (why(other_commit="head"), why(other_precision="float32")):
+        assert all("name" not in reason for reason in reasons.values())
+
+
+def test_a_run_moves_with_all_its_kept_versions(tmp_path, capsys):
+    study = _study(tmp_path)
+    runs = {(run.value_text, run.seed): run for run in study.runs()}
+    kept = _finished(study, runs["0.9", 0])
+    for version in ("v1", "v2"):
+        (kept / ".versions" / version).mkdir(parents=True)
+        (kept / ".versions" / version / "metrics.json").write_text("{}")
+    _finished(study, runs["0.9", 1])
+    config_file = str(_config_file(tmp_path))
+    assert (
+        retire.main(["--configfile", config_file, "--values", "0.9", "--dry-run"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert (
+        f"{kept}: chosen by --values 0.9; would move the run folder with all its kept versions (2 kept versions)"
+        in out
+    )
+    assert "with all its kept versions (0 kept versions)" in out
+    assert retire.main(["--configfile", config_file, "--values", "0.9"]) == 0
+    assert (
+        "moves the run folder with all its kept versions (2 kept versions)"
+        in capsys.readouterr().out
+    )
+    [dated] = (tmp_path / "results" / "retired").iterdir()
+    record = json.loads((dated / "retired.json").read_text())
+    assert {run["seed"]: run["kept_versions"] for run in record["runs"]} == {0: 2, 1: 0}
+    moved = Path(runs["0.9", 0].folder(str(dated / "runs")))
+    assert sorted(path.name for path in (moved / ".versions").iterdir()) == ["v1", "v2"]
+
+
+def test_two_retirements_within_one_second_keep_their_own_folders(tmp_path):
+    import datetime
+
+    study = _study(tmp_path)
+    _all_finished(study)
+    when = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    first = retire.retire(study, retire.choose(study, seeds=[0]), when)
+    second = retire.retire(study, retire.choose(study, seeds=[1]), when)
+    assert (first.name, second.name) == ("2025-01-02T030405", "2025-01-02T030405-2")
+    for dated, seed in ((first, 0), (second, 1)):
+        record = json.loads((dated / "retired.json").read_text())
+        assert {run["seed"] for run in record["runs"]} == {seed}
+        assert len(list((dated / "runs" / "digits").glob("*/seed~*"))) == 2
+
+
 def test_a_second_checkout_is_refused_a_runs_folder_and_may_take_it_over(tmp_path):
     runs = tmp_path / "results" / "runs"
     results_owner.claim(runs, "/home/one/smoothbench")
