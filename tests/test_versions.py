@@ -157,6 +157,39 @@ def test_an_override_and_back_keeps_every_finished_version(tmp_path):
     _run(workdir)
     assert _files(workdir) == original
 
+    # listed with what differs and their size, then pruned: the published one stays
+    listing = _tool(workdir, "smoothbench-status", "--versions")
+    assert f"epochs {EPOCHS + 1} (now {EPOCHS})" in listing, listing
+    assert f"epochs {EPOCHS + 2} (now {EPOCHS})" in listing, listing
+    assert "2 kept version(s)" in listing and " MB" in listing
+    pruned = _tool(workdir, "smoothbench-retire", "--kept-versions")
+    assert "moves its 2 kept versions only" in pruned, pruned
+    assert not (workdir / RUN / run_record.VERSIONS_FOLDER).exists()
+    [moved] = (workdir / "results" / "retired").glob(
+        "*/runs/digits/*/seed~0/.versions"
+    )
+    assert len(list(moved.iterdir())) == 2
+    assert _files(workdir) == original
+    assert "no kept versions" in _tool(workdir, "smoothbench-status", "--versions")
+
+
+def _tool(workdir: Path, name: str, *arguments: str) -> str:
+    import sys
+
+    process = subprocess.run(
+        [
+            str(Path(sys.executable).with_name(name)),
+            "--configfile",
+            "config.test.yaml",
+            *arguments,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    return process.stdout
+
 
 def test_changed_keys_and_version_keys():
     assert changed_keys({"epochs": 8, "a": {"b": 1}}, {"epochs": 3, "a": {"b": 1}}) == {

@@ -248,12 +248,15 @@ def retire(
     study: Study,
     chosen: list[tuple[Run, Path, str]],
     when: datetime.datetime | None = None,
+    kept_only: bool = False,
 ) -> Path:
     """Move each chosen run folder, whole (with all its kept versions), under a dated
     folder of retired runs, and write its ``retired.json``; return the dated folder: a
     new one, ``{date and time}-2`` and so on where one of that second exists, so no
     retirement adds to or overwrites another's. Each move is one rename on the same
-    file system, so a run is either still in place or retired, never half."""
+    file system, so a run is either still in place or retired, never half.
+    ``kept_only``: move only each run's kept versions (its ``.versions/``), leaving the
+    published version in place (pruning what the current config does not use)."""
     when = when or datetime.datetime.now(datetime.UTC)
     stamp = when.strftime("%Y-%m-%dT%H%M%S")
     target = Path(study.results_folder) / RETIRED_FOLDER / stamp
@@ -273,11 +276,14 @@ def retire(
     for run, folder, why in chosen:
         versions = len(kept_versions(folder))
         destination = Path(run.folder(str(target / "runs")))
+        if kept_only:
+            destination.mkdir(parents=True, exist_ok=True)
+            folder = folder / run_record.VERSIONS_FOLDER
+            destination = destination / run_record.VERSIONS_FOLDER
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.rename(folder, destination)
         for parent in (
-            folder.parent,
-            folder.parent.parent,
+            [] if kept_only else [folder.parent, folder.parent.parent]
         ):  # {method}~{value}, experiment
             try:
                 parent.rmdir()  # only when the move left it empty
@@ -349,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a run whose status has been silent for longer is stalled, not training, "
         "as in smoothbench-status (default: %(default)s)",
     )
+    parser.add_argument(
+        "--kept-versions",
+        action="store_true",
+        help="move only the chosen runs' kept versions (their .versions/: other settings "
+        "or data than the current config's), leaving the published runs in place; "
+        "without filters, every run's (smoothbench-status --versions lists them)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list, move nothing")
     arguments = parser.parse_args(argv)
     try:
@@ -374,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--other-commit: this smoothbench does not run from a git checkout"
             )
         filters["other_commit"] = head
-    if not any(filters.values()):
+    if not any(filters.values()) and not arguments.kept_versions:
         parser.error(
             "choose the runs: --experiments, --methods, --values, --seeds, --other-commit, "
             "--other-precision or --other-backend (retiring every run of a study takes "
@@ -389,8 +402,19 @@ def main(argv: list[str] | None = None) -> int:
     except RetireError as error:
         parser.exit(1, f"smoothbench-retire: error: {error}\n")
     moves = "would move" if arguments.dry_run else "moves"
+    if arguments.kept_versions:
+        chosen = [choice for choice in chosen if kept_versions(choice[1])]
     for _, folder, why in chosen:
-        versions = len(kept_versions(folder))
+        kept = kept_versions(folder)
+        versions = len(kept)
+        if arguments.kept_versions:
+            megabytes = sum(version["bytes"] for version in kept) / 1e6
+            print(
+                f"{folder}: {why}; {moves} its {versions} kept version"
+                f"{'' if versions == 1 else 's'} only ({megabytes:.1f} MB), not the "
+                "published one"
+            )
+            continue
         print(
             f"{folder}: {why}; {moves} the run folder with all its kept versions "
             f"({versions} kept version{'' if versions == 1 else 's'})"
@@ -401,7 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.dry_run:
         print(f"{len(chosen)} run(s) would be retired (--dry-run: nothing moved)")
         return 0
-    target = retire(study, chosen)
+    target = retire(study, chosen, kept_only=arguments.kept_versions)
+    if arguments.kept_versions:
+        print(
+            f"moved the kept versions of {len(chosen)} run(s) into {target} (see "
+            f"{RETIRED_RECORD}); the published runs stay, and going back to an old "
+            "config trains those versions again (delete the folder to free the disk)"
+        )
+        return 0
     print(
         f"retired {len(chosen)} run(s) into {target} (see {RETIRED_RECORD}); the next "
         "workflow run trains them again"

@@ -350,11 +350,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", action="store_true", help="one JSON object: every run and the summary"
     )
+    parser.add_argument(
+        "--versions",
+        action="store_true",
+        help="list the runs' kept versions (other settings or data than the current "
+        "config's) with what differs and their size",
+    )
     arguments = parser.parse_args(argv)
     try:
         study = study_from_arguments(arguments)
     except (OSError, ValueError) as error:
         parser.exit(2, f"smoothbench-status: {error}\n")
+    if arguments.versions:
+        from smoothbench.versions import render_kept
+
+        print(render_kept(study))
+        return 0
 
     def show() -> tuple[str, bool]:
         now = time.time()

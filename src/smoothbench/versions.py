@@ -16,7 +16,8 @@ log, kept as ``train.log`` in its record or checkpoint (:class:`LogKeeper`).
 While planning, :func:`plan_run` tells what a run's job will do (publish what is
 there, take a kept version back, resume, train anew) and what a finished run it
 replaces differed in; :mod:`smoothbench.plan_summary` says it in one screen.
-``smoothbench-status --versions`` lists the kept versions with their settings and size.
+``smoothbench-status --versions`` lists the kept versions with their settings and size
+(:func:`render_kept`); ``smoothbench-retire --kept-versions`` prunes them.
 """
 
 from __future__ import annotations
@@ -324,3 +325,46 @@ def kept_versions(run_folder: Path | str) -> list[dict]:
             }
         )
     return versions
+
+
+def render_kept(study) -> str:
+    """The kept versions of every run of ``study``: per run, each version's state, best
+    validation accuracy, size and what its settings differ in from the current
+    config's; then the total size."""
+    lines, total, count = [], 0, 0
+    for run in study.runs():
+        folder = run.folder(study.runs_folder)
+        kept = kept_versions(folder)
+        if not kept:
+            continue
+        current = study.train_settings(
+            run.experiment, run.method, run.value_text, run.seed
+        )
+        lines.append(f"{folder}:")
+        for version in kept:
+            count += 1
+            total += version["bytes"]
+            accuracy = version["best_val_accuracy"]
+            differs = (
+                ", ".join(
+                    f"{key} {old} (now {new})"
+                    for key, (old, new) in changed_keys(
+                        version["settings"], current
+                    ).items()
+                )
+                if version["settings"] is not None
+                else "settings not recorded"
+            ) or "the same settings, other prepared data"
+            lines.append(
+                f"  {version['key']}  {version['state']:<10}  "
+                f"{'' if accuracy is None else f'best {accuracy:.4f}  '}"
+                f"{version['bytes'] / 1e6:.1f} MB  {differs}"
+            )
+    if not count:
+        return f"no kept versions under {study.runs_folder}"
+    lines.append(
+        f"{count} kept version(s), {total / 1e6:.1f} MB; going back to their settings "
+        "publishes them again without training; `smoothbench-retire --kept-versions` "
+        "moves them out"
+    )
+    return "\n".join(lines)
