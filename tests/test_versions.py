@@ -161,13 +161,11 @@ def test_an_override_and_back_keeps_every_finished_version(tmp_path):
     listing = _tool(workdir, "smoothbench-status", "--versions")
     assert f"epochs {EPOCHS + 1} (now {EPOCHS})" in listing, listing
     assert f"epochs {EPOCHS + 2} (now {EPOCHS})" in listing, listing
-    assert "2 kept version(s)" in listing and " MB" in listing
+    assert "2 kept version(s)" in listing and " kB" in listing
     pruned = _tool(workdir, "smoothbench-retire", "--kept-versions")
     assert "moves its 2 kept versions only" in pruned, pruned
     assert not (workdir / RUN / run_record.VERSIONS_FOLDER).exists()
-    [moved] = (workdir / "results" / "retired").glob(
-        "*/runs/digits/*/seed~0/.versions"
-    )
+    [moved] = (workdir / "results" / "retired").glob("*/runs/digits/*/seed~0/.versions")
     assert len(list(moved.iterdir())) == 2
     assert _files(workdir) == original
     assert "no kept versions" in _tool(workdir, "smoothbench-status", "--versions")
@@ -189,6 +187,17 @@ def _tool(workdir: Path, name: str, *arguments: str) -> str:
     )
     assert process.returncode == 0, process.stdout + process.stderr
     return process.stdout
+
+
+def test_sizes_in_words():
+    from smoothbench.versions import size_text
+
+    assert [size_text(n) for n in (812, 14_200, 3_300_000, 1.2e9)] == [
+        "812 B",
+        "14.2 kB",
+        "3.3 MB",
+        "1.2 GB",
+    ]
 
 
 def test_changed_keys_and_version_keys():

@@ -56,7 +56,7 @@ from smoothbench.provenance import code_provenance
 from smoothbench.provenance_summary import run_provenance
 from smoothbench.status import DEFAULT_STALE_MINUTES
 from smoothbench.study import Run, Study
-from smoothbench.versions import kept_versions
+from smoothbench.versions import kept_versions, size_text
 
 RETIRED_FOLDER = "retired"
 RETIRED_RECORD = "retired.json"
@@ -198,6 +198,8 @@ def why_retire(
         )
     if metrics is None:
         reasons.append("unfinished (its checkpoint moves with it)")
+    if not reasons:
+        return "chosen by no filter (every run of the study)"
     return "chosen by " + "; ".join(reasons)
 
 
@@ -408,11 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         kept = kept_versions(folder)
         versions = len(kept)
         if arguments.kept_versions:
-            megabytes = sum(version["bytes"] for version in kept) / 1e6
+            size = size_text(sum(version["bytes"] for version in kept))
             print(
                 f"{folder}: {why}; {moves} its {versions} kept version"
-                f"{'' if versions == 1 else 's'} only ({megabytes:.1f} MB), not the "
-                "published one"
+                f"{'' if versions == 1 else 's'} only ({size}), not the published one"
             )
             continue
         print(

@@ -289,6 +289,14 @@ def folder_size(folder: Path) -> int:
     )
 
 
+def size_text(size: int) -> str:
+    """Bytes in words: ``812 B``, ``14.2 kB``, ``3.3 MB``, ``1.2 GB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
 def kept_versions(run_folder: Path | str) -> list[dict]:
     """Every kept version of a run: its key, whether it finished, its settings (None
     where unknown), its best validation accuracy (finished ones) and its size."""
@@ -358,12 +366,12 @@ def render_kept(study) -> str:
             lines.append(
                 f"  {version['key']}  {version['state']:<10}  "
                 f"{'' if accuracy is None else f'best {accuracy:.4f}  '}"
-                f"{version['bytes'] / 1e6:.1f} MB  {differs}"
+                f"{size_text(version['bytes'])}  {differs}"
             )
     if not count:
         return f"no kept versions under {study.runs_folder}"
     lines.append(
-        f"{count} kept version(s), {total / 1e6:.1f} MB; going back to their settings "
+        f"{count} kept version(s), {size_text(total)}; going back to their settings "
         "publishes them again without training; `smoothbench-retire --kept-versions` "
         "moves them out"
     )
