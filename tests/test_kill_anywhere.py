@@ -127,7 +127,7 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(
     workdir = tmp_path / "killed"
     rng = random.Random(20261201)
     first_seen: dict[str, dict] = {}
-    # Kills at instants chosen two ways, in turn: at random within the first quarter of the
+    # Kills at instants chosen two ways: at random within the first quarter of the
     # study's length measured uninterrupted (start-up, DAG building, the jobs' first
     # seconds), and right after a file appears (the narrow windows, such as the one
     # between a run's metrics.json and Snakemake's own record of the job).
@@ -154,8 +154,41 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(
         ("a table", lambda: (workdir / "results" / "tables" / "table1.csv").exists()),
         ("a plot", lambda: any((workdir / "results" / "plots").rglob("*.png"))),
     ]
-    kills = []
+    # The windows that matter most, each of which must be hit: a checkpoint, and
+    # metrics.json of each run (a table or a plot may already stand, half the outputs of
+    # a killed rule, when its turn comes).
+    windows = {name for name, _ in events[:3]}
+    # Whatever the machine's speed, no window is left behind unkilled: a window not hit
+    # yet is watched in every attempt, a random one included, and the first file of one
+    # to appear (absent when its attempt began) ends that attempt with a kill right after
+    # it. A window's file cannot appear but in a watched attempt, so the study cannot
+    # finish before each window was hit. Three random kills come first (the study is
+    # then far from its end), then the two ways alternate until the study finishes.
+    hit: set[str] = set()
+    kills: list[str] = []
+    random_kills = 0
     for attempt in range(40):
+        pending = [(name, happened) for name, happened in events if name not in hit]
+        armed = {name for name, happened in pending if not happened()}
+        wait_for_a_file = (
+            random_kills >= 3 and kills[-1].startswith("at ") and bool(armed)
+        )
+        watched = [
+            (name, happened)
+            for name, happened in pending
+            if wait_for_a_file or name in windows
+        ]
+
+        def appeared(watched=watched, armed=armed) -> list[str]:
+            """The watched files that appeared in this attempt (absent when seen last)."""
+            appeared = []
+            for name, happened in watched:
+                if not happened():
+                    armed.add(name)
+                elif name in armed:
+                    appeared.append(name)
+            return appeared
+
         workflow = subprocess.Popen(
             _command(workdir),
             cwd=workdir,
@@ -164,25 +197,16 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        pending = [event for event in events if not event[1]()]
-        if attempt % 2 == 1 and pending:
-            name, happened = pending[0]
-            deadline = time.monotonic() + 4 * whole_seconds + 120
-            while (
-                workflow.poll() is None
-                and not happened()
-                and time.monotonic() < deadline
-            ):
-                time.sleep(0.005)
-            when = f"right after {name}"
+        if wait_for_a_file:
+            delay = 4 * whole_seconds + 120
         else:
-            # short enough that the event kills, not luck, carry the study forward
+            # short enough that the windows' kills, not luck, carry the study forward
             delay = rng.uniform(0, whole_seconds / 4)
-            try:
-                workflow.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                pass
-            when = f"at {delay:.1f} s"
+        deadline = time.monotonic() + delay
+        fired: list[str] = []
+        while not fired and workflow.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+            fired = appeared()
         if workflow.poll() is not None:
             assert workflow.returncode == 0, (
                 f"attempt {attempt} failed by itself (exit {workflow.returncode})"
@@ -190,7 +214,16 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(
             break
         os.killpg(workflow.pid, signal.SIGKILL)
         workflow.wait()
-        kills.append(when)
+        # a file that appeared between the last look and the kill: right after it too
+        fired = fired or appeared()
+        if fired:
+            hit.update(fired)
+            kills.append("right after " + " and ".join(fired))
+        elif wait_for_a_file:
+            kills.append(f"after {delay:.0f} s waiting for {sorted(armed)}")
+        else:
+            random_kills += 1
+            kills.append(f"at {delay:.1f} s")
         _check_nothing_looks_finished_that_is_not(workdir, reference, first_seen)
         # A killed Snakemake leaves its lock, as after a crash: the README's --unlock.
         subprocess.run(
@@ -201,11 +234,9 @@ def test_a_study_killed_at_any_instant_loses_and_retrains_nothing(
 
     _check_nothing_looks_finished_that_is_not(workdir, reference, first_seen)
     assert len(kills) >= 6 and sum(kill.startswith("at ") for kill in kills) >= 3, kills
-    # The windows that matter most were hit: a checkpoint, and metrics.json of each run
-    # (a table or a plot may already stand, half the outputs of a killed rule, when its
-    # turn comes).
+    # The windows that matter most were hit: a checkpoint, and metrics.json of each run.
     for name, _ in events[:3]:
-        assert f"right after {name}" in kills, kills
+        assert name in hit, (name, kills)
     for gamma, run in RUNS.items():
         assert _values(workdir / run / "history.csv") == _values(
             reference / run / "history.csv"
