@@ -13,25 +13,11 @@ import subprocess
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPOSITORY, SNAKEMAKE
+from conftest import REPOSITORY, SNAKEMAKE, TINY_STUDY, checkout_copy, kill_when
 
 pytestmark = pytest.mark.workflow
 
-STUDY = {
-    "data": {"download": False},
-    "protocol": {
-        "model": "resnet_v1",
-        "depth": 8,
-        "epochs": 1,
-        "batch_size": 128,
-        "pooling": "global",
-        "min_image_size": 0,
-        "augmentation": {"horizontal_flip": False},
-        "gammas": [1.0, 0.9],
-    },
-    "compute": {"threads_per_job": 2},
-    "experiments": {"digits": {}},
-}
+STUDY = TINY_STUDY
 
 
 def _study_folder(folder, workflow_snakefile) -> None:
@@ -60,15 +46,7 @@ def _run(folder) -> subprocess.CompletedProcess:
 def test_a_study_folder_of_its_own_uses_the_checkout_as_a_module(tmp_path):
     """A checkout elsewhere than the installed package's (a copy of this one): its own
     src/ is what the workflow and the jobs import, so it owns the runs folder."""
-    checkout = tmp_path / "checkout"
-    for name in ("workflow", "envs", "src"):
-        shutil.copytree(
-            REPOSITORY / name,
-            checkout / name,
-            symlinks=True,
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-    shutil.copy2(REPOSITORY / "pyproject.toml", checkout / "pyproject.toml")
+    checkout = checkout_copy(tmp_path / "checkout")
     study = tmp_path / "lab-study"
     _study_folder(study, checkout / "workflow" / "Snakefile")
     process = _run(study)
@@ -106,32 +84,16 @@ def test_a_fetched_copy_of_the_workflow_imports_the_installed_package(tmp_path):
     assert owner["checkout"] == str(REPOSITORY.resolve())
 
 
-def _checkout_copy(tmp_path):
-    checkout = tmp_path / "checkout"
-    for name in ("workflow", "envs", "src"):
-        shutil.copytree(
-            REPOSITORY / name,
-            checkout / name,
-            symlinks=True,
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-    shutil.copy2(REPOSITORY / "pyproject.toml", checkout / "pyproject.toml")
-    return checkout
-
-
 def test_a_study_folder_with_the_profile_survives_an_update_and_a_kill(tmp_path):
     """With `smoothbench-profile` run once in the study folder, an update of the
     workflow's code plans no training job, and a killed run resumes; without it,
     planning warns and names the fix."""
-    import os
-    import signal
     import sys
-    import time
     from pathlib import Path
 
     from smoothbench import run_record
 
-    checkout = _checkout_copy(tmp_path)
+    checkout = checkout_copy(tmp_path / "checkout")
     study = tmp_path / "lab-study"
     _study_folder(study, checkout / "workflow" / "Snakefile")
     plain = subprocess.run(
@@ -151,29 +113,13 @@ def test_a_study_folder_with_the_profile_survives_an_update_and_a_kill(tmp_path)
     (study / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
     # a kill mid-study, once the first run has a checkpoint within its second epoch
-    workflow = subprocess.Popen(
-        [SNAKEMAKE, "--cores", "2"],
-        cwd=study,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     runs = study / "results" / "runs" / "digits"
-    deadline = time.monotonic() + 600
-    try:
-        while time.monotonic() < deadline:
-            assert workflow.poll() is None, "the study finished before the kill"
-            progress = list(
-                runs.glob(f"*/seed~0/checkpoint/{run_record.PROGRESS_FILE}")
-            )
-            if progress and run_record.read_history(progress[0]):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("no epoch finished within 600 s")
-    finally:
-        os.killpg(workflow.pid, signal.SIGKILL)
-        workflow.wait()
+
+    def an_epoch_done():
+        progress = list(runs.glob(f"*/seed~0/checkpoint/{run_record.PROGRESS_FILE}"))
+        return bool(progress) and bool(run_record.read_history(progress[0]))
+
+    kill_when([SNAKEMAKE, "--cores", "2"], study, an_epoch_done, "finished epoch")
     subprocess.run([SNAKEMAKE, "--unlock"], cwd=study, check=True, capture_output=True)
     said = subprocess.run(
         [SNAKEMAKE, "--dry-run"], cwd=study, capture_output=True, text=True

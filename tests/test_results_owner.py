@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import REPOSITORY, SNAKEMAKE
+from conftest import SNAKEMAKE, TINY_STUDY, checkout_copy
 
 from smoothbench import results_owner
 
@@ -73,35 +73,15 @@ def test_an_installed_package_is_not_its_site_packages(tmp_path, monkeypatch):
     assert results_owner.checkout_identity() == str(tmp_path.resolve())
 
 
-STUDY = {
-    "data": {"download": False},
-    "protocol": {
-        "model": "resnet_v1",
-        "depth": 8,
-        "epochs": 1,
-        "batch_size": 128,
-        "pooling": "global",
-        "min_image_size": 0,
-        "augmentation": {"horizontal_flip": False},
-        "gammas": [1.0],
-    },
-    "compute": {"threads_per_job": 2},
-    "experiments": {"digits": {}},
-}
+STUDY = {**TINY_STUDY, "protocol": {**TINY_STUDY["protocol"], "gammas": [1.0]}}
 
 
 @pytest.mark.workflow
 def test_a_finished_project_copied_with_cp_a_plans_nothing_to_train(tmp_path):
-    project = tmp_path / "project"
-    for name in ("workflow", "envs", "src", "profiles", "config"):
-        shutil.copytree(
-            REPOSITORY / name,
-            project / name,
-            symlinks=True,
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-    for name in ("pyproject.toml", "Snakefile", "config.yaml"):
-        shutil.copy2(REPOSITORY / name, project / name)
+    project = checkout_copy(
+        tmp_path / "project",
+        ("workflow", "envs", "src", "profiles", "config", "Snakefile", "config.yaml"),
+    )
     (project / "study.yaml").write_text(yaml.safe_dump(STUDY))
     target = "results/runs/digits/gamma~1.0/seed~0/metrics.json"
 

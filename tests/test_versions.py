@@ -6,14 +6,11 @@ and an override killed mid-epoch resumes where it stopped when it is applied aga
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import REPOSITORY, SNAKEMAKE, run_workflow
+from conftest import kill_when, run_workflow, workflow_command
 
 from smoothbench import run_record
 from smoothbench.plan_summary import rerun_warning
@@ -66,44 +63,19 @@ def _epochs(workdir: Path) -> int:
 
 def _kill_mid_epoch(workdir: Path, epochs: int) -> None:
     """Start the override and SIGKILL the whole workflow once the run has finished an
-    epoch and written a checkpoint within the next one."""
-    command = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPOSITORY / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.test.yaml"),
-        "--cores",
-        "2",
-        TARGET,
-        *_override(epochs),
-    ]
-    workflow = subprocess.Popen(
-        command,
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    epoch (and so checkpoints within the next one)."""
+    configfile = workdir / "config.test.yaml"
+    progress = workdir / RUN / run_record.CHECKPOINT_FOLDER / run_record.PROGRESS_FILE
+    kill_when(
+        workflow_command(
+            workdir, configfile, "--cores", "2", TARGET, *_override(epochs)
+        ),
+        workdir,
+        lambda: progress.exists() and len(run_record.read_history(progress)) >= 1,
+        "finished epoch",
     )
-    checkpoint = workdir / RUN / run_record.CHECKPOINT_FOLDER
-    deadline = time.monotonic() + 600
-    try:
-        while time.monotonic() < deadline:
-            assert workflow.poll() is None, "the override finished before the kill"
-            progress = checkpoint / run_record.PROGRESS_FILE
-            if progress.exists() and len(run_record.read_history(progress)) >= 1:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("no epoch finished within 600 s")
-    finally:
-        os.killpg(workflow.pid, signal.SIGKILL)
-        workflow.wait()
-    subprocess.run(
-        [*command[:9], "--unlock"], cwd=workdir, capture_output=True, check=True
-    )
+    unlock = workflow_command(workdir, configfile, "--unlock")
+    subprocess.run(unlock, cwd=workdir, capture_output=True, check=True)
 
 
 def test_an_override_and_back_keeps_every_finished_version(tmp_path):
