@@ -241,16 +241,77 @@ def test_accelerators_give_the_device_line_and_the_gpu_capabilities():
 
 def test_jax_determinism_is_added_to_the_users_own_xla_flags():
     environment = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
-    acceleration.add_jax_determinism_flag(environment)
+    assert acceleration.agree_xla_determinism(True, "jax", environment) is None
     assert environment["XLA_FLAGS"] == (
         "--xla_cpu_enable_fast_math=false --xla_gpu_deterministic_ops=true"
     )
-    acceleration.add_jax_determinism_flag(environment)  # once
+    acceleration.agree_xla_determinism(True, "jax", environment)  # once
     assert environment["XLA_FLAGS"].count("deterministic_ops") == 1
     empty: dict = {}
-    acceleration.add_jax_determinism_flag(empty)
+    acceleration.agree_xla_determinism(True, "jax", empty)
     assert empty == {"XLA_FLAGS": "--xla_gpu_deterministic_ops=true"}
-    # a value the user chose for the flag itself is theirs
+    # TensorFlow's op determinism needs no flag; a run that is not deterministic
+    # keeps whatever the user set
+    for backend, deterministic in (("tensorflow", True), ("jax", False)):
+        untouched = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
+        acceleration.agree_xla_determinism(deterministic, backend, untouched)
+        assert untouched == {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
     theirs = {"XLA_FLAGS": "--xla_gpu_deterministic_ops=false"}
-    acceleration.add_jax_determinism_flag(theirs)
+    assert acceleration.agree_xla_determinism(False, "jax", theirs) is None
     assert theirs == {"XLA_FLAGS": "--xla_gpu_deterministic_ops=false"}
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_a_users_contrary_determinism_flag_is_overwritten_with_a_note(backend):
+    """A deterministic run never runs with XLA's non-deterministic kernels while its
+    attempt records deterministic: the user's other flags are kept."""
+    theirs = {"XLA_FLAGS": "--xla_dump_to=/tmp/x --xla_gpu_deterministic_ops=false"}
+    note = acceleration.agree_xla_determinism(True, backend, theirs)
+    assert theirs == {
+        "XLA_FLAGS": "--xla_dump_to=/tmp/x --xla_gpu_deterministic_ops=true"
+    }
+    assert "XLA_FLAGS had --xla_gpu_deterministic_ops=false" in note
+    assert "compute.deterministic: false" in note
+    again = acceleration.agree_xla_determinism(True, backend, theirs)
+    assert again is None  # they agree now
+    zero = {"XLA_FLAGS": "--xla_gpu_deterministic_ops=0"}
+    assert acceleration.agree_xla_determinism(True, backend, zero)
+    assert zero == {"XLA_FLAGS": "--xla_gpu_deterministic_ops=true"}
+
+
+def test_which_gpus_support_a_precision():
+    supported = acceleration.precision_supported
+    assert supported("float32", []) and supported("float32", [(6, 0)])
+    assert supported("mixed_float16", [(7, 0)]) and supported("mixed_float16", [(8, 0)])
+    assert not supported("mixed_float16", []) and not supported(
+        "mixed_float16", [(6, 1)]
+    )
+    assert supported("mixed_bfloat16", [(8, 0), (9, 0)])
+    assert not supported("mixed_bfloat16", [(8, 0), (7, 0)])  # every GPU must
+    assert not supported("bfloat8", [(9, 0)])
+
+
+def test_tf32_resolution():
+    assert acceleration.resolve_tf32("auto")[0] is False
+    assert acceleration.resolve_tf32(True) == (True, "compute.tf32")
+    assert acceleration.resolve_tf32(False) == (False, "compute.tf32")
+    with pytest.raises(AccelerationError, match="compute.tf32"):
+        acceleration.resolve_tf32("yes")
+    defaults = load_study(_config()).compute_settings()
+    assert defaults.tf32 == "auto"
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="TensorFlow's own switch"
+)
+def test_set_tf32_is_what_tensorflow_reports():
+    import tensorflow as tf
+
+    before = tf.config.experimental.tensor_float_32_execution_enabled()
+    try:
+        for enabled in (False, True, False):
+            acceleration.set_tf32(enabled)
+            assert tf.config.experimental.tensor_float_32_execution_enabled() is enabled
+            assert acceleration.tf32_enabled() is enabled
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(before)

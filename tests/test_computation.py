@@ -40,6 +40,7 @@ def test_auto_on_the_cpu_is_the_reference():
         "precision": "float32",
         "jit_compile": False,
         "deterministic": True,
+        "tf32": False,
     }
     assert decided.reason("precision") == "auto: no GPU"
 
@@ -69,6 +70,7 @@ def test_explicit_keys_win_and_the_backend_follows_keras_backend():
         "precision": "mixed_bfloat16",
         "jit_compile": True,
         "deterministic": False,  # Keras does not combine op determinism with XLA
+        "tf32": False,
     }
     jax = computation.decide(_compute(), CPU, {"KERAS_BACKEND": "jax"})
     assert (jax.backend, jax.jit_compile, jax.deterministic) == ("jax", True, True)
@@ -109,15 +111,33 @@ RECORDED = {
     "precision": "float32",
     "jit_compile": True,
     "deterministic": False,
+    "tf32": False,
 }
 
 
+def test_tf32_is_off_unless_the_config_sets_it():
+    for capabilities in (CPU, VOLTA, AMPERE):
+        decided = computation.decide(_compute(), capabilities, NO_BACKEND)
+        assert decided.tf32 is False
+        assert decided.reason("tf32").startswith("auto: off")
+    on = computation.decide(_compute(tf32=True), AMPERE, NO_BACKEND)
+    assert (on.tf32, on.reason("tf32")) == (True, "compute.tf32")
+    with pytest.raises(Exception, match="compute.tf32"):
+        _compute(tf32="sometimes")
+    # an experiment's own value
+    config = {
+        "data": {"download": False},
+        "compute": {"experiments": {"digits": {"tf32": True}}},
+        "experiments": {"digits": {}},
+    }
+    assert load_study(config).compute_settings("digits").tf32 is True
+
+
 def test_a_resume_under_other_settings_stops_naming_them():
-    decided = computation.decide(_compute(), CPU, NO_BACKEND)  # XLA off now
+    explicit = _compute(jit_compile=False)  # XLA off now, said by the config
+    decided = computation.decide(explicit, CPU, NO_BACKEND)
     with pytest.raises(ComputationMismatchError) as error:
-        computation.reconcile(
-            decided, RECORDED | {"measured": False}, _compute(), "run"
-        )
+        computation.reconcile(decided, RECORDED | {"measured": False}, explicit, "run")
     message = str(error.value)
     assert "jit_compile: True in the checkpoint, False now" in message
     assert "compute.jit_compile: true" in message  # the recorded settings given back
@@ -146,12 +166,116 @@ def test_a_run_begun_under_a_measured_choice_keeps_it_where_the_config_says_auto
 
 
 def test_recorded_computation_reads_the_last_attempt():
-    attempts = [
-        {"backend": "tensorflow", "precision": "float32"},  # an older record: unknown
-    ]
-    assert computation.recorded_computation(attempts) is None
+    assert computation.recorded_computation([]) is None
+    attempts = [{"backend": "jax", "precision": "float32"}]
     attempts.append(RECORDED | {"tuned": {"choice": RECORDED}})
-    assert computation.recorded_computation(attempts) == RECORDED | {"measured": True}
+    assert computation.recorded_computation(attempts) == RECORDED | {
+        "measured": True,
+        "unrecorded": (),
+    }
+
+
+def test_an_attempt_of_an_earlier_version_reads_as_what_that_version_used():
+    """A key an attempt does not record (an earlier version's checkpoint) reads as the
+    value that version computed with: the check is made, never skipped."""
+    older = {"started_at_epoch": 0, "backend": "jax", "precision": "mixed_float16"}
+    recorded = computation.recorded_computation([older])
+    assert recorded == {
+        "backend": "jax",
+        "precision": "mixed_float16",
+        "jit_compile": False,
+        "deterministic": True,
+        "tf32": True,  # left to TensorFlow's and JAX's default, which allows it
+        "measured": False,
+        "unrecorded": ("jit_compile", "deterministic", "tf32"),
+    }
+    assert computation.UNRECORDED == {
+        "backend": "tensorflow",
+        "precision": "float32",
+        "jit_compile": False,
+        "deterministic": True,
+        "tf32": True,
+    }
+    # an attempt of this version's format, without the TF32 key: the check stops a
+    # config that now says otherwise, naming the reading
+    before_tf32 = {key: value for key, value in RECORDED.items() if key != "tf32"}
+    explicit = _compute(jit_compile=True, tf32=False)
+    with pytest.raises(ComputationMismatchError) as error:
+        computation.reconcile(
+            computation.decide(explicit, CPU, NO_BACKEND),
+            computation.recorded_computation([before_tf32]),
+            explicit,
+            "run",
+        )
+    message = str(error.value)
+    assert "tf32: True in the checkpoint (not recorded there" in message
+    assert "compute.tf32: true" in message
+    # left to auto, the run goes on as the earlier version computed it
+    auto = _compute(jit_compile=True)
+    kept = computation.reconcile(
+        computation.decide(auto, CPU, NO_BACKEND),
+        computation.recorded_computation([before_tf32]),
+        auto,
+        "run",
+    )
+    assert kept.tf32 is True and "kept from the run's earlier attempts" in (
+        kept.reason("tf32")
+    )
+
+
+def test_a_retry_on_another_gpu_kind_keeps_the_runs_precision_where_it_can():
+    """A partition of V100s (7.0) and A100s (8.0) with precision auto: a run keeps the
+    precision it began with on every GPU that supports it, and stops only where the
+    GPU has no tensor cores for it."""
+    auto = _compute()
+
+    def resumed(began_on, now_on):
+        first = computation.decide(auto, began_on, NO_BACKEND).as_dict()
+        return computation.reconcile(
+            computation.decide(auto, now_on, NO_BACKEND),
+            computation.recorded_computation([first]),
+            auto,
+            "run",
+            capabilities=now_on,
+        )
+
+    on_ampere = resumed(VOLTA, AMPERE)
+    assert on_ampere.precision == "mixed_float16"
+    assert "compute.precision is auto" in on_ampere.reason("precision")
+    assert resumed(CPU, AMPERE).precision == "float32"  # a CPU start stays float32
+    assert resumed(CPU, VOLTA).precision == "float32"
+    assert resumed(AMPERE, AMPERE + AMPERE).precision == "mixed_bfloat16"
+    with pytest.raises(ComputationMismatchError) as error:
+        resumed(AMPERE, VOLTA)  # no bfloat16 tensor cores on a V100
+    assert "precision: 'mixed_bfloat16' in the checkpoint, 'mixed_float16' now" in (
+        str(error.value)
+    )
+    with pytest.raises(ComputationMismatchError):
+        resumed(VOLTA, CPU)  # a mixed precision on no GPU at all
+    # a precision the config names is never overridden: it stops
+    explicit = _compute(precision="mixed_bfloat16")
+    with pytest.raises(ComputationMismatchError):
+        computation.reconcile(
+            computation.decide(explicit, AMPERE, NO_BACKEND),
+            computation.recorded_computation(
+                [computation.decide(auto, VOLTA, NO_BACKEND).as_dict()]
+            ),
+            explicit,
+            "run",
+            capabilities=AMPERE,
+        )
+
+
+def test_the_recorded_values_win_over_auto_for_every_key():
+    decided = computation.decide(_compute(), CPU, NO_BACKEND)
+    kept = computation.reconcile(
+        decided, RECORDED | {"measured": False}, _compute(), "run"
+    )
+    assert kept.as_dict() == RECORDED
+    # a backend that is not installed here is not kept: it stops, naming it
+    gone = RECORDED | {"backend": "no_such_backend_package"}
+    with pytest.raises(ComputationMismatchError, match="no_such_backend_package"):
+        computation.reconcile(decided, gone, _compute(), "run")
 
 
 DECIDE_IN_A_JOB = """

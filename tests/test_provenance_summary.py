@@ -25,10 +25,11 @@ from smoothbench.study import load_study
 
 COMMIT = "0123abc0123abc0123abc0123abc0123abc0123"
 OTHER_COMMIT = "4567def4567def4567def4567def4567def4567"
-CLEAN_LINE = (
-    "Computed under float32 (JAX, XLA on, deterministic off), code 0123abc0123a: "
-    "all 9 runs."
+SETTING = (
+    "float32 (JAX, XLA on, deterministic off, TF32 off) on CPU, Keras 3.9.0, "
+    "JAX 0.4.30, jaxlib 0.4.30"
 )
+CLEAN_LINE = f"Computed under {SETTING}, code 0123abc0123a: all 9 runs."
 
 
 def _study(folder):
@@ -50,7 +51,26 @@ def _study(folder):
     )
 
 
-def _attempt(precision="float32", backend="jax"):
+def _attempt(precision="float32", backend="jax", commit=COMMIT, dirty=False, **more):
+    """An attempt as this version records it (smoothbench.session.attempt_record)."""
+    return {
+        "started_at_epoch": 0,
+        "backend": backend,
+        "precision": precision,
+        "jit_compile": True,
+        "deterministic": False,
+        "tf32": False,
+        "device": "CPU",
+        "xla_flags": "",
+        "code_version": "0.1.0",
+        "code_commit": commit,
+        "code_dirty": dirty,
+        "versions": {"keras": "3.9.0", "jax": "0.4.30", "jaxlib": "0.4.30"},
+    } | more
+
+
+def _old_attempt(precision="float32", backend="jax"):
+    """An attempt as the versions before per-attempt provenance recorded it."""
     return {
         "started_at_epoch": 0,
         "backend": backend,
@@ -86,7 +106,7 @@ def _write_study(folder, differing=None):
                 0.9 + run.value / 100 + run.seed / 1000,
                 study,
                 software={"smoothbench": {"commit": commit, "dirty": dirty}},
-                attempts=[_attempt(precision)],
+                attempts=[_attempt(precision, commit=commit, dirty=dirty)],
             )
         )
     return study, files
@@ -111,8 +131,8 @@ def _status_text(study):
 def test_a_study_mixing_commits_and_precisions_says_so_everywhere(tmp_path):
     study, runs, _ = _tables(tmp_path, MIXED)
     tables = tmp_path / "tables"
-    main = "float32 (JAX, XLA on, deterministic off), code 0123abc0123a"
-    half = "mixed_float16 (JAX, XLA on, deterministic off)"
+    main = f"{SETTING}, code 0123abc0123a"
+    half = SETTING.replace("float32", "mixed_float16", 1)
     # every rendered table states each setting with its run count
     for name in ("table2", "table3", "comparison", "methods", "calibration"):
         for suffix in ("md", "html"):
@@ -151,11 +171,13 @@ def test_a_study_mixing_commits_and_precisions_says_so_everywhere(tmp_path):
     assert "precision mixed_float16" in why["0.9", "2"]
     assert "code commit 4567def4567d" in why["0.9", "2"]
 
-    # smoothbench-status lists them too, after the runs' states
+    # smoothbench-status lists them too, at its top: above the table of runs, which a
+    # long study scrolls out of sight (the warning below it went unseen)
     shown = _status_text(study)
     assert "WARNING: Warning: mixed provenance" not in shown
     warning = shown.index("WARNING: mixed provenance, 2 code commits")
-    assert shown.index("val_acc: the best epoch's") < warning < shown.index("runs: ")
+    assert shown.index("planned runs, at") < warning < shown.index("experiment ")
+    assert warning < shown.index("val_acc: the best epoch's") < shown.index("\nruns: ")
     assert "digits gamma~0.8 seed 1: precision mixed_float16 (most runs: float32)" in (
         shown
     )
@@ -180,13 +202,10 @@ def test_a_clean_study_states_its_one_commit_and_setting_and_warns_of_nothing(
     assert list(groups["runs"]) == [9] and list(groups["mixed"]) == [False]
     page = html.unescape(_front_page(tmp_path, study, runs))
     assert "Warning" not in page and 'role="alert"' not in page
-    assert (
-        "All 9 runs: float32 (JAX, XLA on, deterministic off), code 0123abc0123a."
-        in page
-    )
+    assert f"All 9 runs: {SETTING}, code 0123abc0123a." in page
     shown = _status_text(study)
     assert "WARNING" not in shown
-    assert "provenance: All 9 runs: float32 (JAX, XLA on, deterministic off)" in shown
+    assert f"provenance: All 9 runs: {SETTING}" in shown
 
 
 def test_one_setting_from_a_dirty_tree_is_a_mix_too(tmp_path):
@@ -217,8 +236,8 @@ def test_runs_resumed_under_another_setting_and_unrecorded_provenance():
                 **provenance_summary.run_provenance(
                     {
                         "attempts": [
-                            _attempt("float32", "tensorflow"),
-                            _attempt("mixed_bfloat16", "tensorflow"),
+                            _old_attempt("float32", "tensorflow"),
+                            _old_attempt("mixed_bfloat16", "tensorflow"),
                         ],
                         "software": {"smoothbench": "not an object"},
                     }
@@ -234,8 +253,12 @@ def test_runs_resumed_under_another_setting_and_unrecorded_provenance():
         ]
     )
     assert list(runs["precision"]) == ["float32+mixed_bfloat16", ""]
+    assert list(runs["mixed_attempts"]) == ["precision", ""]
     line = provenance_summary.provenance_line(runs)
-    assert "float32+mixed_bfloat16 (TensorFlow, XLA on, deterministic off)" in line
+    assert (
+        "float32+mixed_bfloat16 (TensorFlow, XLA on, deterministic off, TF32 not "
+        "recorded), code commit not recorded; attempts differ in precision"
+    ) in line
     assert (
         "precision not recorded (compute not recorded), code commit not recorded"
         in (line)
@@ -276,21 +299,172 @@ def test_the_figures_state_their_runs_provenance(tmp_path, monkeypatch):
     assert " ".join(footnotes["accuracy_vs_gamma"].split()) == CLEAN_LINE
 
 
-@pytest.mark.parametrize("column", provenance_summary.COMPUTE_COLUMNS)
-def test_each_compute_setting_alone_makes_a_mix(column):
-    base = {
-        "experiment": "digits",
-        "method": "gamma",
-        "value": 1.0,
-        "code_commit": COMMIT,
-        "code_dirty": "False",
-        "backend": "jax",
-        "precision": "float32",
-        "jit_compile": "True",
-        "deterministic": "False",
-    }
-    runs = pd.DataFrame([base | {"seed": 0}, base | {"seed": 1, column: "other"}])
+BASE_RUN = {
+    "experiment": "digits",
+    "method": "gamma",
+    "value": 1.0,
+    **provenance_summary.run_provenance({"attempts": [_attempt()]}),
+}
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        *provenance_summary.COMPUTE_COLUMNS,
+        *provenance_summary.NUMERICS_COLUMNS,
+        "code_version",
+    ],
+)
+def test_each_thing_that_changes_a_number_alone_makes_a_mix(column):
+    runs = pd.DataFrame(
+        [BASE_RUN | {"seed": 0}, BASE_RUN | {"seed": 1, column: "other"}]
+    )
     groups = provenance_summary.provenance_groups(runs)
     assert provenance_summary.is_mixed(groups)
     assert list(provenance_summary.differing(groups)) == [column]
     assert [row[3] for row in provenance_summary.concerned_runs(groups)] == ["1"]
+    assert "(most runs: " in provenance_summary.concerned_runs(groups)[0][4]
+
+
+def _run(seed, *attempts, **payload):
+    return {
+        "experiment": "digits",
+        "method": "gamma",
+        "value": 1.0,
+        "seed": seed,
+        **provenance_summary.run_provenance({"attempts": list(attempts)} | payload),
+    }
+
+
+def test_a_cpu_run_and_a_gpu_run_at_float32_and_a_tensorflow_upgrade_are_a_mix():
+    cpu = _attempt(
+        backend="tensorflow", versions={"keras": "3.9.0", "tensorflow": "2.18.0"}
+    )
+    gpu = cpu | {
+        "device": "NVIDIA A100-SXM4-40GB",
+        "versions": cpu["versions"] | {"cuda": "12.5.1", "cudnn": "9"},
+    }
+    upgraded = cpu | {"versions": {"keras": "3.9.0", "tensorflow": "2.19.0"}}
+    runs = pd.DataFrame([_run(0, cpu), _run(1, cpu), _run(2, gpu), _run(3, upgraded)])
+    groups = provenance_summary.provenance_groups(runs)
+    assert [group.count for group in groups] == [2, 1, 1]
+    assert set(provenance_summary.differing(groups)) == {
+        "device",
+        "tensorflow_version",
+        "cuda_version",
+        "cudnn_version",
+    }
+    title, _, rows, _ = provenance_summary.warning_section(runs)
+    assert "2 devices (CPU, NVIDIA A100-SXM4-40GB)" in title
+    assert "2 TensorFlow versions (2.18.0, 2.19.0)" in title
+    why = {row[3]: row[4] for row in rows}
+    assert "device NVIDIA A100-SXM4-40GB (most runs: CPU)" in why["2"]
+    assert "CUDA version 12.5.1 (most runs: not recorded)" in why["2"]
+    assert why["3"] == "TensorFlow version 2.19.0 (most runs: 2.18.0)"
+    line = provenance_summary.provenance_line(runs)
+    assert (
+        "on NVIDIA A100-SXM4-40GB, Keras 3.9.0, TensorFlow 2.18.0, CUDA 12.5.1" in line
+    )
+
+
+def test_a_run_trained_under_one_commit_and_finished_under_another_is_mixed():
+    """Its attempts record their commits: both are reported, the one group of the study
+    is a mix, and run_commits (what smoothbench-retire --other-commit reads) has both."""
+    began = _attempt(commit=COMMIT)
+    finished = _attempt(commit=OTHER_COMMIT) | {"started_at_epoch": 150}
+    payload = {
+        "attempts": [began, finished],
+        # what the attempt that finished it records for the whole run
+        "software": {"smoothbench": {"commit": OTHER_COMMIT, "dirty": False}},
+    }
+    run = _run(0, **payload)
+    assert run["code_commit"] == f"{COMMIT}+{OTHER_COMMIT}"
+    assert run["mixed_attempts"] == "code_commit"
+    assert provenance_summary.run_commits(payload) == {COMMIT, OTHER_COMMIT}
+    assert provenance_summary.run_commits({"attempts": [began]}) == {COMMIT}
+    runs = pd.DataFrame([run, _run(1, **payload)])
+    groups = provenance_summary.provenance_groups(runs)
+    assert len(groups) == 1 and provenance_summary.is_mixed(groups)
+    line = provenance_summary.provenance_line(runs)
+    assert "code 0123abc0123a+4567def4567d; attempts differ in code commit" in line
+    assert line.endswith("Not one setting from first epoch to last: see provenance.md.")
+    title, _, rows, notes = provenance_summary.warning_section(runs)
+    assert "2 runs whose attempts differ (code commit)" in title
+    assert [row[3] for row in rows] == ["0", "1"]
+    assert rows[0][4] == "its attempts differ in code commit"
+    assert "resumed under other code or compute than it began with" in notes[0]
+    # a file of before per-attempt provenance: the run's one recorded commit
+    old = {
+        "attempts": [_old_attempt(), _old_attempt()],
+        "software": {"smoothbench": {"commit": COMMIT, "dirty": False}},
+    }
+    assert provenance_summary.run_commits(old) == {COMMIT}
+    assert provenance_summary.run_provenance(old)["mixed_attempts"] == ""
+    # an attempt of before it in a run resumed after it: its commit is unknown
+    straddling = old | {"attempts": [_old_attempt(), _attempt(commit=OTHER_COMMIT)]}
+    assert provenance_summary.run_commits(straddling) == {"unknown", OTHER_COMMIT}
+    read = provenance_summary.run_provenance(straddling)
+    assert read["code_commit"] == f"unknown+{OTHER_COMMIT}"
+    assert read["tf32"] == "True+False"  # the old attempt: TF32 left on
+    assert "code_commit" in read["mixed_attempts"]
+
+
+def test_an_older_files_provenance_reads_its_one_record():
+    payload = {
+        "attempts": [_old_attempt(backend="tensorflow")],
+        "device": "NVIDIA V100",
+        "software": {
+            "keras": "3.5.0",
+            "tensorflow": "2.17.0",
+            "smoothbench": {"commit": COMMIT, "dirty": False, "version": "0.1.0"},
+        },
+    }
+    read = provenance_summary.run_provenance(payload)
+    assert read["device"] == "NVIDIA V100"
+    assert (read["keras_version"], read["tensorflow_version"]) == ("3.5.0", "2.17.0")
+    assert (read["code_commit"], read["code_version"]) == (COMMIT, "0.1.0")
+    assert read["tf32"] == "" and read["cuda_version"] == ""  # not recorded
+    assert read["mixed_attempts"] == ""
+
+
+def test_runs_csv_and_the_front_page_report_a_run_whose_attempts_differ(tmp_path):
+    study, files = _study(tmp_path), []
+    for run in study.runs():
+        attempts = [_attempt()]
+        if (run.value, run.seed) == (0.9, 1):  # resumed under another commit, on a GPU
+            attempts.append(_attempt(commit=OTHER_COMMIT, device="NVIDIA A100"))
+        files.append(
+            write_metrics(
+                tmp_path,
+                "digits",
+                run.value,
+                run.seed,
+                0.9,
+                study,
+                software={"smoothbench": {"commit": OTHER_COMMIT, "dirty": False}},
+                attempts=attempts,
+            )
+        )
+    make_tables(study, files, tmp_path / "tables")
+    runs = runs_table.read_runs_table(tmp_path / runs_table.RUNS_FILE)
+    plain = pd.read_csv(
+        tmp_path / runs_table.RUNS_FILE, dtype=str, keep_default_na=False
+    )
+    for column in [
+        *provenance_summary.PROVENANCE_COLUMNS,
+        provenance_summary.MIXED_COLUMN,
+    ]:
+        assert column in plain, column
+    resumed = plain[(plain["value"] == "0.9") & (plain["seed"] == "1")].iloc[0]
+    assert resumed["code_commit"] == f"{COMMIT}+{OTHER_COMMIT}"
+    assert resumed["device"] == "CPU+NVIDIA A100"
+    assert resumed["mixed_attempts"] == "code_commit, device"
+    assert (resumed["tf32"], resumed["keras_version"]) == ("False", "3.9.0")
+    others = plain.drop(resumed.name)
+    assert set(others["mixed_attempts"]) == {""} and set(others["code_commit"]) == {
+        COMMIT
+    }
+    page = html.unescape(_front_page(tmp_path, study, runs))
+    assert "Warning: mixed provenance" in page
+    assert "1 run whose attempts differ (code commit, device)" in page
+    assert "its attempts differ in code commit, device" in page

@@ -18,7 +18,7 @@ pytest.importorskip("keras")
 
 from test_training import TINY as TRAINING_TINY
 
-from smoothbench import checkpoint, run_record, training
+from smoothbench import checkpoint, provenance_summary, run_record, training
 from smoothbench.computation import ComputationMismatchError
 from smoothbench.prepare import prepare
 from smoothbench.study import load_study
@@ -127,6 +127,48 @@ def test_a_run_begun_under_a_measured_choice_resumes_under_it(
     last = metrics["attempts"][-1]
     assert {key: last[key] for key in measured} == measured
     assert any("kept from the run's earlier attempts" in line for line in messages)
+
+
+def test_an_attempt_of_an_earlier_version_still_gets_the_resume_check(
+    digits, tmp_path, monkeypatch
+):
+    """A checkpoint whose attempt predates the TF32 key and per-attempt provenance: the
+    missing TF32 reads as what that version used (on), so a config that now turns it
+    off stops the resume; left to auto, the run keeps it, and its attempts, one without
+    a commit and one with, are reported as mixed."""
+    study, prepared = digits
+    run = tmp_path / "run"
+    _killed_after_first_epoch(study, prepared, run, monkeypatch)
+    state = run / run_record.CHECKPOINT_FOLDER / run_record.CHECKPOINT_FILE
+    new_keys = ("tf32", "device", "xla_flags", "versions")
+    new_keys += ("code_version", "code_commit", "code_dirty")
+
+    def as_if_written_before(state):
+        for key in new_keys:
+            state["attempts"][-1].pop(key)
+
+    _rewrite_state(state, as_if_written_before)
+    kept = state.read_bytes()
+    settings = study.train_settings("digits", "gamma", "0.9", 0)
+    off = dataclasses.replace(study.compute_settings(), tf32=False)
+    with pytest.raises(ComputationMismatchError) as error:
+        training.train(settings, off, prepared, run, log=lambda _: None)
+    assert "tf32: True in the checkpoint (not recorded there" in str(error.value)
+    assert state.read_bytes() == kept
+    metrics = training.train(
+        settings, study.compute_settings(), prepared, run, log=lambda _: None
+    )
+    first, second = metrics["attempts"]
+    assert "tf32" not in first and second["tf32"] is True
+    assert second["code_commit"] and second["device"] == "CPU"
+    read = provenance_summary.run_provenance(metrics)
+    assert read["tf32"] == "True"
+    assert read["code_commit"] == f"unknown+{second['code_commit']}"
+    assert "code_commit" in read["mixed_attempts"]
+    assert provenance_summary.run_commits(metrics) == {
+        "unknown",
+        second["code_commit"],
+    }
 
 
 def _keep_last_saved_variables(monkeypatch) -> dict:

@@ -410,3 +410,28 @@ def test_jobs_that_start_together_claim_the_runs_folder_once(tmp_path):
     assert outcomes == ["ok"] * 64
     assert [path.name for path in runs.iterdir()] == [results_owner.OWNER_FILE]
     assert results_owner.read_owner(runs)["checkout"] == "/home/one/smoothbench"
+
+
+def test_a_run_killed_under_one_commit_and_finished_under_another_is_found(tmp_path):
+    """Its attempts record both commits: --other-commit HEAD finds it though the
+    finishing attempt (and the run-level record) is HEAD's, and the reason names both."""
+    from smoothbench.provenance_summary import run_commits, run_provenance
+
+    study = _study(tmp_path)
+    runs = {(run.value_text, run.seed): run for run in study.runs()}
+    mixed = _finished(study, runs["0.9", 0], commit="head")
+    _finished(study, runs["1.0", 0], commit="head")
+    metrics = json.loads((mixed / "metrics.json").read_text())
+    metrics["attempts"] = [
+        {"precision": "float32", "code_commit": "old", "code_dirty": False},
+        {"precision": "float32", "code_commit": "head", "code_dirty": False},
+    ]
+    (mixed / "metrics.json").write_text(json.dumps(metrics))
+    assert run_commits(metrics) == {"old", "head"}
+    assert "+" in run_provenance(metrics)["code_commit"]  # reported as mixed
+    chosen = {
+        (run.value_text, run.seed): reason
+        for run, _, reason in retire.choose(study, other_commit="head")
+    }
+    assert set(chosen) == {("0.9", 0)}
+    assert "old" in chosen["0.9", 0] and "head" in chosen["0.9", 0]

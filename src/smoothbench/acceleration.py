@@ -13,6 +13,10 @@ Three ``compute`` keys choose them (``src/smoothbench/schemas/config.schema.yaml
   (bfloat16 arithmetic is emulated on most CPUs). The logits layer and the loss stay
   float32 (:mod:`smoothbench.models`); under ``mixed_float16`` Keras wraps the
   optimizer in a dynamic loss scale.
+- ``tf32``: whether GPUs of compute capability 8.0 and newer may round float32
+  matmuls and convolutions to TensorFloat-32 (10-bit mantissas), which TensorFlow and
+  JAX do by default. ``auto`` is off, so that float32 means IEEE float32 on every
+  device, as on the CPU (:func:`resolve_tf32`, set in the backend by :func:`set_tf32`).
 - ``jit_compile``: XLA compilation of the training and evaluation steps. ``auto`` is on
   for JAX (its steps are always compiled; uncompiled JAX runs op by op); on for
   TensorFlow unless ``compute.deterministic`` asks for TensorFlow's op determinism, which
@@ -22,7 +26,9 @@ Three ``compute`` keys choose them (``src/smoothbench/schemas/config.schema.yaml
 
 None of them changes the protocol: the same model, loss, optimizer and schedule, with
 float rounding of a different order. Every attempt records what it used in
-``metrics.json``.
+``metrics.json``. A deterministic run's ``XLA_FLAGS`` say so too: a user's
+``--xla_gpu_deterministic_ops=false`` is overwritten, with a note in the log
+(:func:`agree_xla_determinism`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ from smoothbench.errors import SmoothbenchError
 
 BACKENDS = ("tensorflow", "jax", "torch")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# The oldest GPU (CUDA compute capability) with tensor cores for each mixed precision:
+# auto picks it there, and a resumed run keeps it on any GPU at least as new.
+PRECISION_CAPABILITY = {"mixed_bfloat16": (8, 0), "mixed_float16": (7, 0)}
 
 
 class AccelerationError(SmoothbenchError, ValueError):
@@ -161,20 +170,80 @@ def resolve_precision(
     if not capabilities:
         return "float32", "auto: no GPU"
     oldest = min(capabilities)
-    if oldest >= (8, 0):
-        return (
-            "mixed_bfloat16",
-            f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has bfloat16 tensor cores",
-        )
-    if oldest >= (7, 0):
-        return (
-            "mixed_float16",
-            f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has float16 tensor cores",
-        )
+    for policy, units in (("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")):
+        if precision_supported(policy, capabilities):
+            return (
+                policy,
+                f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has {units} tensor cores",
+            )
     return (
         "float32",
         f"auto: GPU compute capability {oldest[0]}.{oldest[1]} has no tensor cores",
     )
+
+
+def precision_supported(policy: str, capabilities: list[tuple[int, int]]) -> bool:
+    """Whether every GPU of ``capabilities`` has the tensor cores of ``policy`` (float32:
+    every device, the CPU included; a mixed precision: no CPU)."""
+    if policy not in PRECISION_CAPABILITY:
+        return policy in PRECISIONS
+    return bool(capabilities) and min(capabilities) >= PRECISION_CAPABILITY[policy]
+
+
+def resolve_tf32(requested) -> tuple[bool, str]:
+    """(whether float32 matmuls and convolutions may use TF32, why) for ``compute.tf32``."""
+    if requested is True or requested is False:
+        return requested, "compute.tf32"
+    if requested != "auto":
+        raise AccelerationError(
+            f"config key 'compute.tf32': {requested!r} is not one of auto, true, false"
+        )
+    return False, "auto: off, so float32 is IEEE float32 on every device"
+
+
+def set_tf32(enabled: bool) -> None:
+    """Allow (or forbid) TF32 for float32 matmuls and convolutions in the Keras backend
+    in use: TensorFlow's ``enable_tensor_float_32_execution``, JAX's
+    ``jax_default_matmul_precision`` ('tensorfloat32' or 'float32'), PyTorch's
+    ``allow_tf32`` flags. Effective on GPUs of compute capability 8.0 and newer only."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(enabled)
+    elif backend == "jax":
+        import jax
+
+        jax.config.update(
+            "jax_default_matmul_precision", "tensorfloat32" if enabled else "float32"
+        )
+    elif backend == "torch":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
+
+
+def tf32_enabled() -> bool | None:
+    """Whether the backend in use lets float32 matmuls use TF32, as it reports it."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.experimental.tensor_float_32_execution_enabled())
+    if backend == "jax":
+        import jax
+
+        return jax.config.jax_default_matmul_precision in (None, "tensorfloat32")
+    if backend == "torch":
+        import torch
+
+        return bool(torch.backends.cuda.matmul.allow_tf32)
+    return None
 
 
 def resolve_jit_compile(
@@ -209,15 +278,42 @@ def resolve_jit_compile(
 
 
 JAX_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
+_DETERMINISM_FLAG_NAME = JAX_DETERMINISM_FLAG.split("=")[0]
 
 
-def add_jax_determinism_flag(environment=None) -> None:
-    """Append :data:`JAX_DETERMINISM_FLAG` to ``XLA_FLAGS`` (the user's own flags, a
-    cluster's included, are kept), unless a value of that flag is already there."""
+def agree_xla_determinism(
+    deterministic: bool, backend: str, environment=None
+) -> str | None:
+    """Make ``XLA_FLAGS`` say what a deterministic run records: under JAX append
+    :data:`JAX_DETERMINISM_FLAG` (the user's other flags, a cluster's included, are
+    kept); under any backend overwrite a value of that flag that turns it off (the run
+    would record ``deterministic: true`` while XLA's kernels are not). Return the note
+    to log when a user's value was overwritten; a run that is not deterministic is left
+    as it is."""
     environment = os.environ if environment is None else environment
+    if not deterministic:
+        return None
     flags = environment.get("XLA_FLAGS", "").split()
-    if not any(flag.startswith("--xla_gpu_deterministic_ops") for flag in flags):
+    ours = [flag for flag in flags if flag.split("=")[0] == _DETERMINISM_FLAG_NAME]
+    contrary = [
+        flag for flag in ours if flag.partition("=")[2].lower() not in ("", "true", "1")
+    ]
+    if contrary:
+        kept = [flag for flag in flags if flag not in contrary]
+        environment["XLA_FLAGS"] = " ".join(
+            kept
+            if any(flag not in contrary for flag in ours)
+            else [*kept, JAX_DETERMINISM_FLAG]
+        )
+        return (
+            f"note: XLA_FLAGS had {' '.join(contrary)}, but this run is deterministic "
+            f"(compute.deterministic); it runs with {JAX_DETERMINISM_FLAG} instead, as its "
+            "attempt records (set compute.deterministic: false to run XLA's "
+            "non-deterministic kernels)"
+        )
+    if backend == "jax" and not ours:
         environment["XLA_FLAGS"] = " ".join([*flags, JAX_DETERMINISM_FLAG])
+    return None
 
 
 def configure_backend(
@@ -244,8 +340,7 @@ def configure_backend(
                     tf.config.experimental.set_memory_growth(gpu, True)
         if deterministic:
             tf.config.experimental.enable_op_determinism()
-    elif backend == "jax" and deterministic:
-        add_jax_determinism_flag()
+    agree_xla_determinism(deterministic, backend)  # the job logs its note first
     return backend
 
 

@@ -31,7 +31,12 @@ from smoothbench.methods import (
     gamma_range_text,
 )
 from smoothbench.paper import paper_row_labels
-from smoothbench.provenance_summary import COMPUTE_COLUMNS, run_provenance
+from smoothbench.provenance_summary import (
+    COMPUTE_COLUMNS,
+    MIXED_COLUMN,
+    NUMERICS_COLUMNS,
+    run_provenance,
+)
 from smoothbench.rendering import write_csv
 from smoothbench.run_record import (
     CALIBRATION_COLUMNS,
@@ -60,8 +65,10 @@ TABLE_COLUMNS = [
     "calibration_epoch",
     "metrics_file",
 ]
-# How a run was computed (COMPUTE_COLUMNS) and by which code: from its metrics.json's
-# attempts and software, read by smoothbench.provenance_summary.run_provenance.
+# How a run was computed (COMPUTE_COLUMNS), by which code, and the rest of what changes
+# its numbers (NUMERICS_COLUMNS: TF32, device, XLA_FLAGS, library versions), each the
+# values of its attempts joined by '+', and where its attempts differ (MIXED_COLUMN):
+# from its metrics.json's attempts, read by smoothbench.provenance_summary.run_provenance.
 RUNS_COLUMNS = [
     "row",
     "experiment",
@@ -85,6 +92,9 @@ RUNS_COLUMNS = [
     *COMPUTE_COLUMNS,
     "code_commit",
     "code_dirty",
+    "code_version",
+    *NUMERICS_COLUMNS,
+    MIXED_COLUMN,
     "run_folder",
     "metrics_file",
 ]
@@ -97,6 +107,9 @@ _TEXT_COLUMNS = [
     *COMPUTE_COLUMNS,
     "code_commit",
     "code_dirty",
+    "code_version",
+    *NUMERICS_COLUMNS,
+    MIXED_COLUMN,
     "run_folder",
     "metrics_file",
 ]

@@ -3,7 +3,11 @@ device (:mod:`smoothbench.computation`) and reconciled with what the run's check
 recorded, the backend started with it, and the model built and compiled.
 
 :func:`set_up_session` is the training job's one step between reading the prepared data
-and resuming the checkpoint (:mod:`smoothbench.training`).
+and resuming the checkpoint (:mod:`smoothbench.training`); :func:`attempt_record` is
+what the attempt records in the run's ``attempts``: where it ran, its computation
+(:data:`smoothbench.settings.ROUNDING_KEYS`), its device, ``XLA_FLAGS``, and its code
+and library versions (:func:`smoothbench.provenance.attempt_provenance`), so that a run
+whose attempts differ says so (:mod:`smoothbench.provenance_summary`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from smoothbench import acceleration, computation
+from smoothbench import acceleration, computation, provenance
 from smoothbench.checkpoint import (
     CheckpointError,
     Progress,
@@ -53,6 +57,7 @@ class Session:
     model: Any  # what fit() trains (Label Smoothing++ wraps the network)
     optimizer: Any  # the Adam whose variables the checkpoint holds
     parameters: int
+    gpu: bool = False  # whether the backend computes on GPUs (CUDA versions recorded)
 
     @property
     def backend(self) -> str:
@@ -96,6 +101,10 @@ def set_up_session(
     acceleration.prepare_environment(
         early.backend, compute.gpus_given, compute.runs_per_gpu
     )
+    # XLA_FLAGS say what the attempt records (a user's contrary flag is overwritten)
+    note = acceleration.agree_xla_determinism(early.deterministic, early.backend)
+    if note:
+        log(note)
     acceleration.configure_backend(
         compute.threads_per_job,
         early.deterministic,
@@ -112,9 +121,8 @@ def set_up_session(
     pinned = dataclasses.replace(
         compute, backend=early.backend, deterministic=early.deterministic
     )
-    decided = computation.decide(
-        pinned, acceleration.gpu_compute_capabilities(accelerators)
-    )
+    capabilities = acceleration.gpu_compute_capabilities(accelerators)
+    decided = computation.decide(pinned, capabilities)
     decided = dataclasses.replace(
         decided,
         reasons=tuple(
@@ -122,7 +130,12 @@ def set_up_session(
             for key, why in decided.reasons
         ),
     )
-    chosen = computation.reconcile(decided, recorded, compute, run)
+    # a resumed run keeps its recorded values of the keys left to auto (any GPU kind
+    # that supports them), else stops here
+    chosen = computation.reconcile(
+        decided, recorded, compute, run, capabilities=capabilities
+    )
+    acceleration.set_tf32(chosen.tf32)
     from smoothbench.models import (
         count_parameters,
     )  # imports Keras: after the backend is chosen
@@ -137,11 +150,17 @@ def set_up_session(
         model=model,
         optimizer=optimizer,
         parameters=count_parameters(classifier),
+        gpu=bool(capabilities),
     )
 
 
 def attempt_record(progress: Progress, session: Session) -> dict:
-    """Where and how this attempt runs, for metrics.json's ``attempts``."""
+    """Where and how this attempt runs, for metrics.json's ``attempts``: when and on
+    which host and job, its computation (the :data:`ROUNDING_KEYS`), its ``device``,
+    the ``XLA_FLAGS`` it ran with, its code (``code_version``, ``code_commit``,
+    ``code_dirty``) and library ``versions``. An attempt written before a key existed
+    lacks it: :data:`smoothbench.computation.UNRECORDED` says how the resume check reads
+    it, :func:`smoothbench.provenance_summary.run_provenance` how the tables do."""
     in_progress = progress.in_progress
     return {
         "started_at_epoch": len(progress.rows),
@@ -151,4 +170,7 @@ def attempt_record(progress: Progress, session: Session) -> dict:
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         **session.computation.as_dict(),
+        "device": session.device,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        **provenance.attempt_provenance(session.backend, session.gpu),
     }

@@ -158,9 +158,13 @@ class RunSettings:
         return self.optimizer["schedule"]
 
 
-# The compute keys that change how a step is computed (float rounding, kernel order):
-# a run is computed one way from its first epoch to its last.
+# The compute keys that change how a step is computed (float rounding, kernel order)
+# and that smoothbench-tune measures and writes (ComputeSettings.requested).
 COMPUTATION_KEYS = ("backend", "precision", "jit_compile", "deterministic")
+# Every compute key that changes a run's rounding: the measured ones and TF32, which no
+# measurement chooses. A run is computed one way from its first epoch to its last: each
+# attempt records them, and a resume keeps them or stops (smoothbench.computation).
+ROUNDING_KEYS = (*COMPUTATION_KEYS, "tf32")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +173,7 @@ class ComputeSettings:
     schema (``src/smoothbench/schemas/config.schema.yaml`` describes each field), the
     experiment's own entry of ``compute.experiments`` applied, and ``gpus_given``, which
     the job's adapter sets. None of it changes a run's numbers except the
-    :data:`COMPUTATION_KEYS`, which :mod:`smoothbench.computation` resolves (the same
+    :data:`ROUNDING_KEYS`, which :mod:`smoothbench.computation` resolves (the same
     config gives the same computation on every machine of one kind); changing any of
     them never retrains a finished run."""
 
@@ -182,6 +186,7 @@ class ComputeSettings:
     precision: str
     jit_compile: bool | str  # true, false or "auto"
     deterministic: bool | str  # true, false or "auto"
+    tf32: bool | str  # true, false or "auto"
     verify_checksums: bool
     checkpoint_minutes: float
     progress_seconds: float
