@@ -251,3 +251,69 @@ def test_a_benchmark_csv_gives_the_median_of_its_rounds_per_variant(tmp_path):
     ] == [300]
     with pytest.raises(cost.CostError, match="no 'ours-xla' rows"):
         cost.read_benchmark(path, "ours-xla")
+
+
+def test_the_command_answers_from_an_empty_folder_at_the_papers_rates(tmp_path):
+    """No benchmark file, no --rate: the paper's own rates, labelled, and exit 0 (the
+    command a new user runs first, as installed, from a folder of their own)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    process = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("smoothbench-cost")),
+            "--configfile",
+            str(REPOSITORY / "config.yaml"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing measured, nothing written
+    lines = process.stdout.splitlines()
+    assert printed_total(process.stdout) == (108, Decimal("2127.03"))  # docs/cost.md
+    assert "throughput from: the paper's rate (2 x P100)" in process.stdout
+    rates = next(line for line in lines if line.startswith("rates used: "))
+    assert "the paper's rates, not this machine's" in rates
+    assert "1,430 images/s" in rates and "GTX 1080 Ti" in rates
+    assert "154 images/s" in rates and "two P100s" in rates
+    assert "docs/cost.md" in rates
+
+
+def test_the_bill_says_which_rates_and_names_only_scripts_that_exist(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    demo = str(REPOSITORY / "config" / "demo.yaml")
+    # a checkout: the benchmark script is named, by a path that exists
+    assert cli.cost_main(["--configfile", demo]) == 0
+    printed = capsys.readouterr().out
+    assert "the paper's rates, not this machine's" in printed
+    assert f"python {REPOSITORY / 'benchmarks' / 'benchmark_training.py'}" in printed
+    # an installed package has no benchmarks/ folder: no script named, here or in errors
+    monkeypatch.setattr(cost, "benchmark_script", lambda: None)
+    assert cli.cost_main(["--configfile", demo]) == 0
+    printed = capsys.readouterr().out
+    assert "benchmark" not in printed and "--rate NETWORK@SIDE" in printed
+    with pytest.raises(cost.CostError) as caught:
+        cost.rate_for(cost.PAPER_RATES, "resnet_v1-56", 32)
+    assert "benchmark" not in str(caught.value)
+    # a measured file, where there is one, wins; the paper's rates only when asked for
+    measured = tmp_path / "results" / "benchmarks" / "throughput.csv"
+    measured.parent.mkdir(parents=True)
+    measured.write_text(
+        "configuration,variant,round,model,depth,image_shape,images_per_second,device\n"
+        "r20,ours,1,resnet_v1,20,8x8x1,5000,CPU\n"
+    )
+    assert cli.cost_main(["--configfile", demo]) == 0
+    printed = capsys.readouterr().out
+    assert "throughput from: throughput.csv (CPU, ours, median of 1)" in printed
+    assert "paper" not in printed
+    assert cli.cost_main(["--configfile", demo, "--paper-rates"]) == 0
+    assert "the paper's rates, not this machine's" in capsys.readouterr().out
+    # a stated rate replaces the paper's for its network only
+    assert cli.cost_main(["--configfile", demo, "--rate", "resnet_v1-20@8=900"]) == 0
+    printed = capsys.readouterr().out
+    assert "throughput from: stated" in printed and "rates used" not in printed

@@ -15,10 +15,10 @@
 
 ``smoothbench-cost``: the estimated GPU-hours of a study before it runs, per experiment,
 per dataset and in total (``--per-run``: every job too), from the benchmark's throughput
-or a stated one (see :mod:`smoothbench.cost`).
+or a stated one, else at the paper's own rates (see :mod:`smoothbench.cost`).
 
     smoothbench-cost [--configfile config.yaml ...] [--config KEY=VALUE ...]
-                     [--throughput results/benchmarks/throughput.csv]
+                     [--throughput results/benchmarks/throughput.csv | --paper-rates]
                      [--rate resnet_v2-83@72=900 ...] [--per-run] [--csv FILE]
 
 Every tool takes ``--version`` (:func:`add_version_option`) and says in ``--help`` what it
@@ -319,7 +319,12 @@ def tables_main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        status = f"Interim: {len(finished)} of {total} runs finished; '-' also marks the unfinished ones."
+        # Interim only while runs are missing: with every run finished, no such note
+        status = (
+            f"Interim: {len(finished)} of {total} runs finished; '-' also marks the unfinished ones."
+            if unfinished
+            else None
+        )
         chosen = study.config["tables"]
         # as the workflow does: runs.csv first (every file checked), the tables from it
         runs_file = Path(arguments.output) / runs_table.RUNS_FILE
@@ -355,10 +360,14 @@ def cost_main(argv: list[str] | None = None) -> int:
         "smoothbench-cost",
         "Estimate the GPU-hours of the training jobs a config plans, before they run: per\n"
         "experiment, per dataset and in total (--per-run lists every job too), priced at\n"
-        "the benchmark's throughput or at stated rates. Each job is rounded once and the\n"
-        "subtotals and the total are sums of those figures, so they add up as printed.",
+        "the benchmark's measured throughput where there is one (results/benchmarks/\n"
+        "throughput.csv or --throughput), at stated rates (--rate), else at the paper's own\n"
+        "rates (a GTX 1080 Ti and two P100s); it says which rates it used. Each job is\n"
+        "rounded once and the subtotals and the total are sums of those figures, so they\n"
+        "add up as printed.",
         [
-            "smoothbench-cost                          # with results/benchmarks/throughput.csv",
+            "smoothbench-cost                          # measured throughput, else the paper's rates",
+            "smoothbench-cost --paper-rates            # the paper's rates, even where measured",
             "smoothbench-cost --rate resnet_v1-20@32=1430 --rate resnet_v2-83@72=154",
             "smoothbench-cost --configfile config/demo.yaml --rate resnet_v1-20@32=1430 --per-run",
             "smoothbench-cost --configfile config.yaml mine.yaml --config 'protocol={epochs: 100}'",
@@ -367,9 +376,16 @@ def cost_main(argv: list[str] | None = None) -> int:
     add_study_arguments(parser)
     # where benchmarks/benchmark_training.py writes
     benchmark_csv = Path("results/benchmarks/throughput.csv")
-    parser.add_argument(
+    sources = parser.add_mutually_exclusive_group()
+    sources.add_argument(
         "--throughput",
-        help=f"a benchmark CSV (default: {benchmark_csv} when it exists)",
+        help=f"a benchmark CSV, measured (default: {benchmark_csv} when it exists, "
+        "else the paper's rates)",
+    )
+    sources.add_argument(
+        "--paper-rates",
+        action="store_true",
+        help="price at the paper's own rates (docs/cost.md) even where a benchmark CSV exists",
     )
     parser.add_argument(
         "--variant",
@@ -411,17 +427,18 @@ def cost_main(argv: list[str] | None = None) -> int:
 
     try:
         study = study_from_arguments(arguments)
-        rates = []
+        # measured where there is a file (never measured here, unasked), stated rates
+        # over it; without a file, the paper's rates for every network not stated
         throughput = arguments.throughput or (
-            benchmark_csv if benchmark_csv.is_file() else None
+            benchmark_csv
+            if benchmark_csv.is_file() and not arguments.paper_rates
+            else None
         )
+        stated = [cost.parse_rate(text) for text in arguments.rate]
         if throughput:
-            rates += cost.read_benchmark(throughput, arguments.variant)
-        rates += [cost.parse_rate(text) for text in arguments.rate]
-        if not rates:
-            raise cost.CostError(
-                "no throughput: run benchmarks/benchmark_training.py first, or pass --throughput or --rate"
-            )
+            rates = cost.read_benchmark(throughput, arguments.variant) + stated
+        else:
+            rates = cost.with_paper_rates(stated)
         speedup = (
             cost.DEFAULT_EVALUATION_SPEEDUP
             if arguments.evaluation_speedup is None

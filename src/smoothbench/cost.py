@@ -7,8 +7,10 @@ sharing a GPU each pay 1/N of its hours; the throughput is still that of a run a
 unless a rate measured with N runs sharing the GPU is given, so a shared run's hours
 are a lower bound). Throughput is images per second
 of our training step at the run's model, depth and image side, from the benchmark's CSV
-(``benchmarks/benchmark_training.py`` writes ``results/benchmarks/throughput.csv``) or
-stated by hand (``--rate resnet_v2-83@72=900``). A side that was not measured is scaled
+(``benchmarks/benchmark_training.py`` of a checkout writes
+``results/benchmarks/throughput.csv``) or stated by hand (``--rate resnet_v2-83@72=900``);
+without either, the paper's own rates (:data:`PAPER_RATES`: a GTX 1080 Ti and two
+P100s, docs/cost.md), labelled as such. A side that was not measured is scaled
 from the nearest measured side of the same network by pixel count (compute grows with
 height x width); a network that was not measured at all is an error naming it.
 Evaluation (inference only, larger batches) is taken as ``evaluation_speedup`` times
@@ -70,6 +72,51 @@ class Rate:
     source: str
 
 
+# The rates our sources state, for a bill before anything is measured (docs/cost.md): the
+# Keras example's 35 s per CIFAR-10 epoch (50,000 images) for ResNet-20 v1 on a GTX
+# 1080 Ti, and the paper's 8,000 s per ImageNet epoch (1,232,167 images) for ResNet
+# v2-83 on two P100s, rounded as docs/cost.md prints them.
+PAPER_RATE_SOURCE = "the paper's rate"
+PAPER_RATES = (
+    Rate("resnet_v1-20", 32, 1430.0, f"{PAPER_RATE_SOURCE} (GTX 1080 Ti)"),
+    Rate("resnet_v2-83", 72, 154.0, f"{PAPER_RATE_SOURCE} (2 x P100)"),
+)
+PAPER_RATES_NOTE = (
+    "the paper's rates, not this machine's: resnet_v1-20@32 = 1,430 images/s (the Keras "
+    "CIFAR-10 example's 35 s per epoch on a GTX 1080 Ti) and resnet_v2-83@72 = 154 "
+    "images/s (the paper's 8,000 s per ImageNet epoch on two P100s), other sides scaled "
+    "by pixel count; sources in docs/cost.md"
+)
+
+
+def benchmark_script() -> Path | None:
+    """The throughput benchmark of the checkout this package runs from; None for an
+    installed package, which has no benchmarks/ folder."""
+    script = (
+        Path(__file__).resolve().parents[2] / "benchmarks" / "benchmark_training.py"
+    )
+    return script if script.is_file() else None
+
+
+def measure_advice() -> str:
+    """How to price at the speed of one's own GPU, naming the benchmark script only
+    where it exists (a checkout)."""
+    script = benchmark_script()
+    measure = (
+        f"measure it there with python {script} and pass --throughput with the CSV it "
+        "writes, or "
+        if script
+        else ""
+    )
+    return f"{measure}state images/s you measured with --rate NETWORK@SIDE=IMAGES_PER_SECOND"
+
+
+def with_paper_rates(rates: list[Rate]) -> list[Rate]:
+    """``rates`` (stated ones), and the paper's for every network they leave out."""
+    stated = {rate.network for rate in rates}
+    return [rate for rate in PAPER_RATES if rate.network not in stated] + list(rates)
+
+
 def parse_rate(text: str) -> Rate:
     """``resnet_v2-83@72=900`` -> Rate('resnet_v2-83', 72, 900.0, 'stated')."""
     try:
@@ -97,9 +144,7 @@ def read_benchmark(path: Path | str, variant: str = "ours") -> list[Rate]:
                     (f"{row['model']}-{row['depth']}", side), []
                 ).append(row)
     if not measured:
-        raise CostError(
-            f"{path}: no {variant!r} rows; run benchmarks/benchmark_training.py to measure"
-        )
+        raise CostError(f"{path}: no {variant!r} rows; {measure_advice()}")
     return [
         Rate(
             network,
@@ -119,9 +164,11 @@ def rate_for(rates: list[Rate], network: str, side: int) -> tuple[float, str]:
             ", ".join(sorted({f"{rate.network}@{rate.side}" for rate in rates}))
             or "none"
         )
+        script = benchmark_script()
+        measure = f"measure it with python {script} or " if script else ""
         raise CostError(
-            f"no throughput for {network} (measured or stated: {known}); run benchmarks/benchmark_training.py "
-            f"with it or pass --rate {network}@{side}=IMAGES_PER_SECOND"
+            f"no throughput for {network} (measured or stated: {known}); {measure}pass "
+            f"--rate {network}@{side}=IMAGES_PER_SECOND"
         )
     exact = [rate for rate in own if rate.side == side]
     if exact:
@@ -381,6 +428,11 @@ def render(bill: Bill, per_run: bool = False) -> str:
     )
     sources = sorted({row["rate_source"] for row in bill.runs})
     lines.append("throughput from: " + "; ".join(sources))
+    if any(source.startswith(PAPER_RATE_SOURCE) for source in sources):
+        lines.append(f"rates used: {PAPER_RATES_NOTE}.")
+        lines.append(
+            f"To price at the speed of the GPU you will train on: {measure_advice()}."
+        )
     return "\n".join(lines)
 
 
