@@ -367,3 +367,79 @@ def test_a_c_matrix_with_equal_off_diagonal_values_still_draws(tmp_path):
         matrix, ["a", "b", "c"], "uniform C", tmp_path / "c"
     )
     assert [path.suffix for path in written] == [".png", ".pdf"]
+
+
+def _gain_figure(tmp_path, accuracies: dict[float, tuple[float, ...]]):
+    """The gain figure of digits runs with these accuracies per gamma (one per seed), and
+    Table 3's frames of the same runs."""
+    from smoothbench import tables
+    from smoothbench.paper import best_versus_baseline, paper_cells
+
+    seeds = len(next(iter(accuracies.values())))
+    study = _digits_study(seeds=tuple(range(seeds)))
+    files = [
+        write_metrics(tmp_path, "digits", gamma, seed, accuracy, study)
+        for gamma, values in accuracies.items()
+        for seed, accuracy in enumerate(values)
+    ]
+    runs = runs_table.collect_runs(study, files)
+    frames = tables.table_frames(study, runs)
+    figure = plots.gain_over_baseline_figure(
+        best_versus_baseline(tables.summarize_cells(runs), list(study.experiments)),
+        best_versus_baseline(paper_cells()),
+        runs_table.row_labels(study),
+        paired=frames["paired_differences"],
+    )
+    return (
+        figure,
+        frames,
+        tables.table3_rows(frames["table3"], study, frames["paired_differences"]),
+    )
+
+
+def _error_bars(axis) -> list[tuple[float, float]]:
+    from matplotlib.container import ErrorbarContainer
+
+    bars = []
+    for container in axis.containers:
+        if isinstance(container, ErrorbarContainer):
+            (segment,) = container.lines[2][0].get_segments()
+            bars.append((float(segment[0][1]), float(segment[1][1])))
+    return bars
+
+
+def test_the_gain_plot_carries_table3s_interval_and_mark(tmp_path):
+    # gamma 0.9 best on average, but one seed of three below gamma = 1: within noise
+    figure, frames, rows = _gain_figure(
+        tmp_path / "noise",
+        {1.0: (0.95, 0.96, 0.97), 0.9: (0.99, 0.95, 0.98), 0.8: (0.90, 0.90, 0.90)},
+    )
+    axis = figure.axes[0]
+    record = frames["table3"].iloc[0]
+    assert rows[0][2] == "0.9†"  # Table 3's cell
+    paired = frames["paired_differences"].set_index("value").loc[0.9]
+    best = record["best_percent"]
+    [(lower, upper)] = _error_bars(axis)
+    assert lower == pytest.approx(paired["ci95_lower_points"] / best * 100)
+    assert upper == pytest.approx(paired["ci95_upper_points"] / best * 100)
+    assert lower < 0 < upper  # the bar's interval contains 0: the mark
+    labels = [text.get_text() for text in axis.texts]
+    assert "γ 0.9†" in labels
+    assert "†: within seed noise" in figure.get_supxlabel().replace("\n", " ")
+    # a gain every seed shows: an interval clear of 0 and no mark, as in Table 3
+    figure, frames, rows = _gain_figure(
+        tmp_path / "holds",
+        {1.0: (0.90, 0.91, 0.92), 0.9: (0.95, 0.97, 0.96), 0.8: (0.90, 0.90, 0.90)},
+    )
+    axis = figure.axes[0]
+    assert rows[0][2] == "0.9"
+    [(lower, upper)] = _error_bars(axis)
+    assert 0 < lower < upper
+    assert [text.get_text() for text in axis.texts if "γ" in text.get_text()] == [
+        "γ 0.9"
+    ]
+    # one seed: no interval, no mark
+    figure, _, rows = _gain_figure(
+        tmp_path / "one", {1.0: (0.90,), 0.9: (0.95,), 0.8: (0.91,)}
+    )
+    assert _error_bars(figure.axes[0]) == [] and rows[0][2] == "0.9"

@@ -12,6 +12,7 @@ import yaml
 from conftest import REPOSITORY
 
 from smoothbench import run_record, status
+from smoothbench.progress import format_duration
 from smoothbench.study import load_study
 
 EPOCHS = 4
@@ -144,7 +145,19 @@ def test_a_half_finished_study_with_etas(tmp_path):
     assert totals["study_eta_seconds"] == left  # one run trains now
     text = status.render(study, list(statuses.values()), now)
     assert "epoch 1 of 0..3 step 5/10" in text
-    assert "at 1 runs training at once, the study ends in about" in text
+    # one run: "1 run", and how sure the ETA is, from the paces seen (20 to 40 s/epoch)
+    assert totals["study_eta_range_seconds"] == [70.0 + 7 * 20, 70.0 + 7 * 40]
+    assert totals["timed_epochs"] == 4 + 1 + 2 + 3
+    assert "runs training" not in text
+    lines = text.splitlines()
+    assert lines[-2] == (
+        "at 1 run training at once, the study ends in about " + format_duration(left)
+    )
+    assert lines[-1] == (
+        "  how sure: projected from 10 timed epochs, with 1 run training at once until "
+        "the end; at the fastest and the slowest pace seen per experiment, "
+        f"{format_duration(70.0 + 7 * 20)} to {format_duration(70.0 + 7 * 40)}"
+    )
 
 
 def test_a_failed_run_names_its_error_and_its_log(tmp_path):

@@ -8,6 +8,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPOSITORY
@@ -455,6 +456,59 @@ def test_interim_tables_use_the_finished_runs_and_mark_the_rest(tmp_path, capsys
         tables_main([*arguments[:4], "--output", str(tmp_path / "results" / "tables")])
         == 2
     )
+    # with every run finished, the tables say nothing of an interim
+    write_metrics(tmp_path / "results", "digits", 0.8, 0, 0.93)
+    assert tables_main(arguments) == 0
+    assert "3 of 3 runs finished" in capsys.readouterr().out
+    for name in ("table1.md", "table2.md", "table3.md", "table2.html", "table3.tex"):
+        assert "Interim" not in (tmp_path / "interim" / name).read_text(), name
+    assert markdown_cells(tmp_path / "interim" / "table2.md")["digits"] == [
+        "-",
+        "-",
+        "93.00",
+        "95.00",
+        "90.00",
+    ]
+
+
+def test_table3_lists_gammas_tied_at_the_printed_precision_as_ties(tmp_path):
+    """The demo's case, from fixed values: gamma 0.7 and 0.8 both reach 353 of 360
+    correct over two seeds (98.06 %), but as the float32 accuracies Keras reports,
+    0.7's two seeds at 353/360 and 0.8's at 354/360 and 352/360, their means differ
+    in the seventh digit."""
+
+    def float32(correct: int) -> float:
+        return float(np.float32(correct / 360))
+
+    seeds = {
+        1.0: (float32(350), float32(351)),
+        0.9: (float32(352), float32(352)),
+        0.8: (float32(354), float32(352)),
+        0.7: (float32(353), float32(353)),
+    }
+    study = load_study(
+        {**_digits_config(), "seeds": [0, 1], "gamma_grid": {"min_numerator": 7}}
+    )
+    files = [
+        write_metrics(tmp_path, "digits", gamma, seed, accuracy, study)
+        for gamma, accuracies in seeds.items()
+        for seed, accuracy in enumerate(accuracies)
+    ]
+    frames = make_tables(study, files, tmp_path / "tables")
+    cells = frames["cells"].set_index("gamma")["mean_percent"]
+    assert cells[0.8] != cells[0.7]  # not equal as floats ...
+    assert abs(cells[0.8] - cells[0.7]) < 1e-5  # ... but equal as printed: 98.06
+    assert f"{cells[0.8]:.2f}" == f"{cells[0.7]:.2f}" == "98.06"
+    record = frames["table3"].iloc[0]
+    assert record["best_gamma"] == "0.7, 0.8"
+    row = markdown_cells(tmp_path / "tables" / "table3.md")["digits"]
+    assert row[0].startswith("98.06") and row[1].replace("†", "") == "0.7, 0.8"
+    assert (
+        "γ best lists every γ that reaches the best value as printed"
+        in (tmp_path / "tables" / "table3.md").read_text()
+    )
+    # a gamma below the best at the printed precision is not listed
+    assert "0.9" not in record["best_gamma"]
 
 
 # ---------------------------------------------------------------- runs of another config, calibration

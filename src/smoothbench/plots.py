@@ -7,7 +7,9 @@
   markers at their equivalent gamma, 1 - alpha + alpha/K; the gamma axis spans the
   gammas drawn;
 - :func:`plot_gain_over_baseline`: Table 3's diff % per data set as bars, ours beside
-  the paper's (recomputed from its Tables 1-2).
+  the paper's (recomputed from its Tables 1-2), ours with Table 3's uncertainty: the
+  95 % interval of the paired gain as an error bar and the best γ above the bar, marked
+  † where that gain is within seed noise.
 
 The figures of one experiment's runs (training curves, reliability, LS++'s C) are
 :mod:`smoothbench.experiment_plots`'.
@@ -28,12 +30,13 @@ import numpy as np
 import pandas as pd
 
 from smoothbench import storage
+from smoothbench.analysis import paired_differences
 from smoothbench.methods import equivalent_gamma
 from smoothbench.paper import best_versus_baseline, paper_cells
 from smoothbench.provenance_summary import provenance_line
 from smoothbench.run_record import format_value
 from smoothbench.runs_table import row_labels
-from smoothbench.tables import summarize_cells
+from smoothbench.tables import NOISE_MARK, marked_best_gamma, summarize_cells
 
 FORMATS = ("png", "pdf")
 OURS_COLOR = "#1f5fa8"
@@ -278,16 +281,57 @@ def plot_accuracy_versus_gamma(
     )
 
 
-def plot_gain_over_baseline(
+# The gain figure's footnote: its error bars and its mark are Table 3's (smoothbench.tables).
+GAIN_NOTE = (
+    "Error bars: the 95 % interval of the best γ's gain over γ = 1, paired by seed, in "
+    f"diff %. {NOISE_MARK}: within seed noise (the interval contains 0), as in Table 3."
+)
+
+
+def gain_interval(
+    experiment: str, best_gamma: str, best_percent: float, paired: pd.DataFrame
+) -> tuple[float, float] | None:
+    """The 95 % interval of the gain of an experiment's best gamma(s) over gamma = 1, in
+    diff % (the paired interval in points / best x 100, as diff % divides the gain by
+    the best); None where a best gamma has none (one seed, gamma = 1 itself the best)."""
+    own = paired[(paired["experiment"] == experiment) & (paired["method"] == "gamma")]
+    bounds = dict(
+        zip(
+            own["value"].map(format_value),
+            zip(own["ci95_lower_points"], own["ci95_upper_points"]),
+        )
+    )
+    found = [bounds.get(gamma) for gamma in best_gamma.split(", ")]
+    if not found or None in found or best_percent <= 0:
+        return None
+    lower, upper = min(low for low, _ in found), max(high for _, high in found)
+    if not (np.isfinite(lower) and np.isfinite(upper)):
+        return None
+    return lower / best_percent * 100, upper / best_percent * 100
+
+
+def gain_over_baseline_figure(
     ours: pd.DataFrame,
     paper: pd.DataFrame,
     labels: dict[str, str],
-    stem: Path | str,
     provenance: str = "",
-) -> list[Path]:
-    """Table 3's diff % per data set: ours beside the paper's (recomputed from its Tables 1-2)."""
+    paired: pd.DataFrame | None = None,
+):
+    """Table 3's diff % per data set, ours beside the paper's (recomputed from its
+    Tables 1-2), unsaved (so a test can read its artists). With ``paired`` (the paired
+    differences, :func:`smoothbench.analysis.paired_differences`), as Table 3 has them:
+    each of our bars carries the 95 % interval of its gain as an error bar, and is
+    labelled with its best γ, marked † where that gain is within seed noise."""
     names = list(labels)
-    figure, axes = new_figure(1, 1, width=max(4.0, 0.75 * len(names) + 2), height=3.4)
+    footnote = " ".join(
+        part for part in (GAIN_NOTE if paired is not None else "", provenance) if part
+    )
+    figure_width = max(4.0, 0.75 * len(names) + 2)
+    # the panel keeps its height however long the footnote under it (set_title's wrap)
+    footnote_lines = len(textwrap.wrap(footnote, max(50, int(18 * figure_width))))
+    figure, axes = new_figure(
+        1, 1, width=figure_width, height=3.4 + 0.16 * footnote_lines
+    )
     axis = axes[0, 0]
     positions = np.arange(len(names))
     width = 0.38
@@ -314,7 +358,8 @@ def plot_gain_over_baseline(
             color=PAPER_COLOR,
             label="paper (from its Tables 1-2)",
         )
-    for position, value in zip(positions, ours_values):
+    records = {record.experiment: record for record in ours.itertuples()}
+    for position, value, name in zip(positions, ours_values, names):
         if np.isnan(value):
             axis.annotate(
                 "no γ = 1",
@@ -324,6 +369,34 @@ def plot_gain_over_baseline(
                 fontsize="x-small",
                 rotation=90,
             )
+            continue
+        if paired is None or name not in records:
+            continue
+        record = records[name]
+        top = max(value, 0.0)
+        interval = gain_interval(name, record.best_gamma, record.best_percent, paired)
+        if interval is not None:
+            lower, upper = interval
+            axis.errorbar(
+                position - offset,
+                value,
+                yerr=[[max(value - lower, 0.0)], [max(upper - value, 0.0)]],
+                fmt="none",
+                ecolor="black",
+                elinewidth=1,
+                capsize=3,
+                zorder=4,
+            )
+            top = max(top, upper)
+        axis.annotate(
+            "γ " + marked_best_gamma(name, record.best_gamma, paired),
+            (position - offset, top),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize="x-small",
+        )
     axis.set_xlim(-0.75, len(names) - 0.25)
     axis.axhline(0, color="black", linewidth=0.8)
     axis.set_xticks(
@@ -332,9 +405,25 @@ def plot_gain_over_baseline(
     axis.set_ylabel("gain over γ = 1 (diff %)")
     axis.set_title("Best γ against plain cross-entropy: (best - base) / best x 100")
     axis.grid(axis="y", alpha=0.3)
+    axis.margins(y=0.12)  # room for the labels above the bars
     axis.legend(fontsize="small")
-    set_title(figure, "", provenance)
-    return save_figure(figure, stem)
+    set_title(figure, "", footnote)
+    return figure
+
+
+def plot_gain_over_baseline(
+    ours: pd.DataFrame,
+    paper: pd.DataFrame,
+    labels: dict[str, str],
+    stem: Path | str,
+    provenance: str = "",
+    paired: pd.DataFrame | None = None,
+) -> list[Path]:
+    """Table 3's diff % per data set: ours beside the paper's (recomputed from its
+    Tables 1-2), with Table 3's interval and † where ``paired`` is given."""
+    return save_figure(
+        gain_over_baseline_figure(ours, paper, labels, provenance, paired), stem
+    )
 
 
 # ---------------------------------------------------------------- what the rule calls
@@ -351,6 +440,8 @@ def write_summary_plots(study, runs: pd.DataFrame, folder: Path | str) -> list[P
     # the gain is the paper's (best gamma over gamma = 1): summarize_cells keeps gamma runs
     ours = best_versus_baseline(summarize_cells(runs), list(study.experiments))
     theirs = best_versus_baseline(paper)
+    # its interval and mark as Table 3's: the differences paired by seed
+    paired = paired_differences(runs, study)
     drawn = provenance_line(runs[runs["experiment"].isin(labels)])
     gammas = provenance_line(runs[runs["method"] == "gamma"])
     return [
@@ -358,6 +449,6 @@ def write_summary_plots(study, runs: pd.DataFrame, folder: Path | str) -> list[P
             runs, paper, labels, folder / "accuracy_vs_gamma", drawn
         ),
         *plot_gain_over_baseline(
-            ours, theirs, labels, folder / "gain_over_baseline", gammas
+            ours, theirs, labels, folder / "gain_over_baseline", gammas, paired
         ),
     ]

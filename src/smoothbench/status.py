@@ -61,6 +61,7 @@ class RunStatus:
     accuracy: float | None = None  # best (done) or last (otherwise) val_accuracy
     seconds_per_epoch: float | None = None
     eta_seconds: float | None = None  # training left in this run
+    eta_from_pace: bool = False  # eta_seconds from its experiment's mean pace
     detail: str = ""  # the error of a failed run, where a stalled one ran, ...
     provenance: dict | None = None  # a done run's code and compute (provenance_summary)
 
@@ -171,7 +172,41 @@ def study_status(
         seconds = _mean(pace.get(status.run.experiment, []))
         if status.eta_seconds is None and seconds is not None:
             status.eta_seconds = (status.epochs - status.epochs_done) * seconds
+            status.eta_from_pace = True
     return statuses
+
+
+def eta_range(statuses: list[RunStatus]) -> tuple[float, float]:
+    """The training left (seconds, over the runs whose pace is known) if every run
+    projected from its experiment's pace went at the fastest or at the slowest pace
+    seen in that experiment: how far the study's ETA may be off, from the spread of
+    the paces measured so far."""
+    paces: dict[str, list[float]] = {}
+    for status in statuses:
+        if status.seconds_per_epoch is not None:
+            paces.setdefault(status.run.experiment, []).append(status.seconds_per_epoch)
+    fastest = slowest = 0.0
+    for status in statuses:
+        if status.state == "done" or status.eta_seconds is None:
+            continue
+        own = paces.get(status.run.experiment)
+        if status.eta_from_pace and own:
+            left = status.epochs - status.epochs_done
+            fastest += left * min(own)
+            slowest += left * max(own)
+        else:
+            fastest += status.eta_seconds
+            slowest += status.eta_seconds
+    return fastest, slowest
+
+
+def timed_epochs(statuses: list[RunStatus]) -> int:
+    """The epochs whose seconds the paces come from."""
+    return sum(
+        status.epochs_done
+        for status in statuses
+        if status.seconds_per_epoch is not None
+    )
 
 
 def summary(statuses: list[RunStatus]) -> dict:
@@ -186,12 +221,20 @@ def summary(statuses: list[RunStatus]) -> dict:
     ]
     left = sum(known)
     running = counts["running"]
+    fastest, slowest = eta_range(statuses)
     return {
         "runs": len(statuses),
         "counts": counts,
         "training_left_seconds": round(left, 1),
         "runs_without_pace": len(open_runs) - len(known),
         "study_eta_seconds": round(left / running, 1) if running else None,
+        # the study's ETA at the fastest and the slowest pace seen per experiment
+        "study_eta_range_seconds": (
+            [round(fastest / running, 1), round(slowest / running, 1)]
+            if running
+            else None
+        ),
+        "timed_epochs": timed_epochs(statuses),
     }
 
 
@@ -290,11 +333,36 @@ def render(study: Study, statuses: list[RunStatus], now: float) -> str:
             )
         lines.append(left)
         if totals["study_eta_seconds"] is not None:
-            lines.append(
-                f"at {totals['counts']['running']} runs training at once, the study ends in "
-                f"about {format_duration(totals['study_eta_seconds'])}"
-            )
+            lines += eta_lines(totals)
     return "\n".join(lines)
+
+
+def eta_lines(totals: dict) -> list[str]:
+    """The study's ETA (:func:`summary`'s totals) and how sure it is: a projection
+    from the epochs timed so far at the parallelism of now, within the range the
+    fastest and the slowest pace seen per experiment give."""
+    running = totals["counts"]["running"]
+    runs = "run" if running == 1 else "runs"
+    fastest, slowest = totals["study_eta_range_seconds"]
+    epochs = totals["timed_epochs"]
+    basis = (
+        f"projected from {epochs} timed epoch{'' if epochs == 1 else 's'}, with "
+        f"{running} {runs} training at once until the end"
+    )
+    if format_duration(fastest) == format_duration(slowest):
+        spread = "the runs timed so far keep one pace; more epochs make it surer"
+    else:
+        spread = (
+            f"at the fastest and the slowest pace seen per experiment, "
+            f"{format_duration(fastest)} to {format_duration(slowest)}"
+        )
+    if totals["runs_without_pace"]:
+        spread += "; runs without a pace yet are not counted"
+    return [
+        f"at {running} {runs} training at once, the study ends in about "
+        f"{format_duration(totals['study_eta_seconds'])}",
+        f"  how sure: {basis}; {spread}",
+    ]
 
 
 def watch(

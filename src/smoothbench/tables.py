@@ -245,7 +245,7 @@ TABLE3_TITLE = "Table 3: the best accuracy over γ against γ = 1"
 TABLE3_HEADER = ["Data set", "Best", "γ best", "Acc. γ = 1", "diff %"]
 TABLE3_NOTES = (
     "diff % = (best - base) / best x 100, base = the accuracy at γ = 1 ('-' where γ = 1 was not run).",
-    "γ best lists every γ that reaches the best value.",
+    "γ best lists every γ that reaches the best value as printed (two decimals).",
     NOISE_NOTE,
 )
 
