@@ -79,8 +79,14 @@ $(UV_VENV)/bin/uv:
 	$(PYTHON) -m venv $(UV_VENV)
 	$(UV_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
+# The workflow writes the study's report itself at the end of the run (every study does:
+# workflow/Snakefile's onsuccess); the demo then says where it is and what to try next.
+DEMO_REPORT := results/demo/report.html
 demo: setup
-	$(BIN)/snakemake --cores 2 --configfile config/demo.yaml --report results/demo/report.html --report-after-run
+	$(BIN)/snakemake --cores 2 --configfile config/demo.yaml
+	@echo "The demo's report: $(DEMO_REPORT)"
+	@echo "Open it in a web browser (one self-contained file, no network needed): xdg-open $(DEMO_REPORT) (macOS: open $(DEMO_REPORT))"
+	@echo "Next: source $(VENV)/bin/activate, then snakemake -n plans the paper's study; for a study of your own, see README.md, 'Your own study'"
 
 # Real Fashion-MNIST images for the offline tests: Debian's package, installed when we are root.
 fashion-mnist:

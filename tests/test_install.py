@@ -244,6 +244,41 @@ def test_make_setup_reinstalls_when_its_lock_changes(tmp_path):
     assert install not in _planned_setup("GPU=1", venv=tmp_path)
 
 
+def test_make_demo_ends_with_where_the_report_is_and_what_to_try_next(tmp_path):
+    """The real `make demo` with a stand-in for the workflow (set up already; the
+    demo's own run, which writes the report, is the demo fixture's): the workflow with
+    the demo's config and no report flag, then three plain lines, the report's place,
+    how to open it and what to try next."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".installed").touch()  # newer than pyproject.toml and the lock: no setup
+    snakemake = venv / "bin" / "snakemake"
+    snakemake.write_text('#!/bin/sh\necho "the workflow ran with: $*"\n')
+    snakemake.chmod(0o755)
+    process = subprocess.run(
+        ["make", "demo", f"VENV={venv}"],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MAKEFLAGS": ""},
+        timeout=60,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    lines = process.stdout.strip().splitlines()
+    assert lines[-4] == "the workflow ran with: --cores 2 --configfile config/demo.yaml"
+    report, how, what_next = lines[-3:]
+    assert report == "The demo's report: results/demo/report.html"
+    assert how.startswith("Open it in a web browser") and (
+        "xdg-open results/demo/report.html" in how
+    )
+    assert "snakemake -n plans the paper's study" in what_next
+    assert "README.md, 'Your own study'" in what_next
+    assert "**Your own study.**" in (REPOSITORY / "README.md").read_text()
+    # the README's quick start, word for word
+    readme = (REPOSITORY / "README.md").read_text()
+    assert "\nmake demo    # " in readme and "\nmake test    # " in readme
+
+
 # -- a non-editable install -----------------------------------------------------------
 
 # The files a wheel is built from (pyproject.toml names the rest: readme, license).
@@ -397,3 +432,20 @@ def test_the_installed_equivalence_tool_asks_for_a_checkout(installed, tmp_path)
     process = _outside(installed, ["smoothbench-equivalence", "--all"], tmp_path)
     assert process.returncode != 0
     assert "run it in a checkout" in process.stderr
+
+
+def test_the_installed_cost_tool_answers_at_the_papers_rates_from_an_empty_folder(
+    installed, tmp_path
+):
+    """No benchmark file and no --rate, outside any checkout: the paper's own rates,
+    said so, exit 0; and its advice names no script the wheel lacks."""
+    process = _outside(
+        installed,
+        ["smoothbench-cost", "--configfile", str(REPOSITORY / "config.yaml")],
+        tmp_path,
+    )
+    assert process.returncode == 0, process.stderr
+    assert "total: 108 training jobs, 2,127.03 GPU-hours" in process.stdout
+    assert "rates used: the paper's rates, not this machine's" in process.stdout
+    assert "benchmark" not in process.stdout + process.stderr
+    assert list(tmp_path.iterdir()) == []

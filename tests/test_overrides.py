@@ -193,9 +193,8 @@ def test_the_fallback_parser_reads_config_as_snakemake_does():
             cli.parse_config_entries(wrong)
 
 
-STUDY_TOOLS = sorted(
-    set(SCRIPTS) - {"smoothbench-data"}
-)  # the data tool reads no study
+# the data tool reads no study, and the profile tool writes a file into a folder
+STUDY_TOOLS = sorted(set(SCRIPTS) - {"smoothbench-data", "smoothbench-profile"})
 
 
 @pytest.mark.parametrize("script", STUDY_TOOLS)
@@ -307,3 +306,28 @@ def test_a_dry_run_refuses_a_wrong_override_naming_its_key(tmp_path):
     output = process.stdout + process.stderr
     assert "config key 'seeds[0]': 'zero' is not of type 'integer'" in output
     assert "config key 'protocol.epochs': 3.5 is not an integer" in output
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(
+    "entry, last_line",
+    [
+        ("seeds=[-1]", "  config key 'seeds[0]': -1 is less than the minimum of 0"),
+        ("sedes=[0]", "  config key 'sedes' is not a known key"),
+    ],
+)
+def test_a_config_error_ends_with_its_message(tmp_path, entry, last_line):
+    """Snakemake follows an error raised while it reads the workflow with the lines of
+    the workflow it passed through ('  File ".../common.smk", line 67, in <module>');
+    a config error's message says all there is, so it ends the output."""
+    process = subprocess.run(
+        demo_command(tmp_path, "--dry-run", "--config", entry),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.returncode != 0
+    lines = [line for line in process.stdout.splitlines() if line.strip()]
+    assert lines[-1].startswith(last_line), process.stdout
+    assert lines[-2] == "invalid config:", process.stdout
+    assert not [line for line in lines if line.lstrip().startswith('File "')]

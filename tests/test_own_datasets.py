@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import FASHION_MNIST_DIR, run_workflow
+from conftest import FASHION_MNIST_DIR, REPORT_ON, run_workflow
 from PIL import Image
 
 from smoothbench import cli, cost, own_datasets, storage
@@ -97,9 +97,25 @@ def folder_study(tmp_path_factory):
         "seeds": [0],
         "experiments": {"clothes": {"gammas": [1.0]}, "shoes": {"gammas": [0.9]}},
     }
-    process = run_workflow(workdir, config, "--cores", "2")
+    process = run_workflow(workdir, config, "--cores", "2", env=REPORT_ON)
     assert process.returncode == 0, process.stdout
     return workdir, config
+
+
+def test_an_own_data_study_gets_its_report_at_the_end_of_its_run(folder_study):
+    """No --report flag: the run that completed the study wrote its report in the
+    study's results folder, its front page naming the study's rows and its seed, with
+    Table 3 of its own rows (neither is one of the paper's)."""
+    from test_workflow_results import report_variable
+
+    workdir, _ = folder_study
+    report = workdir / "results" / "own" / "report.html"
+    assert report.stat().st_size > 100_000
+    front = report_variable(report, "workflow_desc")
+    header = "This study: 2 data set rows\n(clothes, shoes), seed 0."
+    assert header in front, front[:400]
+    assert "Table 3: this study" in front and "<td>clothes</td>" in front
+    assert "seeds ." not in front
 
 
 def test_a_folder_of_pngs_is_downloaded_prepared_and_trained(folder_study):

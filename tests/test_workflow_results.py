@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DEMO_RESULTS, demo_command
+import yaml
+from conftest import DEMO_RESULTS, REPOSITORY, SNAKEMAKE, demo_command
 
 from smoothbench.runs_table import RUNS_COLUMNS, RUNS_FILE
 from smoothbench.tables import OUTPUT_FILES
@@ -350,3 +351,73 @@ def test_the_demo_report_opens_on_table3_and_the_accuracy_figure(demo):
         report_files(report)["table3.csv"]
         == (results / "tables" / "table3.csv").read_bytes()
     )
+
+
+def test_the_demo_writes_its_report_at_its_end_and_says_where(demo):
+    """No --report flag: the workflow makes every study's report at the end of a run
+    that completes it (workflow/Snakefile's onsuccess), and its last lines name it."""
+    from conftest import demo_output
+
+    workdir, _ = demo
+    report = workdir / DEMO_RESULTS / "report.html"
+    assert report.stat().st_size > 100_000
+    lines = [line for line in demo_output(workdir).read_text().splitlines() if line]
+    # after it only Snakemake's own two closing lines (its log file, the time taken)
+    assert "The study's report: results/demo/report.html" in lines[-4:], lines[-10:]
+    assert "The study's report" not in "\n".join(lines[:-4])
+    # the header of its front page: the study's rows and seeds
+    front = report_variable(report, "workflow_desc")
+    assert "This study: 1 data set row\n(digits), seeds 0, 1." in front, front[:500]
+
+
+def _report_of(workdir: Path, config: dict, *arguments: str) -> Path:
+    """The report of a study whose every output exists (each an empty file, as
+    Snakemake's --summary lists them): its pages, without a run."""
+    config_file = workdir / "study.yaml"
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(yaml.safe_dump(config))
+    base = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(REPOSITORY / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config_file),
+        *arguments,
+    ]
+    summary = subprocess.run(
+        [*base, "--summary"], cwd=workdir, capture_output=True, text=True
+    )
+    assert summary.returncode == 0, summary.stdout + summary.stderr
+    for line in summary.stdout.splitlines()[1:]:
+        path = workdir / line.split("\t")[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    report = workdir / "report.html"
+    process = subprocess.run(
+        [*base, "--report", str(report)], cwd=workdir, capture_output=True, text=True
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    return report
+
+
+@pytest.mark.parametrize(
+    "seeds, arguments, header",
+    [
+        (None, (), "seed 0."),  # left to the schema's default
+        (None, ("--config", "seeds=[3, 4]"), "seeds 3, 4."),
+        ([0, 1, 2], (), "seeds 0, 1, 2."),
+    ],
+)
+def test_the_report_header_names_the_studys_own_seeds(
+    tmp_path, seeds, arguments, header
+):
+    config = yaml.safe_load((REPOSITORY / "config" / "demo.yaml").read_text())
+    del config["seeds"]
+    if seeds is not None:
+        config["seeds"] = seeds
+    report = _report_of(tmp_path / "study", config, *arguments)
+    front = report_variable(report, "workflow_desc")
+    assert f"This study: 1 data set row\n(digits), {header}" in front, front[:500]
+    assert "seeds ." not in front

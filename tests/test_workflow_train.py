@@ -101,6 +101,15 @@ def test_the_demo_runs_offline_end_to_end_and_trains_every_run(demo):
         where = f"digits/{run.method}~{run.value_text}/seed~{run.seed}"
         log = (workdir / DEMO_RESULTS / "logs" / "train" / f"{where}.log").read_text()
         assert "epoch 7 of 0..7  lr" in log and "done: best val_accuracy" in log
+        # a CPU job's log starts with smoothbench's own lines, none of TensorFlow's
+        # CUDA probing (workflow_support.logged)
+        lines = log.splitlines()
+        head = lines[
+            : next(i for i, line in enumerate(lines) if line.startswith("digits "))
+        ]
+        assert head[0].endswith("not a SLURM job") and len(head) <= 3, head
+        assert not [line for line in head if re.match(r"[IWEF]\d{4} |WARNING: ", line)]
+        assert "cuInit" not in log and "cudart_stub" not in log and "absl" not in log
         assert (
             workdir / DEMO_RESULTS / "benchmarks" / "train" / f"{where}.tsv"
         ).exists()

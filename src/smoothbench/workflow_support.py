@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import shutil
 import socket
@@ -16,8 +17,55 @@ from pathlib import Path
 from smoothbench.errors import SmoothbenchError
 
 # TensorFlow's C++ INFO lines (CUDA probing, CPU features) bury the progress lines in a
-# job's log; warnings and errors still show. A value set by the user wins.
+# job's log; warnings and errors still show. A value set by the user wins, and 0 (show
+# everything) also keeps the start-up lines below.
+USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+# Start-up lines of TensorFlow and XLA that say nothing is wrong, left out of a job's log
+# (:func:`logged`). Printed before absl's logging is set up, the first ones show at any
+# TF_CPP_MIN_LOG_LEVEL; the cuInit line is logged as an error. Only these exact lines go:
+# every other line, warnings and errors included, reaches the log.
+QUIET_ALWAYS = (
+    # the header absl prints above its first line before logging is set up
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
+    # TensorFlow and JAX's CUDA plugins in one process register these twice
+    r"Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin "
+    r"cu\w+ when one has already been registered$",
+    r"computation placer already registered\. Please check linkage",
+)
+# ... and, on a job given no GPU, TensorFlow probing for a CUDA driver it does not need
+# (with a GPU, the same lines say why it cannot see it, and stay).
+QUIET_WITHOUT_GPU = (
+    r"cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, GPU will not be used\.$",
+    r"\] failed call to cuInit: ",
+)
+# The process that copies a job's output into its log without those lines (run with
+# python -I -c, patterns as JSON in argv[1]): in a session of its own and deaf to
+# SIGINT, SIGTERM and SIGHUP, so that a job stopped by a signal (a time limit, Ctrl-C)
+# still gets every line it writes while it stops; it ends when the job's end of the pipe
+# closes. A partial line is written once 0.2 s pass without more.
+_FILTER_PROGRAM = """
+import json, os, re, select, signal, sys
+for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+    signal.signal(getattr(signal, name), signal.SIG_IGN)
+drop = [re.compile(pattern.encode()) for pattern in json.loads(sys.argv[1])]
+source, sink, pending = sys.stdin.fileno(), sys.stdout.fileno(), b""
+def write(data):
+    while data:
+        data = data[os.write(sink, data):]
+while True:
+    if pending and not select.select([source], [], [], 0.2)[0]:
+        write(pending)
+        pending = b""
+        continue
+    chunk = os.read(source, 1 << 16)
+    if not chunk:
+        break
+    *lines, pending = (pending + chunk).split(b"\\n")
+    write(b"".join(line + b"\\n" for line in lines if not any(p.search(line) for p in drop)))
+write(pending)
+"""
 
 
 def where_this_runs() -> str:
@@ -161,10 +209,44 @@ def describe_error(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+def quiet_patterns(gpu: bool) -> list[str]:
+    """The start-up lines :func:`logged` leaves out: none where the user set
+    TF_CPP_MIN_LOG_LEVEL=0; on a job given a GPU (``gpu``), not the CUDA probing."""
+    if USER_TF_LOG_LEVEL == "0":
+        return []
+    return [*QUIET_ALWAYS, *([] if gpu else QUIET_WITHOUT_GPU)]
+
+
+def start_log_filter(log, patterns: list[str]):
+    """(the write end of a pipe, the process that copies it into the open file ``log``
+    without the lines matching ``patterns``); None when there is nothing to leave out
+    or the process cannot start (the job then writes to its log directly)."""
+    if not patterns:
+        return None
+    read, write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-c", _FILTER_PROGRAM, json.dumps(patterns)],
+            stdin=read,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    except OSError:
+        os.close(write)
+        return None
+    finally:
+        os.close(read)
+    return write, process
+
+
 @contextlib.contextmanager
-def logged(log_path: str | os.PathLike):
+def logged(log_path: str | os.PathLike, gpu: bool = False):
     """Send everything the job prints (TensorFlow's C++ output included) to ``log_path``.
 
+    The job's log starts with smoothbench's own lines: TensorFlow's and XLA's start-up
+    lines that say nothing is wrong (:data:`QUIET_ALWAYS`, and on a job given no GPU,
+    ``gpu`` False, :data:`QUIET_WITHOUT_GPU`) are left out, every other line is kept.
     On an exception the traceback goes to the log and a one-paragraph error to the
     terminal the workflow runs in, then the exception propagates so the job fails.
     """
@@ -175,8 +257,12 @@ def logged(log_path: str | os.PathLike):
     saved_out = os.dup(1)
     failed = False
     with open(log_path, "a", buffering=1) as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
+        log_filter = start_log_filter(log, quiet_patterns(gpu))
+        target = log.fileno() if log_filter is None else log_filter[0]
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        if log_filter is not None:
+            os.close(log_filter[0])
         try:
             print(where_this_runs(), flush=True)
             check_source()
@@ -201,5 +287,10 @@ def logged(log_path: str | os.PathLike):
             os.dup2(terminal, 2)
             os.close(saved_out)
             os.close(terminal)
+            if log_filter is not None:
+                # the pipe is closed here: the filter writes what is left, then ends
+                # (unless a process the job started still holds the pipe open)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    log_filter[1].wait(timeout=10)
     if failed:
         raise SystemExit(1)

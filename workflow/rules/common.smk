@@ -1,4 +1,9 @@
+import copy
+import logging
 import os
+import re
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,6 +53,52 @@ if SOURCE_FOLDER:
 slurm_compat.install()
 
 
+class WithoutTraceback(logging.Filter):
+    """Snakemake prints an error raised while it reads the workflow as its message
+    followed by the workflow's lines the error passed through ('  File ".../common.smk",
+    line 67, in <module>'). For the errors the workflow raises on purpose (a bad config,
+    a runs folder of another checkout: :func:`stop`), whose message says all there is,
+    this filter on Snakemake's logger drops those lines, so that the message ends the
+    output; every other error keeps them."""
+
+    FRAME = re.compile(r'\s+File ".*", line \d+, in ')
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def filter(self, record):
+        text = record.getMessage()
+        if any(message in text for message in self.messages):
+            lines = text.splitlines()
+            while lines and self.FRAME.match(lines[-1]):
+                lines.pop()
+            record.msg, record.args = "\n".join(lines), ()
+        return True
+
+
+def snakemake_logger():
+    from snakemake.logging import logger
+
+    return logger
+
+
+WITHOUT_TRACEBACK = next(
+    (f for f in snakemake_logger().filters if type(f).__name__ == "WithoutTraceback"),
+    None,
+)
+if WITHOUT_TRACEBACK is None:
+    WITHOUT_TRACEBACK = WithoutTraceback()
+    snakemake_logger().addFilter(WITHOUT_TRACEBACK)
+
+
+def stop(error):
+    """The WorkflowError that stops planning with ``error``'s message, printed without
+    Snakemake's traceback lines (:class:`WithoutTraceback`)."""
+    WITHOUT_TRACEBACK.messages.append(str(error))
+    return WorkflowError(str(error))
+
+
 def validated_study(config):
     """The config checked against the package's schema,
     src/smoothbench/schemas/config.schema.yaml (defaults filled; --config values read as
@@ -57,7 +108,11 @@ def validated_study(config):
     try:
         return load_study(config)
     except ConfigError as error:
-        raise WorkflowError(str(error)) from None
+        raise stop(error) from None
+
+
+# The config keys the report's pages read (workflow/report/*.rst).
+REPORTED_KEYS = ("seeds", "results_folder")
 
 
 # The results stage (tables, plots) reruns when this changes; training never keys on code.
@@ -65,6 +120,12 @@ RESULTS_CODE = code_fingerprint(CHECKOUT)
 
 
 STUDY = validated_study(config)
+# The report's pages (workflow/report/*.rst) read Snakemake's config, which holds only
+# the keys the config files and --config set: give them the study's own values, the
+# schema's defaults included (a study that leaves `seeds` out trains seed 0, and its
+# report says so). The values are the ones validated, so every job reads the same study.
+for key in REPORTED_KEYS:
+    config[key] = copy.deepcopy(STUDY.config[key])
 # The study's own datasets as planned here, for its jobs (smoothbench.own_datasets).
 os.environ[own_datasets.PLANNED_VARIABLE] = own_datasets.planned_record(
     STUDY.config, STUDY.dataset_specs
@@ -77,7 +138,7 @@ RUNS = STUDY.runs_folder
 try:
     check_owner(RUNS, checkout_identity())
 except ResultsOwnerError as error:
-    raise WorkflowError(str(error)) from None
+    raise stop(error) from None
 LOGS = STUDY.logs_folder
 TABLES = f"{RESULTS}/tables"
 PLOTS = f"{RESULTS}/plots"
@@ -318,3 +379,71 @@ def final_targets():
     prepared = [prepared_files(dataset)["manifest"] for dataset in STUDY.datasets]
     tables = [f"{TABLES}/{name}" for name in OUTPUT_FILES]
     return prepared + all_run_files("metrics") + tables + plot_targets() + [FRONT_PAGE]
+
+
+# Every study's report, made at the end of every run that leaves the study complete
+# (workflow/Snakefile's onsuccess): Snakemake's HTML report, one self-contained file.
+REPORT = f"{RESULTS}/report.html"
+
+
+def report_command():
+    """`snakemake --report REPORT` for this very study: the same Snakefile, working
+    directory, config files and --config values (as Snakemake passes them to its own
+    jobs), so that the report shows the study that just ran."""
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(workflow.main_snakefile),
+        "--directory",
+        os.getcwd(),
+        "--report",
+        REPORT,
+    ]
+    configfiles = [str(path) for path in workflow.config_settings.configfiles]
+    if configfiles:
+        command += ["--configfile", *configfiles]
+    overrides = list(workflow.config_settings.config_args or [])
+    if overrides:
+        command += ["--config", *overrides]
+    return command
+
+
+REPORT_VARIABLE = "SMOOTHBENCH_REPORT"
+
+
+def make_the_report():
+    """Write the study's report at REPORT once a run has succeeded (not in a dry run:
+    Snakemake calls no onsuccess handler there), provided every output of the study
+    exists (a run of a part of it, --until or a single target, leaves the report as it
+    was). A report that fails warns and leaves the run successful. SMOOTHBENCH_REPORT=0
+    in the environment skips it (the test suite does, but for the tests of the report).
+    """
+    if os.environ.get(REPORT_VARIABLE, "1") == "0":
+        print(f"No report: {REPORT_VARIABLE}=0", file=sys.stderr)
+        return
+    missing = [path for path in final_targets() if not os.path.exists(path)]
+    if missing:
+        print(
+            f"No report yet: {len(missing)} of the study's outputs are missing "
+            f"(e.g. {missing[0]}); a run that completes the study writes {REPORT}.",
+            file=sys.stderr,
+        )
+        return
+    command = report_command()
+    try:
+        process = subprocess.run(command, capture_output=True, text=True)
+    except OSError as error:
+        process = None
+        failure = str(error)
+    else:
+        failure = (process.stdout + process.stderr).strip()[-3000:]
+    if process is not None and process.returncode == 0:
+        print(f"The study's report: {REPORT}", file=sys.stderr)
+        return
+    print(
+        f"warning: the report could not be made:\n{failure}\n"
+        f"To make it: {shlex.join(command[2:])}",
+        file=sys.stderr,
+    )

@@ -9,7 +9,10 @@ from smoothbench.study import load_study
 from smoothbench.training import say, train
 from smoothbench.workflow_support import logged
 
-with logged(snakemake.log[0]):
+# A job given a GPU keeps TensorFlow's CUDA start-up lines in its log (they say why it
+# cannot see the GPU); one given none, on the CPU, starts with smoothbench's own lines.
+given_gpu = bool(snakemake.resources.get("gpu", 0) or snakemake.resources.get("gres"))
+with logged(snakemake.log[0], gpu=given_gpu):
     study = load_study(snakemake.config)
     claim(study.runs_folder, checkout_identity())  # one checkout per runs folder
     compute = study.compute_settings(snakemake.wildcards.experiment)
