@@ -353,6 +353,7 @@ def test_the_wheel_holds_the_schema_the_paper_and_the_license(installed):
 
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "smoothbench/schemas/config.schema.yaml" in names
+    assert "smoothbench/workflow_profile.yaml" in names  # smoothbench-profile writes it
     assert {"smoothbench/paper/mezzini_tables_1_2.csv"} <= names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     assert "Copyright (c) 2026 the smoothbench authors" in (
@@ -449,3 +450,34 @@ def test_the_installed_cost_tool_answers_at_the_papers_rates_from_an_empty_folde
     assert "rates used: the paper's rates, not this machine's" in process.stdout
     assert "benchmark" not in process.stdout + process.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_installed_inside_another_git_repository_it_reports_its_own_version(
+    installed, tmp_path
+):
+    """A study repository holding the environment (its .venv): the package records its
+    own version and no commit, never that repository's HEAD."""
+    repository = installed.parent
+    git = ["git", "-C", str(repository), "-c", "user.name=t", "-c", "user.email=t@t"]
+    if not (repository / ".git").exists():
+        subprocess.run([*git, "init", "-q"], check=True)
+        (repository / "study.yaml").write_text("seeds: [0]\n")
+        subprocess.run([*git, "add", "study.yaml"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "a study"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    process = _outside(
+        installed,
+        [
+            "python",
+            "-c",
+            "import json; from smoothbench.provenance import code_provenance; "
+            "print(json.dumps(code_provenance()))",
+        ],
+        repository,
+    )
+    assert process.returncode == 0, process.stderr
+    recorded = json.loads(process.stdout)
+    assert recorded["commit"] != head and recorded["commit"] is None, recorded
+    assert recorded["version"] == PYPROJECT["project"]["version"]
