@@ -260,7 +260,13 @@ def test_make_demo_ends_with_where_the_report_is_and_what_to_try_next(tmp_path):
         cwd=REPOSITORY,
         capture_output=True,
         text=True,
-        env={**os.environ, "MAKEFLAGS": ""},
+        # as typed at a shell: not a sub-make of `make test` (whose MAKELEVEL would add
+        # "make[1]: Leaving directory" after the demo's lines)
+        env={
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+        },
         timeout=60,
     )
     assert process.returncode == 0, process.stdout + process.stderr
