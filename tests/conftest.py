@@ -137,16 +137,7 @@ def run_workflow(
 
 def demo_command(workdir: Path, *arguments: str) -> list[str]:
     """`make demo`'s Snakemake command, with ``workdir`` as the working directory."""
-    return [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPOSITORY / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(REPOSITORY / "config" / "demo.yaml"),
-        *arguments,
-    ]
+    return workflow_command(workdir, REPOSITORY / "config" / "demo.yaml", *arguments)
 
 
 def demo_output(workdir: Path) -> Path:

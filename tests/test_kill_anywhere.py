@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPOSITORY, SNAKEMAKE
+from conftest import workflow_command
 
 from smoothbench import run_record
 from smoothbench.run_summary import FINAL_STATE_FILE, KEEP_FINAL_STATE_VARIABLE
@@ -57,18 +57,7 @@ def _command(workdir: Path, *arguments: str) -> list[str]:
     if not path.exists():
         workdir.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(CONFIG))
-    return [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPOSITORY / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(path),
-        "--cores",
-        "2",
-        *arguments,
-    ]
+    return workflow_command(workdir, path, "--cores", "2", *arguments)
 
 
 def _values(history_path: Path) -> list[dict]:

@@ -14,7 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import DEMO_RESULTS, REPOSITORY, SNAKEMAKE, demo_command
+from conftest import (
+    DEMO_RESULTS,
+    REPOSITORY,
+    demo_command,
+    workflow_command,
+)
 
 from smoothbench.runs_table import RUNS_COLUMNS, RUNS_FILE
 from smoothbench.tables import OUTPUT_FILES
@@ -376,16 +381,7 @@ def _report_of(workdir: Path, config: dict, *arguments: str) -> Path:
     config_file = workdir / "study.yaml"
     workdir.mkdir(parents=True, exist_ok=True)
     config_file.write_text(yaml.safe_dump(config))
-    base = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(REPOSITORY / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(config_file),
-        *arguments,
-    ]
+    base = workflow_command(workdir, config_file, *arguments)
     summary = subprocess.run(
         [*base, "--summary"], cwd=workdir, capture_output=True, text=True
     )

@@ -32,6 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from smoothbench import storage
+from smoothbench.checkpoint import (
+    CHECKPOINT_FORMAT,
+    belongs_to,
+    read_checkpoint_state,
+    settings_fingerprint,
+)
 from smoothbench.run_record import (
     CHECKPOINT_FILE,
     CHECKPOINT_FOLDER,
@@ -72,7 +78,6 @@ def _recorded_fingerprints(record: Path) -> dict | None:
 
 
 def _checkpoint_state(checkpoint_folder: Path) -> dict | None:
-    from smoothbench.checkpoint import read_checkpoint_state
 
     path = checkpoint_folder / CHECKPOINT_FILE
     if not path.exists():
@@ -124,10 +129,8 @@ def set_aside_others(
             keep(run_folder, FINISHED_FOLDER, recorded or {"unreadable": True}, log)
     checkpoint = run_folder / CHECKPOINT_FOLDER
     state = _checkpoint_state(checkpoint)
-    if state is not None:
-        written = checkpoint_fingerprints(state)
-        if written != {key: fingerprints.get(key) for key in FINGERPRINT_KEYS}:
-            keep(run_folder, CHECKPOINT_FOLDER, written, log)
+    if state is not None and not belongs_to(state, fingerprints):
+        keep(run_folder, CHECKPOINT_FOLDER, checkpoint_fingerprints(state), log)
     kept = run_folder / VERSIONS_FOLDER / version_key(fingerprints)
     if (kept / FINISHED_FOLDER).is_dir() and not finished.exists():
         os.replace(kept / FINISHED_FOLDER, finished)
@@ -235,8 +238,6 @@ def plan_run(
     """What the job of the run in ``run_folder`` will do under ``settings`` (a job's
     params) and prepared data of ``data_fingerprint`` (None before it is prepared:
     then settings alone are compared)."""
-    from smoothbench.checkpoint import CHECKPOINT_FORMAT, settings_fingerprint
-
     run_folder = Path(run_folder)
     wanted = {
         "format": CHECKPOINT_FORMAT,
@@ -266,7 +267,13 @@ def plan_run(
         state = _checkpoint_state(run_folder / CHECKPOINT_FOLDER)
     except Exception:  # refused by the job itself, naming the file
         state = None
-    if state is not None and matches(checkpoint_fingerprints(state)):
+    # the job's own test (belongs_to) where the data is known; before, settings alone
+    resumes = (
+        belongs_to
+        if data_fingerprint
+        else lambda state, _: matches(checkpoint_fingerprints(state))
+    )
+    if state is not None and resumes(state, wanted):
         return RunPlan("resume", replaces)
     for kept in sorted((run_folder / VERSIONS_FOLDER).glob("*/")):
         version = kept / CHECKPOINT_FOLDER / VERSION_FILE
