@@ -25,11 +25,11 @@ Variants (``--variants``):
   horizontal_flip=True, fill_mode="nearest").flow(...)``, the same classifier, Keras'
   categorical cross-entropy with ``label_smoothing`` on one-hot labels; TensorFlow,
   float32, no XLA.
-- ``ours``: uint8 batches from :class:`smoothbench.data.ArrayBatches`, mean subtraction,
-  padding and augmentation inside the model (:func:`smoothbench.network.build_model`),
+- ``ours``: uint8 batches from :class:`smoothbench.data.batches.ArrayBatches`, mean subtraction,
+  padding and augmentation inside the model (:func:`smoothbench.train.network.build_model`),
   eq. 7's loss on logits, with a training job's default settings on this machine
   (TensorFlow, ``deterministic: true``, ``auto`` precision - mixed on recent GPUs,
-  float32 on a CPU - and so no XLA: :mod:`smoothbench.acceleration`).
+  float32 on a CPU - and so no XLA: :mod:`smoothbench.compute.backends`).
 - ``ours-xla``: ``ours`` with ``deterministic: false``, so that ``auto`` turns XLA on;
 - ``ours-bfloat16``: ``ours`` with ``mixed_bfloat16`` forced on (what ``auto`` chooses on
   a recent GPU; measured to show whether it pays on this device);
@@ -190,26 +190,25 @@ def measure(
     """Train ``warmup + steps x repeats`` steps of one variant in this process; time each window of ``steps``."""
     import numpy as np
 
-    from smoothbench import acceleration, network
+    from smoothbench.compute import backends
     from smoothbench.settings import RunSettings
+    from smoothbench.train import network
 
     choice = VARIANTS[variant]
-    backend = acceleration.configure_backend(
-        threads, deterministic=choice["deterministic"]
-    )
+    backend = backends.configure_backend(threads, deterministic=choice["deterministic"])
     import keras
 
     if backend != choice["backend"]:
         sys.exit(
             f"variant {variant} needs Keras backend {choice['backend']}, got {backend}"
         )
-    accelerators = acceleration.visible_accelerators()
-    capabilities = acceleration.gpu_compute_capabilities(accelerators)
+    accelerators = backends.visible_accelerators()
+    capabilities = backends.gpu_compute_capabilities(accelerators)
     if variant == "baseline":
         precision, jit_compile = "float32", False
-    else:  # auto, as a training job resolves it (smoothbench.computation.decide)
-        precision, _ = acceleration.resolve_precision(choice["precision"], capabilities)
-        jit_compile, _ = acceleration.resolve_jit_compile(
+    else:  # auto, as a training job resolves it (smoothbench.compute.decisions.decide)
+        precision, _ = backends.resolve_precision(choice["precision"], capabilities)
+        jit_compile, _ = backends.resolve_jit_compile(
             choice["jit_compile"], backend, bool(capabilities), choice["deterministic"]
         )
     num_classes = 10
@@ -222,7 +221,7 @@ def measure(
     mean = images.astype(np.float32).mean(axis=0) / 255.0
     baseline_kind = ""
     if variant != "baseline":
-        from smoothbench.data import ArrayBatches
+        from smoothbench.data.batches import ArrayBatches
 
         # as a training job builds it (seeded, compiled, the optimizer's variables built)
         _, model, _ = network.build_for_training(
@@ -238,8 +237,8 @@ def measure(
             sys.exit(
                 "this Keras has no legacy ImageDataGenerator; install keras>=3 with keras.src.legacy"
             )
-        from smoothbench.losses import alpha_from_gamma
-        from smoothbench.shapes import padding_to
+        from smoothbench.models.shapes import padding_to
+        from smoothbench.train.losses import alpha_from_gamma
 
         pad = padding_to(tuple(configuration["shape"]), 32)
         # the example subtracts the mean up front
@@ -340,7 +339,7 @@ def measure(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         ),
         "peak_device_mb": device_peak,
-        "device": acceleration.describe_accelerators(accelerators),
+        "device": backends.describe_accelerators(accelerators),
         "backend": backend,
         "precision": precision,
         "jit_compile": jit_compile,
@@ -359,9 +358,10 @@ def measure_ceiling(
     at a time under TensorFlow with and without XLA; the faster sum bounds a step."""
     import numpy as np
 
-    from smoothbench import acceleration, network
+    from smoothbench.compute import backends
+    from smoothbench.train import network
 
-    acceleration.configure_backend(threads, deterministic=False)
+    backends.configure_backend(threads, deterministic=False)
     import keras
     import tensorflow as tf
 
@@ -437,11 +437,11 @@ def measure_ceiling(
 
 def ours_choice(compute_file: str | None) -> dict:
     """What a training job trains with: compute auto's fixed rule
-    (:func:`smoothbench.computation.decide`), or with ``compute_file`` the ``compute:``
+    (:func:`smoothbench.compute.decisions.decide`), or with ``compute_file`` the ``compute:``
     block of that config file (what smoothbench-tune writes), its study-wide keys. The
     backend and op determinism are settled here; the precision and XLA, which depend on
     the GPUs the backend sees, in the measuring process."""
-    from smoothbench import computation
+    from smoothbench.compute import decisions
     from smoothbench.config import validate_config
     from smoothbench.settings import COMPUTATION_KEYS, ComputeSettings
 
@@ -451,8 +451,8 @@ def ours_choice(compute_file: str | None) -> dict:
         block = {key: found[key] for key in COMPUTATION_KEYS if key in (found or {})}
     config = validate_config({"experiments": {"digits": {}}, "compute": block})
     compute = ComputeSettings.from_config(config["compute"])
-    backend = computation.choose_backend(compute)
-    deterministic, _ = computation.choose_determinism(compute, backend)
+    backend = decisions.choose_backend(compute)
+    deterministic, _ = decisions.choose_determinism(compute, backend)
     choice = compute.requested() | {"backend": backend, "deterministic": deterministic}
     print(
         f"ours = {choice} ({'the compute block of ' + compute_file if compute_file else 'compute auto'})",
@@ -617,7 +617,7 @@ def main(argv=None) -> int:
             writer.writerows(results)
         os.replace(temporary, output)
 
-    from smoothbench.tuning import (
+    from smoothbench.tools.tune_candidates import (
         cpu_description,
     )  # the CPU's features, as tune sees them
 

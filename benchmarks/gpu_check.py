@@ -11,8 +11,8 @@ wheels where they are missing: benchmarks/README.md, "The GPU check").
    ``compute.runs_per_gpu`` sets it). Shared rows give each process's own images/s and
    the sum over the processes.
 2. One real training job: Fashion-MNIST (Debian's ``dataset-fashion-mnist`` files,
-   read without TensorFlow and prepared with :func:`smoothbench.prepare.prepare_arrays`),
-   ResNet-20 v1 for ``--epochs`` epochs through :func:`smoothbench.training.train`,
+   read without TensorFlow and prepared with :func:`smoothbench.data.preparation.prepare_arrays`),
+   ResNet-20 v1 for ``--epochs`` epochs through :func:`smoothbench.train.loop.train`,
    given the GPU (so it refuses the CPU); its best validation accuracy must reach
    ``--min-accuracy``.
 
@@ -86,7 +86,9 @@ def measure_together(configuration: dict, processes: int, arguments) -> list[dic
         max(1, (os.cpu_count() or 1) // processes),
     )
     environment = {**os.environ, "KERAS_BACKEND": "jax"}
-    if processes > 1:  # what compute.runs_per_gpu > 1 sets (smoothbench.acceleration)
+    if (
+        processes > 1
+    ):  # what compute.runs_per_gpu > 1 sets (smoothbench.compute.backends)
         environment["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     running = [
         subprocess.Popen(
@@ -134,9 +136,9 @@ def train_fashion_mnist(arguments, workdir: Path) -> dict:
     """Prepare Fashion-MNIST from its idx files and train ResNet-20 v1 on the GPU."""
     import numpy as np
 
-    from smoothbench.prepare import prepare_arrays
+    from smoothbench.data.preparation import prepare_arrays
     from smoothbench.study import load_study
-    from smoothbench.training import train
+    from smoothbench.train.loop import train
 
     source = Path(arguments.fashion_mnist)
     arrays = {}
@@ -285,7 +287,7 @@ def main(argv=None) -> int:
     )
     if alone:
         rate = alone["images_per_second"]
-        # derived: training at the measured rate, evaluation 3x faster (smoothbench.cost)
+        # derived: training at the measured rate, evaluation 3x faster (smoothbench.tools.cost_estimate)
         summary["cifar10_epoch_seconds_resnet20_v1"] = round(
             CIFAR10_IMAGES[0] / rate + CIFAR10_IMAGES[1] / (3 * rate), 2
         )

@@ -1,4 +1,4 @@
-"""Backend, precision and XLA choices (smoothbench.acceleration) and the XLA-friendly shift."""
+"""Backend, precision and XLA choices (smoothbench.compute.backends) and the XLA-friendly shift."""
 
 import sys
 
@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from smoothbench import acceleration
-from smoothbench.acceleration import (
+from smoothbench.compute import backends
+from smoothbench.compute.backends import (
     AccelerationError,
     resolve_jit_compile,
     resolve_precision,
 )
 from smoothbench.config import ConfigError
-from smoothbench.models import RandomShift, build_resnet, build_training_model
+from smoothbench.models.resnet import RandomShift, build_resnet, build_training_model
 from smoothbench.study import load_study
 
 
@@ -117,30 +117,28 @@ def test_a_backend_other_than_the_imported_one_is_refused():
         AccelerationError,
         match=f"asks for {other}, but Keras was already imported with",
     ):
-        acceleration.select_backend(other)
-    assert (
-        acceleration.select_backend(keras.backend.backend()) == keras.backend.backend()
-    )
+        backends.select_backend(other)
+    assert backends.select_backend(keras.backend.backend()) == keras.backend.backend()
 
 
 def test_a_backend_that_is_not_installed_is_named(monkeypatch):
     # as in a fresh job, before Keras is imported
     monkeypatch.delitem(sys.modules, "keras")
-    monkeypatch.setattr(acceleration.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     with pytest.raises(
         AccelerationError,
         match="config key 'compute.backend' asks for torch, but the package 'torch'",
     ):
-        acceleration.select_backend("torch")
+        backends.select_backend("torch")
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     with pytest.raises(
         AccelerationError, match="environment variable KERAS_BACKEND asks for jax"
     ):
-        acceleration.select_backend("auto")
+        backends.select_backend("auto")
     monkeypatch.setenv("KERAS_BACKEND", "theano")
     with pytest.raises(AccelerationError, match="KERAS_BACKEND='theano'"):
-        acceleration.select_backend("auto")
+        backends.select_backend("auto")
 
 
 # --- RandomShift: ImageDataGenerator's shift, written for XLA ---------------------------------
@@ -230,34 +228,32 @@ def test_the_training_model_can_be_xla_compiled():
 
 
 def test_accelerators_give_the_device_line_and_the_gpu_capabilities():
-    assert acceleration.visible_accelerators() == []  # this suite runs on CPUs
-    assert acceleration.describe_accelerators([]) == "CPU"
+    assert backends.visible_accelerators() == []  # this suite runs on CPUs
+    assert backends.describe_accelerators([]) == "CPU"
     found = [("NVIDIA H100 80GB HBM3", (9, 0)), ("TPU v4", None)]
-    assert acceleration.describe_accelerators(found) == "NVIDIA H100 80GB HBM3, TPU v4"
-    assert acceleration.gpu_compute_capabilities(found) == [
-        (9, 0)
-    ]  # only GPUs have one
+    assert backends.describe_accelerators(found) == "NVIDIA H100 80GB HBM3, TPU v4"
+    assert backends.gpu_compute_capabilities(found) == [(9, 0)]  # only GPUs have one
 
 
 def test_jax_determinism_is_added_to_the_users_own_xla_flags():
     environment = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
-    assert acceleration.agree_xla_determinism(True, "jax", environment) is None
+    assert backends.agree_xla_determinism(True, "jax", environment) is None
     assert environment["XLA_FLAGS"] == (
         "--xla_cpu_enable_fast_math=false --xla_gpu_deterministic_ops=true"
     )
-    acceleration.agree_xla_determinism(True, "jax", environment)  # once
+    backends.agree_xla_determinism(True, "jax", environment)  # once
     assert environment["XLA_FLAGS"].count("deterministic_ops") == 1
     empty: dict = {}
-    acceleration.agree_xla_determinism(True, "jax", empty)
+    backends.agree_xla_determinism(True, "jax", empty)
     assert empty == {"XLA_FLAGS": "--xla_gpu_deterministic_ops=true"}
     # TensorFlow's op determinism needs no flag; a run that is not deterministic
     # keeps whatever the user set
     for backend, deterministic in (("tensorflow", True), ("jax", False)):
         untouched = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
-        acceleration.agree_xla_determinism(deterministic, backend, untouched)
+        backends.agree_xla_determinism(deterministic, backend, untouched)
         assert untouched == {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
     theirs = {"XLA_FLAGS": "--xla_gpu_deterministic_ops=false"}
-    assert acceleration.agree_xla_determinism(False, "jax", theirs) is None
+    assert backends.agree_xla_determinism(False, "jax", theirs) is None
     assert theirs == {"XLA_FLAGS": "--xla_gpu_deterministic_ops=false"}
 
 
@@ -266,21 +262,21 @@ def test_a_users_contrary_determinism_flag_is_overwritten_with_a_note(backend):
     """A deterministic run never runs with XLA's non-deterministic kernels while its
     attempt records deterministic: the user's other flags are kept."""
     theirs = {"XLA_FLAGS": "--xla_dump_to=/tmp/x --xla_gpu_deterministic_ops=false"}
-    note = acceleration.agree_xla_determinism(True, backend, theirs)
+    note = backends.agree_xla_determinism(True, backend, theirs)
     assert theirs == {
         "XLA_FLAGS": "--xla_dump_to=/tmp/x --xla_gpu_deterministic_ops=true"
     }
     assert "XLA_FLAGS had --xla_gpu_deterministic_ops=false" in note
     assert "compute.deterministic: false" in note
-    again = acceleration.agree_xla_determinism(True, backend, theirs)
+    again = backends.agree_xla_determinism(True, backend, theirs)
     assert again is None  # they agree now
     zero = {"XLA_FLAGS": "--xla_gpu_deterministic_ops=0"}
-    assert acceleration.agree_xla_determinism(True, backend, zero)
+    assert backends.agree_xla_determinism(True, backend, zero)
     assert zero == {"XLA_FLAGS": "--xla_gpu_deterministic_ops=true"}
 
 
 def test_which_gpus_support_a_precision():
-    supported = acceleration.precision_supported
+    supported = backends.precision_supported
     assert supported("float32", []) and supported("float32", [(6, 0)])
     assert supported("mixed_float16", [(7, 0)]) and supported("mixed_float16", [(8, 0)])
     assert not supported("mixed_float16", []) and not supported(
@@ -292,11 +288,11 @@ def test_which_gpus_support_a_precision():
 
 
 def test_tf32_resolution():
-    assert acceleration.resolve_tf32("auto")[0] is False
-    assert acceleration.resolve_tf32(True) == (True, "compute.tf32")
-    assert acceleration.resolve_tf32(False) == (False, "compute.tf32")
+    assert backends.resolve_tf32("auto")[0] is False
+    assert backends.resolve_tf32(True) == (True, "compute.tf32")
+    assert backends.resolve_tf32(False) == (False, "compute.tf32")
     with pytest.raises(AccelerationError, match="compute.tf32"):
-        acceleration.resolve_tf32("yes")
+        backends.resolve_tf32("yes")
     defaults = load_study(_config()).compute_settings()
     assert defaults.tf32 == "auto"
 
@@ -310,8 +306,8 @@ def test_set_tf32_is_what_tensorflow_reports():
     before = tf.config.experimental.tensor_float_32_execution_enabled()
     try:
         for enabled in (False, True, False):
-            acceleration.set_tf32(enabled)
+            backends.set_tf32(enabled)
             assert tf.config.experimental.tensor_float_32_execution_enabled() is enabled
-            assert acceleration.tf32_enabled() is enabled
+            assert backends.tf32_enabled() is enabled
     finally:
         tf.config.experimental.enable_tensor_float_32_execution(before)

@@ -28,7 +28,7 @@ import pytest
 from conftest import run_workflow
 
 from smoothbench import run_record
-from smoothbench.prepare import prepare
+from smoothbench.data.preparation import prepare
 from smoothbench.study import load_study
 
 SWITCH_CONFIG = {
@@ -51,7 +51,7 @@ SWITCH_CONFIG = {
 TRAIN_ONE = """
 import dataclasses, json, sys
 from smoothbench.study import load_study
-from smoothbench.training import train
+from smoothbench.train.loop import train
 config, compute, seed, prepared, run = json.loads(sys.argv[1])
 study = load_study(config)
 settings = study.train_settings("digits", "gamma", "0.9", seed)

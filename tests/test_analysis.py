@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from smoothbench import analysis
+from smoothbench.results import analysis
 from smoothbench.study import load_study
 
 STUDY = load_study(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smoothbench import calibration
+from smoothbench.train import calibration
 
 PROBABILITIES = np.array(
     [

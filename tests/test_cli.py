@@ -12,7 +12,7 @@ import pytest
 from conftest import REPOSITORY
 
 import smoothbench
-from smoothbench import cli
+from smoothbench.tools import command_line
 
 PYPROJECT = (REPOSITORY / "pyproject.toml").read_text()
 
@@ -77,12 +77,12 @@ def test_help_says_what_the_tool_does_with_an_example(script, capsys):
     assert printed.startswith(f"usage: {script} ")
     one_liners = [
         smoothbench.__doc__.splitlines()[0],
-        cli.__doc__.splitlines()[0],
+        command_line.__doc__.splitlines()[0],
         project_table("project")["description"],
     ]
     for one_liner in one_liners:
         assert one_liner not in printed
-    # smoothbench.cli.tool_parser's epilog: one example a line
+    # smoothbench.tools.command_line.tool_parser's epilog: one example a line
     assert "\nexamples:\n" in printed, f"{script}: make its parser with cli.tool_parser"
     examples = printed.split("\nexamples:\n", 1)[1].splitlines()
     assert examples and all(line.startswith(f"  {script}") for line in examples)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import REPOSITORY
 
-from smoothbench import __version__, provenance
+from smoothbench import __version__
+from smoothbench.compute import software
 
 VCS_COMMIT = "89abcdef" * 5
 
@@ -59,11 +60,11 @@ def _copy_package(site_packages: Path) -> Path:
 
 
 def test_from_its_checkout_the_checkouts_head():
-    found = provenance.code_provenance()
+    found = software.code_provenance()
     assert found["commit"] == _git(REPOSITORY, "rev-parse", "HEAD")
     assert found["origin"] == "git checkout" and isinstance(found["dirty"], bool)
     assert found["version"] == __version__
-    assert provenance.checkout_root() == REPOSITORY
+    assert software.checkout_root() == REPOSITORY
 
 
 def test_installed_inside_a_study_repository_it_never_reports_the_studys_head(
@@ -72,15 +73,15 @@ def test_installed_inside_a_study_repository_it_never_reports_the_studys_head(
     site_packages = study_repository / ".venv/lib/python3.11/site-packages"
     package = _copy_package(site_packages)
     assert _git(package, "rev-parse", "HEAD")  # git itself answers the study's HEAD
-    found = provenance.code_provenance(package)
+    found = software.code_provenance(package)
     assert found["commit"] is None and found["dirty"] is None
     assert found["origin"] == "install" and found["version"] == __version__
     # a source tree that is no checkout of its own, inside the study's
     tree = study_repository / "vendor" / "smoothbench"
     shutil.copytree(package, tree / "src" / "smoothbench")
     shutil.copy2(REPOSITORY / "pyproject.toml", tree / "pyproject.toml")
-    assert provenance.checkout_root(tree / "src" / "smoothbench") is None
-    assert provenance.code_provenance(tree / "src" / "smoothbench")["commit"] is None
+    assert software.checkout_root(tree / "src" / "smoothbench") is None
+    assert software.code_provenance(tree / "src" / "smoothbench")["commit"] is None
 
 
 def test_a_vcs_install_records_the_commit_pip_installed(study_repository, monkeypatch):
@@ -96,9 +97,9 @@ def test_a_vcs_install_records_the_commit_pip_installed(study_repository, monkey
     (dist_info / "direct_url.json").write_text(json.dumps(direct_url))
     installed = importlib.metadata.PathDistribution(dist_info)
     monkeypatch.setattr(
-        provenance.importlib.metadata, "distribution", lambda name: installed
+        software.importlib.metadata, "distribution", lambda name: installed
     )
-    found = provenance.code_provenance(package)
+    found = software.code_provenance(package)
     assert (found["commit"], found["dirty"], found["origin"]) == (
         VCS_COMMIT,
         False,
@@ -106,20 +107,20 @@ def test_a_vcs_install_records_the_commit_pip_installed(study_repository, monkey
     )
     # a plain install (a wheel, a folder): no commit, its version says which code
     (dist_info / "direct_url.json").write_text(json.dumps({"url": "file:///x"}))
-    assert provenance.code_provenance(package)["commit"] is None
+    assert software.code_provenance(package)["commit"] is None
     # another installed smoothbench than the one imported is not asked
-    assert provenance.installed_record(REPOSITORY / "src" / "smoothbench") is None
+    assert software.installed_record(REPOSITORY / "src" / "smoothbench") is None
 
 
 def test_library_versions_are_the_backends_own():
     import keras
 
     backend = keras.backend.backend()
-    versions = provenance.library_versions(backend, gpu=False)
+    versions = software.library_versions(backend, gpu=False)
     assert versions["keras"] == keras.__version__
     assert versions[backend] == importlib.metadata.version(backend)
     assert "cuda" not in versions and "cudnn" not in versions
-    assert set(versions) <= set(provenance.LIBRARIES)
-    assert provenance._cuda_text(12030) == "12.3"
-    assert provenance._cudnn_text(8907) == "8.9.7"
-    assert provenance._cudnn_text(90100) == "9.1.0"
+    assert set(versions) <= set(software.LIBRARIES)
+    assert software._cuda_text(12030) == "12.3"
+    assert software._cudnn_text(8907) == "8.9.7"
+    assert software._cudnn_text(90100) == "9.1.0"

@@ -1,4 +1,4 @@
-"""How a training job computes (smoothbench.computation): a function of its config and
+"""How a training job computes (smoothbench.compute.decisions): a function of its config and
 its device alone, never of a timing; and a resumed run keeps the computation it began
 with or stops naming what differs."""
 
@@ -14,8 +14,8 @@ import time
 import pytest
 from conftest import REPOSITORY
 
-from smoothbench import computation
-from smoothbench.computation import ComputationMismatchError
+from smoothbench.compute import decisions
+from smoothbench.compute.decisions import ComputationMismatchError
 from smoothbench.study import load_study
 
 CPU: tuple = ()
@@ -34,7 +34,7 @@ def _compute(**keys):
 
 
 def test_auto_on_the_cpu_is_the_reference():
-    decided = computation.decide(_compute(), CPU, NO_BACKEND)
+    decided = decisions.decide(_compute(), CPU, NO_BACKEND)
     assert decided.as_dict() == {
         "backend": "tensorflow",
         "precision": "float32",
@@ -46,23 +46,21 @@ def test_auto_on_the_cpu_is_the_reference():
 
 
 def test_auto_reads_what_the_gpu_is():
-    assert computation.decide(_compute(), AMPERE, NO_BACKEND).precision == (
+    assert decisions.decide(_compute(), AMPERE, NO_BACKEND).precision == (
         "mixed_bfloat16"
     )
-    assert computation.decide(_compute(), VOLTA, NO_BACKEND).precision == (
+    assert decisions.decide(_compute(), VOLTA, NO_BACKEND).precision == (
         "mixed_float16"
     )
-    assert computation.decide(_compute(), ((6, 1),), NO_BACKEND).precision == (
-        "float32"
-    )
+    assert decisions.decide(_compute(), ((6, 1),), NO_BACKEND).precision == ("float32")
     # the oldest GPU a job sees decides
-    assert computation.decide(_compute(), AMPERE + VOLTA, NO_BACKEND).precision == (
+    assert decisions.decide(_compute(), AMPERE + VOLTA, NO_BACKEND).precision == (
         "mixed_float16"
     )
 
 
 def test_explicit_keys_win_and_the_backend_follows_keras_backend():
-    decided = computation.decide(
+    decided = decisions.decide(
         _compute(jit_compile=True, precision="mixed_bfloat16"), CPU, NO_BACKEND
     )
     assert decided.as_dict() == {
@@ -72,9 +70,9 @@ def test_explicit_keys_win_and_the_backend_follows_keras_backend():
         "deterministic": False,  # Keras does not combine op determinism with XLA
         "tf32": False,
     }
-    jax = computation.decide(_compute(), CPU, {"KERAS_BACKEND": "jax"})
+    jax = decisions.decide(_compute(), CPU, {"KERAS_BACKEND": "jax"})
     assert (jax.backend, jax.jit_compile, jax.deterministic) == ("jax", True, True)
-    assert computation.decide(_compute(backend="jax"), CPU, NO_BACKEND).backend == "jax"
+    assert decisions.decide(_compute(backend="jax"), CPU, NO_BACKEND).backend == "jax"
 
 
 def test_an_experiments_own_keys_win_for_its_jobs():
@@ -86,7 +84,7 @@ def test_an_experiments_own_keys_win_for_its_jobs():
     study = load_study(config)
     assert study.compute_settings("mnist").jit_compile is True
     assert study.compute_settings("digits").jit_compile == "auto"
-    assert computation.decide(study.compute_settings("mnist"), CPU, NO_BACKEND)
+    assert decisions.decide(study.compute_settings("mnist"), CPU, NO_BACKEND)
     with pytest.raises(Exception, match="compute.experiments.mnist"):
         load_study(
             config
@@ -117,10 +115,10 @@ RECORDED = {
 
 def test_tf32_is_off_unless_the_config_sets_it():
     for capabilities in (CPU, VOLTA, AMPERE):
-        decided = computation.decide(_compute(), capabilities, NO_BACKEND)
+        decided = decisions.decide(_compute(), capabilities, NO_BACKEND)
         assert decided.tf32 is False
         assert decided.reason("tf32").startswith("auto: off")
-    on = computation.decide(_compute(tf32=True), AMPERE, NO_BACKEND)
+    on = decisions.decide(_compute(tf32=True), AMPERE, NO_BACKEND)
     assert (on.tf32, on.reason("tf32")) == (True, "compute.tf32")
     with pytest.raises(Exception, match="compute.tf32"):
         _compute(tf32="sometimes")
@@ -135,30 +133,28 @@ def test_tf32_is_off_unless_the_config_sets_it():
 
 def test_a_resume_under_other_settings_stops_naming_them():
     explicit = _compute(jit_compile=False)  # XLA off now, said by the config
-    decided = computation.decide(explicit, CPU, NO_BACKEND)
+    decided = decisions.decide(explicit, CPU, NO_BACKEND)
     with pytest.raises(ComputationMismatchError) as error:
-        computation.reconcile(decided, RECORDED | {"measured": False}, explicit, "run")
+        decisions.reconcile(decided, RECORDED | {"measured": False}, explicit, "run")
     message = str(error.value)
     assert "jit_compile: True in the checkpoint, False now" in message
     assert "compute.jit_compile: true" in message  # the recorded settings given back
     assert "retire the run" in message and "checkpoint is kept" in message
     # the same settings: it resumes
-    same = computation.decide(_compute(jit_compile=True), CPU, NO_BACKEND)
-    assert computation.reconcile(same, RECORDED, _compute(jit_compile=True), "run")
+    same = decisions.decide(_compute(jit_compile=True), CPU, NO_BACKEND)
+    assert decisions.reconcile(same, RECORDED, _compute(jit_compile=True), "run")
 
 
 def test_a_run_begun_under_a_measured_choice_keeps_it_where_the_config_says_auto():
-    decided = computation.decide(_compute(), CPU, NO_BACKEND)
-    kept = computation.reconcile(
-        decided, RECORDED | {"measured": True}, _compute(), "r"
-    )
+    decided = decisions.decide(_compute(), CPU, NO_BACKEND)
+    kept = decisions.reconcile(decided, RECORDED | {"measured": True}, _compute(), "r")
     assert kept.as_dict() == RECORDED
     assert "kept from the run's earlier attempts" in kept.reason("jit_compile")
     # a key the config now sets explicitly to something else: it stops
     explicit = _compute(jit_compile=False)
     with pytest.raises(ComputationMismatchError):
-        computation.reconcile(
-            computation.decide(explicit, CPU, NO_BACKEND),
+        decisions.reconcile(
+            decisions.decide(explicit, CPU, NO_BACKEND),
             RECORDED | {"measured": True},
             explicit,
             "r",
@@ -166,10 +162,10 @@ def test_a_run_begun_under_a_measured_choice_keeps_it_where_the_config_says_auto
 
 
 def test_recorded_computation_reads_the_last_attempt():
-    assert computation.recorded_computation([]) is None
+    assert decisions.recorded_computation([]) is None
     attempts = [{"backend": "jax", "precision": "float32"}]
     attempts.append(RECORDED | {"tuned": {"choice": RECORDED}})
-    assert computation.recorded_computation(attempts) == RECORDED | {
+    assert decisions.recorded_computation(attempts) == RECORDED | {
         "measured": True,
         "unrecorded": (),
     }
@@ -179,7 +175,7 @@ def test_an_attempt_of_an_earlier_version_reads_as_what_that_version_used():
     """A key an attempt does not record (an earlier version's checkpoint) reads as the
     value that version computed with: the check is made, never skipped."""
     older = {"started_at_epoch": 0, "backend": "jax", "precision": "mixed_float16"}
-    recorded = computation.recorded_computation([older])
+    recorded = decisions.recorded_computation([older])
     assert recorded == {
         "backend": "jax",
         "precision": "mixed_float16",
@@ -189,7 +185,7 @@ def test_an_attempt_of_an_earlier_version_reads_as_what_that_version_used():
         "measured": False,
         "unrecorded": ("jit_compile", "deterministic", "tf32"),
     }
-    assert computation.UNRECORDED == {
+    assert decisions.UNRECORDED == {
         "backend": "tensorflow",
         "precision": "float32",
         "jit_compile": False,
@@ -201,9 +197,9 @@ def test_an_attempt_of_an_earlier_version_reads_as_what_that_version_used():
     before_tf32 = {key: value for key, value in RECORDED.items() if key != "tf32"}
     explicit = _compute(jit_compile=True, tf32=False)
     with pytest.raises(ComputationMismatchError) as error:
-        computation.reconcile(
-            computation.decide(explicit, CPU, NO_BACKEND),
-            computation.recorded_computation([before_tf32]),
+        decisions.reconcile(
+            decisions.decide(explicit, CPU, NO_BACKEND),
+            decisions.recorded_computation([before_tf32]),
             explicit,
             "run",
         )
@@ -212,9 +208,9 @@ def test_an_attempt_of_an_earlier_version_reads_as_what_that_version_used():
     assert "compute.tf32: true" in message
     # left to auto, the run goes on as the earlier version computed it
     auto = _compute(jit_compile=True)
-    kept = computation.reconcile(
-        computation.decide(auto, CPU, NO_BACKEND),
-        computation.recorded_computation([before_tf32]),
+    kept = decisions.reconcile(
+        decisions.decide(auto, CPU, NO_BACKEND),
+        decisions.recorded_computation([before_tf32]),
         auto,
         "run",
     )
@@ -230,10 +226,10 @@ def test_a_retry_on_another_gpu_kind_keeps_the_runs_precision_where_it_can():
     auto = _compute()
 
     def resumed(began_on, now_on):
-        first = computation.decide(auto, began_on, NO_BACKEND).as_dict()
-        return computation.reconcile(
-            computation.decide(auto, now_on, NO_BACKEND),
-            computation.recorded_computation([first]),
+        first = decisions.decide(auto, began_on, NO_BACKEND).as_dict()
+        return decisions.reconcile(
+            decisions.decide(auto, now_on, NO_BACKEND),
+            decisions.recorded_computation([first]),
             auto,
             "run",
             capabilities=now_on,
@@ -255,10 +251,10 @@ def test_a_retry_on_another_gpu_kind_keeps_the_runs_precision_where_it_can():
     # a precision the config names is never overridden: it stops
     explicit = _compute(precision="mixed_bfloat16")
     with pytest.raises(ComputationMismatchError):
-        computation.reconcile(
-            computation.decide(explicit, AMPERE, NO_BACKEND),
-            computation.recorded_computation(
-                [computation.decide(auto, VOLTA, NO_BACKEND).as_dict()]
+        decisions.reconcile(
+            decisions.decide(explicit, AMPERE, NO_BACKEND),
+            decisions.recorded_computation(
+                [decisions.decide(auto, VOLTA, NO_BACKEND).as_dict()]
             ),
             explicit,
             "run",
@@ -267,21 +263,21 @@ def test_a_retry_on_another_gpu_kind_keeps_the_runs_precision_where_it_can():
 
 
 def test_the_recorded_values_win_over_auto_for_every_key():
-    decided = computation.decide(_compute(), CPU, NO_BACKEND)
-    kept = computation.reconcile(
+    decided = decisions.decide(_compute(), CPU, NO_BACKEND)
+    kept = decisions.reconcile(
         decided, RECORDED | {"measured": False}, _compute(), "run"
     )
     assert kept.as_dict() == RECORDED
     # a backend that is not installed here is not kept: it stops, naming it
     gone = RECORDED | {"backend": "no_such_backend_package"}
     with pytest.raises(ComputationMismatchError, match="no_such_backend_package"):
-        computation.reconcile(decided, gone, _compute(), "run")
+        decisions.reconcile(decided, gone, _compute(), "run")
 
 
 DECIDE_IN_A_JOB = """
 import dataclasses, json, sys
-from smoothbench import training  # what the train adapter imports
-from smoothbench.session import set_up_session
+from smoothbench.train import loop  # what the train adapter imports
+from smoothbench.train.session import set_up_session
 from smoothbench.study import load_study
 import numpy as np
 config = json.loads(sys.argv[1])
@@ -336,13 +332,13 @@ def test_a_jobs_computation_is_the_same_with_the_machine_idle_and_busy():
         for burner in burners:
             burner.kill()
             burner.wait()
-    assert idle == busy == computation.decide(_compute(), CPU, NO_BACKEND).as_dict()
-    assert "smoothbench.training" in modules
-    assert "smoothbench.tuning" not in modules
+    assert idle == busy == decisions.decide(_compute(), CPU, NO_BACKEND).as_dict()
+    assert "smoothbench.train.loop" in modules
+    assert "smoothbench.tools.tune_candidates" not in modules
 
 
 def test_the_computation_is_a_frozen_value():
-    decided = computation.decide(_compute(), CPU, NO_BACKEND)
+    decided = decisions.decide(_compute(), CPU, NO_BACKEND)
     with pytest.raises(dataclasses.FrozenInstanceError):
         decided.precision = "mixed_bfloat16"
     with pytest.raises(dataclasses.FrozenInstanceError):

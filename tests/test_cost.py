@@ -9,19 +9,21 @@ import pytest
 import yaml
 from conftest import REPOSITORY
 
-from smoothbench import cli, cost, registry
 from smoothbench.config import ConfigError
+from smoothbench.data import registry
 from smoothbench.study import load_study, load_study_file
+from smoothbench.tools import cost as cost_tool
+from smoothbench.tools import cost_estimate
 
 RATES = [
-    cost.Rate("resnet_v2-83", 72, 400.0, "test"),
-    cost.Rate("resnet_v2-83", 32, 1500.0, "test"),
-    cost.Rate("resnet_v1-20", 32, 6000.0, "test"),
+    cost_estimate.Rate("resnet_v2-83", 72, 400.0, "test"),
+    cost_estimate.Rate("resnet_v2-83", 32, 1500.0, "test"),
+    cost_estimate.Rate("resnet_v1-20", 32, 6000.0, "test"),
 ]
 
 
 def test_every_registry_dataset_has_split_sizes():
-    assert set(cost.SPLIT_SIZES) == set(registry.DATASETS)
+    assert set(cost_estimate.SPLIT_SIZES) == set(registry.DATASETS)
 
 
 def printed_tables(text: str) -> list[dict[str, Decimal]]:
@@ -52,16 +54,16 @@ def printed_total(text: str) -> tuple[int, Decimal]:
 
 def test_the_papers_bill_is_the_sum_of_its_jobs():
     study = load_study_file(REPOSITORY / "config.yaml")
-    rows = cost.plan(study, RATES, prepared_root=None)
+    rows = cost_estimate.plan(study, RATES, prepared_root=None)
     assert len(rows) == len(study.runs()) == 108
-    bill = cost.summarize(rows)
+    bill = cost_estimate.summarize(rows)
     total = sum(row["gpu_hours"] for row in rows)
     # one rounding per job: the total is within half a unit per job of the exact sum
     assert (
         abs(bill.total.units / 10**bill.decimals - total)
         <= 108 * 0.5 / 10**bill.decimals
     )
-    assert cost.render(bill).splitlines()[-2] == (
+    assert cost_estimate.render(bill).splitlines()[-2] == (
         f"total: 108 training jobs, {bill.hours(bill.total.units)} GPU-hours"
     )
     # one job by hand: cifar10, ResNet v2-83 on 32 px, 200 epochs of 50,000 + 10,000 / 3 images at 1,500/s
@@ -77,7 +79,7 @@ def test_the_papers_bill_is_the_sum_of_its_jobs():
 
 def test_the_papers_subtotals_add_up_to_its_total_as_printed():
     study = load_study_file(REPOSITORY / "config.yaml")
-    bill = cost.summarize(cost.plan(study, RATES, prepared_root=None))
+    bill = cost_estimate.summarize(cost_estimate.plan(study, RATES, prepared_root=None))
     assert bill.total.runs == 108
     # 13 experiments; 12 datasets (ImageNet's (a) and (b) are one dataset)
     assert [subtotal.name for subtotal in bill.experiments] == list(study.experiments)
@@ -90,7 +92,7 @@ def test_the_papers_subtotals_add_up_to_its_total_as_printed():
         assert sum(subtotal.runs for subtotal in level) == 108
         assert sum(subtotal.units for subtotal in level) == bill.total.units
 
-    printed = cost.render(bill, per_run=True)
+    printed = cost_estimate.render(bill, per_run=True)
     jobs, experiments, datasets = printed_tables(printed)
     runs, total = printed_total(printed)
     assert runs == 108 and len(jobs) == 108
@@ -106,7 +108,7 @@ def test_the_papers_subtotals_add_up_to_its_total_as_printed():
         == experiments["imagenet12_a"] + experiments["imagenet12_b"]
     )
     # without --per-run the same subtotals and total, and no job rows
-    summary = cost.render(bill)
+    summary = cost_estimate.render(bill)
     assert printed.endswith(summary) and "gamma~1.0" not in summary
 
 
@@ -117,7 +119,7 @@ def test_subtotals_add_up_where_rounding_each_one_would_not():
         {"experiment": name, "dataset": name, "gpu_hours": hours}
         for name, hours in [("a", 0.334), ("b", 0.333), ("c", 0.333)]
     ]
-    bill = cost.summarize(rows)
+    bill = cost_estimate.summarize(rows)
     assert bill.decimals == 2
     assert [bill.hours(subtotal.units) for subtotal in bill.experiments] == ["0.33"] * 3
     assert bill.hours(bill.total.units) == "0.99"
@@ -125,19 +127,19 @@ def test_subtotals_add_up_where_rounding_each_one_would_not():
 
 def test_a_bill_of_tiny_jobs_keeps_two_significant_digits():
     rows = [{"experiment": "digits", "dataset": "digits", "gpu_hours": 0.000152}] * 14
-    bill = cost.summarize(rows)
+    bill = cost_estimate.summarize(rows)
     assert bill.decimals == 5 and bill.hours(bill.run_units[0]) == "0.00015"
     assert bill.hours(bill.total.units) == "0.00210"
-    assert cost.bill_decimals([{"gpu_hours": 0.0969}]) == 2  # 0.10
+    assert cost_estimate.bill_decimals([{"gpu_hours": 0.0969}]) == 2  # 0.10
     assert bill.hours(123456789) == "1,234.56789"
     assert bill.hours(123456789, grouping=False) == "1234.56789"
 
 
 def test_runs_sharing_a_gpu_pay_their_share_of_its_hours():
     config = yaml.safe_load((REPOSITORY / "config.yaml").read_text())
-    alone = cost.plan(load_study(config), RATES, prepared_root=None)
+    alone = cost_estimate.plan(load_study(config), RATES, prepared_root=None)
     config["compute"]["runs_per_gpu"] = 4
-    shared = cost.plan(load_study(config), RATES, prepared_root=None)
+    shared = cost_estimate.plan(load_study(config), RATES, prepared_root=None)
     for one, four in zip(alone, shared, strict=True):
         assert four["hours"] == one["hours"] and four["runs_per_gpu"] == 4
         assert four["gpu_hours"] == pytest.approx(one["gpu_hours"] / 4)
@@ -151,10 +153,10 @@ def test_runs_sharing_a_gpu_pay_their_share_of_its_hours():
 def test_a_network_never_measured_is_named():
     study = load_study_file(REPOSITORY / "config.yaml")
     with pytest.raises(
-        cost.CostError,
+        cost_estimate.CostError,
         match=r"no throughput for resnet_v1-20 .*--rate resnet_v1-20@72=",
     ):
-        cost.plan(study, RATES[:2], prepared_root=None)
+        cost_estimate.plan(study, RATES[:2], prepared_root=None)
 
 
 def test_prepared_manifests_win_over_the_catalog(tmp_path):
@@ -170,14 +172,17 @@ def test_prepared_manifests_win_over_the_catalog(tmp_path):
     (folder / "manifest.json").write_text(
         '{"splits": {"train": {"count": 100}, "validation": {"count": 50}}}'
     )
-    assert cost.split_sizes(study, "digits", tmp_path)[:2] == (100, 50)
-    assert cost.split_sizes(study, "digits", tmp_path / "missing")[:2] == (1437, 360)
+    assert cost_estimate.split_sizes(study, "digits", tmp_path)[:2] == (100, 50)
+    assert cost_estimate.split_sizes(study, "digits", tmp_path / "missing")[:2] == (
+        1437,
+        360,
+    )
 
 
 def test_the_command_prints_the_bill(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert (
-        cli.cost_main(
+        cost_tool.main(
             [
                 "--configfile",
                 str(REPOSITORY / "config.yaml"),
@@ -214,7 +219,7 @@ def test_the_command_prints_the_bill(tmp_path, capsys, monkeypatch):
         row["dataset"]: Decimal(row["gpu_hours"]) for row in levels["dataset"]
     }
     assert (
-        cli.cost_main(
+        cost_tool.main(
             [
                 "--configfile",
                 str(REPOSITORY / "config.yaml"),
@@ -241,16 +246,19 @@ def test_a_benchmark_csv_gives_the_median_of_its_rounds_per_variant(tmp_path):
         "r83,ours,1,resnet_v2,83,72x72x3,5,CPU",
     ]
     path.write_text(header + "\n".join(rows) + "\n")
-    rates = {(rate.network, rate.side): rate for rate in cost.read_benchmark(path)}
+    rates = {
+        (rate.network, rate.side): rate for rate in cost_estimate.read_benchmark(path)
+    }
     # the median of 200, 260, 210
     assert rates[("resnet_v1-20", 32)].images_per_second == 210
     assert "median of 3" in rates[("resnet_v1-20", 32)].source
     assert rates[("resnet_v2-83", 72)].images_per_second == 5
     assert [
-        rate.images_per_second for rate in cost.read_benchmark(path, "ours-jax")
+        rate.images_per_second
+        for rate in cost_estimate.read_benchmark(path, "ours-jax")
     ] == [300]
-    with pytest.raises(cost.CostError, match="no 'ours-xla' rows"):
-        cost.read_benchmark(path, "ours-xla")
+    with pytest.raises(cost_estimate.CostError, match="no 'ours-xla' rows"):
+        cost_estimate.read_benchmark(path, "ours-xla")
 
 
 def test_the_command_answers_from_an_empty_folder_at_the_papers_rates(tmp_path):
@@ -288,17 +296,17 @@ def test_the_bill_says_which_rates_and_names_only_scripts_that_exist(
     monkeypatch.chdir(tmp_path)
     demo = str(REPOSITORY / "config" / "demo.yaml")
     # a checkout: the benchmark script is named, by a path that exists
-    assert cli.cost_main(["--configfile", demo]) == 0
+    assert cost_tool.main(["--configfile", demo]) == 0
     printed = capsys.readouterr().out
     assert "the paper's rates, not this machine's" in printed
     assert f"python {REPOSITORY / 'benchmarks' / 'benchmark_training.py'}" in printed
     # an installed package has no benchmarks/ folder: no script named, here or in errors
-    monkeypatch.setattr(cost, "benchmark_script", lambda: None)
-    assert cli.cost_main(["--configfile", demo]) == 0
+    monkeypatch.setattr(cost_estimate, "benchmark_script", lambda: None)
+    assert cost_tool.main(["--configfile", demo]) == 0
     printed = capsys.readouterr().out
     assert "benchmark" not in printed and "--rate NETWORK@SIDE" in printed
-    with pytest.raises(cost.CostError) as caught:
-        cost.rate_for(cost.PAPER_RATES, "resnet_v1-56", 32)
+    with pytest.raises(cost_estimate.CostError) as caught:
+        cost_estimate.rate_for(cost_estimate.PAPER_RATES, "resnet_v1-56", 32)
     assert "benchmark" not in str(caught.value)
     # a measured file, where there is one, wins; the paper's rates only when asked for
     measured = tmp_path / "results" / "benchmarks" / "throughput.csv"
@@ -307,13 +315,13 @@ def test_the_bill_says_which_rates_and_names_only_scripts_that_exist(
         "configuration,variant,round,model,depth,image_shape,images_per_second,device\n"
         "r20,ours,1,resnet_v1,20,8x8x1,5000,CPU\n"
     )
-    assert cli.cost_main(["--configfile", demo]) == 0
+    assert cost_tool.main(["--configfile", demo]) == 0
     printed = capsys.readouterr().out
     assert "throughput from: throughput.csv (CPU, ours, median of 1)" in printed
     assert "paper" not in printed
-    assert cli.cost_main(["--configfile", demo, "--paper-rates"]) == 0
+    assert cost_tool.main(["--configfile", demo, "--paper-rates"]) == 0
     assert "the paper's rates, not this machine's" in capsys.readouterr().out
     # a stated rate replaces the paper's for its network only
-    assert cli.cost_main(["--configfile", demo, "--rate", "resnet_v1-20@8=900"]) == 0
+    assert cost_tool.main(["--configfile", demo, "--rate", "resnet_v1-20@8=900"]) == 0
     printed = capsys.readouterr().out
     assert "throughput from: stated" in printed and "rates used" not in printed

@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import time
 
-from smoothbench.download import missing_message, probe_hosts
-from smoothbench.registry import get_dataset
+from smoothbench.data.download import missing_message, probe_hosts
+from smoothbench.data.registry import get_dataset
 
 
 def test_probe_reports_a_closed_port_at_once(monkeypatch):

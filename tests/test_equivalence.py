@@ -1,4 +1,4 @@
-"""The equivalence check's arithmetic (smoothbench.equivalence); the check itself trains
+"""The equivalence check's arithmetic (smoothbench.tools.equivalence); the check itself trains
 a study twice to convergence (docs/speed.md) and is run by hand, not here."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import yaml
 from conftest import REPOSITORY
 from scipy import stats
 
-from smoothbench import equivalence
 from smoothbench.study import load_study
+from smoothbench.tools import equivalence
 
 
 def _accuracies(values):
@@ -103,7 +103,7 @@ def test_the_settings_to_check_are_named_blocks_or_candidates(tmp_path):
         equivalence.candidates_to_check(config, False, None, [empty])
     every = equivalence.candidates_to_check(config, True)
     labels = [label for label, _ in every]
-    assert labels and equivalence.tuning.REFERENCE.label() not in labels
+    assert labels and equivalence.tune_candidates.REFERENCE.label() not in labels
     [(label, chosen)] = equivalence.candidates_to_check(config, False, labels[-1:])
     assert (label, chosen) == every[-1]
     both = equivalence.candidates_to_check(config, False, ["auto", labels[0]])

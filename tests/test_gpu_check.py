@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import FASHION_MNIST_DIR, REPOSITORY
 
-from smoothbench import cost
+from smoothbench.tools import cost_estimate
 
 pytestmark = pytest.mark.workflow  # a minute of subprocesses: not in make test-fast
 
@@ -46,10 +46,10 @@ def test_the_gpu_check_runs_and_writes_what_the_cost_command_reads(tmp_path):
         figures["training"]["dataset"] == "fashion_mnist"
         and figures["training"]["epochs"] == 1
     )
-    alone = cost.read_benchmark(output, "ours-jax")
+    alone = cost_estimate.read_benchmark(output, "ours-jax")
     assert [(rate.network, rate.side) for rate in alone] == [("resnet_v1-20", 32)]
     assert (
         alone[0].images_per_second
         == figures["throughput"][0]["images_per_second_each"][0]
     )
-    assert cost.read_benchmark(output, "ours-jax-shared2")
+    assert cost_estimate.read_benchmark(output, "ours-jax-shared2")

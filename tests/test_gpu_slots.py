@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from smoothbench import gpu_slots
+from smoothbench.compute import gpu_slots
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ def test_four_jobs_on_two_slots_never_share_one(tmp_path):
 
 CLAIM_AND_WAIT = """
 import sys, time
-from smoothbench import gpu_slots
+from smoothbench.compute import gpu_slots
 environment = {"SMOOTHBENCH_GPU_SLOTS": sys.argv[1], "SMOOTHBENCH_GPU_LOCK_DIR": sys.argv[2]}
 with gpu_slots.claimed_slots(1, log=lambda _: None, environment=environment) as slots:
     print(slots[0], flush=True)

@@ -1,6 +1,6 @@
 """No silent CPU: a study whose training jobs ask for no GPU, planned on a machine with
 NVIDIA GPUs, says so loudly while Snakemake plans, naming compute.gpus_per_job
-(smoothbench.workflow_support.gpu_warning, called by workflow/rules/common.smk). The
+(smoothbench.pipeline.jobs.gpu_warning, called by workflow/rules/common.smk). The
 machine's GPUs are a fake ``nvidia-smi`` first on PATH."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import REPOSITORY, demo_command
 
+from smoothbench.pipeline.jobs import gpu_warning
 from smoothbench.study import load_study_file, load_study_files
-from smoothbench.workflow_support import gpu_warning
 
 DEMO = REPOSITORY / "config" / "demo.yaml"
 LISTING = "GPU 0: NVIDIA H200 (UUID: GPU-0a1b2c3d-0000-0000-0000-000000000000)\n"

@@ -359,8 +359,10 @@ def test_the_wheel_holds_the_schema_the_paper_and_the_license(installed):
 
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "smoothbench/schemas/config.schema.yaml" in names
-    assert "smoothbench/workflow_profile.yaml" in names  # smoothbench-profile writes it
-    assert {"smoothbench/paper/mezzini_tables_1_2.csv"} <= names
+    assert (
+        "smoothbench/tools/workflow_profile.yaml" in names
+    )  # smoothbench-profile writes it
+    assert {"smoothbench/results/paper/mezzini_tables_1_2.csv"} <= names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     assert "Copyright (c) 2026 the smoothbench authors" in (
         (REPOSITORY / "LICENSE").read_text()
@@ -478,7 +480,7 @@ def test_installed_inside_another_git_repository_it_reports_its_own_version(
         [
             "python",
             "-c",
-            "import json; from smoothbench.provenance import code_provenance; "
+            "import json; from smoothbench.compute.software import code_provenance; "
             "print(json.dumps(code_provenance()))",
         ],
         repository,

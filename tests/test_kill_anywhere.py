@@ -17,8 +17,8 @@ import pytest
 from conftest import workflow_command
 
 from smoothbench import run_record
-from smoothbench.run_summary import FINAL_STATE_FILE, KEEP_FINAL_STATE_VARIABLE
 from smoothbench.settings import COMPUTATION_KEYS
+from smoothbench.train.outputs import FINAL_STATE_FILE, KEEP_FINAL_STATE_VARIABLE
 
 pytestmark = pytest.mark.workflow
 

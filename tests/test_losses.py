@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from smoothbench.losses import (  # noqa: E402
+from smoothbench.train.losses import (  # noqa: E402
     SmoothedCrossEntropy,
     alpha_from_gamma,
     gamma_from_alpha,
@@ -113,8 +113,8 @@ def test_loss_serializes_with_its_gamma():
 def _label_smoothing_plus_plus_pair(K: int):
     """Two LS++ models around one small network (whose kernel has its own l2), C's logits
     set to the same non-zero values: one with weight decay on C, one without."""
-    from smoothbench.losses import LabelSmoothingPlusPlusModel
-    from smoothbench.models import L2_WEIGHT
+    from smoothbench.models.resnet import L2_WEIGHT
+    from smoothbench.train.losses import LabelSmoothingPlusPlusModel
 
     keras.utils.set_random_seed(0)
     network = keras.Sequential(
@@ -137,7 +137,7 @@ def test_weight_decay_on_c_adds_exactly_the_l2_of_its_logits():
         pytest.skip("gradients taken with TensorFlow's GradientTape")
     import tensorflow as tf
 
-    from smoothbench.models import L2_WEIGHT
+    from smoothbench.models.resnet import L2_WEIGHT
 
     K = 7
     with_decay, without_decay, logits = _label_smoothing_plus_plus_pair(K)
@@ -172,9 +172,9 @@ def test_weight_decay_on_c_adds_exactly_the_l2_of_its_logits():
 def test_a_label_smoothing_plus_plus_run_gets_the_networks_l2_on_c_when_asked(
     weight_decay_on_c,
 ):
-    from smoothbench.models import L2_WEIGHT
-    from smoothbench.network import compile_for_method
+    from smoothbench.models.resnet import L2_WEIGHT
     from smoothbench.study import load_study
+    from smoothbench.train.network import compile_for_method
 
     config = {
         "methods": {
@@ -189,7 +189,7 @@ def test_a_label_smoothing_plus_plus_run_gets_the_networks_l2_on_c_when_asked(
 
 
 def test_a_negative_l2_on_c_is_refused():
-    from smoothbench.losses import LabelSmoothingPlusPlusModel
+    from smoothbench.train.losses import LabelSmoothingPlusPlusModel
 
     network = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
     with pytest.raises(ValueError, match="matrix_l2 must be at least 0"):

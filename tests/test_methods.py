@@ -8,11 +8,12 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from smoothbench import losses, run_record, training  # noqa: E402
-from smoothbench.network import build_model, compile_for_method  # noqa: E402
-from smoothbench.prepare import prepare  # noqa: E402
-from smoothbench.storage import open_prepared  # noqa: E402
+from smoothbench import run_record  # noqa: E402
+from smoothbench.data.array_store import open_prepared  # noqa: E402
+from smoothbench.data.preparation import prepare  # noqa: E402
 from smoothbench.study import load_study  # noqa: E402
+from smoothbench.train import loop, losses  # noqa: E402
+from smoothbench.train.network import build_model, compile_for_method  # noqa: E402
 
 
 def _batch(K, seed=0, size=16):
@@ -194,7 +195,7 @@ def test_one_label_smoothing_plus_plus_step_splits_its_gradients(digits):
 def test_a_label_smoothing_plus_plus_run_saves_its_matrix(digits, tmp_path):
     study, prepared, _ = digits
     settings = study.train_settings("digits", "lspp", "0.1", 0)
-    metrics = training.train(
+    metrics = loop.train(
         settings, study.compute_settings(), prepared, tmp_path, log=lambda message: None
     )
     matrix = np.load(tmp_path / "c_matrix.npy")

@@ -11,26 +11,26 @@ keras = pytest.importorskip("keras")
 
 from conftest import REPOSITORY  # noqa: E402
 
-from smoothbench import models  # noqa: E402
-from smoothbench.shapes import final_map_size, padded_shape, padding_to  # noqa: E402
+from smoothbench.models import resnet  # noqa: E402
+from smoothbench.models.shapes import final_map_size, padded_shape, padding_to  # noqa: E402
 
 
 def test_resnet20_v1_has_the_examples_parameter_count():
-    model = models.build_resnet("resnet_v1", 20, (32, 32, 3), 10)
-    assert models.count_parameters(model) == 274_442
-    assert models.count_parameters(model) == model.count_params()
+    model = resnet.build_resnet("resnet_v1", 20, (32, 32, 3), 10)
+    assert resnet.count_parameters(model) == 274_442
+    assert resnet.count_parameters(model) == model.count_params()
 
 
 @pytest.mark.parametrize("num_classes, expected", [(10, 2.50e6), (100, 2.52e6)])
 def test_resnet83_v2_parameter_count_is_within_one_percent_of_the_reference(
     num_classes, expected
 ):
-    model = models.build_resnet("resnet_v2", 83, (32, 32, 3), num_classes)
-    assert abs(models.count_parameters(model) - expected) / expected < 0.01
+    model = resnet.build_resnet("resnet_v2", 83, (32, 32, 3), num_classes)
+    assert abs(resnet.count_parameters(model) - expected) / expected < 0.01
 
 
 def test_resnet_v1_structure_follows_the_example():
-    model = models.build_resnet("resnet_v1", 20, (32, 32, 3), 10)
+    model = resnet.build_resnet("resnet_v1", 20, (32, 32, 3), 10)
     convolutions = [
         layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)
     ]
@@ -53,7 +53,7 @@ def test_resnet_v1_structure_follows_the_example():
 
 
 def test_resnet_v2_widths_and_preactivation():
-    model = models.build_resnet("resnet_v2", 29, (32, 32, 3), 10)  # n = 3
+    model = resnet.build_resnet("resnet_v2", 29, (32, 32, 3), 10)  # n = 3
     widths = {
         layer.name: layer.filters
         for layer in model.layers
@@ -76,7 +76,7 @@ def test_resnet_v2_widths_and_preactivation():
 @pytest.mark.parametrize("model_name, depth", [("resnet_v1", 21), ("resnet_v2", 30)])
 def test_wrong_depth_is_refused(model_name, depth):
     with pytest.raises(ValueError, match="depth must be"):
-        models.build_resnet(model_name, depth, (32, 32, 3), 10)
+        resnet.build_resnet(model_name, depth, (32, 32, 3), 10)
 
 
 def test_fixed_pool_refuses_28_pixel_inputs_and_padding_fixes_it():
@@ -84,17 +84,17 @@ def test_fixed_pool_refuses_28_pixel_inputs_and_padding_fixes_it():
         final_map_size(28) == 7 and final_map_size(32) == 8 and final_map_size(72) == 18
     )
     with pytest.raises(ValueError, match="smaller than the fixed 8x8 pool"):
-        models.build_resnet("resnet_v1", 20, (28, 28, 1), 10)
+        resnet.build_resnet("resnet_v1", 20, (28, 28, 1), 10)
     assert padding_to((28, 28, 1), 32) == ((2, 2), (2, 2))
     assert padded_shape((28, 28, 1), 32) == (32, 32, 1)
     assert padding_to((72, 72, 3), 32) == ((0, 0), (0, 0))
-    assert models.build_resnet(
+    assert resnet.build_resnet(
         "resnet_v1", 20, (28, 28, 1), 10, pooling="global"
     ).output_shape == (None, 10)
 
 
 def test_72_pixel_inputs_keep_a_2x2_map_under_the_fixed_pool():
-    model = models.build_resnet("resnet_v1", 20, (72, 72, 3), 10)
+    model = resnet.build_resnet("resnet_v1", 20, (72, 72, 3), 10)
     assert model.get_layer("pool").output.shape[1:] == (2, 2, 64)
     assert model.get_layer("flatten").output.shape[-1] == 256
 
@@ -103,8 +103,8 @@ def test_preprocessing_scales_centres_and_pads_and_augmentation_is_off_at_infere
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(4, 28, 28, 1), dtype=np.uint8)
     mean = rng.random((28, 28, 1)).astype(np.float32)
-    classifier = models.build_resnet("resnet_v1", 8, (32, 32, 1), 10)
-    model = models.build_training_model(
+    classifier = resnet.build_resnet("resnet_v1", 8, (32, 32, 1), 10)
+    model = resnet.build_training_model(
         classifier, (28, 28, 1), mean, padding=padding_to((28, 28, 1), 32)
     )
     centred = model.get_layer("preprocess")(images)
@@ -120,7 +120,7 @@ def test_preprocessing_scales_centres_and_pads_and_augmentation_is_off_at_infere
     # the classifier in training mode on the same batch: the same without augmentation
     # (a model built with shift 0 and no flip), different with it.
     plain = keras.ops.convert_to_numpy(classifier(expected, training=True))
-    still = models.build_training_model(
+    still = resnet.build_training_model(
         classifier,
         (28, 28, 1),
         mean,
@@ -135,7 +135,10 @@ def test_preprocessing_scales_centres_and_pads_and_augmentation_is_off_at_infere
     assert not np.allclose(augmented, plain, atol=1e-3)  # shift and flip act
 
 
-@pytest.mark.parametrize("module", ["models.py", "losses.py", "data.py", "shapes.py"])
+@pytest.mark.parametrize(
+    "module",
+    ["models/resnet.py", "train/losses.py", "data/batches.py", "models/shapes.py"],
+)
 def test_model_loss_and_batches_use_only_the_backend_neutral_api(module):
     source = (REPOSITORY / "src" / "smoothbench" / module).read_text()
     assert not re.search(

@@ -3,7 +3,7 @@
 with YAML's base loader), and the schema types them (smoothbench.config.
 read_typed_strings); a wrong one is refused naming the key. Every console script that
 reads a study takes the same ``--configfile`` (several, layered) and ``--config``
-(smoothbench.cli.add_study_arguments) and resolves the study Snakemake plans."""
+(smoothbench.tools.command_line.add_study_arguments) and resolves the study Snakemake plans."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from conftest import REPOSITORY, demo_command
 from snakemake.cli import parse_config
 from test_cli import SCRIPTS, entry_point
 
-from smoothbench import cli
 from smoothbench.config import ConfigError, merge_layers, read_config_files
 from smoothbench.study import load_study
+from smoothbench.tools import command_line
 
 DEMO = REPOSITORY / "config" / "demo.yaml"
 PAPER = REPOSITORY / "config.yaml"
@@ -185,12 +185,12 @@ def test_the_fallback_parser_reads_config_as_snakemake_does():
         "empty_value=",
         "text_value=a: b: c",
     ]
-    assert cli.parse_config_entries(entries) == parse_config(entries)
+    assert command_line.parse_config_entries(entries) == parse_config(entries)
     for wrong in (["no_equals_sign"], ["9starts=1"]):
         with pytest.raises(ValueError):
             parse_config(wrong)
         with pytest.raises(ValueError):
-            cli.parse_config_entries(wrong)
+            command_line.parse_config_entries(wrong)
 
 
 # the data tool reads no study, and the profile tool writes a file into a folder

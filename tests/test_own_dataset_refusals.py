@@ -677,8 +677,8 @@ def test_the_download_rule_refuses_a_split_of_a_builder_built_after_planning(
     offline, as a download would, and the rule reads it from the data dir."""
     from tensorflow_datasets.testing import DummyMnist
 
-    from smoothbench import own_datasets
-    from smoothbench.download import DownloadError, download
+    from smoothbench.data import own_datasets
+    from smoothbench.data.download import DownloadError, download
     from smoothbench.study import load_study
 
     data_dir = tmp_path / "tfds"

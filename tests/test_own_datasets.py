@@ -19,12 +19,14 @@ import yaml
 from conftest import FASHION_MNIST_DIR, REPORT_ON, run_workflow
 from PIL import Image
 
-from smoothbench import cli, cost, own_datasets, storage
 from smoothbench.config import ConfigError, validate_config
-from smoothbench.download import MOCK_DATA_VARIABLE, download
+from smoothbench.data import array_store, own_datasets
+from smoothbench.data.download import MOCK_DATA_VARIABLE, download
+from smoothbench.data.preparation import prepare
 from smoothbench.methods import gamma_grid
-from smoothbench.prepare import prepare
 from smoothbench.study import load_study
+from smoothbench.tools import cost_estimate
+from smoothbench.tools import data as data_tool
 
 FASHION_CLASSES = (
     "t-shirt",
@@ -130,7 +132,7 @@ def test_a_folder_of_pngs_is_downloaded_prepared_and_trained(folder_study):
         ).hexdigest()
         for path in files
     }
-    manifest, arrays = storage.open_prepared(results / "prepared" / "clothes")
+    manifest, arrays = array_store.open_prepared(results / "prepared" / "clothes")
     assert manifest["source"] == "folder" and manifest["num_classes"] == 10
     assert manifest["class_names"] == sorted(FASHION_CLASSES)
     assert manifest["image_shape"] == [28, 28, 1]
@@ -147,7 +149,7 @@ def test_a_folder_of_pngs_is_downloaded_prepared_and_trained(folder_study):
     ):
         assert originals[image[..., 0].tobytes()] == names[label]
     # the folder with its own split keeps it
-    shoes, _ = storage.open_prepared(results / "prepared" / "shoes")
+    shoes, _ = array_store.open_prepared(results / "prepared" / "shoes")
     assert shoes["class_names"] == ["boot", "sandal", "sneaker"]
     assert shoes["splits"]["train"]["count"] == 300
     assert shoes["splits"]["validation"]["class_counts"] == [30, 30, 30]
@@ -242,7 +244,7 @@ def test_a_tfds_builder_outside_the_registry_under_mock_data(tmp_path):
         env={MOCK_DATA_VARIABLE: "16"},
     )  # fmt: skip
     assert process.returncode == 0, process.stdout
-    manifest, arrays = storage.open_prepared(
+    manifest, arrays = array_store.open_prepared(
         tmp_path / "results" / "own" / "prepared" / "flowers"
     )
     assert (
@@ -270,8 +272,8 @@ def test_cost_and_the_dataset_list_know_a_folder_before_it_is_prepared(
     config = json.loads(json.dumps(config))
     config["datasets"]["clothes"]["folder"] = str(workdir / "clothes")
     study = load_study(config)
-    manifest = storage.read_manifest(workdir / "results/own/prepared/clothes")
-    train, validation, source = cost.split_sizes(study, "clothes", None)
+    manifest = array_store.read_manifest(workdir / "results/own/prepared/clothes")
+    train, validation, source = cost_estimate.split_sizes(study, "clothes", None)
     assert (train, validation) == (
         manifest["splits"]["train"]["count"],
         manifest["splits"]["validation"]["count"],
@@ -279,11 +281,11 @@ def test_cost_and_the_dataset_list_know_a_folder_before_it_is_prepared(
     assert source == f"the image folder {workdir / 'clothes'}"
     config_file = workdir / "absolute.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    assert cli.main(["datasets", "--configfile", str(config_file)]) == 0
+    assert data_tool.main(["datasets", "--configfile", str(config_file)]) == 0
     listed = capsys.readouterr().out
     assert re.search(r"^clothes +K=10 .*the study's own dataset$", listed, re.M)
     assert re.search(r"^shoes +K=3 ", listed, re.M)
-    assert cli.main(["datasets"]) == 0
+    assert data_tool.main(["datasets"]) == 0
     assert "clothes" not in capsys.readouterr().out
 
 
@@ -318,7 +320,7 @@ def test_a_colour_folder_of_mixed_sizes_and_formats_is_brought_to_its_square(tmp
     record = download(study.download_settings("colour"), study.network_settings())
     assert len(record["files"]) == 6 and record["channels"] == 3
     manifest = prepare(study.data_settings("colour"), tmp_path / "prepared", record)
-    _, arrays = storage.open_prepared(tmp_path / "prepared")
+    _, arrays = array_store.open_prepared(tmp_path / "prepared")
     assert manifest["image_shape"] == [16, 16, 3]
     assert manifest["settings"] == {"image_size": 16, "square_method": "center_crop"}
     assert manifest["splits"]["validation"]["class_counts"] == [1, 1]

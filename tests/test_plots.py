@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from test_tables import _digits_study, write_metrics
 
-from smoothbench import experiment_plots, plots, runs_table
-from smoothbench.losses import smoothed_targets
+from smoothbench.results import collection, run_plots, summary_plots
 from smoothbench.run_record import ResultsError
+from smoothbench.train.losses import smoothed_targets
 
 
 @pytest.mark.parametrize("num_classes", [2, 10, 100])
@@ -24,12 +24,12 @@ def test_the_loss_floor_is_the_entropy_of_the_smoothed_target(gamma, num_classes
         np.float64
     )
     entropy = -sum(p * math.log(p) for p in target if p > 0)
-    assert experiment_plots.target_entropy(gamma, num_classes) == pytest.approx(
+    assert run_plots.target_entropy(gamma, num_classes) == pytest.approx(
         entropy, rel=1e-6
     )
     # the cross-entropy of the target with any prediction is at least the floor
     prediction = np.random.default_rng(0).dirichlet(np.ones(num_classes))
-    assert -(target * np.log(prediction)).sum() >= experiment_plots.target_entropy(
+    assert -(target * np.log(prediction)).sum() >= run_plots.target_entropy(
         gamma, num_classes
     )
 
@@ -62,8 +62,8 @@ def test_summary_plots_are_written_as_png_and_pdf_and_are_reproducible(tmp_path)
         for gamma in (1.0, 0.9, 0.8)
         for seed in (0, 1, 2)
     ]
-    runs = runs_table.collect_runs(study, files)
-    written = plots.write_summary_plots(study, runs, tmp_path / "plots")
+    runs = collection.collect_runs(study, files)
+    written = summary_plots.write_summary_plots(study, runs, tmp_path / "plots")
     names = sorted(path.name for path in written)
     assert names == [
         "accuracy_vs_gamma.pdf",
@@ -75,7 +75,7 @@ def test_summary_plots_are_written_as_png_and_pdf_and_are_reproducible(tmp_path)
     assert width > 200 and height > 200
     first = (tmp_path / "plots" / "gain_over_baseline.pdf").read_bytes()
     assert first.startswith(b"%PDF")
-    plots.write_summary_plots(study, runs, tmp_path / "plots")
+    summary_plots.write_summary_plots(study, runs, tmp_path / "plots")
     assert (
         tmp_path / "plots" / "gain_over_baseline.pdf"
     ).read_bytes() == first  # no timestamp inside
@@ -90,8 +90,8 @@ def test_training_curves_read_each_runs_history_and_name_a_bad_one(tmp_path):
         rows = _history(6, 2.0, gap=0.1)  # validation loss below training loss
         pd.DataFrame(rows).to_csv(path.with_name("history.csv"), index=False)
         files.append(path)
-    runs = runs_table.collect_runs(study, files)
-    written = experiment_plots.write_training_curves(
+    runs = collection.collect_runs(study, files)
+    written = run_plots.write_training_curves(
         study, "digits", runs, tmp_path / "curves" / "digits"
     )
     assert [path.suffix for path in written] == [".png", ".pdf"]
@@ -103,12 +103,12 @@ def test_training_curves_read_each_runs_history_and_name_a_bad_one(tmp_path):
         ResultsError,
         match=f"{bad}: no column accuracy, val_accuracy, val_loss in the history",
     ):
-        experiment_plots.write_training_curves(
+        run_plots.write_training_curves(
             study, "digits", runs, tmp_path / "curves" / "digits"
         )
     bad.unlink()
     with pytest.raises(ResultsError, match=f"{bad}: unreadable history"):
-        experiment_plots.write_training_curves(
+        run_plots.write_training_curves(
             study, "digits", runs, tmp_path / "curves" / "digits"
         )
 
@@ -121,9 +121,9 @@ def test_reliability_diagrams_find_their_runs_in_runs_csv_and_read_their_bins(
         write_metrics(tmp_path, "digits", gamma, 0, accuracy)
         for gamma, accuracy in ((1.0, 0.9), (0.9, 0.95), (0.8, 0.92))
     ]
-    runs = runs_table.collect_runs(study, files)
+    runs = collection.collect_runs(study, files)
     stem = tmp_path / "reliability" / "digits"
-    written = experiment_plots.write_reliability(study, "digits", runs, stem)
+    written = run_plots.write_reliability(study, "digits", runs, stem)
     assert [path.suffix for path in written] == [".png", ".pdf"]
     # the bins are read as runs.csv's rows are: checked against the schema, named
     payload = json.loads(files[1].read_text())
@@ -135,7 +135,7 @@ def test_reliability_diagrams_find_their_runs_in_runs_csv_and_read_their_bins(
             f"{files[1]}: 'calibration.best_epoch.bins[1].count' is -1, expected at least 0"
         ),
     ):
-        experiment_plots.write_reliability(study, "digits", runs, stem)
+        run_plots.write_reliability(study, "digits", runs, stem)
 
 
 # ---------------------------------------------------------------- issue 17: readable figures
@@ -182,7 +182,9 @@ def _errorbar(axis, label_start):
 
 def test_the_gamma_axis_spans_the_gammas_drawn_with_a_small_margin():
     runs = _runs_frame({"gamma": DEMO_GAMMAS})
-    figure = plots.accuracy_versus_gamma_figure(runs, NO_PAPER, {"digits": "digits"})
+    figure = summary_plots.accuracy_versus_gamma_figure(
+        runs, NO_PAPER, {"digits": "digits"}
+    )
     low, high = figure.axes[0].get_xlim()
     # the demo's gamma 0.6-1.0 fills the panel: no more the fixed 0.05-1.05
     assert 0.55 <= low < 0.6 and 1.0 < high <= 1.05
@@ -190,19 +192,23 @@ def test_the_gamma_axis_spans_the_gammas_drawn_with_a_small_margin():
     paper = pd.DataFrame(
         {"experiment": "digits", "gamma": [0.2, 0.5], "mean_percent": [90.0, 95.0]}
     )
-    figure = plots.accuracy_versus_gamma_figure(runs, paper, {"digits": "digits"})
+    figure = summary_plots.accuracy_versus_gamma_figure(
+        runs, paper, {"digits": "digits"}
+    )
     low, high = figure.axes[0].get_xlim()
     assert 0.1 <= low < 0.2 and 1.0 < high <= 1.1  # a tenth of the span beyond
 
 
 def test_gamma_axis_limits_keep_a_margin_around_a_single_gamma():
-    low, high = plots.gamma_axis_limits([0.9, float("nan")])
+    low, high = summary_plots.gamma_axis_limits([0.9, float("nan")])
     assert low < 0.9 < high and high - low <= 0.1
 
 
 def test_uniform_alpha_and_lspp_stand_at_their_equivalent_gamma_when_run():
     runs = _runs_frame({"gamma": DEMO_GAMMAS, "alpha": [0.1], "lspp": [0.1]})
-    figure = plots.accuracy_versus_gamma_figure(runs, NO_PAPER, {"digits": "digits"})
+    figure = summary_plots.accuracy_versus_gamma_figure(
+        runs, NO_PAPER, {"digits": "digits"}
+    )
     axis = figure.axes[0]
     labels = _legend_labels(axis)
     assert any(label.startswith("uniform α = 0.1") for label in labels), labels
@@ -222,14 +228,14 @@ def test_uniform_alpha_and_lspp_stand_at_their_equivalent_gamma_when_run():
 
 def test_only_the_methods_run_get_a_marker():
     runs = _runs_frame({"gamma": DEMO_GAMMAS, "alpha": [0.2]})
-    axis = plots.accuracy_versus_gamma_figure(
+    axis = summary_plots.accuracy_versus_gamma_figure(
         runs, NO_PAPER, {"digits": "digits"}
     ).axes[0]
     assert _errorbar(axis, "LS++") is None
     assert not any("LS++" in label for label in _legend_labels(axis))
     (x,) = _errorbar(axis, "uniform α = 0.2").lines[0].get_xdata()
     assert x == pytest.approx(1 - 0.2 + 0.2 / 10)  # alone: not nudged
-    axis = plots.accuracy_versus_gamma_figure(
+    axis = summary_plots.accuracy_versus_gamma_figure(
         _runs_frame({"gamma": DEMO_GAMMAS}), NO_PAPER, {"digits": "digits"}
     ).axes[0]
     assert [container.get_label()[:4] for container in axis.containers] == ["ours"]
@@ -269,15 +275,15 @@ def test_the_summary_plots_draw_every_methods_runs(tmp_path, monkeypatch):
     files += [_write_run(tmp_path, study, "alpha", 0.1, 0, 0.96)]
     files += [_write_run(tmp_path, study, "lspp", 0.1, 0, 0.97)]
     figures = []
-    original = plots.accuracy_versus_gamma_figure
+    original = summary_plots.accuracy_versus_gamma_figure
 
     def keep(*arguments):
         figures.append(original(*arguments))
         return figures[-1]
 
-    monkeypatch.setattr(plots, "accuracy_versus_gamma_figure", keep)
-    plots.write_summary_plots(
-        study, runs_table.collect_runs(study, files), tmp_path / "plots"
+    monkeypatch.setattr(summary_plots, "accuracy_versus_gamma_figure", keep)
+    summary_plots.write_summary_plots(
+        study, collection.collect_runs(study, files), tmp_path / "plots"
     )
     labels = _legend_labels(figures[0].axes[0])
     assert [label.split(" =")[0].split(",")[0] for label in labels] == [
@@ -309,7 +315,7 @@ def test_the_share_of_examples_is_drawn_visibly_in_its_own_panel():
         ("one-hot (γ = 1)", _bins(counts), 0.01),
         ("best γ = 0.8", _bins(counts[::-1], 0.1), 0.2),
     ]
-    figure = experiment_plots.reliability_figure("digits", curves)
+    figure = run_plots.reliability_figure("digits", curves)
     shares = [
         (axis, container)
         for axis in figure.axes
@@ -339,16 +345,12 @@ def test_the_c_heatmap_colour_scale_spans_the_off_diagonal_values_only():
     rng = np.random.default_rng(0)
     matrix = rng.uniform(0.10, 0.13, size=(10, 10))
     np.fill_diagonal(matrix, 0.0)
-    figure = experiment_plots.c_matrix_figure(
-        matrix, [str(k) for k in range(10)], "digits C"
-    )
+    figure = run_plots.c_matrix_figure(matrix, [str(k) for k in range(10)], "digits C")
     axis = figure.axes[0]
     (image,) = axis.images
     off_diagonal = matrix[~np.eye(10, dtype=bool)]
     assert image.get_clim() == pytest.approx((off_diagonal.min(), off_diagonal.max()))
-    assert experiment_plots.off_diagonal_limits(matrix) == pytest.approx(
-        image.get_clim()
-    )
+    assert run_plots.off_diagonal_limits(matrix) == pytest.approx(image.get_clim())
     # the zero diagonal is masked (drawn grey), annotated 0 and named in the title
     mask = np.ma.getmaskarray(image.get_array())
     assert mask.diagonal().all() and not mask[~np.eye(10, dtype=bool)].any()
@@ -363,7 +365,7 @@ def test_the_c_heatmap_colour_scale_spans_the_off_diagonal_values_only():
 def test_a_c_matrix_with_equal_off_diagonal_values_still_draws(tmp_path):
     matrix = np.full((3, 3), 0.5)
     np.fill_diagonal(matrix, 0.0)
-    written = experiment_plots.plot_c_matrix(
+    written = run_plots.plot_c_matrix(
         matrix, ["a", "b", "c"], "uniform C", tmp_path / "c"
     )
     assert [path.suffix for path in written] == [".png", ".pdf"]
@@ -372,8 +374,8 @@ def test_a_c_matrix_with_equal_off_diagonal_values_still_draws(tmp_path):
 def _gain_figure(tmp_path, accuracies: dict[float, tuple[float, ...]]):
     """The gain figure of digits runs with these accuracies per gamma (one per seed), and
     Table 3's frames of the same runs."""
-    from smoothbench import tables
-    from smoothbench.paper import best_versus_baseline, paper_cells
+    from smoothbench.results import paper_tables
+    from smoothbench.results.paper_numbers import best_versus_baseline, paper_cells
 
     seeds = len(next(iter(accuracies.values())))
     study = _digits_study(seeds=tuple(range(seeds)))
@@ -382,18 +384,20 @@ def _gain_figure(tmp_path, accuracies: dict[float, tuple[float, ...]]):
         for gamma, values in accuracies.items()
         for seed, accuracy in enumerate(values)
     ]
-    runs = runs_table.collect_runs(study, files)
-    frames = tables.table_frames(study, runs)
-    figure = plots.gain_over_baseline_figure(
-        best_versus_baseline(tables.summarize_cells(runs), list(study.experiments)),
+    runs = collection.collect_runs(study, files)
+    frames = paper_tables.table_frames(study, runs)
+    figure = summary_plots.gain_over_baseline_figure(
+        best_versus_baseline(
+            paper_tables.summarize_cells(runs), list(study.experiments)
+        ),
         best_versus_baseline(paper_cells()),
-        runs_table.row_labels(study),
+        collection.row_labels(study),
         paired=frames["paired_differences"],
     )
     return (
         figure,
         frames,
-        tables.table3_rows(frames["table3"], study, frames["paired_differences"]),
+        paper_tables.table3_rows(frames["table3"], study, frames["paired_differences"]),
     )
 
 

@@ -7,7 +7,12 @@ import json
 import pytest
 
 from smoothbench import run_record
-from smoothbench.progress import EpochReporter, epoch_label, format_duration, run_eta
+from smoothbench.train.progress import (
+    EpochReporter,
+    epoch_label,
+    format_duration,
+    run_eta,
+)
 
 
 @pytest.mark.parametrize(

@@ -13,15 +13,15 @@ import pandas as pd
 import pytest
 from test_tables import make_tables, write_metrics
 
-from smoothbench import (
-    experiment_plots,
+from smoothbench.results import (
+    collection,
     front_page,
-    plots,
-    provenance_summary,
-    runs_table,
-    status,
+    provenance,
+    run_plots,
+    summary_plots,
 )
 from smoothbench.study import load_study
+from smoothbench.tools import status
 
 COMMIT = "0123abc0123abc0123abc0123abc0123abc0123"
 OTHER_COMMIT = "4567def4567def4567def4567def4567def4567"
@@ -52,7 +52,7 @@ def _study(folder):
 
 
 def _attempt(precision="float32", backend="jax", commit=COMMIT, dirty=False, **more):
-    """An attempt as this version records it (smoothbench.session.attempt_record)."""
+    """An attempt as this version records it (smoothbench.train.session.attempt_record)."""
     return {
         "started_at_epoch": 0,
         "backend": backend,
@@ -115,7 +115,7 @@ def _write_study(folder, differing=None):
 def _tables(tmp_path, differing=None):
     study, files = _write_study(tmp_path, differing)
     frames = make_tables(study, files, tmp_path / "tables")
-    runs = runs_table.read_runs_table(tmp_path / runs_table.RUNS_FILE)
+    runs = collection.read_runs_table(tmp_path / collection.RUNS_FILE)
     return study, runs, frames
 
 
@@ -144,7 +144,7 @@ def test_a_study_mixing_commits_and_precisions_says_so_everywhere(tmp_path):
     for name in ("table2", "table3"):
         assert "Mixed provenance" in (tables / f"{name}.tex").read_text()
     # the csv tables keep their columns
-    assert list(pd.read_csv(tables / "table2.csv").columns) == runs_table.TABLE_COLUMNS
+    assert list(pd.read_csv(tables / "table2.csv").columns) == collection.TABLE_COLUMNS
     groups = pd.read_csv(tables / "provenance.csv")
     assert list(groups["runs"]) == [6, 1, 1, 1] and set(groups["mixed"]) == {True}
     assert set(groups["precision"]) == {"float32", "mixed_float16"}
@@ -215,9 +215,9 @@ def test_one_setting_from_a_dirty_tree_is_a_mix_too(tmp_path):
         for seed in (0, 1, 2)
     }
     study, runs, _ = _tables(tmp_path, dirty)
-    groups = provenance_summary.provenance_groups(runs)
-    assert len(groups) == 1 and provenance_summary.is_mixed(groups)
-    line = provenance_summary.provenance_line(runs)
+    groups = provenance.provenance_groups(runs)
+    assert len(groups) == 1 and provenance.is_mixed(groups)
+    line = provenance.provenance_line(runs)
     assert "with uncommitted changes (dirty tree): all 9 runs" in line
     assert line.endswith("Not one commit's code: see provenance.md.")
     page = html.unescape(_front_page(tmp_path, study, runs))
@@ -233,7 +233,7 @@ def test_runs_resumed_under_another_setting_and_unrecorded_provenance():
                 "method": "gamma",
                 "value": 0.9,
                 "seed": 0,
-                **provenance_summary.run_provenance(
+                **provenance.run_provenance(
                     {
                         "attempts": [
                             _old_attempt("float32", "tensorflow"),
@@ -248,13 +248,13 @@ def test_runs_resumed_under_another_setting_and_unrecorded_provenance():
                 "method": "gamma",
                 "value": 1.0,
                 "seed": 0,
-                **provenance_summary.run_provenance({}),
+                **provenance.run_provenance({}),
             },
         ]
     )
     assert list(runs["precision"]) == ["float32+mixed_bfloat16", ""]
     assert list(runs["mixed_attempts"]) == ["precision", ""]
-    line = provenance_summary.provenance_line(runs)
+    line = provenance.provenance_line(runs)
     assert (
         "float32+mixed_bfloat16 (TensorFlow, XLA on, deterministic off, TF32 not "
         "recorded), code commit not recorded; attempts differ in precision"
@@ -273,10 +273,10 @@ def test_the_figures_state_their_runs_provenance(tmp_path, monkeypatch):
         footnotes[stem.name] = figure.get_supxlabel()
         return []
 
-    monkeypatch.setattr(plots, "save_figure", keep)
-    monkeypatch.setattr(experiment_plots, "save_figure", keep)
-    plots.write_summary_plots(study, runs, tmp_path / "plots")
-    experiment_plots.write_reliability(study, "digits", runs, tmp_path / "reliability")
+    monkeypatch.setattr(summary_plots, "save_figure", keep)
+    monkeypatch.setattr(run_plots, "save_figure", keep)
+    summary_plots.write_summary_plots(study, runs, tmp_path / "plots")
+    run_plots.write_reliability(study, "digits", runs, tmp_path / "reliability")
     for path in runs["metrics_file"]:
         history = [
             {
@@ -289,13 +289,13 @@ def test_the_figures_state_their_runs_provenance(tmp_path, monkeypatch):
             for e in range(3)
         ]
         pd.DataFrame(history).to_csv(Path(path).with_name("history.csv"), index=False)
-    experiment_plots.write_training_curves(study, "digits", runs, tmp_path / "curves")
+    run_plots.write_training_curves(study, "digits", runs, tmp_path / "curves")
     for name in ("accuracy_vs_gamma", "gain_over_baseline", "reliability", "curves"):
         text = " ".join(footnotes[name].split())  # wrapped to the figure's width
         assert "Mixed provenance" in text and "mixed_float16" in text, name
     clean = tmp_path / "clean"
     study, runs, _ = _tables(clean)
-    plots.write_summary_plots(study, runs, clean / "plots")
+    summary_plots.write_summary_plots(study, runs, clean / "plots")
     assert " ".join(footnotes["accuracy_vs_gamma"].split()) == CLEAN_LINE
 
 
@@ -303,15 +303,15 @@ BASE_RUN = {
     "experiment": "digits",
     "method": "gamma",
     "value": 1.0,
-    **provenance_summary.run_provenance({"attempts": [_attempt()]}),
+    **provenance.run_provenance({"attempts": [_attempt()]}),
 }
 
 
 @pytest.mark.parametrize(
     "column",
     [
-        *provenance_summary.COMPUTE_COLUMNS,
-        *provenance_summary.NUMERICS_COLUMNS,
+        *provenance.COMPUTE_COLUMNS,
+        *provenance.NUMERICS_COLUMNS,
         "code_version",
     ],
 )
@@ -319,11 +319,11 @@ def test_each_thing_that_changes_a_number_alone_makes_a_mix(column):
     runs = pd.DataFrame(
         [BASE_RUN | {"seed": 0}, BASE_RUN | {"seed": 1, column: "other"}]
     )
-    groups = provenance_summary.provenance_groups(runs)
-    assert provenance_summary.is_mixed(groups)
-    assert list(provenance_summary.differing(groups)) == [column]
-    assert [row[3] for row in provenance_summary.concerned_runs(groups)] == ["1"]
-    assert "(most runs: " in provenance_summary.concerned_runs(groups)[0][4]
+    groups = provenance.provenance_groups(runs)
+    assert provenance.is_mixed(groups)
+    assert list(provenance.differing(groups)) == [column]
+    assert [row[3] for row in provenance.concerned_runs(groups)] == ["1"]
+    assert "(most runs: " in provenance.concerned_runs(groups)[0][4]
 
 
 def _run(seed, *attempts, **payload):
@@ -332,7 +332,7 @@ def _run(seed, *attempts, **payload):
         "method": "gamma",
         "value": 1.0,
         "seed": seed,
-        **provenance_summary.run_provenance({"attempts": list(attempts)} | payload),
+        **provenance.run_provenance({"attempts": list(attempts)} | payload),
     }
 
 
@@ -346,22 +346,22 @@ def test_a_cpu_run_and_a_gpu_run_at_float32_and_a_tensorflow_upgrade_are_a_mix()
     }
     upgraded = cpu | {"versions": {"keras": "3.9.0", "tensorflow": "2.19.0"}}
     runs = pd.DataFrame([_run(0, cpu), _run(1, cpu), _run(2, gpu), _run(3, upgraded)])
-    groups = provenance_summary.provenance_groups(runs)
+    groups = provenance.provenance_groups(runs)
     assert [group.count for group in groups] == [2, 1, 1]
-    assert set(provenance_summary.differing(groups)) == {
+    assert set(provenance.differing(groups)) == {
         "device",
         "tensorflow_version",
         "cuda_version",
         "cudnn_version",
     }
-    title, _, rows, _ = provenance_summary.warning_section(runs)
+    title, _, rows, _ = provenance.warning_section(runs)
     assert "2 devices (CPU, NVIDIA A100-SXM4-40GB)" in title
     assert "2 TensorFlow versions (2.18.0, 2.19.0)" in title
     why = {row[3]: row[4] for row in rows}
     assert "device NVIDIA A100-SXM4-40GB (most runs: CPU)" in why["2"]
     assert "CUDA version 12.5.1 (most runs: not recorded)" in why["2"]
     assert why["3"] == "TensorFlow version 2.19.0 (most runs: 2.18.0)"
-    line = provenance_summary.provenance_line(runs)
+    line = provenance.provenance_line(runs)
     assert (
         "on NVIDIA A100-SXM4-40GB, Keras 3.9.0, TensorFlow 2.18.0, CUDA 12.5.1" in line
     )
@@ -380,15 +380,15 @@ def test_a_run_trained_under_one_commit_and_finished_under_another_is_mixed():
     run = _run(0, **payload)
     assert run["code_commit"] == f"{COMMIT}+{OTHER_COMMIT}"
     assert run["mixed_attempts"] == "code_commit"
-    assert provenance_summary.run_commits(payload) == {COMMIT, OTHER_COMMIT}
-    assert provenance_summary.run_commits({"attempts": [began]}) == {COMMIT}
+    assert provenance.run_commits(payload) == {COMMIT, OTHER_COMMIT}
+    assert provenance.run_commits({"attempts": [began]}) == {COMMIT}
     runs = pd.DataFrame([run, _run(1, **payload)])
-    groups = provenance_summary.provenance_groups(runs)
-    assert len(groups) == 1 and provenance_summary.is_mixed(groups)
-    line = provenance_summary.provenance_line(runs)
+    groups = provenance.provenance_groups(runs)
+    assert len(groups) == 1 and provenance.is_mixed(groups)
+    line = provenance.provenance_line(runs)
     assert "code 0123abc0123a+4567def4567d; attempts differ in code commit" in line
     assert line.endswith("Not one setting from first epoch to last: see provenance.md.")
-    title, _, rows, notes = provenance_summary.warning_section(runs)
+    title, _, rows, notes = provenance.warning_section(runs)
     assert "2 runs whose attempts differ (code commit)" in title
     assert [row[3] for row in rows] == ["0", "1"]
     assert rows[0][4] == "its attempts differ in code commit"
@@ -398,12 +398,12 @@ def test_a_run_trained_under_one_commit_and_finished_under_another_is_mixed():
         "attempts": [_old_attempt(), _old_attempt()],
         "software": {"smoothbench": {"commit": COMMIT, "dirty": False}},
     }
-    assert provenance_summary.run_commits(old) == {COMMIT}
-    assert provenance_summary.run_provenance(old)["mixed_attempts"] == ""
+    assert provenance.run_commits(old) == {COMMIT}
+    assert provenance.run_provenance(old)["mixed_attempts"] == ""
     # an attempt of before it in a run resumed after it: its commit is unknown
     straddling = old | {"attempts": [_old_attempt(), _attempt(commit=OTHER_COMMIT)]}
-    assert provenance_summary.run_commits(straddling) == {"unknown", OTHER_COMMIT}
-    read = provenance_summary.run_provenance(straddling)
+    assert provenance.run_commits(straddling) == {"unknown", OTHER_COMMIT}
+    read = provenance.run_provenance(straddling)
     assert read["code_commit"] == f"unknown+{OTHER_COMMIT}"
     assert read["tf32"] == "True+False"  # the old attempt: TF32 left on
     assert "code_commit" in read["mixed_attempts"]
@@ -419,7 +419,7 @@ def test_an_older_files_provenance_reads_its_one_record():
             "smoothbench": {"commit": COMMIT, "dirty": False, "version": "0.1.0"},
         },
     }
-    read = provenance_summary.run_provenance(payload)
+    read = provenance.run_provenance(payload)
     assert read["device"] == "NVIDIA V100"
     assert (read["keras_version"], read["tensorflow_version"]) == ("3.5.0", "2.17.0")
     assert (read["code_commit"], read["code_version"]) == (COMMIT, "0.1.0")
@@ -446,13 +446,13 @@ def test_runs_csv_and_the_front_page_report_a_run_whose_attempts_differ(tmp_path
             )
         )
     make_tables(study, files, tmp_path / "tables")
-    runs = runs_table.read_runs_table(tmp_path / runs_table.RUNS_FILE)
+    runs = collection.read_runs_table(tmp_path / collection.RUNS_FILE)
     plain = pd.read_csv(
-        tmp_path / runs_table.RUNS_FILE, dtype=str, keep_default_na=False
+        tmp_path / collection.RUNS_FILE, dtype=str, keep_default_na=False
     )
     for column in [
-        *provenance_summary.PROVENANCE_COLUMNS,
-        provenance_summary.MIXED_COLUMN,
+        *provenance.PROVENANCE_COLUMNS,
+        provenance.MIXED_COLUMN,
     ]:
         assert column in plain, column
     resumed = plain[(plain["value"] == "0.9") & (plain["seed"] == "1")].iloc[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smoothbench.registry import (
+from smoothbench.data.registry import (
     DATASETS,
     PAPER_DATASETS,
     UnknownDatasetError,

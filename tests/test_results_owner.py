@@ -1,6 +1,6 @@
 """A runs folder belongs to the checkout (or study folder) it lies in, wherever the two
 are copied or moved together; two checkouts sharing a folder outside both are still
-refused (smoothbench.results_owner)."""
+refused (smoothbench.pipeline.ownership)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import SNAKEMAKE, TINY_STUDY, checkout_copy
 
-from smoothbench import results_owner
+from smoothbench.pipeline import ownership
 
 
 def _checkout(folder):
@@ -23,54 +23,50 @@ def _checkout(folder):
 def test_a_runs_folder_moves_and_copies_with_its_checkout(tmp_path):
     old = _checkout(tmp_path / "old")
     runs = tmp_path / "old" / "results" / "runs"
-    results_owner.claim(runs, old)
+    ownership.claim(runs, old)
     shutil.copytree(tmp_path / "old", tmp_path / "copy", symlinks=True)
     shutil.move(tmp_path / "old", tmp_path / "moved")
     for name in ("copy", "moved"):
         place = str((tmp_path / name).resolve())
         folder = tmp_path / name / "results" / "runs"
-        assert results_owner.check_owner(folder, place)["checkout"] == old
-        results_owner.claim(folder, place)  # the first job rewrites the mark
-        mark = results_owner.read_owner(folder)
+        assert ownership.check_owner(folder, place)["checkout"] == old
+        ownership.claim(folder, place)  # the first job rewrites the mark
+        mark = ownership.read_owner(folder)
         assert (mark["checkout"], mark["moved_from"]) == (place, old)
     # another checkout pointing at the copy's folder is refused, naming its owner
     other = _checkout(tmp_path / "other")
-    with pytest.raises(
-        results_owner.ResultsOwnerError, match="belongs to the checkout"
-    ):
-        results_owner.check_owner(tmp_path / "copy" / "results" / "runs", other)
+    with pytest.raises(ownership.ResultsOwnerError, match="belongs to the checkout"):
+        ownership.check_owner(tmp_path / "copy" / "results" / "runs", other)
 
 
 def test_a_symlink_to_a_shared_folder_is_judged_by_its_mark(tmp_path):
     shared = tmp_path / "shared" / "runs"
-    results_owner.claim(shared, _checkout(tmp_path / "first"))
+    ownership.claim(shared, _checkout(tmp_path / "first"))
     second = tmp_path / "second"
     place = _checkout(second)
     (second / "results").symlink_to(tmp_path / "shared")
-    with pytest.raises(
-        results_owner.ResultsOwnerError, match="belongs to the checkout"
-    ):
-        results_owner.check_owner(second / "results" / "runs", place)
+    with pytest.raises(ownership.ResultsOwnerError, match="belongs to the checkout"):
+        ownership.check_owner(second / "results" / "runs", place)
 
 
 def test_a_results_folder_that_is_a_file_is_said_to_be_a_file(tmp_path):
     (tmp_path / "results").write_text("not a folder")
-    with pytest.raises(results_owner.ResultsOwnerError) as error:
-        results_owner.check_owner(tmp_path / "results" / "runs", "/somewhere")
+    with pytest.raises(ownership.ResultsOwnerError) as error:
+        ownership.check_owner(tmp_path / "results" / "runs", "/somewhere")
     assert f"{tmp_path / 'results'} is a file, not a folder" in str(error.value)
     assert "results_folder" in str(error.value)
 
 
 def test_an_installed_package_is_not_its_site_packages(tmp_path, monkeypatch):
     """Outside a checkout the identity is the working (study) folder."""
-    monkeypatch.delenv(results_owner.SOURCE_VARIABLE, raising=False)
+    monkeypatch.delenv(ownership.SOURCE_VARIABLE, raising=False)
     monkeypatch.setattr(
-        results_owner,
+        ownership,
         "__file__",
         str(tmp_path / "site-packages" / "smoothbench" / "x.py"),
     )
     monkeypatch.chdir(tmp_path)
-    assert results_owner.checkout_identity() == str(tmp_path.resolve())
+    assert ownership.checkout_identity() == str(tmp_path.resolve())
 
 
 STUDY = {**TINY_STUDY, "protocol": {**TINY_STUDY["protocol"], "gammas": [1.0]}}

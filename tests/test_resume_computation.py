@@ -18,10 +18,12 @@ pytest.importorskip("keras")
 
 from test_training import TINY as TRAINING_TINY
 
-from smoothbench import checkpoint, provenance_summary, run_record, training
-from smoothbench.computation import ComputationMismatchError
-from smoothbench.prepare import prepare
+from smoothbench import run_record
+from smoothbench.compute.decisions import ComputationMismatchError
+from smoothbench.data.preparation import prepare
+from smoothbench.results import provenance
 from smoothbench.study import load_study
+from smoothbench.train import checkpoint, loop
 
 # test_training's tiny digits study, gamma 0.9 only
 TINY = {key: value for key, value in TRAINING_TINY.items() if key != "methods"} | {
@@ -45,16 +47,16 @@ def _killed_after_first_epoch(study, prepared, run_folder, monkeypatch) -> None:
         save(*arguments, **keywords)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        training.train(
+        loop.train(
             study.train_settings("digits", "gamma", "0.9", 0),
             dataclasses.replace(study.compute_settings(), checkpoint_minutes=0),
             prepared,
             run_folder,
             log=lambda _: None,
         )
-    monkeypatch.setattr(training, "save_checkpoint", save)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
 
 
 def test_a_resume_under_another_precision_stops_and_keeps_the_checkpoint(
@@ -68,14 +70,14 @@ def test_a_resume_under_another_precision_stops_and_keeps_the_checkpoint(
     settings = study.train_settings("digits", "gamma", "0.9", 0)
     other = dataclasses.replace(study.compute_settings(), precision="mixed_bfloat16")
     with pytest.raises(ComputationMismatchError) as error:
-        training.train(settings, other, prepared, run, log=lambda _: None)
+        loop.train(settings, other, prepared, run, log=lambda _: None)
     message = str(error.value)
     assert "precision: 'float32' in the checkpoint, 'mixed_bfloat16' now" in message
     assert "compute.precision: float32" in message and "retire the run" in message
     assert state.read_bytes() == kept  # never deleted, never touched
     assert not (run / "metrics.json").exists()
     # the recorded settings given back: it resumes, one computation throughout
-    metrics = training.train(
+    metrics = loop.train(
         settings, study.compute_settings(), prepared, run, log=lambda _: None
     )
     assert [attempt["started_at_epoch"] for attempt in metrics["attempts"]] == [0, 1]
@@ -117,7 +119,7 @@ def test_a_run_begun_under_a_measured_choice_resumes_under_it(
 
     _rewrite_state(state, as_if_measured)
     messages = []
-    metrics = training.train(
+    metrics = loop.train(
         study.train_settings("digits", "gamma", "0.9", 0),
         study.compute_settings(),
         prepared,
@@ -152,20 +154,20 @@ def test_an_attempt_of_an_earlier_version_still_gets_the_resume_check(
     settings = study.train_settings("digits", "gamma", "0.9", 0)
     off = dataclasses.replace(study.compute_settings(), tf32=False)
     with pytest.raises(ComputationMismatchError) as error:
-        training.train(settings, off, prepared, run, log=lambda _: None)
+        loop.train(settings, off, prepared, run, log=lambda _: None)
     assert "tf32: True in the checkpoint (not recorded there" in str(error.value)
     assert state.read_bytes() == kept
-    metrics = training.train(
+    metrics = loop.train(
         settings, study.compute_settings(), prepared, run, log=lambda _: None
     )
     first, second = metrics["attempts"]
     assert "tf32" not in first and second["tf32"] is True
     assert second["code_commit"] and second["device"] == "CPU"
-    read = provenance_summary.run_provenance(metrics)
+    read = provenance.run_provenance(metrics)
     assert read["tf32"] == "True"
     assert read["code_commit"] == f"unknown+{second['code_commit']}"
     assert "code_commit" in read["mixed_attempts"]
-    assert provenance_summary.run_commits(metrics) == {
+    assert provenance.run_commits(metrics) == {
         "unknown",
         second["code_commit"],
     }
@@ -187,7 +189,7 @@ def _keep_last_saved_variables(monkeypatch) -> dict:
                 }
             )
 
-    monkeypatch.setattr(training, "save_checkpoint", save_and_keep)
+    monkeypatch.setattr(loop, "save_checkpoint", save_and_keep)
     return kept
 
 
@@ -204,7 +206,7 @@ def test_mixed_float16_killed_within_an_epoch_resumes_to_the_very_same_weights(
         study.compute_settings(), precision="mixed_float16", checkpoint_minutes=0
     )
     whole = _keep_last_saved_variables(monkeypatch)
-    training.train(settings, compute, prepared, tmp_path / "whole", log=lambda _: None)
+    loop.train(settings, compute, prepared, tmp_path / "whole", log=lambda _: None)
     whole = dict(whole)
     assert any(name.startswith("loss_scale_") for name in whole)
 
@@ -217,16 +219,16 @@ def test_mixed_float16_killed_within_an_epoch_resumes_to_the_very_same_weights(
         if state.get("epoch_in_progress", {}).get("epoch") == 1:
             raise KeyboardInterrupt  # a kill after a mid-epoch checkpoint of epoch 1
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die_within_epoch_one)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die_within_epoch_one)
     every_batch = dataclasses.replace(compute, checkpoint_minutes=1e-9)
     with pytest.raises(KeyboardInterrupt):
-        training.train(
+        loop.train(
             settings, every_batch, prepared, tmp_path / "resumed", log=lambda _: None
         )
     assert saves[-1]["epoch"] == 1 and 0 < saves[-1]["steps_done"] < saves[-1]["steps"]
     resumed = _keep_last_saved_variables(monkeypatch)
     messages = []
-    metrics = training.train(
+    metrics = loop.train(
         settings, every_batch, prepared, tmp_path / "resumed", log=messages.append
     )
     assert any("steps of epoch 1" in line for line in messages), messages
@@ -241,8 +243,8 @@ def test_mixed_float16_killed_within_an_epoch_resumes_to_the_very_same_weights(
 JAX_RESUME = """
 import dataclasses, json, sys
 import numpy as np
-from smoothbench import checkpoint, training
-from smoothbench.prepare import prepare
+from smoothbench.train import checkpoint, loop
+from smoothbench.data.preparation import prepare
 from smoothbench.study import load_study
 config, folder = json.loads(sys.argv[1]), sys.argv[2]
 study = load_study(config)
@@ -259,17 +261,17 @@ def save_and_keep(path, *arguments, **keywords):
     saved = checkpoint.read_checkpoint_state(path)
     if state["die"] and (saved.get("epoch_in_progress") or {}).get("epoch") == 1:
         raise KeyboardInterrupt
-training.save_checkpoint = save_and_keep
-training.train(settings, compute, prepared, f"{folder}/whole", log=lambda _: None)
+loop.save_checkpoint = save_and_keep
+loop.train(settings, compute, prepared, f"{folder}/whole", log=lambda _: None)
 whole = dict(kept)
 state["die"] = True
 try:
-    training.train(settings, compute, prepared, f"{folder}/resumed", log=lambda _: None)
+    loop.train(settings, compute, prepared, f"{folder}/resumed", log=lambda _: None)
     raise SystemExit("not killed")
 except KeyboardInterrupt:
     pass
 state["die"] = False
-metrics = training.train(settings, compute, prepared, f"{folder}/resumed", log=lambda _: None)
+metrics = loop.train(settings, compute, prepared, f"{folder}/resumed", log=lambda _: None)
 starts = [(a["started_at_epoch"], a["started_at_step"], a["backend"]) for a in metrics["attempts"]]
 same = sorted(whole) == sorted(kept) and all(np.array_equal(whole[n], kept[n]) for n in whole)
 print("RESULT " + json.dumps({"starts": starts, "same": same, "variables": len(whole)}))

@@ -1,6 +1,6 @@
 """Retraining on purpose (smoothbench-retire): chosen runs are moved whole into a dated
 folder of retired runs, never deleted, and the workflow trains them again; the rest is
-untouched. And one checkout per runs folder (smoothbench.results_owner)."""
+untouched. And one checkout per runs folder (smoothbench.pipeline.ownership)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import DEMO_RESULTS, REPOSITORY, demo_command
 
-from smoothbench import results_owner, retire
+from smoothbench.pipeline import ownership
 from smoothbench.study import load_study
+from smoothbench.tools import retire
 
 CONFIG = {
     "data": {"download": False},
@@ -151,11 +152,11 @@ def test_an_unknown_filter_value_is_refused_naming_the_known_ones(
 
 
 def test_the_known_precisions_and_backends_are_the_packages_own():
-    from smoothbench import acceleration
+    from smoothbench.compute import backends
 
     known = retire.known_values(load_study(CONFIG))
-    assert known["--other-precision"] == list(acceleration.PRECISIONS)
-    assert known["--other-backend"] == list(acceleration.BACKENDS)
+    assert known["--other-precision"] == list(backends.PRECISIONS)
+    assert known["--other-backend"] == list(backends.BACKENDS)
 
 
 def _training(study, run, updated=None) -> Path:
@@ -331,16 +332,16 @@ def test_two_retirements_within_one_second_keep_their_own_folders(tmp_path):
 
 def test_a_second_checkout_is_refused_a_runs_folder_and_may_take_it_over(tmp_path):
     runs = tmp_path / "results" / "runs"
-    results_owner.claim(runs, "/home/one/smoothbench")
-    results_owner.claim(runs, "/home/one/smoothbench")  # the everyday loop: again, fine
-    with pytest.raises(results_owner.ResultsOwnerError) as error:
-        results_owner.claim(runs, "/home/two/smoothbench")
+    ownership.claim(runs, "/home/one/smoothbench")
+    ownership.claim(runs, "/home/one/smoothbench")  # the everyday loop: again, fine
+    with pytest.raises(ownership.ResultsOwnerError) as error:
+        ownership.claim(runs, "/home/two/smoothbench")
     message = str(error.value)
     assert str(runs.resolve()) in message and "/home/one/smoothbench" in message
-    assert f"delete {(runs / results_owner.OWNER_FILE).resolve()}" in message
-    (runs / results_owner.OWNER_FILE).unlink()  # taken over on purpose
-    results_owner.claim(runs, "/home/two/smoothbench")
-    assert results_owner.read_owner(runs)["checkout"] == "/home/two/smoothbench"
+    assert f"delete {(runs / ownership.OWNER_FILE).resolve()}" in message
+    (runs / ownership.OWNER_FILE).unlink()  # taken over on purpose
+    ownership.claim(runs, "/home/two/smoothbench")
+    assert ownership.read_owner(runs)["checkout"] == "/home/two/smoothbench"
 
 
 @pytest.mark.workflow
@@ -392,7 +393,7 @@ def test_retired_demo_runs_are_trained_again_and_nothing_else(demo, tmp_path):
 def _claim(arguments) -> str:
     folder, identity = arguments
     try:
-        results_owner.claim(folder, identity)
+        ownership.claim(folder, identity)
     except Exception as error:
         return type(error).__name__
     return "ok"
@@ -408,14 +409,14 @@ def test_jobs_that_start_together_claim_the_runs_folder_once(tmp_path):
     with multiprocessing.get_context("fork").Pool(8) as pool:
         outcomes = pool.map(_claim, [(runs, "/home/one/smoothbench")] * 64)
     assert outcomes == ["ok"] * 64
-    assert [path.name for path in runs.iterdir()] == [results_owner.OWNER_FILE]
-    assert results_owner.read_owner(runs)["checkout"] == "/home/one/smoothbench"
+    assert [path.name for path in runs.iterdir()] == [ownership.OWNER_FILE]
+    assert ownership.read_owner(runs)["checkout"] == "/home/one/smoothbench"
 
 
 def test_a_run_killed_under_one_commit_and_finished_under_another_is_found(tmp_path):
     """Its attempts record both commits: --other-commit HEAD finds it though the
     finishing attempt (and the run-level record) is HEAD's, and the reason names both."""
-    from smoothbench.provenance_summary import run_commits, run_provenance
+    from smoothbench.results.provenance import run_commits, run_provenance
 
     study = _study(tmp_path)
     runs = {(run.value_text, run.seed): run for run in study.runs()}

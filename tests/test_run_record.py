@@ -12,10 +12,11 @@ import pytest
 import yaml
 from conftest import REPOSITORY
 
-from smoothbench import losses, methods, run_record
+from smoothbench import methods, run_record
 from smoothbench.config import ConfigError, fill_defaults, load_schema
 from smoothbench.run_record import ResultsError
 from smoothbench.study import RunSettings, load_study, load_study_file
+from smoothbench.train import losses
 
 DEMO = REPOSITORY / "config" / "demo.yaml"
 

@@ -18,9 +18,9 @@ pytest.importorskip("keras")
 
 SET_UP_IN_A_JOB = """
 import dataclasses, json, os, sys
-from smoothbench import acceleration
-from smoothbench.checkpoint import Progress
-from smoothbench.session import attempt_record, set_up_session
+from smoothbench.compute import backends
+from smoothbench.train.checkpoint import Progress
+from smoothbench.train.session import attempt_record, set_up_session
 from smoothbench.study import load_study
 import numpy as np
 config = json.loads(sys.argv[1])
@@ -43,7 +43,7 @@ for tf32 in ("auto", True):
         reported = jax.config.jax_default_matmul_precision
     found[str(tf32)] = {
         "reported": reported,
-        "ours": acceleration.tf32_enabled(),
+        "ours": backends.tf32_enabled(),
         "attempt": attempt_record(Progress({}), session),
     }
 print("RESULT " + json.dumps({"found": found, "notes": notes,

@@ -7,7 +7,7 @@ import logging
 
 import snakemake_executor_plugin_slurm as plugin
 
-from smoothbench import slurm_compat
+from smoothbench.pipeline import slurm_compat
 
 
 def test_states_are_read_by_their_first_word():

@@ -11,9 +11,10 @@ from pathlib import Path
 import yaml
 from conftest import REPOSITORY
 
-from smoothbench import run_record, status
-from smoothbench.progress import format_duration
+from smoothbench import run_record
 from smoothbench.study import load_study
+from smoothbench.tools import status
+from smoothbench.train.progress import format_duration
 
 EPOCHS = 4
 
@@ -190,7 +191,7 @@ def test_the_command_line_tool_and_its_watch_mode(tmp_path):
         [
             sys.executable,
             "-m",
-            "smoothbench.status",
+            "smoothbench.tools.status",
             "--configfile",
             str(tmp_path / "config.yaml"),
             "--json",

@@ -11,30 +11,31 @@ import sys
 import numpy as np
 import pytest
 
-from smoothbench import storage
-from smoothbench.cli import main as cli_main
-from smoothbench.prepare import prepare, square_image
+from smoothbench import files
+from smoothbench.data import array_store
+from smoothbench.data.preparation import prepare, square_image
+from smoothbench.tools.data import main as cli_main
 
 
 def test_streaming_writer_round_trips_and_hashes_what_it_wrote(tmp_path):
     rng = np.random.default_rng(0)
     array = rng.integers(0, 256, size=(37, 5, 4, 3), dtype=np.uint8)
-    writer = storage.StreamingArrayWriter(tmp_path / "a.npy", array.shape, np.uint8)
+    writer = array_store.StreamingArrayWriter(tmp_path / "a.npy", array.shape, np.uint8)
     for start in range(0, 37, 10):
         writer.write(array[start : start + 10])
     digest = writer.close()
-    assert digest == storage.sha256_of_file(tmp_path / "a.npy")
+    assert digest == files.sha256_of_file(tmp_path / "a.npy")
     loaded = np.load(tmp_path / "a.npy", mmap_mode="r")
     assert isinstance(loaded, np.memmap)
     np.testing.assert_array_equal(loaded, array)
 
 
 def test_streaming_writer_refuses_wrong_row_counts(tmp_path):
-    writer = storage.StreamingArrayWriter(tmp_path / "b.npy", (4, 2), np.int32)
+    writer = array_store.StreamingArrayWriter(tmp_path / "b.npy", (4, 2), np.int32)
     writer.write(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="wrote 3 rows, announced 4"):
         writer.close()
-    writer = storage.StreamingArrayWriter(tmp_path / "c.npy", (2, 2), np.int32)
+    writer = array_store.StreamingArrayWriter(tmp_path / "c.npy", (2, 2), np.int32)
     with pytest.raises(ValueError, match="more than the 2 rows"):
         writer.write(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="rows of shape"):
@@ -43,8 +44,8 @@ def test_streaming_writer_refuses_wrong_row_counts(tmp_path):
 
 def test_json_is_replaced_atomically_with_normal_permissions(tmp_path):
     path = tmp_path / "x" / "record.json"
-    storage.write_json_atomic(path, {"a": 1})
-    storage.write_json_atomic(path, {"a": 2})
+    files.write_json_atomic(path, {"a": 1})
+    files.write_json_atomic(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 2}
     assert [p.name for p in path.parent.iterdir()] == ["record.json"]
     assert path.stat().st_mode & 0o044  # readable by others, unlike mkstemp's 0600
@@ -59,7 +60,7 @@ def test_a_temporary_file_left_by_a_killed_writer_is_removed_by_the_next_write(
     # another file's writer: not ours to remove
     other = tmp_path / ".other.png.k1ll3d.tmp"
     other.write_bytes(b"")
-    with storage.atomic_file(path, "wb") as stream:
+    with files.atomic_file(path, "wb") as stream:
         stream.write(b"png")
     assert path.read_bytes() == b"png" and not stale.exists() and other.exists()
 
@@ -70,20 +71,20 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, monkeypatch):
     def full(descriptor):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(storage.os, "fsync", full)
+    monkeypatch.setattr(array_store.os, "fsync", full)
     path = tmp_path / "tables" / "table3.csv"
     with pytest.raises(
-        storage.StorageError,
+        files.StorageError,
         match=r"tables/table3.csv: could not be written \(No space left on device\)",
     ):
-        storage.write_json_atomic(path, {"a": 1})
+        files.write_json_atomic(path, {"a": 1})
     assert not path.exists() and not list(path.parent.iterdir())
-    writer = storage.StreamingArrayWriter(
+    writer = array_store.StreamingArrayWriter(
         tmp_path / "train_images.npy", (1, 2), np.uint8
     )
     writer.write(np.zeros((1, 2)))
     with pytest.raises(
-        storage.StorageError, match=r"train_images.npy: could not be written"
+        files.StorageError, match=r"train_images.npy: could not be written"
     ):
         writer.close()
 
@@ -102,7 +103,7 @@ def digits_folder(tmp_path):
 
 
 def test_prepared_digits_open_memory_mapped(digits_folder):
-    manifest, arrays = storage.open_prepared(digits_folder)
+    manifest, arrays = array_store.open_prepared(digits_folder)
     assert manifest["num_classes"] == 10
     assert arrays["train_images"].shape == (1437, 8, 8, 1) and arrays[
         "validation_images"
@@ -128,9 +129,10 @@ def test_corrupted_array_is_detected_by_its_sha256(digits_folder, capsys):
         handle.seek(-1, os.SEEK_END)
         handle.write(bytes([last[0] ^ 0xFF]))
     with pytest.raises(
-        storage.PreparedDataError, match=r"train_images\.npy: sha256 .* does not match"
+        array_store.PreparedDataError,
+        match=r"train_images\.npy: sha256 .* does not match",
     ):
-        storage.open_prepared(digits_folder)
+        array_store.open_prepared(digits_folder)
     assert cli_main(["verify", str(digits_folder)]) == 1
     assert "train_images.npy" in capsys.readouterr().err
 
@@ -139,33 +141,33 @@ def test_missing_manifest_or_array_and_bad_labels_are_detected(digits_folder):
     manifest = json.loads((digits_folder / "manifest.json").read_text())
     (digits_folder / "mean.npy").unlink()
     with pytest.raises(
-        storage.PreparedDataError, match=r"mean\.npy: listed in .* but missing"
+        array_store.PreparedDataError, match=r"mean\.npy: listed in .* but missing"
     ):
-        storage.open_prepared(digits_folder)
+        array_store.open_prepared(digits_folder)
     (digits_folder / "manifest.json").unlink()
-    with pytest.raises(storage.PreparedDataError, match="no manifest"):
-        storage.open_prepared(digits_folder)
+    with pytest.raises(array_store.PreparedDataError, match="no manifest"):
+        array_store.open_prepared(digits_folder)
     # a manifest whose shape disagrees with the file
     manifest["arrays"].pop("mean")
     manifest["arrays"]["train_labels"]["shape"] = [5]
     (digits_folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(
-        storage.PreparedDataError,
+        array_store.PreparedDataError,
         match=r"train_labels\.npy: int32\[1437\] does not match",
     ):
-        storage.open_prepared(digits_folder, verify_checksums=False)
+        array_store.open_prepared(digits_folder, verify_checksums=False)
 
 
 KILLED_PREPARE = """
 import os, signal, sys
-from smoothbench import storage
-from smoothbench.prepare import prepare
-original = storage.StreamingArrayWriter.write
+from smoothbench.data import array_store
+from smoothbench.data.preparation import prepare
+original = array_store.StreamingArrayWriter.write
 def write_then_die(self, rows):
     original(self, rows)
     if self.path.name == "validation_images.npy":
         os.kill(os.getpid(), signal.SIGKILL)
-storage.StreamingArrayWriter.write = write_then_die
+array_store.StreamingArrayWriter.write = write_then_die
 prepare({"dataset": "digits", "validation_fraction": 0.2, "splits": {}, "mock": {"enabled": False}}, sys.argv[1])
 """
 
@@ -181,8 +183,8 @@ def test_a_prepare_killed_mid_write_leaves_nothing_that_looks_finished(tmp_path)
     assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == []
     # it really was killed mid-way
     assert list(folder.glob(".staging-*/train_images.npy"))
-    with pytest.raises(storage.PreparedDataError, match="no manifest"):
-        storage.open_prepared(folder)
+    with pytest.raises(array_store.PreparedDataError, match="no manifest"):
+        array_store.open_prepared(folder)
     # the next run cleans the stale staging folder and publishes a complete dataset
     prepare(
         {
@@ -194,7 +196,7 @@ def test_a_prepare_killed_mid_write_leaves_nothing_that_looks_finished(tmp_path)
         folder,
     )
     assert not list(folder.glob(".staging-*"))
-    storage.open_prepared(folder)
+    array_store.open_prepared(folder)
 
 
 def test_center_crop_keeps_the_central_square_of_a_72_px_image():

@@ -1,5 +1,7 @@
 """The package's shape: its import graph has no cycle (imports inside functions
-included), no training module reaches the measuring code, and no module is long."""
+included), its folders import only downwards (:data:`LAYERS`), no training module
+reaches the measuring code, only the study model lies at the top, and no module is
+long."""
 
 from __future__ import annotations
 
@@ -42,6 +44,68 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+# The package's layers, lowest first (docs/ownership.md#layers): a module imports from
+# its own layer or one below, never above; in one layer, a sub-package imports no other
+# sub-package (train/ never imports results/, nor results/ train/). The top level holds
+# the study model only: its vocabulary at the bottom, settings above data/ (a run's
+# settings name its dataset), and the study itself above compute/ (it checks the
+# compute keys) and below everything that runs a study.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    (
+        "smoothbench.errors",
+        "smoothbench.files",
+        "smoothbench.config",
+        "smoothbench.methods",
+        "smoothbench.run_record",
+    ),
+    ("smoothbench.data", "smoothbench.models"),
+    ("smoothbench.settings",),
+    ("smoothbench.compute",),
+    ("smoothbench.study",),
+    ("smoothbench.train", "smoothbench.results"),
+    ("smoothbench.tools", "smoothbench.pipeline"),
+)
+STUDY_MODEL = {
+    "smoothbench",
+    "smoothbench.config",
+    "smoothbench.errors",
+    "smoothbench.files",
+    "smoothbench.methods",
+    "smoothbench.run_record",
+    "smoothbench.settings",
+    "smoothbench.study",
+}
+
+
+def _place(module: str, layers: tuple[tuple[str, ...], ...]) -> tuple[int, str]:
+    """(layer, part) of a module: its sub-package, or the top-level module itself."""
+    for layer, parts in enumerate(layers):
+        for part in parts:
+            if module == part or module.startswith(part + "."):
+                return layer, part
+    raise AssertionError(f"{module}: in no layer of LAYERS")
+
+
+def wrong_way_imports(
+    graph: dict[str, set[str]], layers: tuple[tuple[str, ...], ...] = LAYERS
+) -> list[str]:
+    """Every import that goes up a layer, or sideways from one sub-package to another
+    (top-level modules of one layer may import each other)."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        if module == "smoothbench":
+            continue
+        layer, part = _place(module, layers)
+        for target in sorted(targets):
+            target_layer, target_part = _place(target, layers)
+            both_top_level = part in STUDY_MODEL and target_part in STUDY_MODEL
+            if target_layer > layer or (
+                target_layer == layer and part != target_part and not both_top_level
+            ):
+                found.append(f"{module} -> {target}")
+    return found
+
+
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     state: dict[str, int] = {}
     stack: list[str] = []
@@ -80,8 +144,48 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 
 def test_the_import_graph_has_no_cycle():
     graph = import_graph()
-    assert graph.get("smoothbench.training")
+    assert graph.get("smoothbench.train.loop")
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_the_folders_import_only_downwards():
+    assert wrong_way_imports(import_graph()) == []
+
+
+def test_the_direction_check_finds_an_import_up_or_sideways():
+    graph = {
+        "smoothbench.errors": set(),
+        "smoothbench.data.registry": {"smoothbench.errors"},
+        "smoothbench.train.loop": {"smoothbench.data.registry"},
+        "smoothbench.results.tables": {"smoothbench.errors"},
+    }
+    assert wrong_way_imports(graph) == []
+    graph["smoothbench.data.registry"].add("smoothbench.train.loop")  # up
+    graph["smoothbench.results.tables"].add("smoothbench.train.loop")  # sideways
+    assert wrong_way_imports(graph) == [
+        "smoothbench.data.registry -> smoothbench.train.loop",
+        "smoothbench.results.tables -> smoothbench.train.loop",
+    ]
+
+
+def test_only_the_study_model_lies_at_the_top():
+    top = {_module_name(path) for path in PACKAGE.glob("*.py")}
+    assert top == STUDY_MODEL, sorted(top ^ STUDY_MODEL)
+    folders = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    assert folders == {
+        "compute",
+        "data",
+        "models",
+        "pipeline",
+        "results",
+        "tools",
+        "train",
+    }
+    for folder in folders:
+        docstring = ast.get_docstring(
+            ast.parse((PACKAGE / folder / "__init__.py").read_text())
+        )
+        assert docstring and docstring.count("\n") == 0, folder
 
 
 def test_the_cycle_check_finds_a_cycle():
@@ -91,11 +195,11 @@ def test_the_cycle_check_finds_a_cycle():
 
 def test_no_training_module_imports_the_measuring_code():
     graph = import_graph()
-    reached = _reachable(graph, "smoothbench.training")
-    assert "smoothbench.computation" in reached
-    assert "smoothbench.tuning" not in reached, sorted(reached)
+    reached = _reachable(graph, "smoothbench.train.loop")
+    assert "smoothbench.compute.decisions" in reached
+    assert "smoothbench.tools.tune_candidates" not in reached, sorted(reached)
     adapter = (REPOSITORY / "workflow" / "scripts" / "train.py").read_text()
-    assert "tuning" not in adapter
+    assert "tune_" not in adapter
 
 
 def test_no_module_is_longer_than_a_sitting():
@@ -110,7 +214,7 @@ def test_no_module_is_longer_than_a_sitting():
 
 def test_no_comment_says_a_run_may_resume_under_another_computation():
     """A resume that would switch a computation key (backend, precision, XLA,
-    determinism) stops (smoothbench.computation.reconcile, test_resume_computation):
+    determinism) stops (smoothbench.compute.decisions.reconcile, test_resume_computation):
     no comment or docstring may promise otherwise."""
     promise = re.compile(
         r"(may|can|could) resume\s+(#\s*)?under\s+(#\s*)?(another|a different|any)\s+"

@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from conftest import REPOSITORY
 
-from smoothbench import (
+from smoothbench.results import (
+    collection,
     front_page,
-    paper,
     paper_comparison,
+    paper_numbers,
+    paper_tables,
     rendering,
-    runs_table,
-    tables,
 )
 from smoothbench.run_record import ResultsError, format_value
 from smoothbench.study import load_study, load_study_file
@@ -98,11 +98,11 @@ def write_metrics(
 def make_tables(study, files, folder: Path, *arguments, **keywords) -> dict:
     """The workflow's path: runs.csv from the run files (rule collect_runs, beside the
     tables folder), then the tables from runs.csv (rule aggregate)."""
-    runs_file = Path(folder).parent / runs_table.RUNS_FILE
+    runs_file = Path(folder).parent / collection.RUNS_FILE
     epoch = keywords.get("calibration_epoch", "best")
-    runs_table.write_runs_table(study, files, runs_file, epoch)
-    return tables.write_tables(
-        study, runs_table.read_runs_table(runs_file), folder, *arguments, **keywords
+    collection.write_runs_table(study, files, runs_file, epoch)
+    return paper_tables.write_tables(
+        study, collection.read_runs_table(runs_file), folder, *arguments, **keywords
     )
 
 
@@ -114,7 +114,9 @@ def paper_as_runs(tmp_path_factory):
         write_metrics(
             folder, record.experiment, record.gamma, 0, record.accuracy_percent / 100
         )
-        for record in pd.read_csv(paper.PAPER_CELLS_FILE, comment="#").itertuples()
+        for record in pd.read_csv(
+            paper_numbers.PAPER_CELLS_FILE, comment="#"
+        ).itertuples()
     ]
     frames = make_tables(PAPER_STUDY, files, folder / "tables")
     return folder / "tables", frames
@@ -133,20 +135,22 @@ def markdown_cells(path: Path) -> dict[str, list[str]]:
 
 
 def test_the_paper_transcription_has_one_cell_per_run_of_the_paper_study():
-    cells_of_paper = paper.paper_cells()
+    cells_of_paper = paper_numbers.paper_cells()
     assert len(cells_of_paper) == len(PAPER_STUDY.runs()) == 108
     cells = {
         (record.experiment, format_value(record.gamma))
         for record in cells_of_paper.itertuples()
     }
     assert cells == {(run.experiment, run.gamma_text) for run in PAPER_STUDY.runs()}
-    assert set(paper.printed_table3()["experiment"]) == set(PAPER_STUDY.experiments)
+    assert set(paper_numbers.printed_table3()["experiment"]) == set(
+        PAPER_STUDY.experiments
+    )
 
 
 def test_the_paper_tables_as_runs_reproduce_its_table3_except_imagenet_a(paper_as_runs):
     folder, _ = paper_as_runs
     ours = pd.read_csv(folder / "table3.csv")
-    printed = paper.printed_table3()
+    printed = paper_numbers.printed_table3()
     merged = printed.merge(ours, on="experiment", suffixes=("_printed", "_ours"))
     assert len(merged) == 13
     for record in merged.itertuples():
@@ -183,10 +187,10 @@ def test_table_cells_are_dashes_exactly_where_gamma_is_at_most_one_over_k_or_not
         markdown_cells(folder / "table2.md"),
     )
     gammas = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-    labels = runs_table.row_labels(PAPER_STUDY)
+    labels = collection.row_labels(PAPER_STUDY)
     printed = {
         (r.experiment, format_value(r.gamma)): r.mean_percent
-        for r in paper.paper_cells().itertuples()
+        for r in paper_numbers.paper_cells().itertuples()
     }
     for name, experiment in PAPER_STUDY.experiments.items():
         row = one[labels[name]] + two[labels[name]]
@@ -377,7 +381,7 @@ def test_unreadable_moved_duplicated_or_missing_run_files_are_named(tmp_path):
     broken.parent.mkdir(parents=True)
     broken.write_text('{"experiment": "digits", "gamma": 0.8,')
     with pytest.raises(ResultsError, match=re.escape(f"{broken}: not valid JSON")):
-        runs_table.collect_runs(study, [good, broken])
+        collection.collect_runs(study, [good, broken])
     moved = tmp_path / "runs" / "digits" / "gamma~1.0" / "seed~0" / "metrics.json"
     moved.parent.mkdir(parents=True)
     moved.write_text(good.read_text())
@@ -387,7 +391,7 @@ def test_unreadable_moved_duplicated_or_missing_run_files_are_named(tmp_path):
             f"{moved}: the file says experiment digits, gamma 0.9, seed 0 but lies in digits/gamma~1.0/seed~0"
         ),
     ):
-        runs_table.collect_runs(study, [moved])
+        collection.collect_runs(study, [moved])
     elsewhere = tmp_path / "runs" / "mnist" / "gamma~0.9" / "seed~0" / "metrics.json"
     elsewhere.parent.mkdir(parents=True)
     elsewhere.write_text(good.read_text())
@@ -397,17 +401,17 @@ def test_unreadable_moved_duplicated_or_missing_run_files_are_named(tmp_path):
             f"{elsewhere}: the file says experiment digits, gamma 0.9, seed 0 but lies in mnist/"
         ),
     ):
-        runs_table.collect_runs(study, [elsewhere])
+        collection.collect_runs(study, [elsewhere])
     copy = tmp_path / "copy" / "metrics.json"
     copy.parent.mkdir()
     copy.write_text(good.read_text())
     with pytest.raises(
         ResultsError, match=re.escape(f"{copy}: the same run as {good}")
     ):
-        runs_table.collect_runs(study, [good, copy])
+        collection.collect_runs(study, [good, copy])
     missing = tmp_path / "runs" / "digits" / "gamma~0.8" / "seed~2" / "metrics.json"
     with pytest.raises(ResultsError, match=re.escape(f"{missing}: missing")):
-        runs_table.collect_runs(study, [missing])
+        collection.collect_runs(study, [missing])
 
 
 def test_latex_escapes_names_and_formats_plus_minus():
@@ -422,7 +426,7 @@ def test_latex_escapes_names_and_formats_plus_minus():
 
 
 def test_interim_tables_use_the_finished_runs_and_mark_the_rest(tmp_path, capsys):
-    from smoothbench.cli import tables_main
+    from smoothbench.tools.tables import main as tables_main
 
     config = tmp_path / "study.yaml"
     config.write_text(
@@ -533,7 +537,7 @@ def _digits_config(**protocol) -> dict:
 def test_a_run_left_by_another_config_is_refused_naming_the_file_and_the_settings(
     tmp_path, capsys
 ):
-    from smoothbench.cli import tables_main
+    from smoothbench.tools.tables import main as tables_main
 
     three, eight = (
         load_study(_digits_config(epochs=3)),
@@ -576,7 +580,7 @@ def test_a_run_left_by_another_config_is_refused_naming_the_file_and_the_setting
         _digits_config(depth=32, optimizer={"learning_rate": 0.01}, epochs=3)
     )
     with pytest.raises(ResultsError) as caught:
-        runs_table.collect_runs(other, files)
+        collection.collect_runs(other, files)
     assert str(caught.value).startswith(
         f"{files[0]}: its settings differ from what the config gives this run (depth: 20 in the file, 32 in "
         "the config; optimizer: {"
@@ -623,7 +627,7 @@ def test_a_run_file_whose_settings_are_missing_or_edited_is_refused(tmp_path):
             )
         )
         with pytest.raises(ResultsError) as caught:
-            runs_table.collect_runs(study, [path])
+            collection.collect_runs(study, [path])
         assert str(caught.value).startswith(f"{path}: ") and message in str(
             caught.value
         )
@@ -634,7 +638,7 @@ def test_a_run_file_whose_settings_are_missing_or_edited_is_refused(tmp_path):
             f"{path}: 'epochs' is 4 (epochs trained), but its settings and the config have 10"
         ),
     ):
-        runs_table.collect_runs(study, [path])
+        collection.collect_runs(study, [path])
 
 
 def _epoch_calibration(epoch: int, ece: float = 0.05) -> dict:
@@ -679,8 +683,8 @@ def test_calibration_is_read_at_the_chosen_epoch(tmp_path):
         write_metrics(tmp_path, "digits", gamma, 0, 0.9, calibration=_calibration())
         for gamma in (1.0, 0.9, 0.8)
     ]
-    assert set(runs_table.collect_runs(study, files)["ece"]) == {0.05}
-    final = runs_table.collect_runs(study, files, "final")
+    assert set(collection.collect_runs(study, files)["ece"]) == {0.05}
+    final = collection.collect_runs(study, files, "final")
     assert set(final["ece"]) == {0.07} and set(final["calibration_epoch"]) == {9}
     make_tables(study, files, tmp_path / "tables")
     assert (
@@ -783,14 +787,14 @@ def test_the_final_epoch_calibration_must_be_the_last_epoch(tmp_path):
         0.9,
         calibration={**_calibration(), "final_epoch": _epoch_calibration(8)},
     )
-    runs_table.collect_runs(study, [path])  # the best epoch is fine
+    collection.collect_runs(study, [path])  # the best epoch is fine
     with pytest.raises(
         ResultsError,
         match=re.escape(
             f"{path}: 'calibration.final_epoch.epoch' is 8, but the last epoch is 9"
         ),
     ):
-        runs_table.collect_runs(study, [path], "final")
+        collection.collect_runs(study, [path], "final")
 
 
 # ---------------------------------------------------------------- seed noise in Table 3
@@ -821,7 +825,7 @@ def test_table3_marks_a_best_gamma_whose_gain_is_within_seed_noise(tmp_path):
     assert "0.9\\textsuperscript{\\dag}" in tex and "within seed noise" in tex
     for name in ("table3.md", "table3.html"):
         assert (
-            tables.NOISE_NOTE.split(",")[0].replace("'", "&#x27;")
+            paper_tables.NOISE_NOTE.split(",")[0].replace("'", "&#x27;")
             in (folder / name).read_text()
         )
 
@@ -847,12 +851,12 @@ def test_tied_best_gammas_are_marked_one_by_one():
             "verdict": ["within seed noise", "gain holds"],
         }
     )
-    assert tables.marked_best_gamma("digits", "0.8, 0.9", paired) == "0.8, 0.9†"
-    marked = tables.mark_seed_noise(table3, paired).iloc[0]
+    assert paper_tables.marked_best_gamma("digits", "0.8, 0.9", paired) == "0.8, 0.9†"
+    marked = paper_tables.mark_seed_noise(table3, paired).iloc[0]
     assert marked["best_gain_verdict"] == "0.8: gain holds; 0.9: within seed noise"
     assert not marked["best_within_seed_noise"]  # 0.8's gain holds
     # gamma = 1 among the best is the base itself, never marked
-    assert tables.marked_best_gamma("digits", "0.9, 1.0", paired) == "0.9†, 1.0"
+    assert paper_tables.marked_best_gamma("digits", "0.9, 1.0", paired) == "0.9†, 1.0"
 
 
 # ---------------------------------------------------------------- the report's front page
@@ -873,7 +877,7 @@ def test_the_front_page_shows_table3_the_figure_and_the_paper_replayed(tmp_path)
     figure = tmp_path / "accuracy_vs_gamma.png"
     figure.write_bytes(PNG)
     path = tmp_path / "front_page.html"
-    runs = runs_table.collect_runs(_digits_study(), files)
+    runs = collection.collect_runs(_digits_study(), files)
     fragment = front_page.write_front_page(_digits_study(), runs, figure, path)
     assert path.read_text() == fragment
     # a fragment for the report's page, not a page of its own; the figure embedded
@@ -892,7 +896,7 @@ def test_the_front_page_shows_table3_the_figure_and_the_paper_replayed(tmp_path)
     assert "not one of the paper&#x27;s data sets" in fragment
     # the paper's own Table 3, row by row, its arithmetic shown and checked
     rows = re.findall(r"<tr><td>([^<]+)</td><td>[^<]*</td><td>\(", fragment)
-    assert rows == list(paper.printed_table3()["row"])
+    assert rows == list(paper_numbers.printed_table3()["row"])
     assert (
         "<td>(41.09 - 34.75) / 41.09 x 100 = 15.43</td><td>15.41</td><td>holds</td>"
         in fragment
@@ -943,9 +947,9 @@ def test_an_experiment_named_after_a_paper_row_on_other_data_is_not_compared(
     assert frames["comparison"].empty
     assert frames["comparison_table3"]["ours_best_percent"].isna().all()
     assert "scikit-learn" in (tmp_path / "tables" / "comparison.md").read_text()
-    assert not paper.is_paper_row("mnist", "digits") and paper.is_paper_row(
-        "imagenet12_a", "imagenet12"
-    )
+    assert not paper_numbers.is_paper_row(
+        "mnist", "digits"
+    ) and paper_numbers.is_paper_row("imagenet12_a", "imagenet12")
 
 
 def test_a_study_without_gamma_runs_compares_nothing_and_replays_the_paper():
@@ -971,9 +975,9 @@ def test_with_one_seed_the_seed_noise_column_says_unknown_not_false():
             "verdict": ["one seed: no interval"],
         }
     )
-    marked = tables.mark_seed_noise(table3, paired).iloc[0]
+    marked = paper_tables.mark_seed_noise(table3, paired).iloc[0]
     assert pd.isna(marked["best_within_seed_noise"])
-    assert tables.marked_best_gamma("digits", "0.9", paired) == "0.9"
+    assert paper_tables.marked_best_gamma("digits", "0.9", paired) == "0.9"
 
 
 # ---------------------------------------------------------------- runs.csv
@@ -1023,10 +1027,10 @@ def test_runs_csv_holds_one_row_per_finished_run_traced_to_its_file(tmp_path):
         )
     )
     path = tmp_path / "results" / "runs.csv"
-    built = runs_table.write_runs_table(study, files, path)
-    runs = runs_table.read_runs_table(path)
+    built = collection.write_runs_table(study, files, path)
+    runs = collection.read_runs_table(path)
     pd.testing.assert_frame_equal(runs, built)  # read back as built, exactly
-    assert list(runs.columns) == runs_table.RUNS_COLUMNS and len(runs) == len(files)
+    assert list(runs.columns) == collection.RUNS_COLUMNS and len(runs) == len(files)
     assert list(zip(runs["method"], runs["value"], runs["seed"])) == [
         ("gamma", 0.9, 0),
         ("gamma", 0.9, 1),
@@ -1067,13 +1071,13 @@ def test_runs_csv_holds_one_row_per_finished_run_traced_to_its_file(tmp_path):
     assert (gamma_run["gamma"], gamma_run["equivalent_gamma"]) == (0.9, 0.9)
     assert math.isnan(alpha_run["gamma"]) and alpha_run["equivalent_gamma"] == 0.91
     # the compute of every attempt, a mix joined by '+'; the code that trained it
-    assert list(gamma_run[runs_table.COMPUTE_COLUMNS]) == [
+    assert list(gamma_run[collection.COMPUTE_COLUMNS]) == [
         "jax",
         "float32",
         "True",
         "False",
     ]
-    assert list(alpha_run[runs_table.COMPUTE_COLUMNS]) == [
+    assert list(alpha_run[collection.COMPUTE_COLUMNS]) == [
         "jax+tensorflow",
         "float32",
         "True+False",
@@ -1094,16 +1098,16 @@ def test_the_tables_depend_only_on_runs_csv(tmp_path):
         tmp_path,
         {1.0: (0.95, 0.96, 0.97), 0.9: (0.96, 0.99, 0.97), 0.8: (0.9, 0.91, 0.95)},
     )
-    tables.write_tables(
-        study, runs_table.collect_runs(study, files), tmp_path / "direct"
+    paper_tables.write_tables(
+        study, collection.collect_runs(study, files), tmp_path / "direct"
     )
-    runs_table.write_runs_table(study, files, tmp_path / "runs.csv")
+    collection.write_runs_table(study, files, tmp_path / "runs.csv")
     for path in files:
         path.unlink()
-    tables.write_tables(
-        study, runs_table.read_runs_table(tmp_path / "runs.csv"), tmp_path / "tables"
+    paper_tables.write_tables(
+        study, collection.read_runs_table(tmp_path / "runs.csv"), tmp_path / "tables"
     )
-    for name in tables.OUTPUT_FILES:
+    for name in paper_tables.OUTPUT_FILES:
         assert (tmp_path / "tables" / name).read_bytes() == (
             tmp_path / "direct" / name
         ).read_bytes(), name
@@ -1114,7 +1118,7 @@ def test_a_metrics_file_breaking_the_schema_is_refused_naming_file_and_key(tmp_p
     good = write_metrics(tmp_path, "digits", 1.0, 0, 0.9)
     bad = write_metrics(tmp_path, "digits", 0.9, 0, 0.9, train_seconds="fast")
     with pytest.raises(ResultsError) as caught:
-        runs_table.write_runs_table(study, [good, bad], tmp_path / "runs.csv")
+        collection.write_runs_table(study, [good, bad], tmp_path / "runs.csv")
     assert str(caught.value).startswith(
         f"{bad}: 'train_seconds' is 'fast', expected a finite number; retrain the run"
     )

@@ -12,20 +12,13 @@ import pytest
 
 pytest.importorskip("keras")
 
-from smoothbench import (
-    acceleration,
-    checkpoint,
-    interruption,
-    network,
-    provenance,
-    run_record,
-    storage,
-    training,
-    versions,
-)
-from smoothbench.data import ArrayBatches, epoch_order
-from smoothbench.prepare import prepare
+from smoothbench import files, run_record
+from smoothbench.compute import backends, software
+from smoothbench.data import array_store
+from smoothbench.data.batches import ArrayBatches, epoch_order
+from smoothbench.data.preparation import prepare
 from smoothbench.study import load_study
+from smoothbench.train import checkpoint, interruption, loop, network, versions
 
 PAPER_SCHEDULE = [
     {"after_epoch": 80, "factor": 1e-1},
@@ -66,7 +59,7 @@ TINY = {
     ],
 )
 def test_the_papers_schedule_on_zero_based_epochs(epoch, expected):
-    assert training.learning_rate_at(epoch, 1e-3, PAPER_SCHEDULE) == pytest.approx(
+    assert loop.learning_rate_at(epoch, 1e-3, PAPER_SCHEDULE) == pytest.approx(
         expected, rel=1e-12
     )
 
@@ -108,7 +101,7 @@ def _settings(study, gamma="1.0", method="gamma", **changes):
 
 def test_a_run_writes_history_and_metrics_and_removes_its_checkpoint(digits, tmp_path):
     study, prepared = digits
-    metrics = training.train(
+    metrics = loop.train(
         _settings(study),
         study.compute_settings(),
         prepared,
@@ -143,7 +136,7 @@ def test_a_run_writes_history_and_metrics_and_removes_its_checkpoint(digits, tmp
         and saved["num_classes"] == 10
         and saved["epochs"] == 2
     )
-    assert saved["prepared_data"]["manifest_sha256"] == storage.sha256_of_file(
+    assert saved["prepared_data"]["manifest_sha256"] == files.sha256_of_file(
         prepared / "manifest.json"
     )
     assert not (tmp_path / "checkpoint").exists()
@@ -153,7 +146,7 @@ def test_a_checkpoint_restores_every_variable_and_the_state(digits, tmp_path):
     import keras
 
     study, prepared = digits
-    _, arrays = storage.open_prepared(prepared)
+    _, arrays = array_store.open_prepared(prepared)
     settings = _settings(study)
     keras.utils.set_random_seed(1)
     _, model = network.build_model(settings, np.asarray(arrays["mean"]))
@@ -189,7 +182,7 @@ def test_a_checkpoint_from_other_settings_is_kept_not_resumed(digits, tmp_path):
     messages = []
     import keras
 
-    _, arrays = storage.open_prepared(prepared)
+    _, arrays = array_store.open_prepared(prepared)
     _, model = network.build_model(settings, np.asarray(arrays["mean"]))
     optimizer = keras.optimizers.Adam()
     optimizer.build(model.trainable_variables)
@@ -207,11 +200,11 @@ def test_a_checkpoint_from_other_settings_is_kept_not_resumed(digits, tmp_path):
         state,
     )
     other = _settings(study, gamma="0.9", epochs=1)
-    training.train(other, compute, prepared, tmp_path, log=messages.append)
+    loop.train(other, compute, prepared, tmp_path, log=messages.append)
     assert any("kept" in message and ".versions" in message for message in messages)
     assert not any("resuming" in message for message in messages)
     assert json.loads((tmp_path / "metrics.json").read_text())["gamma"] == 0.9
-    # the other settings' checkpoint is kept (smoothbench.versions), not deleted
+    # the other settings' checkpoint is kept (smoothbench.train.versions), not deleted
     [kept] = versions.kept_versions(tmp_path)
     assert kept["state"] == "unfinished"
     assert (Path(kept["folder"]) / run_record.CHECKPOINT_FOLDER / "state.npz").exists()
@@ -224,10 +217,8 @@ def test_a_job_planned_to_republish_trains_nothing_when_the_version_is_gone(
     the CPU when the finished version went away since."""
     study, prepared = digits
     settings = _settings(study, epochs=1)
-    with pytest.raises(
-        training.NothingToRepublishError, match="Run the workflow again"
-    ):
-        training.train(
+    with pytest.raises(loop.NothingToRepublishError, match="Run the workflow again"):
+        loop.train(
             settings, study.compute_settings(), prepared, tmp_path, republish_only=True
         )
     assert not (tmp_path / run_record.CHECKPOINT_FOLDER / "state.npz").exists()
@@ -237,10 +228,8 @@ def test_a_diverging_loss_stops_the_run_without_metrics(digits, tmp_path):
     study, prepared = digits
     settings = _settings(study, epochs=3)
     settings["optimizer"] = {**settings["optimizer"], "learning_rate": 1e12}
-    with pytest.raises(
-        training.TrainingDivergedError, match="the loss became (nan|inf)"
-    ):
-        training.train(
+    with pytest.raises(loop.TrainingDivergedError, match="the loss became (nan|inf)"):
+        loop.train(
             settings,
             study.compute_settings(),
             prepared,
@@ -255,10 +244,10 @@ def test_prepared_data_of_another_dataset_fails_before_training(digits, tmp_path
     study, prepared = digits
     settings = _settings(study, num_classes=47, dataset="dtd", image_shape=[72, 72, 3])
     with pytest.raises(
-        storage.PreparedDataError,
+        array_store.PreparedDataError,
         match=r"manifest.json: dataset is 'digits', but experiment 'digits' expects 'dtd'",
     ):
-        training.train(
+        loop.train(
             settings,
             study.compute_settings(),
             prepared,
@@ -281,8 +270,8 @@ def test_corrupted_prepared_data_fails_before_training(digits, tmp_path):
     data = bytearray((copy / "train_images.npy").read_bytes())
     data[-1] ^= 0xFF
     (copy / "train_images.npy").write_bytes(bytes(data))
-    with pytest.raises(storage.PreparedDataError, match="sha256"):
-        training.train(
+    with pytest.raises(array_store.PreparedDataError, match="sha256"):
+        loop.train(
             _settings(study),
             study.compute_settings(),
             copy,
@@ -307,7 +296,7 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(
         "horizontal_flip": True,
     }  # the augmentation RNG must resume too
     compute = study.compute_settings()
-    training.train(
+    loop.train(
         settings, compute, prepared, tmp_path / "whole", log=lambda message: None
     )
 
@@ -320,19 +309,17 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_numbers(
         if len(saved) == 2:
             raise KeyboardInterrupt  # stands in for a kill between epochs 2 and 3
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die_after_two_epochs)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
-        training.train(
+        loop.train(
             settings, compute, prepared, tmp_path / "resumed", log=lambda message: None
         )
-    monkeypatch.setattr(training, "save_checkpoint", save)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
     assert not (tmp_path / "resumed" / "metrics.json").exists()
     stale = tmp_path / "resumed" / "checkpoint" / ".state.npz.killed-mid-write.tmp"
     stale.write_bytes(b"half a checkpoint")
     messages = []
-    training.train(
-        settings, compute, prepared, tmp_path / "resumed", log=messages.append
-    )
+    loop.train(settings, compute, prepared, tmp_path / "resumed", log=messages.append)
     assert any(
         "resuming from" in message and "2 of 4 epochs done" in message
         for message in messages
@@ -381,7 +368,7 @@ def test_a_run_killed_after_it_finished_is_republished_not_retrained(
         _settings(study, gamma=value, method=method, epochs=1),
         study.compute_settings(),
     )
-    training.train(settings, compute, prepared, tmp_path, log=lambda message: None)
+    loop.train(settings, compute, prepared, tmp_path, log=lambda message: None)
     finished = _outputs(tmp_path, settings)
     record = tmp_path / run_record.FINISHED_FOLDER
     assert (
@@ -393,7 +380,7 @@ def test_a_run_killed_after_it_finished_is_republished_not_retrained(
     for name in finished:
         (tmp_path / name).unlink()
     messages = []
-    metrics = training.train(settings, compute, prepared, tmp_path, log=messages.append)
+    metrics = loop.train(settings, compute, prepared, tmp_path, log=messages.append)
     assert len(messages) == 1 and "already finished: republished" in messages[0], (
         messages
     )
@@ -402,7 +389,7 @@ def test_a_run_killed_after_it_finished_is_republished_not_retrained(
     # Other settings are another run: trained, and its own record replaces this one.
     messages.clear()
     other = _settings(study, gamma=value, method=method, epochs=2)
-    training.train(other, compute, prepared, tmp_path, log=messages.append)
+    loop.train(other, compute, prepared, tmp_path, log=messages.append)
     assert not any("republished" in message for message in messages)
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2
     assert json.loads((record / "metrics.json").read_text())["epochs"] == 2
@@ -413,7 +400,7 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
     attempt finishes with the same outputs and never trains an epoch again."""
     study, prepared = digits
     settings, compute = _settings(study, epochs=1), study.compute_settings()
-    training.train(
+    loop.train(
         settings, compute, prepared, tmp_path / "whole", log=lambda message: None
     )
     reference = json.loads((tmp_path / "whole" / "metrics.json").read_text())
@@ -425,10 +412,10 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
     # 1-3), then publishes history (4) and metrics (5); the first rmtree after the epoch
     # runs once .finished/ is in place.
     steps = {
-        "while .finished/ is written": ("storage.write_json_atomic", 1),
+        "while .finished/ is written": ("files.write_json_atomic", 1),
         "after .finished/, before the checkpoint is deleted": ("shutil.rmtree", 1),
         "after history.csv, before metrics.json is published": (
-            "storage.atomic_file",
+            "files.atomic_file",
             5,
         ),
     }
@@ -436,7 +423,7 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
         folder = tmp_path / case.replace(" ", "_").replace("/", "").replace(",", "")
         # One epoch trained and checkpointed, then the kill while finishing.
         module, name = target.split(".")
-        owner = storage if module == "storage" else shutil
+        owner = files if module == "files" else shutil
         original = getattr(owner, name)
         calls = []
 
@@ -456,7 +443,7 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
         seen = []
         monkeypatch.setattr(owner, name, killed)
         with pytest.raises(KeyboardInterrupt):
-            training.train(settings, compute, prepared, folder, log=seen.append)
+            loop.train(settings, compute, prepared, folder, log=seen.append)
         monkeypatch.setattr(owner, name, original)
         assert not (folder / "metrics.json").exists(), case
         assert (folder / "history.csv").exists() == case.startswith("after history"), (
@@ -466,9 +453,7 @@ def test_every_instant_of_finishing_is_safe(digits, tmp_path, monkeypatch):
             case
         )
         messages = []
-        metrics = training.train(
-            settings, compute, prepared, folder, log=messages.append
-        )
+        metrics = loop.train(settings, compute, prepared, folder, log=messages.append)
         assert not any(message.startswith("epoch ") for message in messages), (
             case,
             messages,
@@ -487,7 +472,7 @@ def test_metrics_record_the_code_that_ran(digits, tmp_path):
     import subprocess
 
     study, prepared = digits
-    training.train(
+    loop.train(
         _settings(study, epochs=1),
         study.compute_settings(),
         prepared,
@@ -497,7 +482,7 @@ def test_metrics_record_the_code_that_ran(digits, tmp_path):
     code = json.loads((tmp_path / "metrics.json").read_text())["software"][
         "smoothbench"
     ]
-    package = Path(provenance.__file__).resolve().parent
+    package = Path(software.__file__).resolve().parents[1]
     assert (
         code["source"] == str(package)
         and code["version"] == __import__("smoothbench").__version__
@@ -513,7 +498,7 @@ def test_metrics_record_the_code_that_ran(digits, tmp_path):
 
 def test_the_data_fingerprint_is_the_arrays_content_only(digits):
     _, prepared = digits
-    manifest = storage.read_manifest(prepared)
+    manifest = array_store.read_manifest(prepared)
     fingerprint = checkpoint.data_fingerprint(manifest)
     assert (
         checkpoint.data_fingerprint({**manifest, "tfds_version": "other", "note": "x"})
@@ -535,7 +520,7 @@ def test_a_run_killed_within_an_epoch_resumes_at_that_step_with_the_uninterrupte
         "horizontal_flip": True,
     }  # the augmentation RNG must resume mid-epoch
     compute = dataclasses.replace(study.compute_settings(), checkpoint_minutes=0)
-    training.train(
+    loop.train(
         settings, compute, prepared, tmp_path / "whole", log=lambda message: None
     )
 
@@ -548,17 +533,17 @@ def test_a_run_killed_within_an_epoch_resumes_at_that_step_with_the_uninterrupte
         if progress and progress["epoch"] == 1 and progress["steps_done"] == 5:
             raise KeyboardInterrupt  # stands in for a kill in the middle of epoch 1
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die_within_epoch_1)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die_within_epoch_1)
     every_batch = dataclasses.replace(compute, checkpoint_minutes=1e-9)
     with pytest.raises(KeyboardInterrupt):
-        training.train(
+        loop.train(
             settings,
             every_batch,
             prepared,
             tmp_path / "resumed",
             log=lambda message: None,
         )
-    monkeypatch.setattr(training, "save_checkpoint", save)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
     steps = seen[-1]["steps"]
     assert [
         progress["steps_done"]
@@ -566,9 +551,7 @@ def test_a_run_killed_within_an_epoch_resumes_at_that_step_with_the_uninterrupte
         if progress and progress["epoch"] == 0
     ] == list(range(1, steps))
     messages = []
-    training.train(
-        settings, compute, prepared, tmp_path / "resumed", log=messages.append
-    )
+    loop.train(settings, compute, prepared, tmp_path / "resumed", log=messages.append)
     assert any(
         f"1 of 2 epochs done, and 5 of {steps} steps of epoch 1" in message
         for message in messages
@@ -602,7 +585,7 @@ def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(
     study, prepared = digits
     settings = _settings(study, epochs=2)
     compute = dataclasses.replace(study.compute_settings(), checkpoint_minutes=0)
-    training.train(
+    loop.train(
         settings, compute, prepared, tmp_path / "whole", log=lambda message: None
     )
     save = checkpoint.save_checkpoint
@@ -615,22 +598,20 @@ def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(
             # a scheduler's time limit, during validation's wrap-up
             signal.raise_signal(signal.SIGTERM)
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_sigterm_after_epoch_0)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_sigterm_after_epoch_0)
     with pytest.raises(
         interruption.TrainingStopped,
         match=r"stopped by SIGTERM at step 1 of \d+ of epoch 1; checkpoint saved",
     ):
-        training.train(
+        loop.train(
             settings, compute, prepared, tmp_path / "stopped", log=lambda message: None
         )
-    monkeypatch.setattr(training, "save_checkpoint", save)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
     # the handler is the run's only
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert not (tmp_path / "stopped" / "metrics.json").exists()
     messages = []
-    training.train(
-        settings, compute, prepared, tmp_path / "stopped", log=messages.append
-    )
+    loop.train(settings, compute, prepared, tmp_path / "stopped", log=messages.append)
     assert any(
         "and 1 of" in message and "steps of epoch 1" in message for message in messages
     ), messages
@@ -651,8 +632,8 @@ def test_a_job_given_a_gpu_that_its_backend_cannot_see_stops_before_training(
     settings = _settings(study, epochs=1)
     given = "the Snakemake resource gpu=1 (compute.gpus_per_job); GPU slot 0"
     compute = dataclasses.replace(study.compute_settings(), gpus_given=given)
-    with pytest.raises(acceleration.GpuNotVisibleError) as caught:
-        training.train(
+    with pytest.raises(backends.GpuNotVisibleError) as caught:
+        loop.train(
             settings, compute, prepared, tmp_path / "refused", log=lambda _: None
         )
     message = str(caught.value)
@@ -674,7 +655,7 @@ def test_a_job_given_a_gpu_that_its_backend_cannot_see_stops_before_training(
     status = run_record.read_run_status(tmp_path / "refused")
     assert status["state"] == "failed" and "GpuNotVisibleError" in status["error"]
     lines = []
-    metrics = training.train(
+    metrics = loop.train(
         settings,
         dataclasses.replace(compute, cpu_fallback=True),
         prepared,
@@ -704,7 +685,7 @@ def test_progress_lines_within_each_epoch_a_status_and_tensorboard(digits, tmp_p
 
     run_record.write_run_status = recording
     try:
-        metrics = training.train(
+        metrics = loop.train(
             _settings(study), compute, prepared, tmp_path, log=lines.append
         )
     finally:
@@ -737,9 +718,9 @@ def test_a_job_that_fails_says_so_in_its_status(digits, tmp_path, monkeypatch):
     def broken(*arguments, **keywords):
         raise RuntimeError("a disk on fire")
 
-    monkeypatch.setattr(training, "train_epochs", broken)
+    monkeypatch.setattr(loop, "train_epochs", broken)
     with pytest.raises(RuntimeError, match="a disk on fire"):
-        training.train(
+        loop.train(
             _settings(study), study.compute_settings(), prepared, tmp_path, log=print
         )
     status = run_record.read_run_status(tmp_path)

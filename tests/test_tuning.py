@@ -1,4 +1,4 @@
-"""smoothbench-tune (smoothbench.tuning, smoothbench.tune_command): the candidates a
+"""smoothbench-tune (smoothbench.tools.tune_candidates, smoothbench.tools.tune): the candidates a
 config leaves open, how rounds pick a setting, the compute block it writes, and one
 real measurement through the command."""
 
@@ -13,9 +13,9 @@ import pytest
 import yaml
 from conftest import REPOSITORY
 
-from smoothbench import tune_command, tuning
-from smoothbench.measuring import REFERENCE, Choice
 from smoothbench.study import load_study, load_study_files
+from smoothbench.tools import tune, tune_candidates
+from smoothbench.tools.tune_measuring import REFERENCE, Choice
 
 CPU = {
     "name": "Test CPU abc, 2 threads",
@@ -42,13 +42,15 @@ AUTO = _compute()
 @pytest.fixture
 def both_backends(monkeypatch):
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
-    monkeypatch.setattr(tuning, "installed_backends", lambda: ["tensorflow", "jax"])
+    monkeypatch.setattr(
+        tune_candidates, "installed_backends", lambda: ["tensorflow", "jax"]
+    )
 
 
 def test_every_candidate_on_a_cpu_without_bfloat16_units_reference_first(
     both_backends,
 ):
-    assert tuning.candidates(AUTO, CPU) == [
+    assert tune_candidates.candidates(AUTO, CPU) == [
         REFERENCE,
         Choice("tensorflow", "float32", True, False),  # XLA excludes op determinism
         Choice("jax", "float32", True, True),
@@ -56,11 +58,11 @@ def test_every_candidate_on_a_cpu_without_bfloat16_units_reference_first(
 
 
 def test_bfloat16_is_a_candidate_where_the_device_has_units_for_it(both_backends):
-    assert {c.precision for c in tuning.candidates(AUTO, BF16_CPU)} == {
+    assert {c.precision for c in tune_candidates.candidates(AUTO, BF16_CPU)} == {
         "float32",
         "mixed_bfloat16",
     }
-    assert {c.precision for c in tuning.candidates(AUTO, GPU)} == {
+    assert {c.precision for c in tune_candidates.candidates(AUTO, GPU)} == {
         "float32",
         "mixed_bfloat16",
         "mixed_float16",
@@ -68,16 +70,16 @@ def test_bfloat16_is_a_candidate_where_the_device_has_units_for_it(both_backends
 
 
 def test_explicit_keys_narrow_the_candidates(both_backends):
-    assert tuning.candidates(_compute(backend="tensorflow"), CPU) == [
+    assert tune_candidates.candidates(_compute(backend="tensorflow"), CPU) == [
         REFERENCE,
         Choice("tensorflow", "float32", True, False),
     ]
     # op determinism asked for: TensorFlow without XLA, or JAX
-    assert tuning.candidates(_compute(deterministic=True), CPU) == [
+    assert tune_candidates.candidates(_compute(deterministic=True), CPU) == [
         REFERENCE,
         Choice("jax", "float32", True, True),
     ]
-    assert tuning.candidates(_compute(jit_compile=True), BF16_CPU) == [
+    assert tune_candidates.candidates(_compute(jit_compile=True), BF16_CPU) == [
         Choice("tensorflow", "float32", True, False),
         Choice("tensorflow", "mixed_bfloat16", True, False),
         Choice("jax", "float32", True, True),
@@ -87,7 +89,7 @@ def test_explicit_keys_narrow_the_candidates(both_backends):
 
 def test_keras_backend_in_the_environment_is_the_users_pick(both_backends, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "jax")
-    assert {c.backend for c in tuning.candidates(AUTO, CPU)} == {"jax"}
+    assert {c.backend for c in tune_candidates.candidates(AUTO, CPU)} == {"jax"}
 
 
 def _timed(choice: Choice, speed: float) -> dict:
@@ -111,23 +113,28 @@ def test_a_setting_replaces_the_reference_only_when_faster_in_most_rounds():
         [_timed(choice, per_round[index]) for choice, per_round in speeds.items()]
         for index in range(3)
     ]
-    measured = tuning.combine_rounds(rounds)
+    measured = tune_candidates.combine_rounds(rounds)
     by_choice = {Choice.from_dict(result): result for result in measured}
     assert by_choice[lucky]["rounds_images_per_second"] == [900, 300, 360]
     assert by_choice[lucky]["images_per_second"] == 360  # the median
     # slower in one round (a slow spell), faster in the median of the three
     assert by_choice[steady]["over_reference"] == [1.2, 0.95, 1.2]
     reference = by_choice[REFERENCE]
-    order = [Choice.from_dict(r) for r in tuning.preference_order(measured, reference)]
+    order = [
+        Choice.from_dict(r)
+        for r in tune_candidates.preference_order(measured, reference)
+    ]
     assert order == [steady, REFERENCE, marginal, lucky]
     # a candidate missing from a round (its process failed) is left out
     assert REFERENCE not in {
         Choice.from_dict(r)
-        for r in tuning.combine_rounds([rounds[0], rounds[1][1:], rounds[2]])
+        for r in tune_candidates.combine_rounds([rounds[0], rounds[1][1:], rounds[2]])
     }
     # no reference among the candidates (a key fixed to another value): fastest first
-    without = tuning.combine_rounds([results[1:] for results in rounds])
-    assert [Choice.from_dict(r) for r in tuning.preference_order(without, None)] == [
+    without = tune_candidates.combine_rounds([results[1:] for results in rounds])
+    assert [
+        Choice.from_dict(r) for r in tune_candidates.preference_order(without, None)
+    ] == [
         steady,
         marginal,
         lucky,
@@ -152,21 +159,21 @@ def test_the_block_is_the_pick_of_the_largest_kind_and_the_others_where_they_dif
         {"experiments": ["c"], "runs": 9, "record": _record(xla)},
         {"experiments": ["d"], "runs": 3, "record": _record(REFERENCE)},
     ]
-    assert tune_command.compute_block(kinds) == {
+    assert tune.compute_block(kinds) == {
         "compute": REFERENCE.as_dict() | {"experiments": {"c": xla.as_dict()}}
     }
     kinds[1]["record"] = _record(REFERENCE)
-    assert tune_command.compute_block(kinds) == {"compute": REFERENCE.as_dict()}
+    assert tune.compute_block(kinds) == {"compute": REFERENCE.as_dict()}
 
 
 def test_the_kinds_of_run_of_the_papers_study():
     study = load_study_files([REPOSITORY / "config.yaml"])
-    kinds = tune_command.kinds_of_run(study)
+    kinds = tune.kinds_of_run(study)
     assert sum(kind["runs"] for kind in kinds) == len(study.runs()) == 108
     assert kinds[0]["runs"] == max(kind["runs"] for kind in kinds)
     mnist = next(kind for kind in kinds if "mnist" in kind["experiments"])
     assert mnist["experiments"] == ["mnist"]  # ResNet-20 on padded 28x28: its own kind
-    assert tune_command.kind_label(mnist["settings"]) == (
+    assert tune.kind_label(mnist["settings"]) == (
         "resnet_v1-20 on 28x28x1 images, batch 32"
     )
 
@@ -189,7 +196,7 @@ def test_smoothbench_tune_measures_and_writes_a_block_a_study_can_layer(tmp_path
         [
             sys.executable,
             "-m",
-            "smoothbench.tune_command",
+            "smoothbench.tools.tune",
             "--configfile",
             str(study_file),
             "--seconds",
@@ -210,8 +217,8 @@ def test_smoothbench_tune_measures_and_writes_a_block_a_study_can_layer(tmp_path
     (kind,) = evidence["kinds"]
     record = kind["record"]
     study = load_study(config)
-    device = tuning.device_description(study.compute_settings())
-    expected = tuning.candidates(study.compute_settings(), device)
+    device = tune_candidates.device_description(study.compute_settings())
+    expected = tune_candidates.candidates(study.compute_settings(), device)
     assert {Choice.from_dict(c) for c in record["candidates"]} == set(expected)
     assert all(
         c["images_per_second"] > 0

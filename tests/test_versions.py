@@ -1,7 +1,7 @@
 """Every finished version of a run is kept: an everyday --config override trains the
 overridden runs beside the finished ones, going back republishes them without training,
 and an override killed mid-epoch resumes where it stopped when it is applied again
-(smoothbench.versions, through the real workflow)."""
+(smoothbench.train.versions, through the real workflow)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from conftest import kill_when, run_workflow, workflow_command
 
 from smoothbench import run_record
-from smoothbench.plan_summary import rerun_warning
-from smoothbench.versions import changed_keys, kept_versions, version_key
+from smoothbench.pipeline.plan_summary import rerun_warning
+from smoothbench.train.versions import changed_keys, kept_versions, version_key
 
 pytestmark = pytest.mark.workflow
 
@@ -162,7 +162,7 @@ def _tool(workdir: Path, name: str, *arguments: str) -> str:
 
 
 def test_sizes_in_words():
-    from smoothbench.versions import size_text
+    from smoothbench.train.versions import size_text
 
     assert [size_text(n) for n in (812, 14_200, 3_300_000, 1.2e9)] == [
         "812 B",

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from conftest import FASHION_MNIST_DIR, REPOSITORY, SNAKEMAKE, run_workflow
 
-from smoothbench import storage
-from smoothbench.download import MOCK_DATA_VARIABLE
-from smoothbench.registry import PAPER_DATASETS
+from smoothbench.data import array_store
+from smoothbench.data.download import MOCK_DATA_VARIABLE
+from smoothbench.data.registry import PAPER_DATASETS
 
 pytestmark = pytest.mark.workflow
 
@@ -128,7 +128,7 @@ def mock_run(tmp_path_factory):
 @pytest.mark.parametrize("dataset", MOCK_DATASETS)
 def test_mock_tfds_data_prepared_through_the_real_rules(mock_run, dataset):
     folder = mock_run / "results" / "prepared" / dataset
-    manifest, arrays = storage.open_prepared(folder)
+    manifest, arrays = array_store.open_prepared(folder)
     shape = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}.get(dataset, (72, 72, 3))
     K = {"dtd": 47, "daimlerpedcls": 2}.get(dataset, 10)
     assert manifest["mock_data"] is True and manifest["num_classes"] == K
@@ -148,7 +148,7 @@ def test_mock_tfds_data_prepared_through_the_real_rules(mock_run, dataset):
 def test_prepared_arrays_and_mean_equal_an_independent_tfds_read(mock_run, dataset):
     import tensorflow_datasets as tfds
 
-    _, arrays = storage.open_prepared(mock_run / "results" / "prepared" / dataset)
+    _, arrays = array_store.open_prepared(mock_run / "results" / "prepared" / dataset)
     with tfds.testing.mock_data(num_examples=24):
         data = tfds.load(
             dataset,
@@ -169,7 +169,7 @@ def test_prepared_arrays_and_mean_equal_an_independent_tfds_read(mock_run, datas
 
 @pytest.mark.parametrize("dataset", ["dtd", "daimlerpedcls"])
 def test_decathlon_mean_is_the_mean_of_the_square_training_images(mock_run, dataset):
-    _, arrays = storage.open_prepared(mock_run / "results" / "prepared" / dataset)
+    _, arrays = array_store.open_prepared(mock_run / "results" / "prepared" / dataset)
     expected = np.asarray(arrays["train_images"], dtype=np.float64).mean(axis=0) / 255.0
     np.testing.assert_allclose(arrays["mean"], expected, atol=1e-6)
     assert arrays["train_images"].std() > 10  # real (random) pixels, not padding
@@ -226,7 +226,7 @@ def test_fashion_mnist_built_offline_from_debians_files(tmp_path):
     }
     process = run_workflow(tmp_path, config, "--cores", "2", "--until", "prepare")
     assert process.returncode == 0, process.stdout
-    manifest, arrays = storage.open_prepared(
+    manifest, arrays = array_store.open_prepared(
         tmp_path / "results" / "prepared" / "fashion_mnist"
     )
     assert arrays["train_images"].shape == (60000, 28, 28, 1)

@@ -21,8 +21,8 @@ from conftest import (
     workflow_command,
 )
 
-from smoothbench.runs_table import RUNS_COLUMNS, RUNS_FILE
-from smoothbench.tables import OUTPUT_FILES
+from smoothbench.results.collection import RUNS_COLUMNS, RUNS_FILE
+from smoothbench.results.paper_tables import OUTPUT_FILES
 
 pytestmark = pytest.mark.workflow
 

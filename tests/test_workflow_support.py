@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from smoothbench import workflow_support
+from smoothbench.pipeline import jobs
 
-PACKAGE = Path(workflow_support.__file__).resolve().parent
+PACKAGE = Path(jobs.__file__).resolve().parents[1]
 
 
 def test_a_job_that_imported_another_copy_of_the_package_stops_naming_both(
     tmp_path, monkeypatch, capfd
 ):
     monkeypatch.setenv("SMOOTHBENCH_SOURCE", str(PACKAGE.parent))
-    workflow_support.check_source()  # the checkout's own copy: fine
+    jobs.check_source()  # the checkout's own copy: fine
     monkeypatch.setenv("SMOOTHBENCH_SOURCE", str(tmp_path / "other-clone" / "src"))
-    with pytest.raises(workflow_support.WrongCheckoutError) as error:
-        workflow_support.check_source()
+    with pytest.raises(jobs.WrongCheckoutError) as error:
+        jobs.check_source()
     message = str(error.value)
     assert f"imported smoothbench from {PACKAGE}" in message
     assert (
@@ -28,7 +28,7 @@ def test_a_job_that_imported_another_copy_of_the_package_stops_naming_both(
     )
     # Inside a job's log context: the job fails before its body runs, the terminal says why.
     ran = []
-    with pytest.raises(SystemExit), workflow_support.logged(tmp_path / "job.log"):
+    with pytest.raises(SystemExit), jobs.logged(tmp_path / "job.log"):
         ran.append(True)
     assert not ran
     assert "error: this job imported smoothbench from" in capfd.readouterr().err
@@ -39,7 +39,7 @@ def test_an_interrupted_job_says_what_happened_not_an_empty_error(
 ):
     monkeypatch.delenv("SMOOTHBENCH_SOURCE", raising=False)
     with pytest.raises(KeyboardInterrupt):
-        with workflow_support.logged(tmp_path / "job.log"):
+        with jobs.logged(tmp_path / "job.log"):
             raise KeyboardInterrupt
     terminal = capfd.readouterr().err
     assert (
@@ -47,7 +47,7 @@ def test_an_interrupted_job_says_what_happened_not_an_empty_error(
         and "resumes from its last checkpoint" in terminal
     )
     assert "error: \n" not in terminal
-    assert workflow_support.describe_error(ValueError()) == "ValueError"
+    assert jobs.describe_error(ValueError()) == "ValueError"
 
 
 # TensorFlow's start-up lines on a machine without a CUDA driver, as a CPU job's log had them.
@@ -72,7 +72,7 @@ def _job_log(log: Path, program: str, gpu: bool = False, **environment) -> list[
 
     code = (
         "import os, sys, warnings\n"
-        "from smoothbench.workflow_support import logged\n"
+        "from smoothbench.pipeline.jobs import logged\n"
         f"with logged({str(log)!r}, gpu={gpu!r}):\n" + textwrap.indent(program, "    ")
     )
     inherited = {

@@ -20,9 +20,11 @@ from conftest import (
     run_workflow,
 )
 
-from smoothbench import checkpoint, run_record, storage
-from smoothbench.results_owner import OWNER_FILE
+from smoothbench import run_record
+from smoothbench.data import array_store
+from smoothbench.pipeline.ownership import OWNER_FILE
 from smoothbench.study import load_study_file
+from smoothbench.train import checkpoint
 
 pytestmark = pytest.mark.workflow
 
@@ -76,7 +78,9 @@ def test_the_paper_study_plans_one_train_job_per_run_with_its_resources(tmp_path
 
 def test_the_demo_runs_offline_end_to_end_and_trains_every_run(demo):
     workdir, _ = demo
-    manifest, _ = storage.open_prepared(workdir / DEMO_RESULTS / "prepared" / "digits")
+    manifest, _ = array_store.open_prepared(
+        workdir / DEMO_RESULTS / "prepared" / "digits"
+    )
     assert (
         manifest["splits"]["train"]["count"] + manifest["splits"]["validation"]["count"]
         == 1797

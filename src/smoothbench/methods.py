@@ -1,5 +1,5 @@
 """The smoothing methods as numbers, without Keras: their names, the range of each
-method's value, and the arithmetic of their targets (see :mod:`smoothbench.losses` for
+method's value, and the arithmetic of their targets (see :mod:`smoothbench.train.losses` for
 the losses themselves, which re-exports these).
 
 - ``gamma`` (Mezzini's eq. 7): q_k = gamma for the true class, (1 - gamma) / (K - 1)

@@ -10,12 +10,12 @@ by :func:`format_value` (``0.9``, ``1.0``). A finished run's folder holds
 ``metrics.json``; while it trains, ``checkpoint/`` (``state.npz``, ``progress.csv``,
 ``status.json``);
 once finished, ``.finished/`` (the outputs and their fingerprints, see
-:mod:`smoothbench.checkpoint`); and ``.versions/``, every version of the run trained
-under other settings or data, kept (:mod:`smoothbench.versions`).
+:mod:`smoothbench.train.checkpoint`); and ``.versions/``, every version of the run trained
+under other settings or data, kept (:mod:`smoothbench.train.versions`).
 
 ``metrics.json`` follows :data:`METRICS_SCHEMA`: :func:`write_metrics` refuses a record
 that does not, and :func:`read_metrics` checks a file against it once, for every reader
-(:mod:`smoothbench.runs_table`), naming the file and the key at fault.
+(:mod:`smoothbench.results.collection`), naming the file and the key at fault.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import jsonschema
 
-from smoothbench import storage
+from smoothbench import files
 from smoothbench.errors import SmoothbenchError
 from smoothbench.methods import METHODS
 
@@ -44,7 +44,7 @@ TENSORBOARD_FOLDER = "tensorboard"  # with compute.tensorboard
 FINISHED_FOLDER = ".finished"
 FINGERPRINT_FILE = "fingerprint.json"
 # Every other version of the run (other settings or data), finished or not, kept:
-# .versions/{key}/.finished/ and .versions/{key}/checkpoint/ (smoothbench.versions).
+# .versions/{key}/.finished/ and .versions/{key}/checkpoint/ (smoothbench.train.versions).
 VERSIONS_FOLDER = ".versions"
 TRAIN_LOG_FILE = "train.log"  # a version's training log, in its checkpoint and record
 VERSION_FILE = "version.json"  # an unfinished version's settings, in its checkpoint
@@ -69,7 +69,7 @@ HISTORY_COLUMNS = (
     "val_confidence",
     "seconds",
 )
-# The calibration measured at an epoch (smoothbench.calibration), in metrics.json and
+# The calibration measured at an epoch (smoothbench.train.calibration), in metrics.json and
 # history.csv (as val_<key>).
 CALIBRATION_KEYS = ("accuracy", "ece", "nll", "brier", "confidence")
 CALIBRATION_COLUMNS = ["ece", "nll", "brier", "confidence"]
@@ -151,7 +151,7 @@ def parse_run_folder(folder: Path | str) -> dict | None:
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
-    with storage.atomic_file(path) as stream:
+    with files.atomic_file(path) as stream:
         writer = csv.DictWriter(stream, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
@@ -174,14 +174,14 @@ def read_history(path: Path | str) -> list[dict]:
 # ---------------------------------------------------------------- status.json
 
 # What a training job says of itself in checkpoint/status.json, rewritten at each
-# progress line and epoch end (smoothbench.training) and read by smoothbench-status.
+# progress line and epoch end (smoothbench.train.loop) and read by smoothbench-status.
 # The folder goes when the run finishes, so a run with metrics.json has no status.
 #   starting  the job is setting up (data, backend, model)
 #   running   training; "updated" says when it last spoke
 #   stopped   stopped by SIGTERM after a checkpoint (a time limit, scancel, a preemption)
 #   failed    stopped by an error, named in "error"
 # A job killed outright (SIGKILL, a node lost) cannot say so: its status stays
-# "running" and grows old; smoothbench.status calls it stalled.
+# "running" and grows old; smoothbench.tools.status calls it stalled.
 RUN_STATES = ("starting", "running", "stopped", "failed")
 
 
@@ -198,7 +198,7 @@ def write_run_status(run_folder: Path | str, state: str, **fields) -> None:
     if state not in RUN_STATES:
         raise ValueError(f"unknown run state {state!r}; one of {', '.join(RUN_STATES)}")
     payload = {"state": state, "updated": round(time.time(), 3), **fields}
-    with storage.atomic_file(status_path(run_folder)) as stream:
+    with files.atomic_file(status_path(run_folder)) as stream:
         json.dump(payload, stream, indent=1, sort_keys=True)
         stream.write("\n")
 
@@ -410,14 +410,14 @@ def check_metrics(
 def write_metrics(path: Path, metrics: dict) -> None:
     """metrics.json, checked against the schema first and written atomically."""
     check_metrics(metrics, str(path))
-    storage.write_json_atomic(path, metrics)
+    files.write_json_atomic(path, metrics)
 
 
 def read_metrics(path: Path | str) -> dict:
     """A run's metrics.json, checked once, against :data:`METRICS_SCHEMA` (finite
     numbers); ResultsError names the file and the key otherwise. The checks that relate
     keys to each other and to the folder are :func:`check_epochs_and_folder`'s, the
-    study's own (is this a run of the config?) :mod:`smoothbench.runs_table`'s."""
+    study's own (is this a run of the config?) :mod:`smoothbench.results.collection`'s."""
     path = Path(path)
     try:
         payload = json.loads(path.read_text())

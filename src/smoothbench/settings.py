@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from smoothbench.config import ConfigError
-from smoothbench.registry import DatasetSpec
+from smoothbench.data.registry import DatasetSpec
 from smoothbench.run_record import format_value
 
 
@@ -163,7 +163,7 @@ class RunSettings:
 COMPUTATION_KEYS = ("backend", "precision", "jit_compile", "deterministic")
 # Every compute key that changes a run's rounding: the measured ones and TF32, which no
 # measurement chooses. A run is computed one way from its first epoch to its last: each
-# attempt records them, and a resume keeps them or stops (smoothbench.computation).
+# attempt records them, and a resume keeps them or stops (smoothbench.compute.decisions).
 ROUNDING_KEYS = (*COMPUTATION_KEYS, "tf32")
 
 
@@ -173,7 +173,7 @@ class ComputeSettings:
     schema (``src/smoothbench/schemas/config.schema.yaml`` describes each field), the
     experiment's own entry of ``compute.experiments`` applied, and ``gpus_given``, which
     the job's adapter sets. None of it changes a run's numbers except the
-    :data:`ROUNDING_KEYS`, which :mod:`smoothbench.computation` resolves (the same
+    :data:`ROUNDING_KEYS`, which :mod:`smoothbench.compute.decisions` resolves (the same
     config gives the same computation on every machine of one kind); changing any of
     them never retrains a finished run."""
 
@@ -195,7 +195,7 @@ class ComputeSettings:
     runtime_minutes: int
     runtime_grows_with_attempt: bool
     experiments: Mapping[str, Any]
-    # the GPUs this job was given, in words (smoothbench.gpu_slots.gpus_given); None: none
+    # the GPUs this job was given, in words (smoothbench.compute.gpu_slots.gpus_given); None: none
     gpus_given: str | None = None
 
     @classmethod

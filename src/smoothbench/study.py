@@ -21,8 +21,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from smoothbench import computation, image_folder, run_record
-from smoothbench.acceleration import AccelerationError, resolve_jit_compile
+from smoothbench import run_record
+from smoothbench.compute import decisions
+from smoothbench.compute.backends import AccelerationError, resolve_jit_compile
 from smoothbench.config import (
     SCHEMA_PATH,
     ConfigError,
@@ -30,8 +31,14 @@ from smoothbench.config import (
     read_config_files,
     validate_config,
 )
-from smoothbench.data_section import check_data_section, dataset_specs
-from smoothbench.download import mock_data
+from smoothbench.data import image_folder
+from smoothbench.data.catalog import check_data_section, dataset_specs
+from smoothbench.data.download import mock_data
+from smoothbench.data.registry import (
+    DATASETS,
+    DatasetSpec,
+    unknown_dataset,
+)
 from smoothbench.methods import (
     METHODS,
     gamma_grid,
@@ -40,14 +47,9 @@ from smoothbench.methods import (
     value_in_range,
     value_range_text,
 )
-from smoothbench.registry import (
-    DATASETS,
-    DatasetSpec,
-    unknown_dataset,
-)
+from smoothbench.models.shapes import FIXED_POOL_SIZE, depth_is_valid, final_map_size
 from smoothbench.run_record import format_value
 from smoothbench.settings import ComputeSettings, Experiment, RunSettings, canonical
-from smoothbench.shapes import FIXED_POOL_SIZE, depth_is_valid, final_map_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,7 +255,7 @@ class Study:
     def compute_settings(self, experiment: str | None = None) -> ComputeSettings:
         """How training jobs (of ``experiment``, with its own keys of
         ``compute.experiments``) run; nothing here changes a result except the
-        computation keys, resolved from it alone (:mod:`smoothbench.computation`)."""
+        computation keys, resolved from it alone (:mod:`smoothbench.compute.decisions`)."""
         if experiment is not None and experiment not in self.experiments:
             raise ConfigError(
                 f"no experiment {experiment!r} in config key 'experiments'"
@@ -394,7 +396,7 @@ def _check_compute(compute: dict, experiments: dict[str, Experiment]) -> None:
     for name in [None, *experiments]:
         settings = ComputeSettings.from_config(compute, name)
         try:  # the job's own resolution, run early: the device does not matter for what it refuses
-            backend = computation.choose_backend(settings)
+            backend = decisions.choose_backend(settings)
             resolve_jit_compile(
                 settings.jit_compile,
                 backend,

@@ -11,7 +11,7 @@ from snakemake.sourcecache import LocalSourceFile
 
 # Run from a checkout (this file's folder is {checkout}/workflow/rules, beside
 # {checkout}/src/smoothbench), the checkout's package is the one imported, here and in
-# every job (smoothbench.workflow_support.use_checkout): first on sys.path even when an
+# every job (smoothbench.pipeline.jobs.use_checkout): first on sys.path even when an
 # install already lists it (a .pth entry comes last). Used as a module fetched from
 # elsewhere (snakedeploy's github(...)), the installed smoothbench is imported.
 RULES_FOLDER = workflow.current_basedir  # a LocalSourceFile here, another kind remote
@@ -31,19 +31,24 @@ if SOURCE_FOLDER:
 
 from smoothbench.config import ConfigError
 from smoothbench.study import load_study
-from smoothbench import own_datasets, run_record
-from smoothbench.storage import ARRAY_NAMES, MANIFEST_NAME
-from smoothbench.paper import PAPER_CELLS_FILE, PAPER_TABLE3_FILE
-from smoothbench.tables import OUTPUT_FILES
-from smoothbench import slurm_compat
-from smoothbench.workflow_support import (
+from smoothbench import run_record
+from smoothbench.data import own_datasets
+from smoothbench.data.array_store import ARRAY_NAMES, MANIFEST_NAME
+from smoothbench.results.paper_numbers import PAPER_CELLS_FILE, PAPER_TABLE3_FILE
+from smoothbench.results.paper_tables import OUTPUT_FILES
+from smoothbench.pipeline import slurm_compat
+from smoothbench.pipeline.jobs import (
     code_fingerprint,
     gpu_warning,
     nvidia_gpus,
     use_checkout,
 )
-from smoothbench import plan_summary
-from smoothbench.results_owner import ResultsOwnerError, check_owner, checkout_identity
+from smoothbench.pipeline import plan_summary
+from smoothbench.pipeline.ownership import (
+    ResultsOwnerError,
+    check_owner,
+    checkout_identity,
+)
 
 if SOURCE_FOLDER:
     use_checkout(SOURCE_FOLDER)
@@ -126,7 +131,7 @@ STUDY = validated_study(config)
 # report says so). The values are the ones validated, so every job reads the same study.
 for key in REPORTED_KEYS:
     config[key] = copy.deepcopy(STUDY.config[key])
-# The study's own datasets as planned here, for its jobs (smoothbench.own_datasets).
+# The study's own datasets as planned here, for its jobs (smoothbench.data.own_datasets).
 os.environ[own_datasets.PLANNED_VARIABLE] = own_datasets.planned_record(
     STUDY.config, STUDY.dataset_specs
 )
@@ -134,7 +139,7 @@ os.environ[own_datasets.PLANNED_VARIABLE] = own_datasets.planned_record(
 # Everything the study writes, under its config key results_folder (smoothbench.study).
 RESULTS = STUDY.results_folder
 RUNS = STUDY.runs_folder
-# One checkout per runs folder (smoothbench.results_owner): refused here, before any job.
+# One checkout per runs folder (smoothbench.pipeline.ownership): refused here, before any job.
 try:
     check_owner(RUNS, checkout_identity())
 except ResultsOwnerError as error:
@@ -153,7 +158,7 @@ RESULTS_ENVIRONMENT = "../../envs/smoothbench-results.yaml"
 
 
 def prepared_files(dataset):
-    """The files of one prepared dataset (see smoothbench.storage)."""
+    """The files of one prepared dataset (see smoothbench.data.array_store)."""
     folder = f"{STUDY.prepared_folder}/{dataset}"
     return {name: f"{folder}/{name}.npy" for name in ARRAY_NAMES} | {
         "manifest": f"{folder}/{MANIFEST_NAME}"
@@ -210,7 +215,7 @@ _RUN_PLANS = {}
 
 
 def run_plans():
-    """run folder -> what its job will do (smoothbench.versions.RunPlan), read from the
+    """run folder -> what its job will do (smoothbench.train.versions.RunPlan), read from the
     run folders once, while planning."""
     if not _RUN_PLANS:
         _RUN_PLANS.update(
@@ -226,7 +231,7 @@ def run_plans():
 
 
 def say_the_plan(wildcards):
-    """Print the plan in one screen (smoothbench.plan_summary), once, in the process
+    """Print the plan in one screen (smoothbench.pipeline.plan_summary), once, in the process
     that plans, before any job starts (a dry run too); an input function of rule all,
     so that it runs when Snakemake knows its executor and rerun triggers. No inputs."""
     if workflow.is_main_process and not _PLAN_SAID:

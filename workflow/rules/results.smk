@@ -9,7 +9,7 @@
 # hash of the package and the scripts, so an edit (not a mere touch) to them remakes
 # runs.csv, the tables and plots.
 
-from smoothbench.runs_table import RUNS_FILE
+from smoothbench.results.collection import RUNS_FILE
 
 # One row per finished run: its numbers, the compute it used, the file they came from.
 RUNS_TABLE = f"{RESULTS}/{RUNS_FILE}"

@@ -1,11 +1,11 @@
-"""Snakemake adapter: rule aggregate -> smoothbench.tables.write_tables (from runs.csv)."""
+"""Snakemake adapter: rule aggregate -> smoothbench.results.paper_tables.write_tables (from runs.csv)."""
 
 from pathlib import Path
 
-from smoothbench.runs_table import read_runs_table
+from smoothbench.pipeline.jobs import logged
+from smoothbench.results.collection import read_runs_table
+from smoothbench.results.paper_tables import write_tables
 from smoothbench.study import load_study
-from smoothbench.tables import write_tables
-from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):
     folder = Path(snakemake.output.table1_csv).parent

@@ -1,8 +1,8 @@
-"""Snakemake adapter: rule collect_runs -> smoothbench.runs_table.write_runs_table."""
+"""Snakemake adapter: rule collect_runs -> smoothbench.results.collection.write_runs_table."""
 
-from smoothbench.runs_table import write_runs_table
+from smoothbench.pipeline.jobs import logged
+from smoothbench.results.collection import write_runs_table
 from smoothbench.study import load_study
-from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):
     write_runs_table(

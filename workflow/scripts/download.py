@@ -1,9 +1,9 @@
-"""Snakemake adapter: rule download -> smoothbench.download.download."""
+"""Snakemake adapter: rule download -> smoothbench.data.download.download."""
 
-from smoothbench.download import download
-from smoothbench.storage import write_json_atomic
+from smoothbench.data.download import download
+from smoothbench.files import write_json_atomic
+from smoothbench.pipeline.jobs import logged
 from smoothbench.study import load_study
-from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):
     network = load_study(snakemake.config).network_settings()

@@ -1,9 +1,9 @@
-"""Snakemake adapter: rule front_page -> smoothbench.front_page.write_front_page (from runs.csv)."""
+"""Snakemake adapter: rule front_page -> smoothbench.results.front_page.write_front_page (from runs.csv)."""
 
-from smoothbench.front_page import write_front_page
-from smoothbench.runs_table import read_runs_table
+from smoothbench.pipeline.jobs import logged
+from smoothbench.results.collection import read_runs_table
+from smoothbench.results.front_page import write_front_page
 from smoothbench.study import load_study
-from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):
     write_front_page(

@@ -1,11 +1,11 @@
-"""Snakemake adapter: rule plot_c_matrix -> smoothbench.experiment_plots.write_c_matrix."""
+"""Snakemake adapter: rule plot_c_matrix -> smoothbench.results.run_plots.write_c_matrix."""
 
 from pathlib import Path
 
-from smoothbench.experiment_plots import write_c_matrix
-from smoothbench.runs_table import read_runs_table
+from smoothbench.pipeline.jobs import logged
+from smoothbench.results.collection import read_runs_table
+from smoothbench.results.run_plots import write_c_matrix
 from smoothbench.study import load_study
-from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):
     stem = Path(snakemake.output.png[: -len(".png")])

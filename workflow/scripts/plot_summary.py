@@ -1,11 +1,11 @@
-"""Snakemake adapter: rule plot_summary -> smoothbench.plots.write_summary_plots (from runs.csv)."""
+"""Snakemake adapter: rule plot_summary -> smoothbench.results.summary_plots.write_summary_plots (from runs.csv)."""
 
 from pathlib import Path
 
-from smoothbench.plots import write_summary_plots
-from smoothbench.runs_table import read_runs_table
+from smoothbench.pipeline.jobs import logged
+from smoothbench.results.collection import read_runs_table
+from smoothbench.results.summary_plots import write_summary_plots
 from smoothbench.study import load_study
-from smoothbench.workflow_support import logged
 
 with logged(snakemake.log[0]):
     write_summary_plots(

@@ -1,10 +1,10 @@
-"""Snakemake adapter: rule prepare -> smoothbench.prepare.prepare."""
+"""Snakemake adapter: rule prepare -> smoothbench.data.preparation.prepare."""
 
 import json
 from pathlib import Path
 
-from smoothbench.prepare import prepare
-from smoothbench.workflow_support import logged
+from smoothbench.data.preparation import prepare
+from smoothbench.pipeline.jobs import logged
 
 with logged(snakemake.log[0]):
     prepare(

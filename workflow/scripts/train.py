@@ -1,13 +1,13 @@
-"""Snakemake adapter: rule train -> smoothbench.training.train, on a claimed GPU slot."""
+"""Snakemake adapter: rule train -> smoothbench.train.loop.train, on a claimed GPU slot."""
 
 import dataclasses
 from pathlib import Path
 
-from smoothbench.gpu_slots import claimed_slots, gpus_given
-from smoothbench.results_owner import checkout_identity, claim
+from smoothbench.compute.gpu_slots import claimed_slots, gpus_given
+from smoothbench.pipeline.jobs import logged
+from smoothbench.pipeline.ownership import checkout_identity, claim
 from smoothbench.study import load_study
-from smoothbench.training import say, train
-from smoothbench.workflow_support import logged
+from smoothbench.train.loop import say, train
 
 # A job given a GPU keeps TensorFlow's CUDA start-up lines in its log (they say why it
 # cannot see the GPU); one given none, on the CPU, starts with smoothbench's own lines.
