@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 
 # Quick gates (docs/testing.md):
-#   make check      formatting, lint and a dry run of the paper's plan (under a minute)
+#   make check      formatting, lint, types (mypy) and a dry run of the paper's plan
+#                   (under a minute; .pre-commit-config.yaml runs the same before a commit)
 #   make test-fast  every test that starts neither the workflow nor SLURM (under 5 minutes)
 PYTHON_SOURCES := src workflow/scripts benchmarks tests requirements
 RULE_SOURCES := Snakefile workflow/Snakefile workflow/rules/
@@ -114,10 +115,12 @@ check: setup
 	$(BIN)/snakefmt --check $(RULE_SOURCES) && \
 	$(BIN)/ruff format --check $(PYTHON_SOURCES) && \
 	$(BIN)/ruff check $(PYTHON_SOURCES) && \
+	$(BIN)/mypy && \
 	$(BIN)/snakemake --lint && \
 	$(BIN)/snakemake --dry-run --quiet rules && \
 	echo "check: passed in $$(( $$(date +%s) - start )) s"
 
+# make lint: another name for make check.
 lint: check
 
 format: setup
