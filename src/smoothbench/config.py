@@ -28,6 +28,7 @@ import difflib
 import importlib.resources
 import math
 import re
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import jsonschema
@@ -83,7 +84,7 @@ def format_key(path) -> str:
     return text or "<top level>"
 
 
-def load_schema(schema_path: Path | str = SCHEMA_PATH) -> dict:
+def load_schema(schema_path: Path | str | Traversable = SCHEMA_PATH) -> dict:
     if isinstance(schema_path, str):
         schema_path = Path(schema_path)
     return yaml.safe_load(schema_path.read_text())
@@ -206,9 +207,10 @@ def read_typed_strings(value, schema: dict, root: dict | None = None):
         return read_typed_strings(loaded, schema, root)
     if not isinstance(value, (dict, list)):
         return value
-    schema = _branch_for(value, schema, root)
-    if schema is None:
+    branch = _branch_for(value, schema, root)
+    if branch is None:
         return value
+    schema = branch
     if isinstance(value, list):
         items = schema.get("items")
         if not isinstance(items, dict):
@@ -349,7 +351,8 @@ REMOVED_KEYS = {
 def _check_removed_keys(config: dict) -> None:
     found = []
     for path, why in REMOVED_KEYS.items():
-        section = config
+        # a config value of any type; only a mapping is looked into
+        section: object = config
         for part in path[:-1]:
             section = section.get(part) if isinstance(section, dict) else None
         if isinstance(section, dict) and path[-1] in section:
@@ -389,7 +392,8 @@ def check_size(config: dict) -> None:
     why = _too_large(config)
     if why is None:
         return
-    path, value, large = [], config, []
+    path: list[object] = []  # the config keys down to ``value``
+    value, large = config, []
     while isinstance(value, dict):
         large = [
             key
@@ -413,7 +417,9 @@ def check_size(config: dict) -> None:
     )
 
 
-def validate_config(config: dict, schema_path: Path | str = SCHEMA_PATH) -> dict:
+def validate_config(
+    config: dict, schema_path: Path | str | Traversable = SCHEMA_PATH
+) -> dict:
     """Return a deep copy of ``config`` with defaults filled, or raise ConfigError."""
     if not isinstance(config, dict):
         raise ConfigError(

@@ -18,8 +18,9 @@ import dataclasses
 import difflib
 import importlib.util
 import os
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from smoothbench import run_record
 from smoothbench.compute import decisions
@@ -198,6 +199,7 @@ class Study:
         spec = self.dataset(dataset)
         if spec.source != "folder":
             return []
+        assert spec.folder is not None  # a dataset of source "folder" names its folder
         layout = image_folder.read_layout(
             spec.folder, f"datasets.{dataset}", spec.validation_fraction
         )
@@ -358,12 +360,15 @@ def _check_experiment(
         mean_subtraction=merged["mean_subtraction"],
         pooling=merged["pooling"],
         min_image_size=merged["min_image_size"],
-        image_shape=tuple(image_shape),
+        # prepared_shape's (height, width, channels)
+        image_shape=cast(tuple[int, int, int], tuple(image_shape)),
         gammas=tuple(gammas),
     )
 
 
-def load_study(config: dict, schema_path: Path | str = SCHEMA_PATH) -> Study:
+def load_study(
+    config: dict, schema_path: Path | str | Traversable = SCHEMA_PATH
+) -> Study:
     """Validate ``config`` (a dict as Snakemake loads it) and resolve its experiments."""
     filled = validate_config(config, schema_path)
     if not filled["experiments"]:
@@ -419,7 +424,7 @@ def _check_compute(compute: dict, experiments: dict[str, Experiment]) -> None:
 
 def _resolve_methods(config: dict, experiments: dict[str, Experiment]) -> None:
     """Fill each experiment's ``methods`` from config key ``methods``, checking names and values."""
-    chosen = {name: {} for name in experiments}
+    chosen: dict[str, dict[str, tuple[float, ...]]] = {name: {} for name in experiments}
     for method in METHODS:
         section = config["methods"][method]
         names = (

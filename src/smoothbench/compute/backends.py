@@ -238,7 +238,9 @@ def tf32_enabled() -> bool | None:
     if backend == "jax":
         import jax
 
-        return jax.config.jax_default_matmul_precision in (None, "tensorfloat32")
+        # jax.config exposes its options as attributes that its stubs do not list
+        precision = getattr(jax.config, "jax_default_matmul_precision")  # noqa: B009
+        return precision in (None, "tensorfloat32")
     if backend == "torch":
         import torch
 
@@ -247,7 +249,7 @@ def tf32_enabled() -> bool | None:
 
 
 def resolve_jit_compile(
-    requested, backend: str, has_gpu: bool, deterministic: bool
+    requested, backend: str, has_gpu: bool, deterministic: bool | str
 ) -> tuple[bool, str]:
     """(whether to XLA-compile, why) for ``compute.jit_compile`` (auto, true or false)."""
     if requested is True or requested is False:

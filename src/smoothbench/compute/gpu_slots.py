@@ -30,8 +30,9 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
+from typing import TextIO
 
 from smoothbench.errors import SmoothbenchError
 
@@ -50,7 +51,7 @@ def listed_gpus(value: str) -> list[str]:
     return [] if slots in ([], ["-1"], ["NoDevFiles"]) else slots
 
 
-def available_slots(environment: dict | None = None) -> list[str]:
+def available_slots(environment: Mapping[str, str] | None = None) -> list[str]:
     """The GPU ids this machine offers to training jobs (see the module docstring)."""
     environment = os.environ if environment is None else environment
     for variable in (SLOTS_VARIABLE, "CUDA_VISIBLE_DEVICES"):
@@ -73,7 +74,7 @@ def available_slots(environment: dict | None = None) -> list[str]:
     ]
 
 
-def lock_folder(environment: dict | None = None) -> Path:
+def lock_folder(environment: Mapping[str, str] | None = None) -> Path:
     """Where the slot locks live: one folder per user and machine (GPUs are per machine),
     or per SLURM allocation inside one."""
     environment = os.environ if environment is None else environment
@@ -88,7 +89,7 @@ def lock_folder(environment: dict | None = None) -> Path:
     return path
 
 
-def _try_lock(path: Path):
+def _try_lock(path: Path) -> TextIO | None:
     handle = open(path, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -104,7 +105,7 @@ def _try_lock(path: Path):
 
 
 def gpus_given(
-    count: int, claimed: list[str], environment: dict | None = None
+    count: int, claimed: list[str], environment: Mapping[str, str] | None = None
 ) -> str | None:
     """What GPUs a training job was given, in words, or None: the Snakemake resource
     ``gpu`` (``count``), the slots it claimed, or the GPUs SLURM chose for it."""
@@ -136,7 +137,7 @@ def _lock_names(slots: list[str], runs_per_gpu: int) -> list[tuple[str, str]]:
 def claimed_slots(
     count: int,
     log: Callable[[str], None] = print,
-    environment: dict | None = None,
+    environment: MutableMapping[str, str] | None = None,
     poll_seconds: float = 2.0,
     runs_per_gpu: int = 1,
 ) -> Iterator[list[str]]:
@@ -183,7 +184,7 @@ def claimed_slots(
         )
     folder = lock_folder(environment)
     candidates = _lock_names(slots, runs_per_gpu)
-    held: list[tuple[str, str, object]] = []
+    held: list[tuple[str, str, TextIO]] = []
     waited = False
     try:
         while True:

@@ -72,7 +72,7 @@ def installed_record(package: Path = PACKAGE) -> dict | None:
         distribution = importlib.metadata.distribution("smoothbench")
     except importlib.metadata.PackageNotFoundError:
         return None
-    installed = Path(distribution.locate_file("smoothbench")).resolve()
+    installed = Path(str(distribution.locate_file("smoothbench"))).resolve()
     if installed != package.resolve():
         return None
     try:

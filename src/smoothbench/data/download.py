@@ -86,6 +86,8 @@ def probe_hosts(hosts, timeout: float) -> str | None:
 
 
 def missing_message(spec: DatasetSpec, data_dir: str, reason: str) -> str:
+    # said of a dataset whose TFDS builder could not be prepared: it has a TFDS name
+    assert spec.tfds_name is not None
     if spec.own:
         return (
             f"dataset {spec.name!r} (TFDS {spec.tfds_name}, config key 'datasets.{spec.name}') is not "
@@ -129,7 +131,7 @@ def download(settings: dict, network: dict) -> dict:
     spec = spec_from_settings(settings)
     if spec.source == "folder":
         return _survey_folder(spec)
-    record = {
+    record: dict[str, Any] = {
         "dataset": spec.name,
         "source": spec.source,
         "tfds_name": spec.tfds_name,
@@ -217,6 +219,7 @@ def download(settings: dict, network: dict) -> dict:
 def _survey_folder(spec: DatasetSpec) -> dict:
     """A study's folder of images: every file read once, its sha256 recorded."""
     key = f"datasets.{spec.name}"
+    assert spec.folder is not None  # a dataset of source "folder" names its folder
     layout = image_folder.read_layout(spec.folder, key, spec.validation_fraction)
     if layout.class_names != spec.class_names:
         raise image_folder.ImageFolderError(

@@ -254,18 +254,19 @@ def _folder_spec(name: str, key: str, entry: dict, data_dir: str | None) -> Data
     root = os.path.abspath(os.path.expanduser(entry["folder"]))
     fraction = entry.get("validation_fraction")
     layout = image_folder.read_layout(root, key, fraction)
+    split_text = "its own train/ and validation/"
     if not layout.has_own_split:
+        # read_layout refuses a folder with neither its own split nor a fraction
+        assert fraction is not None
         image_folder.check_split_reaches_every_class(
             layout, key, fraction, entry["split_seed"]
+        )
+        split_text = (
+            f"{1 - fraction:.0%}/{fraction:.0%} stratified, seed {entry['split_seed']}"
         )
     first = layout.files()[0][0]
     height, width, channels = image_folder.image_header(layout.root / first)
     image_size = entry.get("image_size")
-    split_text = (
-        "its own train/ and validation/"
-        if layout.has_own_split
-        else f"{1 - fraction:.0%}/{fraction:.0%} stratified, seed {entry['split_seed']}"
-    )
     return _own_spec(
         name,
         image_size,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,9 +74,7 @@ def square_image(image, size: int, method: str):
 class Split:
     """A split to be written: its size, its image shape, and a way to stream batches."""
 
-    def __init__(
-        self, name: str, count: int, shape: tuple[int, int, int], batches
-    ) -> None:
+    def __init__(self, name: str, count: int, shape: tuple[int, ...], batches) -> None:
         self.name, self.count, self.shape, self._batches = name, count, shape, batches
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -144,6 +143,7 @@ def _digits_splits(spec: DatasetSpec, settings: dict) -> tuple[dict[str, Split],
         random_state=0,
     )
     arrays = {"train": (parts[0], parts[2]), "validation": (parts[1], parts[3])}
+    assert spec.native_shape is not None  # the registry's digits are 8x8x1
     splits = {
         role: Split(
             f"{role} (stratified {1 - settings['validation_fraction']:.0%}/{settings['validation_fraction']:.0%}, seed 0)",
@@ -171,6 +171,7 @@ def _folder_splits(
         )
     digests = record["files"]
     key = f"datasets.{spec.name}"
+    assert spec.folder is not None  # a dataset of source "folder" names its folder
     layout = image_folder.read_layout(spec.folder, key, spec.validation_fraction)
     listed = {relative for relative, _ in layout.files()}
     if listed != set(digests):
@@ -210,15 +211,16 @@ def _folder_splits(
             yield np.stack(images), np.asarray(labels, dtype=np.int32)
 
     fraction = spec.validation_fraction
-    names = {
-        role: (
-            f"{role}/"
-            if layout.has_own_split
-            else f"{role} ({(1 - fraction) if role == 'train' else fraction:.0%} of the folder, "
+    if layout.has_own_split:
+        names = {role: f"{role}/" for role in SPLITS}
+    else:
+        # read_layout refuses a folder with neither its own split nor a fraction
+        assert fraction is not None
+        names = {
+            role: f"{role} ({(1 - fraction) if role == 'train' else fraction:.0%} of the folder, "
             f"stratified, seed {spec.split_seed})"
-        )
-        for role in SPLITS
-    }
+            for role in SPLITS
+        }
     splits = {
         role: Split(
             names[role],
@@ -303,7 +305,9 @@ def _publish_splits(
     """Write the splits, their mean and the manifest into ``output_folder`` (staged,
     the manifest last); return the manifest."""
     with array_store.staging_folder(output_folder) as staging:
-        arrays, split_summary, mean = {}, {}, None
+        arrays: dict[str, dict[str, Any]] = {}
+        split_summary: dict[str, dict[str, Any]] = {}
+        mean: np.ndarray | None = None
         for role, split in splits.items():
             summary, sums = _write_split(spec, role, split, staging, arrays)
             split_summary[role] = summary
@@ -313,6 +317,7 @@ def _publish_splits(
                         f"dataset {spec.name!r}: the train split {split.name!r} is empty"
                     )
                 mean = (sums / split.count / 255.0).astype(np.float32)
+        assert mean is not None  # every caller's splits hold "train"
         arrays["mean"] = {
             "file": "mean.npy",
             "dtype": "float32",

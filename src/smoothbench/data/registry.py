@@ -83,7 +83,7 @@ class DatasetSpec:
 
     @property
     def is_decathlon(self) -> bool:
-        return bool(self.tfds_name) and self.tfds_name.startswith(
+        return self.tfds_name is not None and self.tfds_name.startswith(
             DECATHLON_BUILDER + "/"
         )
 
@@ -92,9 +92,10 @@ class DatasetSpec:
         return tuple(url.rsplit("/", 1)[-1] for url in self.source_urls)
 
     @property
-    def source_hosts(self) -> tuple[tuple[str, int], ...]:
+    def source_hosts(self) -> tuple[tuple[str | None, int], ...]:
         """(host, port) pairs the download needs, in first-seen order."""
-        hosts: list[tuple[str, int]] = []
+        # urlparse's hostname is None for a URL without a host
+        hosts: list[tuple[str | None, int]] = []
         for url in self.source_urls:
             parsed = urlparse(url)
             port = parsed.port or (443 if parsed.scheme == "https" else 80)

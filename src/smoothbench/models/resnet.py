@@ -154,7 +154,8 @@ def resnet_v2(
     for stage in range(3):
         for block in range(blocks):
             prefix = f"stage{stage + 1}_block{block + 1}"
-            activation, batch_normalization, strides = "relu", True, 1
+            activation: str | None = "relu"
+            batch_normalization, strides = True, 1
             if stage == 0:
                 filters_out = filters_in * 4
                 if block == 0:  # the stem's BN-ReLU precedes it already

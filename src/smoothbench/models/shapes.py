@@ -4,6 +4,7 @@ the Snakefile can use it without importing a deep-learning backend."""
 from __future__ import annotations
 
 import math
+from typing import cast
 
 FIXED_POOL_SIZE = 8
 
@@ -24,11 +25,12 @@ def padding_to(
     image_shape, min_image_size: int
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """Symmetric (top, bottom), (left, right) padding bringing each side up to ``min_image_size``."""
-    padding = []
+    padding: list[tuple[int, int]] = []
     for side in image_shape[:2]:
         missing = max(0, min_image_size - side)
         padding.append((missing // 2, missing - missing // 2))
-    return tuple(padding)
+    # two pairs for an image shape of (height, width, channels)
+    return cast(tuple[tuple[int, int], tuple[int, int]], tuple(padding))
 
 
 def padded_shape(image_shape, min_image_size: int) -> tuple[int, int, int]:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 from smoothbench.errors import SmoothbenchError
@@ -118,7 +119,7 @@ def code_fingerprint(base: str | os.PathLike | None) -> str:
 def nvidia_gpus(
     which=shutil.which,
     run=subprocess.run,
-    environment: dict | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> list[str] | None:
     """The GPUs ``nvidia-smi -L`` lists and ``CUDA_VISIBLE_DEVICES`` does not hide:
     their lines; [] on a machine without NVIDIA GPUs (or with every GPU hidden); None
@@ -141,7 +142,7 @@ def gpu_warning(
     study,
     which=shutil.which,
     run=subprocess.run,
-    environment: dict | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> str | None:
     """The warning the workflow prints while planning (its plan summary,
     :mod:`smoothbench.pipeline.plan_summary`) when this machine has NVIDIA GPUs (``nvidia-smi

@@ -12,7 +12,7 @@ jobs), or GPUs here that no job asks for (:func:`smoothbench.pipeline.jobs.gpu_w
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from smoothbench.data import array_store
@@ -50,7 +50,7 @@ def _value(value) -> str:
     return "unset" if value is None else str(value)
 
 
-def summary(study, plans: Mapping[str, RunPlan], warnings: list[str] = ()) -> str:
+def summary(study, plans: Mapping[str, RunPlan], warnings: Sequence[str] = ()) -> str:
     """The plan as a few lines of text (see the module docstring)."""
     counts: dict[str, Counter] = defaultdict(Counter)
     changes: dict[str, Counter] = defaultdict(Counter)
@@ -70,7 +70,7 @@ def summary(study, plans: Mapping[str, RunPlan], warnings: list[str] = ()) -> st
         f"  {'experiment':<{width}}  runs  finished  take back  resume  train  replaced"
     )
     lines = [f"smoothbench plan for {study.runs_folder}:", header]
-    total = Counter()
+    total: Counter[str] = Counter()
     for name, count in counts.items():
         total.update(count)
         lines.append(_row(name, count, width))

@@ -182,7 +182,7 @@ def methods_table(cells: pd.DataFrame, study: Study) -> pd.DataFrame:
             "gamma": best_of_method(cells, name, "gamma"),
             "lspp": best_of_method(cells, name, "lspp"),
         }
-        row = {"experiment": name}
+        row: dict[str, str | float] = {"experiment": name}
         for key, cell in chosen.items():
             row[f"{key}_value"] = math.nan if cell is None else cell["value"]
             for metric in ("accuracy_percent", "ece"):

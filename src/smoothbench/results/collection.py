@@ -136,7 +136,9 @@ def row_labels(study: Study) -> dict[str, str]:
 def finished_runs(study: Study, runs_root: Path | str) -> tuple[list[Path], list]:
     """The metrics.json of every finished run of the study under ``runs_root``, and the
     runs (:class:`smoothbench.study.Run`) that have none yet."""
-    finished, unfinished = [], []
+    # metrics.json paths and Runs, filled by one append through either list
+    finished: list = []
+    unfinished: list = []
     for run in study.runs():
         path = Path(run.folder(str(runs_root))) / METRICS_FILE
         (finished if path.is_file() else unfinished).append(
@@ -284,7 +286,8 @@ def collect_runs(
 ) -> pd.DataFrame:
     """Every run's row (one per file, :data:`RUNS_COLUMNS`), in the study's experiment
     and method order, then by value and seed; two files of one run are refused."""
-    records, seen = [], {}
+    records = []
+    seen: dict[tuple, Path | str] = {}  # run -> the first metrics file of it
     for path in metrics_files:
         record = read_run(path, study, calibration_epoch)
         key = (

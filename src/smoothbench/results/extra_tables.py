@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from smoothbench.results.collection import row_labels
 from smoothbench.results.rendering import (
     format_cell,
     render_html,
@@ -17,7 +18,6 @@ from smoothbench.results.rendering import (
     write_text,
 )
 from smoothbench.run_record import format_value
-from smoothbench.results.collection import row_labels
 from smoothbench.study import Study
 
 # Beyond the paper (smoothbench.results.analysis): seeds, methods, calibration.

@@ -10,12 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from smoothbench.results.paper_numbers import DEFAULT_TOLERANCE, PAPER, is_paper_row
-from smoothbench.results.paper_comparison import not_in_paper_notes
-from smoothbench.results.provenance import clean_text, warning_section
-from smoothbench.results.rendering import format_cell, render_front_page, write_text
 from smoothbench.results.collection import row_labels
-from smoothbench.study import Study
+from smoothbench.results.paper_comparison import not_in_paper_notes
+from smoothbench.results.paper_numbers import DEFAULT_TOLERANCE, PAPER, is_paper_row
 from smoothbench.results.paper_tables import (
     TABLE3_HEADER,
     TABLE3_NOTES,
@@ -23,6 +20,9 @@ from smoothbench.results.paper_tables import (
     table3_rows,
     table_frames,
 )
+from smoothbench.results.provenance import clean_text, warning_section
+from smoothbench.results.rendering import format_cell, render_front_page, write_text
+from smoothbench.study import Study
 
 FRONT_PAGE_FIGURE_CAPTION = (
     "Best validation accuracy (%) against γ, one panel per data set (the plot "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from smoothbench.results.collection import row_labels
 from smoothbench.results.paper_numbers import (
     PAPER,
     check_paper_arithmetic,
@@ -18,7 +19,6 @@ from smoothbench.results.paper_numbers import (
 )
 from smoothbench.results.rendering import format_cell
 from smoothbench.run_record import format_value
-from smoothbench.results.collection import row_labels
 from smoothbench.study import Study
 
 

@@ -28,18 +28,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from smoothbench.results.extra_tables import ANALYSIS_NAMES, write_analysis
 from smoothbench.methods import gamma_in_range
+from smoothbench.results.collection import TABLE_COLUMNS, row_labels
+from smoothbench.results.extra_tables import ANALYSIS_NAMES, write_analysis
+from smoothbench.results.paper_comparison import (
+    compare_cells,
+    compare_table3,
+    comparison_sections,
+)
 from smoothbench.results.paper_numbers import (
     DEFAULT_TOLERANCE,
     TABLE_GAMMAS,
     best_versus_baseline,
     same_gamma,
-)
-from smoothbench.results.paper_comparison import (
-    compare_cells,
-    compare_table3,
-    comparison_sections,
 )
 from smoothbench.results.provenance import (
     PROVENANCE_FILES,
@@ -55,7 +56,6 @@ from smoothbench.results.rendering import (
     write_text,
 )
 from smoothbench.run_record import format_value
-from smoothbench.results.collection import TABLE_COLUMNS, row_labels
 from smoothbench.study import Study
 
 TABLE1_LAST_GAMMA = 0.5

@@ -33,7 +33,12 @@ import pandas as pd
 
 from smoothbench.compute.decisions import UNRECORDED
 from smoothbench.compute.software import LIBRARIES
-from smoothbench.results.rendering import render_html, render_markdown, write_csv, write_text
+from smoothbench.results.rendering import (
+    render_html,
+    render_markdown,
+    write_csv,
+    write_text,
+)
 from smoothbench.run_record import format_value
 
 # How a run was computed, from its metrics.json's attempts (runs.csv's columns).

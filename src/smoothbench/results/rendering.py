@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from smoothbench import files
-from smoothbench.data import array_store
 from smoothbench.run_record import format_value
 
 
@@ -42,7 +42,7 @@ def format_cell(mean: float, std: float = math.nan, decimals: int = 2) -> str:
 
 
 def render_markdown(
-    title: str, header: list[str], rows: list[list[str]], notes: list[str] = ()
+    title: str, header: list[str], rows: list[list[str]], notes: Sequence[str] = ()
 ) -> str:
     def line(cells):
         return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"

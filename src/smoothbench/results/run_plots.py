@@ -33,8 +33,10 @@ import numpy as np
 import pandas as pd
 
 from smoothbench import run_record
-from smoothbench.results import analysis
 from smoothbench.methods import target_entropy
+from smoothbench.results import analysis
+from smoothbench.results.collection import row_labels
+from smoothbench.results.provenance import provenance_line
 from smoothbench.results.summary_plots import (
     OURS_COLOR,
     PAPER_COLOR,
@@ -43,14 +45,12 @@ from smoothbench.results.summary_plots import (
     save_figure,
     set_title,
 )
-from smoothbench.results.provenance import provenance_line
 from smoothbench.run_record import (
     HISTORY_FILE,
     ResultsError,
     format_value,
     read_history,
 )
-from smoothbench.results.collection import row_labels
 
 
 def plot_training_curves(

@@ -25,19 +25,23 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
 from smoothbench import files
-from smoothbench.data import array_store
-from smoothbench.results.analysis import paired_differences
 from smoothbench.methods import equivalent_gamma
+from smoothbench.results.analysis import paired_differences
+from smoothbench.results.collection import row_labels
 from smoothbench.results.paper_numbers import best_versus_baseline, paper_cells
+from smoothbench.results.paper_tables import (
+    NOISE_MARK,
+    marked_best_gamma,
+    summarize_cells,
+)
 from smoothbench.results.provenance import provenance_line
 from smoothbench.run_record import format_value
-from smoothbench.results.collection import row_labels
-from smoothbench.results.paper_tables import NOISE_MARK, marked_best_gamma, summarize_cells
 
 FORMATS = ("png", "pdf")
 OURS_COLOR = "#1f5fa8"
@@ -305,7 +309,8 @@ def gain_interval(
     found = [bounds.get(gamma) for gamma in best_gamma.split(", ")]
     if not found or None in found or best_percent <= 0:
         return None
-    lower, upper = min(low for low, _ in found), max(high for _, high in found)
+    pairs = cast(list[tuple[float, float]], found)  # no None in it: checked above
+    lower, upper = min(low for low, _ in pairs), max(high for _, high in pairs)
     if not (np.isfinite(lower) and np.isfinite(upper)):
         return None
     return lower / best_percent * 100, upper / best_percent * 100

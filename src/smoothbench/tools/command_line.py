@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from smoothbench.config import ConfigError, merge_layers, read_config_files
 from smoothbench.study import Study, load_study
@@ -126,7 +127,8 @@ def parse_config_entries(entries: Sequence[str]) -> dict:
             raise ValueError(
                 "Invalid config definition: Config entry must start with a valid identifier."
             )
-        value = None
+        # None, the text, or what int, float, the bool words or YAML read from it
+        value: object = None
         if text:
             value = text
             for read in readers:
@@ -155,7 +157,7 @@ def config_overrides(entries: Sequence[str]) -> dict:
 
 
 def config_from_arguments(
-    arguments: argparse.Namespace, default: Sequence[str] = ("config.yaml",)
+    arguments: argparse.Namespace, default: Sequence[Path | str] = ("config.yaml",)
 ) -> dict:
     """The config of :func:`add_study_arguments`' options, before validation: the files
     (``default`` when the parser gave none) layered, then the ``--config`` values."""
@@ -164,7 +166,7 @@ def config_from_arguments(
 
 
 def study_from_arguments(
-    arguments: argparse.Namespace, default: Sequence[str] = ("config.yaml",)
+    arguments: argparse.Namespace, default: Sequence[Path | str] = ("config.yaml",)
 ) -> Study:
     """The study :func:`config_from_arguments` names, validated and resolved, as
     Snakemake resolves it with the same ``--configfile`` and ``--config``."""

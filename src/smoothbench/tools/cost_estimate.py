@@ -220,6 +220,7 @@ def _own_split_sizes(study: Study, dataset: str) -> tuple[int, int, str]:
     prepare step splits them; a TFDS builder's split sizes where it is built."""
     spec = study.dataset(dataset)
     if spec.source == "folder":
+        assert spec.folder is not None  # a dataset of source "folder" names its folder
         layout = image_folder.read_layout(
             spec.folder, f"datasets.{dataset}", spec.validation_fraction
         )
@@ -404,7 +405,7 @@ def render(bill: Bill, per_run: bool = False) -> str:
             )
         lines.append("")
     # the network, side, epochs and throughput are the experiment's: its first job's
-    first = {}
+    first: dict[str, dict] = {}
     for row in bill.runs:
         first.setdefault(row["experiment"], row)
     lines.append(

@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -188,7 +189,8 @@ def block_from_file(path: Path | str) -> dict:
     own experiments are not the paper's."""
     config = yaml.safe_load(Path(path).read_text()) or {}
     compute = config.get("compute") if isinstance(config, dict) else None
-    block = {key: compute[key] for key in COMPUTATION_KEYS if key in (compute or {})}
+    section = compute or {}
+    block = {key: section[key] for key in COMPUTATION_KEYS if key in section}
     if not block:
         raise SystemExit(
             f"smoothbench-equivalence --compute {path}: no compute block with any of "
@@ -218,10 +220,12 @@ def candidates_to_check(
     study = load_study(config)
     compute = study.compute_settings()
     device = tune_candidates.device_description(compute)
+    # every computation key of ComputeSettings takes "auto"
+    all_auto: dict[str, Any] = dict.fromkeys(COMPUTATION_KEYS, "auto")
     here = {
         choice.label(): choice.as_dict()
         for choice in tune_candidates.candidates(
-            dataclasses.replace(compute, **dict.fromkeys(COMPUTATION_KEYS, "auto")),
+            dataclasses.replace(compute, **all_auto),
             device,
         )
         if choice != tune_candidates.REFERENCE
@@ -236,6 +240,7 @@ def candidates_to_check(
     auto = ("auto", dict.fromkeys(COMPUTATION_KEYS, "auto"))
     if every:
         return found + list(here.items())
+    assert labels is not None  # neither every nor labels returned above
     return found + [
         auto if label == "auto" else (label, here[label]) for label in labels
     ]

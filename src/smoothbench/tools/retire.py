@@ -45,6 +45,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from smoothbench import files, run_record
 from smoothbench.compute.backends import BACKENDS, PRECISIONS
@@ -274,7 +275,7 @@ def retire(
             target = target.with_name(f"{stamp}-{number}")
     else:
         raise RetireError(f"{target}: too many retirements within one second")
-    record = {
+    record: dict[str, Any] = {
         "retired": when.isoformat(timespec="seconds"),
         "results_folder": study.results_folder,
         "runs": [],

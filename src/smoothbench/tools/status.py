@@ -368,7 +368,7 @@ def eta_lines(totals: dict) -> list[str]:
 def watch(
     show: Callable[[], tuple[str, bool]],
     every_seconds: float,
-    write: Callable[[str], None],
+    write: Callable[[str], object],  # its result is ignored
     sleep: Callable[[float], None] = time.sleep,
     rounds: int | None = None,
 ) -> None:

@@ -53,6 +53,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from smoothbench.compute.backends import BACKENDS, AccelerationError
 from smoothbench.settings import ComputeSettings, RunSettings
@@ -210,11 +211,12 @@ def candidates(compute: ComputeSettings, device: dict) -> list[Choice]:
         else:
             jits = [False, True]
         if requested_jit != "auto":
-            jits = [requested_jit]
+            jits = [cast(bool, requested_jit)]  # the schema's true or false
         for precision in precisions:
             for jit in jits:
                 if requested_determinism != "auto":
-                    deterministic = requested_determinism
+                    # the schema's true or false
+                    deterministic = cast(bool, requested_determinism)
                 else:  # TensorFlow's op determinism excludes XLA
                     deterministic = not (backend == "tensorflow" and jit)
                 if backend == "tensorflow" and jit and deterministic:

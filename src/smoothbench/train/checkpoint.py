@@ -26,8 +26,9 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,9 @@ class CheckpointError(SmoothbenchError, RuntimeError):
     """A checkpoint that cannot be resumed."""
 
 
-def settings_fingerprint(settings: RunSettings) -> str:
+def settings_fingerprint(settings: dict[str, Any]) -> str:
+    """sha256 of a run's settings: the dict of :meth:`RunSettings.as_dict` (a job's
+    params), not a RunSettings, which json.dumps cannot write."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
@@ -242,7 +245,7 @@ class Progress:
         return state
 
 
-def belongs_to(state: dict, fingerprints: dict) -> bool:
+def belongs_to(state: dict, fingerprints: Mapping[str, Any]) -> bool:
     """Whether a checkpoint's state was written by this run: this checkpoint format,
     these settings and this prepared data (a checkpoint of before the data fingerprint
     was recorded counts as this data's)."""

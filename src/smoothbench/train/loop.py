@@ -217,7 +217,7 @@ def train(
 
 def train_epochs(
     settings: RunSettings,
-    compute: dict,
+    compute: ComputeSettings,
     session: Session,
     arrays: dict,
     checkpoint: Path,
@@ -429,6 +429,8 @@ def train_epoch(
             f"{logs.get('loss', math.nan)} in epoch {epoch} (learning rate {rate:g}); no metrics were written. "
             f"The checkpoint of the last finite epoch, if any, is in {checkpoint.parent}"
         )
+    # validate gives None only without val_loss in logs, which the check above refuses
+    assert summary is not None
     row = history_row(epoch, rate, logs, seconds)
     rows, calibration = progress.rows, progress.calibration
     rows.append(row)

@@ -252,7 +252,7 @@ def plan_run(
         return all(recorded.get(key) == wanted[key] for key in keys)
 
     finished = run_folder / FINISHED_FOLDER
-    replaces = {}
+    replaces: dict[str, tuple[Any, Any]] = {}
     if finished.is_dir():
         if matches(_recorded_fingerprints(finished)):
             return RunPlan("finished")
