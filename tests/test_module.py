@@ -134,7 +134,7 @@ def test_a_study_folder_with_the_profile_survives_an_update_and_a_kill(tmp_path)
     assert any("resuming from" in log for log in logs), logs
 
     # an update of the workflow's code: nothing to train, in a dry run and for real
-    module = checkout / "src" / "smoothbench" / "losses.py"
+    module = checkout / "src" / "smoothbench" / "train" / "losses.py"
     module.write_text(module.read_text() + "\n# an update\n")
     dry = subprocess.run(
         [SNAKEMAKE, "--dry-run"], cwd=study, capture_output=True, text=True

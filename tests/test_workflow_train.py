@@ -288,7 +288,7 @@ def test_nothing_done_to_the_checkout_replans_a_finished_run(demo, tmp_path):
     # stage follows the code's content, training does not.
     for path in (
         checkout / "workflow" / "scripts" / "train.py",
-        checkout / "src" / "smoothbench" / "training.py",
+        checkout / "src" / "smoothbench" / "train" / "loop.py",
     ):
         path.write_text(path.read_text() + "\n# a comment\n")
     planned = _plan(checkout, workdir)

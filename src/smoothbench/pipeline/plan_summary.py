@@ -124,7 +124,7 @@ def missing_gpu_warning(
     )
 
 
-# What keeps finished runs safe (profiles/default, smoothbench/workflow_profile.yaml):
+# What keeps finished runs safe (profiles/default, smoothbench/tools/workflow_profile.yaml):
 # no rerun on a code or environment change, and a killed job run again.
 UNSAFE_TRIGGERS = ("code", "software_env")
 
