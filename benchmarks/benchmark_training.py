@@ -88,37 +88,53 @@ CONFIGURATIONS = [
     },
 ]
 # deterministic: compute.deterministic (TensorFlow's op determinism, which excludes XLA).
+# "onednn": TensorFlow's oneDNN kernels (compute.onednn): None leaves
+# TF_ENABLE_ONEDNN_OPTS unset (TensorFlow's own default on this CPU), "auto" is the
+# training job's rule (smoothbench.compute.onednn.resolve_onednn), True/False set it.
 VARIANTS = {
-    "baseline": {"backend": "tensorflow", "deterministic": False},
+    "baseline": {"backend": "tensorflow", "deterministic": False, "onednn": None},
     # what a training job trains with: compute auto's fixed rule (main() resolves it)
     "ours": {"auto": True},
     # what a training job trains with under the block of --compute FILE (as
     # smoothbench-tune writes it): only with --compute
     "ours-tuned": {"auto": True},
-    # TensorFlow float32 without XLA, with op determinism: auto's rule on the CPU
+    # TensorFlow float32 without XLA, with op determinism: auto's rule on the CPU, with
+    # oneDNN off (the default before compute.onednn, and TensorFlow's on AVX2 CPUs) ...
     "reference": {
         "backend": "tensorflow",
         "precision": "float32",
         "jit_compile": False,
         "deterministic": True,
+        "onednn": False,
+    },
+    # ... and on (auto's rule on an x86-64 CPU since compute.onednn)
+    "reference-onednn": {
+        "backend": "tensorflow",
+        "precision": "float32",
+        "jit_compile": False,
+        "deterministic": True,
+        "onednn": True,
     },
     "ours-xla": {
         "backend": "tensorflow",
         "precision": "float32",
         "jit_compile": True,
         "deterministic": False,
+        "onednn": "auto",
     },
     "ours-bfloat16": {
         "backend": "tensorflow",
         "precision": "mixed_bfloat16",
         "jit_compile": False,
         "deterministic": True,
+        "onednn": "auto",
     },
     "ours-jax": {
         "backend": "jax",
         "precision": "float32",
         "jit_compile": True,
         "deterministic": True,
+        "onednn": False,
     },
 }
 RESULT_PREFIX = "RESULT "  # a --child process's measurement line
@@ -145,10 +161,12 @@ COLUMNS = [
     "threads",
     "baseline_kind",
     "deterministic",
+    "onednn",
 ]
 CEILING_COLUMNS = [
     "configuration",
     "precision",
+    "onednn",
     "convolutions",
     "mflop_per_image",
     "gflops_without_xla",
@@ -175,6 +193,65 @@ def _settings(configuration: dict, batch_size: int, num_classes: int) -> dict:
         "method": "gamma",
         "value": 0.9,
         "seed": 0,
+    }
+
+
+def onednn_environment(environment: dict, backend: str, requested) -> dict:
+    """``environment`` with TF_ENABLE_ONEDNN_OPTS as a variant asks: unset (None),
+    the training job's rule ("auto") or on/off."""
+    from smoothbench.compute import onednn
+
+    environment = dict(environment)
+    environment.pop(onednn.VARIABLE, None)
+    if requested is not None and backend == "tensorflow":
+        if requested == "auto":
+            requested, _ = onednn.resolve_onednn("auto", backend)
+        environment[onednn.VARIABLE] = "1" if requested else "0"
+    return environment
+
+
+def _onednn_state(backend: str) -> bool:
+    """Whether this process's TensorFlow runs with oneDNN (False under another backend)."""
+    from smoothbench.compute import onednn
+
+    return backend == "tensorflow" and onednn.tensorflow_enabled()
+
+
+def measure_peak(threads: int, repeats: int, size: int = 2048) -> dict:
+    """The machine's practical peak: a large float32 matrix product (NumPy's BLAS, on
+    ``threads`` threads, set by the parent's environment), best of ``repeats`` products
+    after one warm-up; bfloat16 the same through TensorFlow where the CPU has bfloat16
+    units (AVX-512 BF16 or AMX), else ''."""
+    import numpy as np
+
+    from smoothbench.compute import onednn
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    flop = 2 * size**3
+
+    def best(multiply) -> float:
+        multiply()
+        times = []
+        for _ in range(max(3, repeats)):
+            began = time.perf_counter()
+            multiply()
+            times.append(time.perf_counter() - began)
+        return flop / min(times) / 1e9
+
+    float32 = best(lambda: a @ b)
+    bfloat16: float | str = ""
+    if onednn.cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        import tensorflow as tf
+
+        x, y = (tf.constant(m, dtype=tf.bfloat16) for m in (a, b))
+        bfloat16 = round(best(lambda: tf.linalg.matmul(x, y).numpy()), 1)
+    return {
+        "matrix_size": size,
+        "threads": threads,
+        "float32_gflops": round(float32, 1),
+        "bfloat16_gflops": bfloat16,
     }
 
 
@@ -347,6 +424,7 @@ def measure(
         "threads": threads,
         "baseline_kind": baseline_kind,
         "deterministic": choice["deterministic"],
+        "onednn": _onednn_state(backend),
     }
 
 
@@ -427,6 +505,7 @@ def measure_ceiling(
     return {
         "configuration": configuration["name"],
         "precision": precision,
+        "onednn": _onednn_state("tensorflow"),
         "convolutions": len(convolutions),
         "mflop_per_image": round(flop / 1e6, 1),
         "gflops_without_xla": round(flop * batch_size / totals[False] / 1e9, 1),
@@ -445,7 +524,8 @@ def ours_choice(compute_file: str | None) -> dict:
     from smoothbench.config import validate_config
     from smoothbench.settings import COMPUTATION_KEYS, ComputeSettings
 
-    block = {}
+    block: dict = {}
+    found: dict | None = None
     if compute_file:
         found = (yaml.safe_load(Path(compute_file).read_text()) or {}).get("compute")
         block = {key: found[key] for key in COMPUTATION_KEYS if key in (found or {})}
@@ -453,7 +533,16 @@ def ours_choice(compute_file: str | None) -> dict:
     compute = ComputeSettings.from_config(config["compute"])
     backend = decisions.choose_backend(compute)
     deterministic, _ = decisions.choose_determinism(compute, backend)
-    choice = compute.requested() | {"backend": backend, "deterministic": deterministic}
+    from smoothbench.compute.onednn import resolve_onednn
+
+    onednn, _ = resolve_onednn(
+        (found or {}).get("onednn", "auto") if compute_file else "auto", backend
+    )
+    choice = compute.requested() | {
+        "backend": backend,
+        "deterministic": deterministic,
+        "onednn": onednn,
+    }
     print(
         f"ours = {choice} ({'the compute block of ' + compute_file if compute_file else 'compute auto'})",
         flush=True,
@@ -565,7 +654,14 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--ceiling", help=argparse.SUPPRESS)
+    parser.add_argument("--peak", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
+    if arguments.peak:
+        print(
+            RESULT_PREFIX
+            + json.dumps(measure_peak(arguments.threads, arguments.repeats))
+        )
+        return 0
     # one measurement, in its own process so that peak memory is its own
     if arguments.ceiling:
         configuration, precision = json.loads(arguments.ceiling)
@@ -630,6 +726,45 @@ def main(argv=None) -> int:
         ),
         flush=True,
     )
+    # the physical yardstick, in the same run: a large float32 matrix product
+    threads_text = str(arguments.threads)
+    process = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--peak",
+            "--threads",
+            threads_text,
+            "--repeats",
+            str(arguments.repeats),
+        ],
+        capture_output=True,
+        text=True,
+        env=onednn_environment(
+            {
+                **os.environ,
+                "OPENBLAS_NUM_THREADS": threads_text,
+                "OMP_NUM_THREADS": threads_text,
+                "MKL_NUM_THREADS": threads_text,
+            },
+            "tensorflow",
+            "auto",
+        ),
+    )
+    peak = child_result(process.stdout)
+    if process.returncode != 0 or peak is None:
+        print(process.stdout[-2000:] + process.stderr[-3000:], file=sys.stderr)
+        return 1
+    print(
+        f"peak: {peak['float32_gflops']} GFLOP/s float32 ({peak['matrix_size']}x"
+        f"{peak['matrix_size']} matrix product, {arguments.threads} threads)"
+        + (
+            f", {peak['bfloat16_gflops']} GFLOP/s bfloat16"
+            if peak["bfloat16_gflops"]
+            else ""
+        ),
+        flush=True,
+    )
     ceilings: dict[tuple[str, str], dict] = {}
     chosen: dict[str, dict] = {}
     for configuration in configurations:
@@ -651,10 +786,11 @@ def main(argv=None) -> int:
                     arguments.repeats,
                     arguments.threads,
                 )
-                environment = {
-                    **os.environ,
-                    "KERAS_BACKEND": resolved[variant]["backend"],
-                }
+                environment = onednn_environment(
+                    {**os.environ, "KERAS_BACKEND": resolved[variant]["backend"]},
+                    resolved[variant]["backend"],
+                    resolved[variant].get("onednn", "auto"),
+                )
                 process = subprocess.run(
                     command, capture_output=True, text=True, env=environment
                 )
@@ -706,7 +842,10 @@ def main(argv=None) -> int:
                 command,
                 capture_output=True,
                 text=True,
-                env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+                # TensorFlow's convolutions as a training job runs them (oneDNN: auto)
+                env=onednn_environment(
+                    {**os.environ, "KERAS_BACKEND": "tensorflow"}, "tensorflow", "auto"
+                ),
             )
             measured = child_result(process.stdout)
             if process.returncode != 0 or measured is None:
@@ -728,9 +867,17 @@ def main(argv=None) -> int:
             )
             writer.writeheader()
             writer.writerows(ceilings.values())
+    peak_output = output.with_name(output.stem + "-peak.csv")
+    with open(peak_output, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(peak), lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(peak)
     print(
         f"\non {results[0]['device']} ({cpu['model']}, {arguments.threads} threads), "
-        f"Keras {results[0]['keras']}, batch {arguments.batch_size}; medians over {arguments.rounds} rounds:"
+        f"Keras {results[0]['keras']}, batch {arguments.batch_size}; medians over {arguments.rounds} rounds; "
+        f"peak {peak['float32_gflops']} GFLOP/s float32"
+        + (f", {peak['bfloat16_gflops']} bfloat16" if peak["bfloat16_gflops"] else "")
+        + ":"
     )
     for configuration in configurations:
         rows = [r for r in results if r["configuration"] == configuration["name"]]
@@ -743,17 +890,27 @@ def main(argv=None) -> int:
             speed = median_of(variant, "images_per_second")
             settings = next(r for r in rows if r["variant"] == variant)
             ceiling = ceilings.get((configuration["name"], settings["precision"]))
-            share = (
-                f"  {100 * speed / ceiling['images_per_second']:5.1f} % of the {settings['precision']} ceiling"
-                if ceiling
-                else ""
-            )
+            share = ""
+            if ceiling:
+                # the convolutions' arithmetic at this speed, against the peak
+                gflops = speed * ceiling["mflop_per_image"] / 1000
+                yardstick = (
+                    peak["bfloat16_gflops"]
+                    if settings["precision"] == "mixed_bfloat16"
+                    and peak["bfloat16_gflops"]
+                    else peak["float32_gflops"]
+                )
+                share = (
+                    f"  {100 * speed / ceiling['images_per_second']:5.1f} % of the {settings['precision']} ceiling"
+                    f"  {gflops:5.1f} GFLOP/s of convolution = {100 * gflops / yardstick:5.1f} % of the peak"
+                )
             print(
                 f"  {configuration['name']:22} {variant:14} {speed:8.1f} img/s  {speed / baseline:5.2f}x baseline  "
                 f"input wait {100 * median_of(variant, 'input_wait_share'):5.1f} %  "
                 f"peak RSS {median_of(variant, 'peak_rss_mb'):6.0f} MB{share}  "
                 f"({settings['backend']}, {settings['precision']}, XLA {'on' if settings['jit_compile'] else 'off'}"
-                f"{', deterministic' if settings.get('deterministic') else ''})"
+                f"{', deterministic' if settings.get('deterministic') else ''}"
+                f", oneDNN {'on' if settings.get('onednn') else 'off'})"
             )
     print(f"written: {output}")
     return 0

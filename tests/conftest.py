@@ -15,6 +15,13 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 # The report a run that completes its study writes at its end (10-35 s each) is made
 # by the tests of the report only (REPORT_ON): the others skip it.
 os.environ["SMOOTHBENCH_REPORT"] = "0"
+# Tests that train in this process import TensorFlow before any job could set oneDNN:
+# start it as compute.onednn's auto rule does (smoothbench.compute.onednn), so that a
+# job here finds TensorFlow as it would have set it. Jobs in subprocesses set their own.
+if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+    from smoothbench.compute.onednn import VARIABLE, resolve_onednn
+
+    os.environ[VARIABLE] = "1" if resolve_onednn("auto", "tensorflow")[0] else "0"
 REPORT_ON = {"SMOOTHBENCH_REPORT": "1"}
 # Where the demo writes (config/demo.yaml results_folder), relative to its workdir.
 DEMO_RESULTS = Path("results") / "demo"

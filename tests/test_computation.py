@@ -16,12 +16,14 @@ from conftest import REPOSITORY
 
 from smoothbench.compute import decisions
 from smoothbench.compute.decisions import ComputationMismatchError
+from smoothbench.compute.onednn import is_x86_64
 from smoothbench.study import load_study
 
 CPU: tuple = ()
 AMPERE = ((8, 0),)
 VOLTA = ((7, 0),)
 NO_BACKEND: dict = {}  # an environment without KERAS_BACKEND
+X86 = is_x86_64()  # compute.onednn's auto: on where TensorFlow runs on an x86-64 CPU
 
 
 def _compute(**keys):
@@ -41,6 +43,7 @@ def test_auto_on_the_cpu_is_the_reference():
         "jit_compile": False,
         "deterministic": True,
         "tf32": False,
+        "onednn": X86,
     }
     assert decided.reason("precision") == "auto: no GPU"
 
@@ -69,6 +72,7 @@ def test_explicit_keys_win_and_the_backend_follows_keras_backend():
         "jit_compile": True,
         "deterministic": False,  # Keras does not combine op determinism with XLA
         "tf32": False,
+        "onednn": X86,
     }
     jax = decisions.decide(_compute(), CPU, {"KERAS_BACKEND": "jax"})
     assert (jax.backend, jax.jit_compile, jax.deterministic) == ("jax", True, True)
@@ -110,6 +114,7 @@ RECORDED = {
     "jit_compile": True,
     "deterministic": False,
     "tf32": False,
+    "onednn": X86,
 }
 
 
@@ -182,8 +187,9 @@ def test_an_attempt_of_an_earlier_version_reads_as_what_that_version_used():
         "jit_compile": False,
         "deterministic": True,
         "tf32": True,  # left to TensorFlow's and JAX's default, which allows it
+        "onednn": False,  # JAX does not use TensorFlow's oneDNN
         "measured": False,
-        "unrecorded": ("jit_compile", "deterministic", "tf32"),
+        "unrecorded": ("jit_compile", "deterministic", "tf32", "onednn"),
     }
     assert decisions.UNRECORDED == {
         "backend": "tensorflow",

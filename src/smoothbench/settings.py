@@ -161,10 +161,11 @@ class RunSettings:
 # The compute keys that change how a step is computed (float rounding, kernel order)
 # and that smoothbench-tune measures and writes (ComputeSettings.requested).
 COMPUTATION_KEYS = ("backend", "precision", "jit_compile", "deterministic")
-# Every compute key that changes a run's rounding: the measured ones and TF32, which no
-# measurement chooses. A run is computed one way from its first epoch to its last: each
-# attempt records them, and a resume keeps them or stops (smoothbench.compute.decisions).
-ROUNDING_KEYS = (*COMPUTATION_KEYS, "tf32")
+# Every compute key that changes a run's rounding: the measured ones, TF32 and
+# TensorFlow's oneDNN kernels, which no measurement chooses. A run is computed one way
+# from its first epoch to its last: each attempt records them, and a resume keeps them
+# or stops (smoothbench.compute.decisions).
+ROUNDING_KEYS = (*COMPUTATION_KEYS, "tf32", "onednn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +188,7 @@ class ComputeSettings:
     jit_compile: bool | str  # true, false or "auto"
     deterministic: bool | str  # true, false or "auto"
     tf32: bool | str  # true, false or "auto"
+    onednn: bool | str  # true, false or "auto"
     verify_checksums: bool
     checkpoint_minutes: float
     progress_seconds: float

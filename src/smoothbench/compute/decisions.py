@@ -1,7 +1,7 @@
 """How a training job computes, decided from its config and its device alone.
 
 The computation keys of :class:`smoothbench.settings.ComputeSettings` (backend,
-precision, jit_compile, deterministic, tf32: ``ROUNDING_KEYS``) change a run's float
+precision, jit_compile, deterministic, tf32, onednn: ``ROUNDING_KEYS``) change a run's float
 rounding, so the promise is: **the same config gives the same computation on any
 machine of the same kind**.
 :func:`decide` is a pure function of the config's values, ``$KERAS_BACKEND`` and what
@@ -15,10 +15,13 @@ reads how fast anything is. ``auto`` is :mod:`smoothbench.compute.backends`'s fi
   determinism is on (so off by default), else on;
 - precision: mixed_bfloat16 on GPUs of compute capability 8.0 and newer,
   mixed_float16 on 7.x, float32 on older GPUs and on the CPU;
-- tf32: off (float32 is IEEE float32 on every GPU, as on the CPU).
+- tf32: off (float32 is IEEE float32 on every GPU, as on the CPU);
+- onednn: on where TensorFlow runs on an x86-64 CPU, else off
+  (:mod:`smoothbench.compute.onednn`).
 
-On the CPU that is TensorFlow, float32, no XLA, op determinism: the settings every
-earlier result of this project was trained with. Measuring what is fastest on a
+On an x86-64 CPU that is TensorFlow, float32, no XLA, op determinism, oneDNN on: the
+settings of every earlier result of this project, with oneDNN, which TensorFlow had
+already turned on by itself on AVX-512 VNNI/BF16 CPUs. Measuring what is fastest on a
 machine is a command, ``smoothbench-tune`` (:mod:`smoothbench.tools.tune_candidates`), which writes
 a compute block for a second config file; no training job measures.
 
@@ -46,11 +49,13 @@ from smoothbench.compute.backends import (
     resolve_precision,
     resolve_tf32,
 )
+from smoothbench.compute.onednn import resolve_onednn, tensorflow_default
 from smoothbench.settings import ROUNDING_KEYS, ComputeSettings
 
 # What an attempt that does not record a key computed with: the value of the versions
 # that wrote it. Before the keys were recorded every run was TensorFlow, float32, no XLA
-# and op determinism (their defaults); TF32 was left to the backends, which allow it.
+# and op determinism (their defaults); TF32 was left to the backends, which allow it;
+# oneDNN to TensorFlow, whose default depends on the CPU (unrecorded_value).
 UNRECORDED = {
     "backend": "tensorflow",
     "precision": "float32",
@@ -58,6 +63,15 @@ UNRECORDED = {
     "deterministic": True,
     "tf32": True,
 }
+
+
+def unrecorded_value(key: str, attempt: Mapping) -> object:
+    """What an attempt that does not record ``key`` computed with. oneDNN: TensorFlow's
+    own default on this machine's CPU (a run resumes as it began, not under the new
+    rule), and off under another backend."""
+    if key == "onednn":
+        return tensorflow_default(attempt.get("backend", UNRECORDED["backend"]))
+    return UNRECORDED[key]
 
 
 class ComputationMismatchError(AccelerationError, RuntimeError):
@@ -73,6 +87,7 @@ class Computation:
     jit_compile: bool
     deterministic: bool
     tf32: bool
+    onednn: bool
     reasons: tuple[tuple[str, str], ...] = ()
 
     def as_dict(self) -> dict:
@@ -123,10 +138,12 @@ def decide(
     compute: ComputeSettings,
     capabilities: tuple[tuple[int, int], ...] | list = (),
     environment: Mapping[str, str] | None = None,
+    machine: str | None = None,
 ) -> Computation:
     """The computation of a job: a function of ``compute``, ``$KERAS_BACKEND`` (in
-    ``environment``) and the CUDA compute capabilities of the GPUs its backend sees
-    (none on the CPU), and of nothing else."""
+    ``environment``), the CUDA compute capabilities of the GPUs its backend sees (none
+    on the CPU) and the CPU's architecture (``machine``, default this one's), and of
+    nothing else."""
     backend = choose_backend(compute, environment)
     deterministic, deterministic_reason = choose_determinism(compute, backend)
     precision, precision_reason = resolve_precision(
@@ -136,6 +153,7 @@ def decide(
         compute.jit_compile, backend, bool(capabilities), deterministic
     )
     tf32, tf32_reason = resolve_tf32(compute.tf32)
+    onednn, onednn_reason = resolve_onednn(compute.onednn, backend, machine)
     backend_reason = (
         "compute.backend"
         if compute.backend != "auto"
@@ -151,12 +169,14 @@ def decide(
         jit_compile=jit_compile,
         deterministic=deterministic,
         tf32=tf32,
+        onednn=onednn,
         reasons=(
             ("backend", backend_reason),
             ("precision", precision_reason),
             ("jit_compile", jit_reason),
             ("deterministic", deterministic_reason),
             ("tf32", tf32_reason),
+            ("onednn", onednn_reason),
         ),
     )
 
@@ -169,7 +189,10 @@ def recorded_computation(attempts: list[dict]) -> dict | None:
     if not attempts:
         return None
     last = attempts[-1]
-    return {key: last.get(key, UNRECORDED[key]) for key in ROUNDING_KEYS} | {
+    return {
+        key: last[key] if key in last else unrecorded_value(key, last)
+        for key in ROUNDING_KEYS
+    } | {
         "measured": bool(last.get("tuned")),
         "unrecorded": tuple(key for key in ROUNDING_KEYS if key not in last),
     }
@@ -188,7 +211,8 @@ def supports(computation: Computation, capabilities) -> dict[str, bool]:
     """key -> whether this job can compute under ``computation``'s value of it: a
     backend that is installed, a precision whose tensor cores every GPU has
     (:func:`smoothbench.compute.backends.precision_supported`), XLA that Keras combines
-    with the determinism; TF32 and the determinism always."""
+    with the determinism; TF32, oneDNN under TensorFlow (the other backends never use
+    it) and the determinism always."""
     return {
         "backend": importlib.util.find_spec(computation.backend) is not None,
         "precision": precision_supported(computation.precision, list(capabilities)),
@@ -199,6 +223,7 @@ def supports(computation: Computation, capabilities) -> dict[str, bool]:
         ),
         "deterministic": True,
         "tf32": True,
+        "onednn": not computation.onednn or computation.backend == "tensorflow",
     }
 
 

@@ -45,8 +45,8 @@ from smoothbench.results.paper_numbers import (
 from smoothbench.results.provenance import (
     PROVENANCE_FILES,
     provenance_line,
-    write_provenance,
 )
+from smoothbench.results.provenance_files import write_provenance
 from smoothbench.results.rendering import (
     format_cell,
     render_html,

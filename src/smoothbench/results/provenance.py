@@ -21,24 +21,17 @@ reasons other than the method. The tables and plots state their runs' provenance
 one line (:func:`provenance_line`); the front page and ``smoothbench-status`` warn at
 the top of a mixed study, listing the runs concerned and what differs
 (:func:`warning_section`); ``provenance.csv`` / ``.md`` / ``.html`` in the tables folder
-list the groups (:func:`write_provenance`). The documents: results/README.md.
+list the groups (:func:`smoothbench.results.provenance_files.write_provenance`). The documents: results/README.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pandas as pd
 
 from smoothbench.compute.decisions import UNRECORDED
 from smoothbench.compute.software import LIBRARIES
-from smoothbench.results.rendering import (
-    render_html,
-    render_markdown,
-    write_csv,
-    write_text,
-)
 from smoothbench.run_record import format_value
 
 # How a run was computed, from its metrics.json's attempts (runs.csv's columns).
@@ -46,7 +39,9 @@ COMPUTE_COLUMNS = ["backend", "precision", "jit_compile", "deterministic"]
 # the versions an attempt records (smoothbench.compute.software.LIBRARIES), where present
 VERSION_COLUMNS = [f"{library}_version" for library in LIBRARIES]
 # The rest of what changes a run's rounding, as its attempts recorded it.
-NUMERICS_COLUMNS = ["tf32", "device", "xla_flags", *VERSION_COLUMNS]
+# what each attempt records of them itself (the versions come in their own dict)
+ATTEMPT_NUMERICS = ["tf32", "onednn", "onednn_isa", "device", "xla_flags"]
+NUMERICS_COLUMNS = [*ATTEMPT_NUMERICS, *VERSION_COLUMNS]
 CODE_COLUMNS = ["code_commit", "code_dirty", "code_version"]
 PROVENANCE_COLUMNS = [*CODE_COLUMNS, *COMPUTE_COLUMNS, *NUMERICS_COLUMNS]
 # The provenance columns in which a run's attempts differ ('' when they agree).
@@ -68,6 +63,8 @@ _FIELD_NAMES = {
     "jit_compile": ("XLA setting", "XLA settings"),
     "deterministic": ("deterministic setting", "deterministic settings"),
     "tf32": ("TF32 setting", "TF32 settings"),
+    "onednn": ("oneDNN setting", "oneDNN settings"),
+    "onednn_isa": ("oneDNN instruction set", "oneDNN instruction sets"),
     "device": ("device", "devices"),
     "xla_flags": ("XLA_FLAGS", "XLA_FLAGS values"),
     **{
@@ -89,7 +86,7 @@ def _attempt_values(attempt: dict) -> dict[str, str | None]:
     """One attempt's provenance, column -> text; None where it records nothing."""
     values: dict[str, str | None] = {
         key: _text(attempt[key]) if key in attempt else None
-        for key in [*CODE_COLUMNS, *COMPUTE_COLUMNS, "tf32", "device", "xla_flags"]
+        for key in [*CODE_COLUMNS, *COMPUTE_COLUMNS, *ATTEMPT_NUMERICS]
     }
     versions = attempt.get("versions")
     for library in LIBRARIES:
@@ -238,7 +235,7 @@ def value_text(column: str, text: str) -> str:
         )
     if column == "backend":
         return "+".join(_BACKEND_NAMES.get(part, part) for part in text.split("+"))
-    if column in ("jit_compile", "deterministic", "tf32"):
+    if column in ("jit_compile", "deterministic", "tf32", "onednn"):
         return _on_off(text)
     if column == "xla_flags":
         return f"'{text}'"
@@ -263,6 +260,11 @@ def setting_text(setting: dict[str, str]) -> str:
         f"deterministic {value_text('deterministic', setting['deterministic'])}, "
         f"TF32 {value_text('tf32', setting.get('tf32', ''))}"
     )
+    if setting.get("onednn"):
+        isa = setting.get("onednn_isa")
+        compute += f", oneDNN {value_text('onednn', setting['onednn'])}" + (
+            f" ({isa})" if isa else ""
+        )
     if setting["backend"] == "" and setting["jit_compile"] == "":
         compute = f"compute {NOT_RECORDED}"
     where = f" on {setting['device']}" if setting.get("device") else ""
@@ -432,68 +434,3 @@ def text_lines(runs: pd.DataFrame, listed: int = LISTED_RUNS) -> list[str]:
     if len(notes) > 2:
         lines.append(f"    ... {notes[2]}")
     return lines
-
-
-def provenance_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """provenance.csv: one row per group (1: the most runs) with its
-    :data:`PROVENANCE_COLUMNS`, its run count and experiments, and whether the study
-    mixes."""
-    groups = provenance_groups(runs)
-    mixed = is_mixed(groups)
-    return pd.DataFrame.from_records(
-        [
-            {
-                "group": index,
-                **group.setting,
-                "runs": group.count,
-                "experiments": "; ".join(dict.fromkeys(group.runs["experiment"])),
-                "mixed": mixed,
-            }
-            for index, group in enumerate(groups, start=1)
-        ],
-        columns=[
-            "group",
-            *PROVENANCE_COLUMNS,
-            MIXED_COLUMN,
-            "runs",
-            "experiments",
-            "mixed",
-        ],
-    )
-
-
-def write_provenance(runs: pd.DataFrame, folder: Path | str) -> pd.DataFrame:
-    """:data:`PROVENANCE_FILES` in ``folder``: the groups (csv), and as md and html the
-    groups and, for a mixed study, the warning with the runs concerned."""
-    folder = Path(folder)
-    frame = provenance_frame(runs)
-    write_csv(folder / "provenance.csv", frame)
-    groups = provenance_groups(runs)
-    header = ["group", "runs", "computed under", "experiments"]
-    rows = [
-        [
-            str(r.group),
-            str(r.runs),
-            setting_text(groups[r.group - 1].setting),
-            r.experiments,
-        ]
-        for r in frame.itertuples()
-    ]
-    notes = [
-        "Runs with one code commit, tree state and version, backend, precision, XLA, deterministic and TF32 "
-        "setting, device, XLA_FLAGS and library versions form a group (1: the most runs); runs.csv gives every "
-        "run's. "
-        + (clean_text(runs) if not is_mixed(groups) else "The runs mix: see below."),
-    ]
-    sections = [
-        ("Provenance: the code and compute behind the tables", header, rows, notes)
-    ]
-    warning = warning_section(runs, listed=len(runs))
-    if warning:
-        sections.append(warning)
-    write_text(
-        folder / "provenance.md",
-        "".join(render_markdown(*section) + "\n" for section in sections),
-    )
-    write_text(folder / "provenance.html", render_html(sections))
-    return frame

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from smoothbench.compute import backends
+from smoothbench.compute import backends, onednn
 from smoothbench.settings import COMPUTATION_KEYS, RunSettings
 from smoothbench.train import checkpoint, network
 
@@ -112,6 +112,9 @@ def _start_child(job: dict):
     settings = RunSettings.from_dict(job["settings"])
     choices = [Choice.from_dict(choice) for choice in job["choices"]]
     backend = backends.select_backend(choices[0].backend)
+    # oneDNN as a training job of the study would set it (compute.onednn's rule)
+    enabled, _ = onednn.resolve_onednn(job["compute"].get("onednn", "auto"), backend)
+    onednn.set_environment(enabled, backend)
     backends.prepare_environment(backend, job["compute"].get("gpus_given"))
     backends.configure_backend(
         job["compute"]["threads_per_job"], choices[0].deterministic

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from smoothbench.compute import backends, decisions, software
+from smoothbench.compute import backends, decisions, onednn, software
 from smoothbench.compute.decisions import Computation
 from smoothbench.settings import ComputeSettings, RunSettings
 from smoothbench.train.checkpoint import (
@@ -32,6 +32,10 @@ from smoothbench.train.checkpoint import (
     read_checkpoint_state,
 )
 from smoothbench.train.network import build_for_training, describe_method
+
+# What the backend reads when it starts, so settled (and reconciled with the run's
+# checkpoint) before Keras is imported; the precision and XLA wait for the GPUs it sees.
+EARLY_KEYS = ("backend", "deterministic", "onednn")
 
 
 def earlier_attempts(checkpoint: Path, fingerprints: dict) -> list[dict]:
@@ -89,15 +93,16 @@ def set_up_session(
     its threads, check that a job given GPUs sees them (``compute.gpus_given``, set by
     the job's adapter), seed Keras, and build and compile the model with its optimizer."""
     run = f"{settings.experiment} {describe_method(settings)} seed={settings.seed}"
-    # The backend and op determinism are settled before Keras is imported ...
+    # The backend, op determinism and oneDNN are settled before Keras is imported ...
     early = decisions.reconcile(
         decisions.decide(compute),
         recorded,
         compute,
         run,
-        keys=("backend", "deterministic"),
+        keys=EARLY_KEYS,
     )
     backends.select_backend(early.backend)
+    onednn.set_environment(early.onednn, early.backend)
     backends.prepare_environment(
         early.backend, compute.gpus_given, compute.runs_per_gpu
     )
@@ -110,6 +115,7 @@ def set_up_session(
         early.deterministic,
         grow_memory=compute.runs_per_gpu > 1,
     )
+    onednn.check_tensorflow_agrees(early.onednn, early.backend)
     accelerators = backends.visible_accelerators()
     # No silent CPU: a job given GPUs that its backend cannot see stops here.
     warning = backends.check_gpus_visible(
@@ -119,14 +125,17 @@ def set_up_session(
         log(warning)
     # ... the precision and XLA once the backend tells what GPUs it sees.
     pinned = dataclasses.replace(
-        compute, backend=early.backend, deterministic=early.deterministic
+        compute,
+        backend=early.backend,
+        deterministic=early.deterministic,
+        onednn=early.onednn,
     )
     capabilities = backends.gpu_compute_capabilities(accelerators)
     decided = decisions.decide(pinned, capabilities)
     decided = dataclasses.replace(
         decided,
         reasons=tuple(
-            (key, early.reason(key) if key in ("backend", "deterministic") else why)
+            (key, early.reason(key) if key in EARLY_KEYS else why)
             for key, why in decided.reasons
         ),
     )
@@ -170,6 +179,7 @@ def attempt_record(progress: Progress, session: Session) -> dict:
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         **session.computation.as_dict(),
+        "onednn_isa": onednn.instruction_set(session.computation.onednn),
         "device": session.device,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         **software.attempt_provenance(session.backend, session.gpu),
