@@ -78,6 +78,8 @@ def test_each_side_is_the_shipped_study_in_a_folder_of_its_own():
         "jit_compile": False,
         "deterministic": True,
     }
+    # TensorFlow's own kernels: one reference on every CPU, whatever auto picks for oneDNN
+    assert compute.onednn is False
     assert config["compute"] == {"threads_per_job": 1}  # the original is left alone
 
 

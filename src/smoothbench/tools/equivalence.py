@@ -2,8 +2,9 @@
 
 Trains one small study to convergence (``config/equivalence.yaml``: digits, 2 gammas x
 7 seeds, 20 epochs) through the real workflow twice or more: once under the reference
-settings (TensorFlow, float32, no XLA, op determinism: what compute ``auto`` gives on
-the CPU) and once under each candidate: a named compute block (``--compute FILE``, as
+settings (TensorFlow, float32, no XLA, op determinism, and TensorFlow's own Eigen
+kernels, oneDNN off: one computation on every CPU, the one earlier results were trained
+with on CPUs without AVX-512 VNNI/BF16) and once under each candidate: a named compute block (``--compute FILE``, as
 ``smoothbench-tune`` writes it, :mod:`smoothbench.tools.tune_candidates`), a candidate setting of this
 machine by its label (``--setting``), or every candidate (``--all``). For each
 candidate it pairs the runs by
@@ -43,7 +44,9 @@ from smoothbench.tools.command_line import (
     tool_parser,
 )
 
-REFERENCE = tune_candidates.REFERENCE.as_dict()
+# oneDNN pinned off: compute auto turns it on for TensorFlow on x86-64 (every candidate
+# then runs with it), so --setting auto weighs the default against TensorFlow's kernels.
+REFERENCE = {**tune_candidates.REFERENCE.as_dict(), "onednn": False}
 COLUMNS = [
     "candidate",
     "backend",
