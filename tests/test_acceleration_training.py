@@ -28,6 +28,7 @@ import pytest
 from conftest import run_workflow
 
 from smoothbench import run_record
+from smoothbench.compute.onednn import resolve_onednn
 from smoothbench.data.preparation import prepare
 from smoothbench.study import load_study
 
@@ -112,6 +113,10 @@ def test_the_reference_is_deterministic_float32_without_xla(default_runs):
         "precision float32 (compute.precision); XLA off (compute.jit_compile); op determinism on"
         in default_runs[0]["log"]
     )
+    # oneDNN by auto's rule, with its reason, on the same line
+    enabled, reason = resolve_onednn("auto", "tensorflow")
+    assert attempt["onednn"] is enabled
+    assert f"; oneDNN {'on' if enabled else 'off'} ({reason})" in default_runs[0]["log"]
 
 
 def test_the_default_is_auto_s_fixed_rule_bit_for_bit(

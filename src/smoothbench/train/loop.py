@@ -248,7 +248,8 @@ def train_epochs(
     log(
         f"precision {session.precision} ({session.computation.reason('precision')}); "
         f"XLA {'on' if session.jit_compile else 'off'} ({session.computation.reason('jit_compile')}); "
-        f"op determinism {'on' if session.deterministic else 'off'}"
+        f"op determinism {'on' if session.deterministic else 'off'}; "
+        f"oneDNN {'on' if session.computation.onednn else 'off'} ({session.computation.reason('onednn')})"
     )
     every_seconds = 60.0 * compute.checkpoint_minutes
     tensorboard = (
