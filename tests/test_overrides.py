@@ -72,7 +72,7 @@ def test_snakemake_passes_nested_values_as_strings():
         ("compute={jit_compile: true}", ("compute", "jit_compile"), True),
         ("compute={jit_compile: auto}", ("compute", "jit_compile"), "auto"),
         ("compute={precision: float32}", ("compute", "precision"), "float32"),
-        ("compute={threads_per_job: 1}", ("compute", "threads_per_job"), 1),
+        ("compute={threads_per_job: 2}", ("compute", "threads_per_job"), 2),
         ("experiments={digits: {epochs: 2}}", ("experiments", "digits", "epochs"), 2),
         (
             "methods={alpha: {values: [0.1, 0.2], experiments: [digits]}}",

@@ -398,7 +398,9 @@ def test_a_preempted_training_job_is_requeued_by_slurm_and_resumes_from_its_chec
 def _demo_speed(demo) -> tuple[float, float]:
     """(seconds per epoch after the first, seconds a job spends outside its epochs: start-up,
     data, model), medians over the local demo's gamma runs, which train the network of
-    CANCEL_CONFIG on the same data with the same threads, on this machine, in this session."""
+    CANCEL_CONFIG on the same data, on this machine, in this session. The demo trains two
+    runs of one thread at a time, CANCEL_CONFIG one of two: its epochs are measured no
+    faster than CANCEL_CONFIG's, so a run sized from them is, if anything, longer."""
     runs = demo[0] / DEMO_RESULTS / "runs" / "digits"
     epochs, overheads = [], []
     for history_file in sorted(runs.glob("gamma~*/seed~*/history.csv")):
