@@ -50,6 +50,7 @@ import argparse
 import csv
 import importlib.util
 import json
+import math
 import os
 import resource
 import statistics
@@ -162,6 +163,7 @@ COLUMNS = [
     "baseline_kind",
     "deterministic",
     "onednn",
+    "steps_per_execution",
 ]
 CEILING_COLUMNS = [
     "configuration",
@@ -290,6 +292,11 @@ def measure(
         )
     num_classes = 10
     settings = _settings(configuration, batch_size, num_classes)
+    # compute.steps_per_execution: Keras calls back once per call of N steps, so the
+    # windows start and end at call boundaries
+    per_call = int(choice.get("steps_per_execution", 1))
+    warmup = max(per_call, math.ceil(warmup / per_call) * per_call)
+    steps = math.ceil(steps / per_call) * per_call
     total_steps = warmup + steps * repeats
     count = batch_size * total_steps
     rng = np.random.default_rng(0)
@@ -302,7 +309,7 @@ def measure(
 
         # as a training job builds it (seeded, compiled, the optimizer's variables built)
         _, model, _ = network.build_for_training(
-            RunSettings.from_dict(settings), mean, precision, jit_compile
+            RunSettings.from_dict(settings), mean, precision, jit_compile, per_call
         )
         batches = ArrayBatches(images, labels, batch_size)
     else:
@@ -345,13 +352,13 @@ def measure(
             jit_compile=False,
         )
 
-    ends: list[float] = []
+    ends: dict[int, float] = {}  # step (the last of a call) -> when it ended
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             # wait for the step (JAX and TensorFlow dispatch asynchronously)
             float(logs["loss"])
-            ends.append(time.perf_counter())
+            ends[batch] = time.perf_counter()
 
     def timed(data, **options) -> list[float]:
         """Seconds of each window of ``steps`` steps after the first ``warmup`` steps on ``data``."""
@@ -425,6 +432,7 @@ def measure(
         "baseline_kind": baseline_kind,
         "deterministic": choice["deterministic"],
         "onednn": _onednn_state(backend),
+        "steps_per_execution": per_call,
     }
 
 

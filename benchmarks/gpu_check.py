@@ -9,7 +9,10 @@ wheels where they are missing: benchmarks/README.md, "The GPU check").
    process): ResNet-20 v1 at 32 px and ResNet v2-83 at 32 and 72 px, alone and with 4
    and 8 processes sharing the GPU at once (each with JAX's on-demand memory, as
    ``compute.runs_per_gpu`` sets it). Shared rows give each process's own images/s and
-   the sum over the processes.
+   the sum over the processes. ResNet-20 is measured again, alone and 8 at once, with
+   ``--steps-per-execution`` steps per call (``compute.steps_per_execution``; variants
+   ``ours-jax-spe8``, ``ours-jax-spe8-shared8``): at batch 32 a GPU step takes
+   milliseconds, and Python's work between steps is a large share of it.
 2. One real training job: Fashion-MNIST (Debian's ``dataset-fashion-mnist`` files,
    read without TensorFlow and prepared with :func:`smoothbench.data.preparation.prepare_arrays`),
    ResNet-20 v1 for ``--epochs`` epochs through :func:`smoothbench.train.loop.train`,
@@ -73,12 +76,21 @@ def device_name() -> str:
     return "no nvidia-smi (CPU?)"
 
 
-def measure_together(configuration: dict, processes: int, arguments) -> list[dict]:
+def measure_together(
+    configuration: dict, processes: int, arguments, steps_per_execution: int = 1
+) -> list[dict]:
     """``processes`` measurements of ``configuration`` at once, one process each."""
     steps = arguments.steps or configuration["steps"]
+    variant = "ours-jax"
+    if steps_per_execution > 1:
+        variant = f"ours-jax-spe{steps_per_execution}"
+        benchmark_training.VARIANTS[variant] = {
+            **benchmark_training.VARIANTS["ours-jax"],
+            "steps_per_execution": steps_per_execution,
+        }
     command = benchmark_training.child_command(
         configuration,
-        "ours-jax",
+        variant,
         steps,
         32,
         arguments.warmup,
@@ -112,7 +124,7 @@ def measure_together(configuration: dict, processes: int, arguments) -> list[dic
     total = round(sum(result["images_per_second"] for result in results), 2)
     for result in results:
         result["variant"] = (
-            "ours-jax" if processes == 1 else f"ours-jax-shared{processes}"
+            variant if processes == 1 else f"{variant}-shared{processes}"
         )
         result["runs_sharing"] = processes
         result["total_images_per_second"] = total
@@ -233,6 +245,12 @@ def main(argv=None) -> int:
         "--budget-seconds", type=float, default=400, help="for the throughput part"
     )
     parser.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=8,
+        help="steps per call for ResNet-20's second measurement (1: none)",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes, to check the script on a CPU"
     )
     arguments = parser.parse_args(argv)
@@ -254,34 +272,49 @@ def main(argv=None) -> int:
         else benchmark_training.CONFIGURATIONS
     )
     sharing = (1, 2) if arguments.smoke else SHARING
-    for configuration in configurations:
-        for processes in sharing:
-            if time.monotonic() - started > arguments.budget_seconds:
-                summary["left_out"].append(
-                    f"{configuration['name']} x{processes}: past --budget-seconds"
-                )
-                continue
-            results = measure_together(configuration, processes, arguments)
-            rows += results
-            line = {
-                "configuration": configuration["name"],
-                "runs_sharing": processes,
-                "images_per_second_each": [
-                    result["images_per_second"] for result in results
-                ],
-                "total_images_per_second": results[0]["total_images_per_second"],
-                "peak_device_mb": [result["peak_device_mb"] for result in results],
-                "precision": results[0]["precision"],
-                "jit_compile": results[0]["jit_compile"],
-            }
-            summary["throughput"].append(line)
-            print(json.dumps(line), flush=True)
+    # ResNet-20 first, then again with several steps per call (alone and with the most
+    # runs sharing), then the larger networks, so that a budget cut leaves those out
+    plan = [(configurations[0], processes, 1) for processes in sharing]
+    if arguments.steps_per_execution > 1:
+        plan += [
+            (configurations[0], processes, arguments.steps_per_execution)
+            for processes in (sharing[0], sharing[-1])
+        ]
+    plan += [
+        (configuration, processes, 1)
+        for configuration in configurations[1:]
+        for processes in sharing
+    ]
+    for configuration, processes, per_call in plan:
+        if time.monotonic() - started > arguments.budget_seconds:
+            summary["left_out"].append(
+                f"{configuration['name']} x{processes}"
+                + (f", {per_call} steps per call" if per_call > 1 else "")
+                + ": past --budget-seconds"
+            )
+            continue
+        results = measure_together(configuration, processes, arguments, per_call)
+        rows += results
+        line = {
+            "configuration": configuration["name"],
+            "runs_sharing": processes,
+            "steps_per_execution": per_call,
+            "images_per_second_each": [
+                result["images_per_second"] for result in results
+            ],
+            "total_images_per_second": results[0]["total_images_per_second"],
+            "peak_device_mb": [result["peak_device_mb"] for result in results],
+            "precision": results[0]["precision"],
+            "jit_compile": results[0]["jit_compile"],
+        }
+        summary["throughput"].append(line)
+        print(json.dumps(line), flush=True)
     alone = next(
         (
             row
             for row in rows
             if row["configuration"] == benchmark_training.CONFIGURATIONS[0]["name"]
-            and row["runs_sharing"] == 1
+            and row["variant"] == "ours-jax"
         ),
         None,
     )

@@ -191,6 +191,8 @@ class ComputeSettings:
     onednn: bool | str  # true, false or "auto"
     verify_checksums: bool
     checkpoint_minutes: float
+    # training steps per call into the backend: changes no number (only callbacks' pace)
+    steps_per_execution: int
     progress_seconds: float
     tensorboard: bool
     mem_mb: int

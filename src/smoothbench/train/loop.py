@@ -250,6 +250,11 @@ def train_epochs(
         f"XLA {'on' if session.jit_compile else 'off'} ({session.computation.reason('jit_compile')}); "
         f"op determinism {'on' if session.deterministic else 'off'}; "
         f"oneDNN {'on' if session.computation.onednn else 'off'} ({session.computation.reason('onednn')})"
+        + (
+            f"; {compute.steps_per_execution} steps per call (compute.steps_per_execution)"
+            if compute.steps_per_execution > 1
+            else ""
+        )
     )
     every_seconds = 60.0 * compute.checkpoint_minutes
     tensorboard = (

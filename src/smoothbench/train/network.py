@@ -50,11 +50,16 @@ def describe_method(settings: RunSettings | dict) -> str:
 
 
 def compile_for_method(
-    model, settings: RunSettings | dict, optimizer, jit_compile="auto"
+    model,
+    settings: RunSettings | dict,
+    optimizer,
+    jit_compile="auto",
+    steps_per_execution: int = 1,
 ):
     """``model`` compiled with the loss of ``settings.method``; Label Smoothing++ wraps it
     in :class:`smoothbench.train.losses.LabelSmoothingPlusPlusModel` (its C is a weight of the
-    wrapper). ``jit_compile`` is Keras' (:mod:`smoothbench.compute.backends` resolves it).
+    wrapper). ``jit_compile`` is Keras' (:mod:`smoothbench.compute.backends` resolves it);
+    ``steps_per_execution`` (compute.steps_per_execution) too, and changes no number.
     Returns the model to train; under ``mixed_float16`` its ``optimizer`` is Keras' loss
     scale wrapper around ``optimizer``."""
     settings = RunSettings.from_dict(settings)
@@ -77,13 +82,19 @@ def compile_for_method(
             matrix_l2=L2_WEIGHT if settings.weight_decay_on_c else 0.0,
             name="label_smoothing_plus_plus",
         )
-        model.compile(optimizer=optimizer, metrics=[accuracy], jit_compile=jit_compile)
+        model.compile(
+            optimizer=optimizer,
+            metrics=[accuracy],
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+        )
     else:
         model.compile(
             optimizer=optimizer,
             loss=FixedTargetCrossEntropy(settings.method, settings.value),
             metrics=[accuracy],
             jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
         )
     return model
 
@@ -108,7 +119,13 @@ def validation_loss(settings: RunSettings | dict, model, logits, labels) -> floa
     return float(np.mean(keras.ops.convert_to_numpy(values)))
 
 
-def build_for_training(settings: RunSettings, mean, precision: str, jit_compile: bool):
+def build_for_training(
+    settings: RunSettings,
+    mean,
+    precision: str,
+    jit_compile: bool,
+    steps_per_execution: int = 1,
+):
     """(classifier, model, optimizer) of a run, seeded, compiled and with the
     optimizer's variables built, as every training job (and every measurement of
     :mod:`smoothbench.tools.tune_candidates`) starts."""
@@ -118,7 +135,13 @@ def build_for_training(settings: RunSettings, mean, precision: str, jit_compile:
     keras.utils.set_random_seed(settings.seed)
     classifier, model = build_model(settings, mean)
     optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
-    model = compile_for_method(model, settings, optimizer, jit_compile=jit_compile)
+    model = compile_for_method(
+        model,
+        settings,
+        optimizer,
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
     # Under mixed_float16 model.optimizer wraps `optimizer` in a loss scale, whose variables
     # the checkpoint holds beside `optimizer`'s (checkpoint.loss_scale_variables). A run
     # resumes only under the precision it began with: computation.reconcile stops a

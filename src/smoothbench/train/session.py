@@ -150,7 +150,11 @@ def set_up_session(
     )  # imports Keras: after the backend is chosen
 
     classifier, model, optimizer = build_for_training(
-        settings, mean, chosen.precision, chosen.jit_compile
+        settings,
+        mean,
+        chosen.precision,
+        chosen.jit_compile,
+        compute.steps_per_execution,
     )
     return Session(
         computation=chosen,
