@@ -11,23 +11,14 @@ import sys
 import time
 
 import pytest
+from test_computation import _compute
 
 from smoothbench.compute import decisions, onednn
 from smoothbench.compute.decisions import ComputationMismatchError
-from smoothbench.study import load_study
 
 AVX2 = frozenset({"sse4_1", "avx", "avx2", "fma"})
 AVX512_BF16 = AVX2 | {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"}
 AVX512_BF16 |= {"avx512_bf16"}
-
-
-def _compute(**keys):
-    config = {
-        "data": {"download": False},
-        "compute": keys,
-        "experiments": {"digits": {}},
-    }
-    return load_study(config).compute_settings()
 
 
 def test_the_rule_reads_the_cpu_architecture_and_the_backend_only(monkeypatch):

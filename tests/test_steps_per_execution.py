@@ -24,6 +24,7 @@ from smoothbench.train import checkpoint, loop, network
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
+    """test_training's prepared digits (TINY), for this module."""
     study = load_study(TINY)
     folder = tmp_path_factory.mktemp("prepared") / "digits"
     prepare(study.data_settings("digits"), folder)
