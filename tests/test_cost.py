@@ -227,9 +227,11 @@ def test_the_command_prints_the_bill(tmp_path, capsys, monkeypatch):
                 "resnet_v2-83@72",
             ]
         )
-        == 1
+        == 2  # a user's error (smoothbench.tools.command_line)
     )
-    assert "expected NETWORK@SIDE=IMAGES_PER_SECOND" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert error.startswith("smoothbench-cost: error: ")
+    assert "expected NETWORK@SIDE=IMAGES_PER_SECOND" in error
 
 
 def test_a_benchmark_csv_gives_the_median_of_its_rounds_per_variant(tmp_path):

@@ -85,7 +85,7 @@ def test_each_side_is_the_shipped_study_in_a_folder_of_its_own():
 
 def test_the_settings_to_check_are_named_blocks_or_candidates(tmp_path):
     config = yaml.safe_load((REPOSITORY / "config" / "equivalence.yaml").read_text())
-    with pytest.raises(SystemExit, match="--compute FILE"):
+    with pytest.raises(equivalence.UsageError, match="--compute FILE"):
         equivalence.candidates_to_check(config, False)  # nothing named
     block = tmp_path / "compute.yaml"
     block.write_text(
@@ -101,7 +101,7 @@ def test_the_settings_to_check_are_named_blocks_or_candidates(tmp_path):
     }
     empty = tmp_path / "empty.yaml"
     empty.write_text(yaml.safe_dump({"compute": {"threads_per_job": 2}}))
-    with pytest.raises(SystemExit, match="no compute block"):
+    with pytest.raises(equivalence.UsageError, match="no compute block"):
         equivalence.candidates_to_check(config, False, None, [empty])
     every = equivalence.candidates_to_check(config, True)
     labels = [label for label, _ in every]
@@ -110,5 +110,7 @@ def test_the_settings_to_check_are_named_blocks_or_candidates(tmp_path):
     assert (label, chosen) == every[-1]
     both = equivalence.candidates_to_check(config, False, ["auto", labels[0]])
     assert [label for label, _ in both] == ["auto", labels[0]]
-    with pytest.raises(SystemExit, match="not a candidate on .*; the candidates: "):
+    with pytest.raises(
+        equivalence.UsageError, match="not a candidate on .*; the candidates: "
+    ):
         equivalence.candidates_to_check(config, False, ["torch float64"])

@@ -224,8 +224,10 @@ def test_each_tool_refuses_a_wrong_override_naming_its_key(
         code = entry_point(script)(arguments + TOOL_ARGUMENTS.get(script, []))
     except SystemExit as stopped:
         code = stopped.code
-    assert code not in (0, None)
-    assert "config key 'seeds[0]'" in capsys.readouterr().err
+    # one way to report a user's error in every tool (smoothbench.tools.command_line)
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"{script}: error: ") and "config key 'seeds[0]'" in error
 
 
 def test_the_tools_follow_a_layered_study_and_its_overrides(
@@ -268,7 +270,7 @@ def test_the_tools_follow_a_layered_study_and_its_overrides(
     assert "--experiments mine: unknown (the study has" in capsys.readouterr().err
 
     # the tables tool names the study it read
-    assert entry_point("smoothbench-tables")([*layered, *override]) == 1
+    assert entry_point("smoothbench-tables")([*layered, *override]) == 2
     error = capsys.readouterr().err
     assert f"none of the {len(status['runs'])} runs of" in error
     assert "--config seeds=[0]" in error
@@ -331,3 +333,15 @@ def test_a_config_error_ends_with_its_message(tmp_path, entry, last_line):
     assert lines[-1].startswith(last_line), process.stdout
     assert lines[-2] == "invalid config:", process.stdout
     assert not [line for line in lines if line.lstrip().startswith('File "')]
+
+
+def test_the_tools_without_a_study_report_a_users_error_the_same_way(tmp_path, capsys):
+    """Status 2 and '<tool>: error: ...', as every study tool above."""
+    assert entry_point("smoothbench-data")(["sources", "no_such_dataset"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("smoothbench-data: error: ") and "no_such_dataset" in error
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder\n")
+    assert entry_point("smoothbench-profile")([str(a_file)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("smoothbench-profile: error: "), error

@@ -443,7 +443,7 @@ def test_interim_tables_use_the_finished_runs_and_mark_the_rest(tmp_path, capsys
         "--output",
         str(tmp_path / "interim"),
     ]
-    assert tables_main(arguments) == 1
+    assert tables_main(arguments) == 2  # a user's error (tools/command_line.py)
     assert "none of the 3 runs" in capsys.readouterr().err
     write_metrics(tmp_path / "results", "digits", 1.0, 0, 0.9)
     write_metrics(tmp_path / "results", "digits", 0.9, 0, 0.95)
@@ -568,7 +568,7 @@ def test_a_run_left_by_another_config_is_refused_naming_the_file_and_the_setting
         "--output",
         str(tmp_path / "interim"),
     ]
-    assert tables_main(arguments) == 1
+    assert tables_main(arguments) == 2  # a user's error (tools/command_line.py)
     captured = capsys.readouterr()
     assert (
         f"error: {files[0]}: its settings differ from what the config gives this run (epochs: 3 in the file, 8"

@@ -7,16 +7,38 @@ as Snakemake does (:func:`add_study_arguments`): ``--configfile`` with one file 
 layered key by key, and ``--config KEY=VALUE ...`` over them, so that
 ``smoothbench-status --configfile config.yaml mine.yaml --config 'seeds=[0]'`` sees the
 study that ``snakemake`` with the same options plans.
+
+Every tool reports a user's error the same way (:func:`user_error`): a bad config, a
+missing or unreadable file, or an action refused prints ``<tool>: error: <what, naming
+the config key, file or run>`` on stderr and exits :data:`USER_ERROR` (2, as argparse
+does for a wrong option). Exit status 1 is kept for a check whose answer is no
+(``smoothbench-equivalence``: a setting not shown equivalent; ``smoothbench-data
+verify``: a damaged folder), 0 for success.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from smoothbench.config import ConfigError, merge_layers, read_config_files
 from smoothbench.study import Study, load_study
+
+# The exit status of a user's error, in every smoothbench-* tool.
+USER_ERROR = 2
+
+
+class UsageError(Exception):
+    """A tool's own refusal of what it was asked (its message names the culprit);
+    :func:`user_error` reports it."""
+
+
+def user_error(tool: str, error: object) -> int:
+    """Print ``<tool>: error: <error>`` on stderr; return :data:`USER_ERROR`."""
+    print(f"{tool}: error: {error}", file=sys.stderr)
+    return USER_ERROR
 
 
 def version_text(prog: str) -> str:

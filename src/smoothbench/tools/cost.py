@@ -18,6 +18,7 @@ from smoothbench.tools.command_line import (
     add_study_arguments,
     study_from_arguments,
     tool_parser,
+    user_error,
 )
 
 
@@ -117,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             cost_estimate.plan(study, rates, prepared, speedup)
         )
     except (OSError, SmoothbenchError, ConfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return user_error("smoothbench-cost", error)
     print(cost_estimate.render(bill, per_run=arguments.per_run))
     if arguments.csv:
         import csv

@@ -16,6 +16,7 @@ from smoothbench.tools.command_line import (
     add_study_arguments,
     study_from_arguments,
     tool_parser,
+    user_error,
 )
 
 
@@ -51,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 specs = study_from_arguments(arguments).dataset_specs
             except (OSError, ConfigError) as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 1
+                return user_error("smoothbench-data", error)
         for spec in specs.values():
             print(
                 f"{spec.name:14s} K={spec.num_classes:<5d} {spec.train_split}/{spec.validation_split:10s} {spec.description}"
@@ -61,11 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             spec = get_dataset(arguments.name)
         except KeyError as error:  # a study's own dataset has no registry source files
-            print(
-                f"error: {error.args[0]}; `sources` lists a registry dataset's files",
-                file=sys.stderr,
+            return user_error(
+                "smoothbench-data",
+                f"{error.args[0]}; `sources` lists a registry dataset's files",
             )
-            return 1
         if not spec.source_urls:
             print(f"{spec.name} needs no download ({spec.source})")
         for url in spec.source_urls:
@@ -76,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             manifest, arrays = open_prepared(arguments.folder)
         except PreparedDataError as error:
-            print(f"error: {error}", file=sys.stderr)
+            # verify's answer is no: status 1, not a user's error
+            print(f"smoothbench-data: error: {error}", file=sys.stderr)
             return 1
         shapes = ", ".join(
             f"{name} {list(array.shape)}" for name, array in arrays.items()

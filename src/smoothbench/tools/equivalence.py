@@ -39,9 +39,11 @@ from smoothbench.settings import COMPUTATION_KEYS
 from smoothbench.study import load_study
 from smoothbench.tools import tune_candidates
 from smoothbench.tools.command_line import (
+    UsageError,
     add_study_arguments,
     config_from_arguments,
     tool_parser,
+    user_error,
 )
 
 # oneDNN pinned off: compute auto turns it on for TensorFlow on x86-64 (every candidate
@@ -74,8 +76,8 @@ def workflow_folder() -> Path:
     for folder in (Path(__file__).resolve().parents[3], Path.cwd()):
         if (folder / "Snakefile").is_file() and (folder / "workflow").is_dir():
             return folder
-    raise SystemExit(
-        "smoothbench-equivalence trains through the workflow (the Snakefile and "
+    raise UsageError(
+        "it trains through the workflow (the Snakefile and "
         "workflow/ of a smoothbench checkout), which is not installed with the package: "
         "run it in a checkout"
     )
@@ -195,8 +197,8 @@ def block_from_file(path: Path | str) -> dict:
     section = compute or {}
     block = {key: section[key] for key in COMPUTATION_KEYS if key in section}
     if not block:
-        raise SystemExit(
-            f"smoothbench-equivalence --compute {path}: no compute block with any of "
+        raise UsageError(
+            f"--compute {path}: no compute block with any of "
             f"{', '.join(COMPUTATION_KEYS)} in it (smoothbench-tune writes one)"
         )
     return {key: "auto" for key in COMPUTATION_KEYS} | block
@@ -215,8 +217,8 @@ def candidates_to_check(
     found = [(str(path), block_from_file(path)) for path in compute_files or []]
     if not every and not labels:
         if not found:
-            raise SystemExit(
-                "smoothbench-equivalence: name what to check: --compute FILE (a compute "
+            raise UsageError(
+                "name what to check: --compute FILE (a compute "
                 "block, as smoothbench-tune writes it), --setting LABEL, or --all"
             )
         return found
@@ -235,8 +237,8 @@ def candidates_to_check(
     }
     unknown = [label for label in labels or [] if label not in here and label != "auto"]
     if unknown:
-        raise SystemExit(
-            f"smoothbench-equivalence --setting {unknown[0]!r}: not a candidate on "
+        raise UsageError(
+            f"--setting {unknown[0]!r}: not a candidate on "
             f"{device['name']}; the candidates: "
             + "; ".join(repr(label) for label in here)
         )
@@ -309,22 +311,22 @@ def main(argv=None) -> int:
         "auto's fixed rule here); repeatable",
     )
     arguments = parser.parse_args(argv)
-    default = (
-        []
-        if arguments.configfile
-        else [workflow_folder() / "config" / "equivalence.yaml"]
-    )
+    # every user's error before any training: no checkout, a bad config, nothing to check
     try:
+        checkout = workflow_folder()
+        default = (
+            [] if arguments.configfile else [checkout / "config" / "equivalence.yaml"]
+        )
         config = config_from_arguments(arguments, default)
-        study = load_study(config)  # refuses a bad config before any training
-    except (OSError, ConfigError) as error:
-        parser.exit(1, f"smoothbench-equivalence: error: {error}\n")
+        study = load_study(config)
+        to_check = candidates_to_check(
+            config, arguments.all, arguments.setting, arguments.compute
+        )
+    except (OSError, ConfigError, UsageError) as error:
+        return user_error("smoothbench-equivalence", error)
     tolerance = study.config["equivalence_tolerance"]
     log = lambda message: print(message, flush=True)  # noqa: E731
     reference_config = side_config(config, "reference", REFERENCE)
-    to_check = candidates_to_check(
-        config, arguments.all, arguments.setting, arguments.compute
-    )
     train_side(reference_config, arguments.cores, log)
     reference = best_accuracies(reference_config)
     rows = []

@@ -39,7 +39,7 @@ def write_profile(folder: Path | str, force: bool = False) -> tuple[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from smoothbench.tools.command_line import tool_parser
+    from smoothbench.tools.command_line import tool_parser, user_error
 
     parser = tool_parser(
         "smoothbench-profile",
@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         target, what = write_profile(arguments.folder, arguments.force)
     except (OSError, argparse.ArgumentError) as error:
-        print(f"smoothbench-profile: error: {error}", file=sys.stderr)
-        return 2
+        return user_error("smoothbench-profile", error)
     print(f"{target}: {what}")
     return 0
 

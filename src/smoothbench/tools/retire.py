@@ -58,6 +58,7 @@ from smoothbench.tools.command_line import (
     add_study_arguments,
     study_from_arguments,
     tool_parser,
+    user_error,
 )
 from smoothbench.tools.status import DEFAULT_STALE_MINUTES
 from smoothbench.train.progress import format_duration
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         study = study_from_arguments(arguments)
     except (OSError, ConfigError) as error:
-        parser.exit(1, f"smoothbench-retire: error: {error}\n")
+        return user_error("smoothbench-retire", error)
     filters = {
         "experiments": arguments.experiments,
         "methods": arguments.methods,
@@ -407,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             stale_minutes=arguments.stale_minutes,
         )
     except RetireError as error:
-        parser.exit(1, f"smoothbench-retire: error: {error}\n")
+        return user_error("smoothbench-retire", error)
     moves = "would move" if arguments.dry_run else "moves"
     if arguments.kept_versions:
         chosen = [choice for choice in chosen if kept_versions(choice[1])]

@@ -392,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         add_study_arguments,
         study_from_arguments,
         tool_parser,
+        user_error,
     )
 
     parser = tool_parser(
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         study = study_from_arguments(arguments)
     except (OSError, ValueError) as error:
-        parser.exit(2, f"smoothbench-status: {error}\n")
+        return user_error("smoothbench-status", error)
     if arguments.versions:
         from smoothbench.train.versions import render_kept
 

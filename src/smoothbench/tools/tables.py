@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from smoothbench.config import ConfigError
@@ -18,6 +17,7 @@ from smoothbench.tools.command_line import (
     study_arguments_text,
     study_from_arguments,
     tool_parser,
+    user_error,
 )
 
 
@@ -48,27 +48,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         study = study_from_arguments(arguments)
     except (OSError, ConfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return user_error("smoothbench-tables", error)
     arguments.runs = arguments.runs or study.runs_folder
     arguments.output = arguments.output or f"{study.results_folder}/tables_interim"
     if Path(arguments.output).resolve() == (
         Path(arguments.runs).resolve().parent / "tables"
     ):
-        print(
-            f"error: {arguments.output} is the workflow's own tables folder; choose another --output",
-            file=sys.stderr,
+        return user_error(
+            "smoothbench-tables",
+            f"{arguments.output} is the workflow's own tables folder; choose another --output",
         )
-        return 2
     try:
         finished, unfinished = collection.finished_runs(study, arguments.runs)
         total = len(finished) + len(unfinished)
         if not finished:
-            print(
-                f"error: none of the {total} runs of {study_arguments_text(arguments)} has finished under {arguments.runs}",
-                file=sys.stderr,
+            return user_error(
+                "smoothbench-tables",
+                f"none of the {total} runs of {study_arguments_text(arguments)} has finished under {arguments.runs}",
             )
-            return 1
         # Interim only while runs are missing: with every run finished, no such note
         status = (
             f"Interim: {len(finished)} of {total} runs finished; '-' also marks the unfinished ones."
@@ -90,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             chosen["calibration_epoch"],
         )
     except (OSError, SmoothbenchError, ConfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return user_error("smoothbench-tables", error)
     print(
         f"{len(finished)} of {total} runs finished; tables written to {arguments.output}/"
     )

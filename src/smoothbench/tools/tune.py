@@ -21,6 +21,7 @@ from smoothbench.tools.command_line import (
     add_study_arguments,
     study_from_arguments,
     tool_parser,
+    user_error,
 )
 from smoothbench.tools.tune_candidates import Choice, measure, work_description
 
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         study = study_from_arguments(arguments)
     except (OSError, ConfigError) as error:
-        parser.exit(1, f"smoothbench-tune: error: {error}\n")
+        return user_error("smoothbench-tune", error)
     unknown = [
         name for name in arguments.experiments or [] if name not in study.experiments
     ]
