@@ -334,19 +334,21 @@ def main(argv=None) -> int:
         folder_name = tune_candidates.slug(name)
         candidate_config = side_config(config, folder_name, compute)
         train_side(candidate_config, arguments.cores, log)
+        # what the candidate's runs computed with, from their own records
+        candidate_study = load_study(candidate_config)
+        first = next(iter(candidate_study.runs("gamma")))
+        attempt = json.loads(
+            (
+                Path(first.folder(candidate_study.runs_folder)) / "metrics.json"
+            ).read_text()
+        )["attempts"][-1]
         choice = compute
-        if "auto" in compute.values():
-            # what auto resolved to, from the runs' own records
-            candidate_study = load_study(candidate_config)
-            first = next(iter(candidate_study.runs("gamma")))
-            metrics = json.loads(
-                (
-                    Path(first.folder(candidate_study.runs_folder)) / "metrics.json"
-                ).read_text()
-            )
-            choice = {key: metrics["attempts"][-1][key] for key in COMPUTATION_KEYS}
+        if "auto" in compute.values():  # what auto resolved to
+            choice = {key: attempt[key] for key in COMPUTATION_KEYS}
         if name in (arguments.compute or []) or name == "auto":
             name = f"{name}: {tune_candidates.Choice.from_dict(choice).label()}"
+        if "onednn" in attempt:  # the reference's is off
+            name += f", oneDNN {'on' if attempt['onednn'] else 'off'}"
         rows.append(
             compare(
                 reference, best_accuracies(candidate_config), tolerance, name, choice
