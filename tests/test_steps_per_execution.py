@@ -4,16 +4,14 @@ not one number changed by it; checkpoints, progress lines and resume at its pace
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
 
 pytest.importorskip("keras")
 
-from test_training import TINY, _settings, _without_seconds
+from test_training import TINY, _settings, assert_resumed_as_whole
 
-from smoothbench import run_record
 from smoothbench.data import array_store
 from smoothbench.data.batches import ArrayBatches, epoch_order
 from smoothbench.data.preparation import prepare
@@ -122,21 +120,4 @@ def test_checkpoints_and_progress_at_its_pace_and_the_very_same_numbers(
         f"1 of 2 epochs done, and 10 of {steps} steps of epoch 1" in message
         for message in messages
     ), messages
-    whole, resumed = (
-        _without_seconds(run_record.read_history(tmp_path / name / "history.csv"))
-        for name in ("whole", "resumed")
-    )
-    assert resumed == whole
-    metrics = {
-        name: json.loads((tmp_path / name / "metrics.json").read_text())
-        for name in ("whole", "resumed")
-    }
-    assert metrics["resumed"]["calibration"] == metrics["whole"]["calibration"]
-    assert (
-        metrics["resumed"]["best_val_accuracy"] == metrics["whole"]["best_val_accuracy"]
-    )
-    if method == "lspp":
-        np.testing.assert_array_equal(
-            np.load(tmp_path / "resumed" / "c_matrix.npy"),
-            np.load(tmp_path / "whole" / "c_matrix.npy"),
-        )
+    assert_resumed_as_whole(tmp_path, method)

@@ -352,6 +352,29 @@ def _without_seconds(rows: list[dict]) -> list[dict]:
     ]
 
 
+def assert_resumed_as_whole(folder: Path, method: str) -> dict[str, dict]:
+    """The run trained in ``folder``/resumed has the numbers of ``folder``/whole: its
+    history (less the seconds), calibration and best accuracy, and Label Smoothing++'s
+    matrix C. Returns both metrics.json, by name."""
+    whole, resumed = (
+        _without_seconds(run_record.read_history(folder / name / "history.csv"))
+        for name in ("whole", "resumed")
+    )
+    assert resumed == whole
+    metrics = {
+        name: json.loads((folder / name / "metrics.json").read_text())
+        for name in ("whole", "resumed")
+    }
+    for key in ("calibration", "best_val_accuracy", "best_epoch"):
+        assert metrics["resumed"][key] == metrics["whole"][key], key
+    if method == "lspp":
+        np.testing.assert_array_equal(
+            np.load(folder / "resumed" / "c_matrix.npy"),
+            np.load(folder / "whole" / "c_matrix.npy"),
+        )
+    return metrics
+
+
 def _outputs(folder, settings) -> dict[str, bytes]:
     return {
         name: (folder / name).read_bytes()
@@ -556,25 +579,11 @@ def test_a_run_killed_within_an_epoch_resumes_at_that_step_with_the_uninterrupte
         f"1 of 2 epochs done, and 5 of {steps} steps of epoch 1" in message
         for message in messages
     ), messages
-    whole, resumed = (
-        _without_seconds(run_record.read_history(tmp_path / name / "history.csv"))
-        for name in ("whole", "resumed")
-    )
-    assert resumed == whole
-    metrics = {
-        name: json.loads((tmp_path / name / "metrics.json").read_text())
-        for name in ("whole", "resumed")
-    }
-    assert metrics["resumed"]["calibration"] == metrics["whole"]["calibration"]
+    metrics = assert_resumed_as_whole(tmp_path, method)
     assert [
         (attempt["started_at_epoch"], attempt["started_at_step"])
         for attempt in metrics["resumed"]["attempts"]
     ] == [(0, 0), (1, 5)]
-    if method == "lspp":
-        np.testing.assert_array_equal(
-            np.load(tmp_path / "resumed" / "c_matrix.npy"),
-            np.load(tmp_path / "whole" / "c_matrix.npy"),
-        )
 
 
 def test_sigterm_saves_a_checkpoint_after_the_batch_in_progress_and_stops(
