@@ -60,6 +60,12 @@ CUINIT = (
     "E0000 00:00:1796612671.999266     732 cuda_platform.cc:52] failed call to cuInit: "
     "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)"
 )
+ONEDNN = (
+    "I0000 00:00:1796649553.323012   15897 port.cc:153] oneDNN custom operations are on. "
+    "You may see slightly different numerical results due to floating-point round-off "
+    "errors from different computation orders. To turn them off, set the environment "
+    "variable `TF_ENABLE_ONEDNN_OPTS=0`."
+)
 REAL_WARNING = "W0000 00:00:1796612672.000001     732 some_op.cc:12] a real warning"
 
 
@@ -95,7 +101,7 @@ def _job_log(log: Path, program: str, gpu: bool = False, **environment) -> list[
 # warning and a last line without a newline.
 NOISY_JOB = f"""
 print("smoothbench: the job's own line", flush=True)
-for line in {[ABSL_HEADER, CUDART, ABSL_HEADER, CUDART, CUINIT, REAL_WARNING]!r}:
+for line in {[ABSL_HEADER, CUDART, ONEDNN, ABSL_HEADER, CUDART, CUINIT, ONEDNN, REAL_WARNING]!r}:
     os.write(2, (line + "\\n").encode())
 warnings.warn("a real Python warning")
 print("no newline at the end", end="", flush=True)
@@ -110,6 +116,7 @@ def test_a_cpu_jobs_log_starts_with_its_own_lines_and_keeps_real_warnings(tmp_pa
     assert "UserWarning: a real Python warning" in lines[3]
     assert lines[-1] == "no newline at the end"
     assert not [line for line in lines if "cuInit" in line or "absl" in line]
+    assert ONEDNN not in lines  # the job's own computation line says oneDNN on or off
     # a job given a GPU keeps the CUDA probing: there it says why the GPU is not seen
     lines = _job_log(tmp_path / "gpu.log", NOISY_JOB, gpu=True)
     assert CUDART in lines and CUINIT in lines and ABSL_HEADER not in lines

@@ -34,6 +34,10 @@ QUIET_ALWAYS = (
     r"Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin "
     r"cu\w+ when one has already been registered$",
     r"computation placer already registered\. Please check linkage",
+    # TensorFlow's note at import that oneDNN is on (twice), with advice to set
+    # TF_ENABLE_ONEDNN_OPTS, which the job sets itself from compute.onednn: its own
+    # computation line says oneDNN on or off, and why
+    r"port\.cc:\d+\] oneDNN custom operations are on\. ",
 )
 # ... and, on a job given no GPU, TensorFlow probing for a CUDA driver it does not need
 # (with a GPU, the same lines say why it cannot see it, and stay).
