@@ -35,11 +35,11 @@ def test_the_gpu_check_runs_and_writes_what_the_cost_command_reads(tmp_path):
     )
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     figures = json.loads(summary.read_text())
-    # ResNet-20 alone and shared, then again with 8 steps per call (the default)
+    # ResNet-20 alone and shared, then again with steps per call (2 under --smoke)
     assert [
         (line["runs_sharing"], line["steps_per_execution"])
         for line in figures["throughput"]
-    ] == [(1, 1), (2, 1), (1, 8), (2, 8)]
+    ] == [(1, 1), (2, 1), (1, 2), (2, 2)]
     shared = figures["throughput"][1]
     assert len(shared["images_per_second_each"]) == 2
     assert shared["total_images_per_second"] == pytest.approx(
@@ -57,9 +57,9 @@ def test_the_gpu_check_runs_and_writes_what_the_cost_command_reads(tmp_path):
         == figures["throughput"][0]["images_per_second_each"][0]
     )
     assert cost_estimate.read_benchmark(output, "ours-jax-shared2")
-    per_call = cost_estimate.read_benchmark(output, "ours-jax-spe8")
+    per_call = cost_estimate.read_benchmark(output, "ours-jax-spe2")
     assert (
         per_call[0].images_per_second
         == figures["throughput"][2]["images_per_second_each"][0]
     )
-    assert cost_estimate.read_benchmark(output, "ours-jax-spe8-shared2")
+    assert cost_estimate.read_benchmark(output, "ours-jax-spe2-shared2")

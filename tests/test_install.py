@@ -432,7 +432,8 @@ def test_the_installed_tools_read_the_papers_config_from_any_folder(
         tmp_path,
     )
     assert process.returncode == 2
-    assert "smoothbench-cost: error: config key 'seeds[0]'" in process.stderr
+    assert process.stderr.startswith("smoothbench-cost: error: ")
+    assert "config key 'seeds[0]'" in process.stderr
 
 
 def test_the_installed_equivalence_tool_asks_for_a_checkout(installed, tmp_path):
