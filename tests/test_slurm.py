@@ -75,12 +75,14 @@ def through_slurm(
 
 @pytest.fixture(scope="module")
 def slurm_demo(tmp_path_factory):
-    """The demo's seed 0 (its 7 runs: 5 gammas, alpha, LS++) through the SLURM profile: half
-    the demo's training, and every run has its twin in the local demo to compare with."""
+    """Four of the demo's runs through the SLURM profile (seed 0: gammas 0.9 and 1.0, alpha,
+    LS++): every rule the profile sends to SLURM, two jobs at a time on the two GPUs, and
+    every run has its twin in the local demo to compare with."""
     start_cluster(gpus=2)
     workdir = tmp_path_factory.mktemp("slurm_demo")
     config = yaml.safe_load((REPOSITORY / "config" / "demo.yaml").read_text())
     config["seeds"] = [0]
+    config["gamma_grid"] = {**config.get("gamma_grid", {}), "min_numerator": 9}
     config["compute"]["gpus_per_job"] = 1  # a GPU per job, as the paper's study asks
     config["compute"]["cpu_fallback"] = True  # the test cluster's GPUs are fake
     (workdir / "demo_seed0.yaml").write_text(yaml.safe_dump(config))
@@ -97,15 +99,7 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
         log.relative_to(logs / "train" / "digits").as_posix() for log in train_logs
     ] == [
         f"{run}/seed~0.log"
-        for run in (
-            "alpha~0.1",
-            "gamma~0.6",
-            "gamma~0.7",
-            "gamma~0.8",
-            "gamma~0.9",
-            "gamma~1.0",
-            "lspp~0.1",
-        )
+        for run in ("alpha~0.1", "gamma~0.9", "gamma~1.0", "lspp~0.1")
     ]
     job_ids = set()
     for log in train_logs:
@@ -129,7 +123,7 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
             for folder in (workdir, demo[0])
         )
         assert ours.equals(theirs), run
-    assert len(job_ids) == 7
+    assert len(job_ids) == 4
     # SLURM's own per-job logs (the profile's slurm-logdir, shared by the studies) exist
     # for train (and prepare) only
     slurm_logs = workdir / "results" / "logs" / "slurm"
@@ -170,9 +164,15 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
     local = pd.read_csv(demo[0] / DEMO_RESULTS / "tables" / "table2.csv").drop(
         columns=["metrics_file"], errors="ignore"
     )
-    local = local[local["seed"] == 0].reset_index(drop=True)
-    assert len(ours) == 5 and ours.equals(local), (ours, local)
+    local = local[(local["seed"] == 0) & local["gamma"].isin([0.9, 1.0])].reset_index(
+        drop=True
+    )
+    assert len(ours) == 2 and ours.equals(local), (ours, local)
 
+
+# The tests of one training job ask Snakemake for that run's files only: what follows
+# training (tables, plots) runs on the submit host and is tested by the demo above.
+ONE_RUN = "results/runs/digits/gamma~0.9/seed~0/metrics.json"
 
 CANCEL_CONFIG = {
     "data": {"download": False},
@@ -199,7 +199,7 @@ CANCEL_CONFIG = {
 def _train_until_two_epochs(tmp_path: Path, config: Path):
     """Start CANCEL_CONFIG's run (config) through the SLURM profile and wait until two of
     its epochs are checkpointed: (the workflow process, its run folder, its train log)."""
-    command = demo_command(tmp_path, "--profile", str(PROFILE), *FAST)
+    command = demo_command(tmp_path, "--profile", str(PROFILE), *FAST, ONE_RUN)
     command[command.index("--configfile") + 1] = str(config)
     # a file, not a pipe: nobody reads a pipe meanwhile
     output = open(tmp_path / "snakemake.out", "w+")
@@ -399,8 +399,9 @@ def _demo_speed(demo) -> tuple[float, float]:
     """(seconds per epoch after the first, seconds a job spends outside its epochs: start-up,
     data, model), medians over the local demo's gamma runs, which train the network of
     CANCEL_CONFIG on the same data, on this machine, in this session. The demo trains two
-    runs of one thread at a time, CANCEL_CONFIG one of two: its epochs are measured no
-    faster than CANCEL_CONFIG's, so a run sized from them is, if anything, longer."""
+    runs of one thread at a time, CANCEL_CONFIG one run of two threads: on a 2-core
+    machine of CI's kind their epochs took the same time (1.71 s against 1.74 s,
+    2026-12-07); the tests sized from them keep a margin for the difference."""
     runs = demo[0] / DEMO_RESULTS / "runs" / "digits"
     epochs, overheads = [], []
     for history_file in sorted(runs.glob("gamma~*/seed~*/history.csv")):
@@ -423,13 +424,14 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
 
     slurmctld enforces time limits every 30 s, so the first attempt is stopped 60 x L to
     60 x L + 30 s in (L: its limit in minutes, long enough to start up and train some
-    epochs). The run needs 1.5 times that in epochs alone: it cannot finish in the first
-    attempt. Attempt n gets n x L minutes (runtime_grows_with_attempt), and the profile's
+    epochs). The run needs 1.25 times that in epochs alone: it cannot finish in the first
+    attempt, and it can in the second. Attempt n gets n x L minutes (runtime_grows_with_attempt), and the profile's
     3 retries give 10 x L minutes in all, several times what the run needs.
     """
     epoch_seconds, overhead = _demo_speed(demo)
-    first_limit_minutes = max(1, math.ceil(2 * overhead / 60))
-    epochs = max(10, math.ceil(1.5 * (60 * first_limit_minutes + 30) / epoch_seconds))
+    # long enough to start up (overhead, which includes no first-epoch trace) and take steps
+    first_limit_minutes = max(1, math.ceil((1.25 * overhead + 15) / 60))
+    epochs = max(10, math.ceil(1.25 * (60 * first_limit_minutes + 30) / epoch_seconds))
     sized = f"{epochs} epochs of {epoch_seconds:.2f} s (demo), {overhead:.0f} s outside epochs, first limit {first_limit_minutes} min"
     print(sized)
     start_cluster(gpus=2)
@@ -450,7 +452,7 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
         )
     )
     process = through_slurm(
-        tmp_path, config=config, timeout=60 * (10 * first_limit_minutes + 10)
+        tmp_path, ONE_RUN, config=config, timeout=60 * (10 * first_limit_minutes + 10)
     )
     assert process.returncode == 0, (
         sized + "\n" + process.stdout[-5000:] + process.stderr[-3000:]
@@ -574,7 +576,11 @@ def test_runs_share_one_gpu_through_slurms_shard_gres(tmp_path):
         (profile / "config.yaml").write_text(yaml.safe_dump(settings))
         config = tmp_path / "share.yaml"
         config.write_text(json.dumps(SHARE_CONFIG))
-        command = demo_command(tmp_path, "--profile", str(profile), *FAST)
+        runs = [
+            f"results/runs/digits/{run}/seed~0/metrics.json"
+            for run in ("gamma~1.0", "gamma~0.9", "lspp~0.1")
+        ]
+        command = demo_command(tmp_path, "--profile", str(profile), *FAST, *runs)
         command[command.index("--configfile") + 1] = str(config)
         process = subprocess.run(command, capture_output=True, text=True, timeout=900)
         assert process.returncode == 0, process.stdout[-5000:] + process.stderr[-5000:]
