@@ -172,7 +172,13 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, demo
 
 # The tests of one training job ask Snakemake for that run's files only: what follows
 # training (tables, plots) runs on the submit host and is tested by the demo above.
-ONE_RUN = "results/runs/digits/gamma~0.9/seed~0/metrics.json"
+def run_target(method: str, value: float) -> str:
+    """A digits run's metrics.json, seed 0, in the default results folder: a target."""
+    folder = run_record.run_folder("results/runs", "digits", method, value, 0)
+    return f"{folder}/{run_record.METRICS_FILE}"
+
+
+ONE_RUN = run_target("gamma", 0.9)
 
 CANCEL_CONFIG = {
     "data": {"download": False},
@@ -425,8 +431,9 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
     slurmctld enforces time limits every 30 s, so the first attempt is stopped 60 x L to
     60 x L + 30 s in (L: its limit in minutes, long enough to start up and train some
     epochs). The run needs 1.25 times that in epochs alone: it cannot finish in the first
-    attempt, and it can in the second. Attempt n gets n x L minutes (runtime_grows_with_attempt), and the profile's
-    3 retries give 10 x L minutes in all, several times what the run needs.
+    attempt, and it can in the second. Attempt n gets n x L minutes
+    (runtime_grows_with_attempt), and the profile's 3 retries give 10 x L minutes in all,
+    several times what the run needs.
     """
     epoch_seconds, overhead = _demo_speed(demo)
     # long enough to start up (overhead, which includes no first-epoch trace) and take steps
@@ -577,8 +584,9 @@ def test_runs_share_one_gpu_through_slurms_shard_gres(tmp_path):
         config = tmp_path / "share.yaml"
         config.write_text(json.dumps(SHARE_CONFIG))
         runs = [
-            f"results/runs/digits/{run}/seed~0/metrics.json"
-            for run in ("gamma~1.0", "gamma~0.9", "lspp~0.1")
+            run_target("gamma", 1.0),
+            run_target("gamma", 0.9),
+            run_target("lspp", 0.1),
         ]
         command = demo_command(tmp_path, "--profile", str(profile), *FAST, *runs)
         command[command.index("--configfile") + 1] = str(config)
