@@ -52,10 +52,9 @@ compute = dataclasses.replace(
     study.compute_settings(experiment), threads_per_job=int(threads)
 )
 experiment_settings = study.experiments[experiment]
-from smoothbench.settings import RunSettings
-settings = RunSettings.from_dict(study.train_settings(
+settings = study.run_settings(
     experiment, "gamma", str(experiment_settings.gammas[0]), study.seeds[0]
-))
+)
 manifest, arrays = array_store.open_prepared(Path(prepared))
 mark("loading the study and opening the data")
 early = decisions.decide(compute)
