@@ -100,15 +100,19 @@ fashion-mnist:
 	  fi; \
 	fi
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a test file to each, so that
+# one file's waiting (SLURM's queue, a job's start-up) overlaps another's computing;
+# TEST_WORKERS=0 runs it in this process alone.
+TEST_WORKERS ?= 2
 test: setup fashion-mnist
-	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(BIN)/pytest
+	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile
 
 # Training throughput against the paper's ImageDataGenerator recipe (benchmarks/README.md).
 benchmark: setup
 	$(BIN)/python benchmarks/benchmark_training.py
 
 test-fast: setup fashion-mnist
-	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(BIN)/pytest -m "not workflow"
+	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(BIN)/pytest -m "not workflow" --numprocesses $(TEST_WORKERS) --dist loadfile
 
 check: setup
 	@start=$$(date +%s); \

@@ -27,6 +27,7 @@ NOT_IN_JOBS = {
     "snakemake",
     "snakemake-executor-plugin-slurm",
     "pytest",
+    "pytest-xdist",
     "snakefmt",
     "ruff",
     "setuptools",
