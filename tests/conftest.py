@@ -23,6 +23,10 @@ if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
 
     os.environ[VARIABLE] = "1" if resolve_onednn("auto", "tensorflow")[0] else "0"
 REPORT_ON = {"SMOOTHBENCH_REPORT": "1"}
+# The environment before any test ran: what a shared fixture's workflow runs under,
+# whichever test (or pytest-xdist worker) happens to ask for it first; tests that train
+# in this process set variables of their own (TensorFlow's logging, for one).
+STARTING_ENVIRONMENT = dict(os.environ)
 # Where the demo writes (config/demo.yaml results_folder), relative to its workdir.
 DEMO_RESULTS = Path("results") / "demo"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -152,20 +156,54 @@ def demo_output(workdir: Path) -> Path:
     return workdir.with_name(workdir.name + "-output.txt")
 
 
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    """The offline demo run once, as `make demo` runs it (the workflow writes the
-    report itself, at its end): (working directory, seconds it took); what it printed
-    is in demo_output(workdir), stdout and stderr as one. Tests that change files copy it first."""
-    workdir = tmp_path_factory.mktemp("demo")
+def _train_demo(workdir: Path) -> tuple[int, float]:
+    """Run the offline demo in ``workdir`` as `make demo` runs it: (its exit status,
+    the seconds it took); what it printed goes to demo_output(workdir)."""
     started = time.monotonic()
     process = subprocess.run(
         demo_command(workdir, "--cores", "2"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, **REPORT_ON},
+        env={**STARTING_ENVIRONMENT, **REPORT_ON},
     )
     demo_output(workdir).write_text(process.stdout)
-    assert process.returncode == 0, process.stdout
-    return workdir, time.monotonic() - started
+    return process.returncode, time.monotonic() - started
+
+
+def _finished_demo(workdir: Path, returncode: int, seconds: float):
+    assert returncode == 0, demo_output(workdir).read_text()
+    return workdir, seconds
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """The offline demo run once, as `make demo` runs it (the workflow writes the
+    report itself, at its end): (working directory, seconds it took); what it printed
+    is in demo_output(workdir), stdout and stderr as one. Tests must not change it: one
+    that runs the workflow in it, even a dry run, copies it first.
+
+    Under pytest-xdist (make test runs 2 workers) the workers share one demo: the first
+    to ask trains it under a lock in the run's common temporary folder, the others wait
+    for it and read where it is."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        workdir = tmp_path_factory.mktemp("demo")
+        return _finished_demo(workdir, *_train_demo(workdir))
+    import fcntl
+    import json
+
+    shared = tmp_path_factory.getbasetemp().parent  # the run's, above each worker's
+    record = shared / "demo.json"
+    with open(shared / "demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not record.is_file():  # the first worker to ask: train it
+            workdir = shared / "demo"
+            if workdir.exists():  # left by a worker that died while training it
+                import shutil
+
+                shutil.rmtree(workdir)
+            workdir.mkdir()
+            returncode, seconds = _train_demo(workdir)
+            record.write_text(json.dumps([str(workdir), returncode, seconds]))
+        workdir, returncode, seconds = json.loads(record.read_text())
+    return _finished_demo(Path(workdir), returncode, seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -125,8 +126,11 @@ def _planned(workdir: Path, config: dict) -> list[str]:
     return sorted(f"{wildcards}" for wildcards in train_jobs(process.stdout))
 
 
-def test_only_settings_that_change_a_result_retrain(demo):
-    workdir, _ = demo
+def test_only_settings_that_change_a_result_retrain(demo, tmp_path):
+    # A copy: its dry runs write the config and Snakemake's records, and the demo is
+    # shared with tests that may be reading it at the same time (pytest-xdist).
+    workdir = tmp_path / "demo"
+    shutil.copytree(demo[0], workdir, symlinks=True)
     config = yaml.safe_load((REPOSITORY / "config" / "demo.yaml").read_text())
     # The demo ran from config/demo.yaml; this re-serialised copy lists its keys in
     # another (sorted) order, which must not count as a change.
