@@ -195,7 +195,8 @@ def test_inside_a_slurm_allocation_with_more_gpus_jobs_claim_among_them(tmp_path
     assert gpu_slots.lock_folder({"SLURM_JOB_ID": "8"}).name.endswith("-slurm-8")
 
 
-def _hold_share(lock_folder, runs_per_gpu, seconds, queue):
+def _hold_share(lock_folder, runs_per_gpu, seconds, queue, barrier):
+    barrier.wait(timeout=120)  # all claim at once, however long each took to start
     environment = {
         "SMOOTHBENCH_GPU_SLOTS": "0,1",
         "SMOOTHBENCH_GPU_LOCK_DIR": lock_folder,
@@ -233,8 +234,11 @@ def test_runs_per_gpu_shares_each_gpu_among_that_many_jobs_never_more(tmp_path):
     at once, both GPUs and every share used, and 6 jobs at once at most."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
+    barrier = context.Barrier(10)
     workers = [
-        context.Process(target=_hold_share, args=(str(tmp_path), 3, 1.0, queue))
+        context.Process(
+            target=_hold_share, args=(str(tmp_path), 3, 1.0, queue, barrier)
+        )
         for _ in range(10)
     ]
     for worker in workers:

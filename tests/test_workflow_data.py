@@ -269,7 +269,10 @@ def test_missing_dataset_without_network_fails_fast_and_says_what_to_fetch(tmp_p
     process = run_workflow(tmp_path, config, "--cores", "1", prefix=prefix, env=env)
     elapsed = time.monotonic() - started
     assert process.returncode != 0
-    assert elapsed < 60, f"took {elapsed:.0f} s"
+    # Fails within seconds of its probe (network_timeout_seconds 5), not after a
+    # download's retries: about 20 s on an idle 2-core machine, whose start-up a busy or
+    # slow one may take several times longer.
+    assert elapsed < 240, f"took {elapsed:.0f} s"
     output = process.stdout
     assert "dataset 'cifar10' (cifar10) is not built in the TFDS data dir" in output
     assert "cannot connect to" in output
