@@ -104,6 +104,7 @@ def folder_study(tmp_path_factory):
     return workdir, config
 
 
+@pytest.mark.workflow
 def test_an_own_data_study_gets_its_report_at_the_end_of_its_run(folder_study):
     """No --report flag: the run that completed the study wrote its report in the
     study's results folder, its front page naming the study's rows and its seed, with
@@ -120,6 +121,7 @@ def test_an_own_data_study_gets_its_report_at_the_end_of_its_run(folder_study):
     assert "seeds ." not in front
 
 
+@pytest.mark.workflow
 def test_a_folder_of_pngs_is_downloaded_prepared_and_trained(folder_study):
     workdir, _ = folder_study
     results = workdir / "results" / "own"
@@ -160,6 +162,7 @@ def test_a_folder_of_pngs_is_downloaded_prepared_and_trained(folder_study):
         assert 0 <= metrics["best_val_accuracy"] <= 1
 
 
+@pytest.mark.workflow
 def test_the_tables_name_the_folder_datasets_as_not_the_papers(folder_study):
     workdir, _ = folder_study
     tables = workdir / "results" / "own" / "tables"
@@ -186,6 +189,7 @@ def _run_times(results):
     }
 
 
+@pytest.mark.workflow
 def test_a_changed_image_prepares_and_trains_its_dataset_again_and_nothing_else(
     folder_study,
 ):
@@ -215,6 +219,7 @@ def test_a_changed_image_prepares_and_trains_its_dataset_again_and_nothing_else(
     assert record["files"][relative] == hashlib.sha256(changed.read_bytes()).hexdigest()
 
 
+@pytest.mark.workflow
 def test_a_tfds_builder_outside_the_registry_under_mock_data(tmp_path):
     """oxford_flowers102 (K = 102, images of varying sizes) through download and
     prepare with TFDS's mock data, which the test switches on; stl10 (K = 10) planned

@@ -178,6 +178,7 @@ def test_the_kinds_of_run_of_the_papers_study():
     )
 
 
+@pytest.mark.workflow
 def test_smoothbench_tune_measures_and_writes_a_block_a_study_can_layer(tmp_path):
     """The command end to end, in a process of its own as a user runs it (tiny network,
     1 s per candidate, 2 rounds): every candidate timed, the pick resume-checked, the
