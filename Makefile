@@ -104,15 +104,17 @@ fashion-mnist:
 # one file's waiting (SLURM's queue, a job's start-up) overlaps another's computing;
 # TEST_WORKERS=0 runs it in this process alone.
 TEST_WORKERS ?= 2
+# --no-loadscope-reorder: files in tests/conftest.py's LONGEST_FIRST order, not by count
+XDIST := --numprocesses $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: setup fashion-mnist
-	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile
+	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(BIN)/pytest $(XDIST)
 
 # Training throughput against the paper's ImageDataGenerator recipe (benchmarks/README.md).
 benchmark: setup
 	$(BIN)/python benchmarks/benchmark_training.py
 
 test-fast: setup fashion-mnist
-	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(BIN)/pytest -m "not workflow" --numprocesses $(TEST_WORKERS) --dist loadfile
+	FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) $(BIN)/pytest -m "not workflow" $(XDIST)
 
 check: setup
 	@start=$$(date +%s); \

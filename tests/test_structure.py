@@ -226,3 +226,13 @@ def test_no_comment_says_a_run_may_resume_under_another_computation():
         for match in promise.finditer(path.read_text())
     ]
     assert not found, found
+
+
+def test_the_longest_first_order_names_test_files_that_exist():
+    """conftest's LONGEST_FIRST (the order make test's workers take files in) names
+    only files that exist, so a renamed file does not drop silently to the end."""
+    from conftest import LONGEST_FIRST
+
+    tests = REPOSITORY / "tests"
+    assert [name for name in LONGEST_FIRST if not (tests / name).is_file()] == []
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
