@@ -15,8 +15,8 @@ FOUR_RUNS = {
     "data": {"download": False},
     "protocol": {
         "model": "resnet_v1",
-        "depth": 20,
-        "epochs": 2,
+        "depth": 8,
+        "epochs": 1,
         "batch_size": 64,
         "pooling": "global",
         "min_image_size": 0,
