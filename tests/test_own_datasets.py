@@ -270,6 +270,7 @@ def test_a_tfds_builder_outside_the_registry_under_mock_data(tmp_path):
         assert sorted(values) == sorted(grid)
 
 
+@pytest.mark.workflow  # its fixture, folder_study, runs the workflow
 def test_cost_and_the_dataset_list_know_a_folder_before_it_is_prepared(
     folder_study, capsys
 ):
