@@ -36,11 +36,11 @@ FASHION_MNIST_DIR = Path(
 
 
 # The test files that take longest, longest first, as measured on 2 cores under two
-# pytest-xdist workers (each file's time in all, 99a3ae6 with the SLURM tests): make test
-# hands out files in this order (--no-loadscope-reorder), so that the long ones start
-# early and short files fill the end, instead of a long file starting last and running
-# alone. Files not named follow in their usual order. A file missing from the list
-# costs time, never a result.
+# pytest-xdist workers (each file's time in all, SLURM tests included, 2026-12-07):
+# make test hands out files in this order (--no-loadscope-reorder), so that the long
+# ones start early and short files fill the end, instead of a long file starting last
+# and running alone. Files not named follow in their usual order. A file missing from
+# the list costs time, never a result.
 LONGEST_FIRST = [
     "test_slurm.py",  # 834 s
     "test_workflow_train.py",  # 524 s
