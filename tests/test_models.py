@@ -110,9 +110,8 @@ def test_preprocessing_scales_centres_and_pads_and_augmentation_is_off_at_infere
     centred = model.get_layer("preprocess")(images)
     expected = np.pad(images / 255.0 - mean, ((0, 0), (2, 2), (2, 2), (0, 0)))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(centred), expected, atol=1e-6)
-    # The classifier is given the very float32 images the model's preprocessing made
-    # (``expected`` was computed in float64: its rounding, through 8 layers, moved
-    # outputs by up to 2.6e-5 under oneDNN, seen once)
+    # The classifier is given the very float32 images the model's preprocessing made,
+    # not ``expected`` (computed in float64): with that, outputs once differed by 2.6e-5
     first = keras.ops.convert_to_numpy(model(images, training=False))
     np.testing.assert_allclose(
         first,
