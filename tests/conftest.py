@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -87,8 +88,6 @@ TINY_STUDY = {
 def checkout_copy(folder: Path, names=("workflow", "envs", "src")) -> Path:
     """A copy of this checkout's ``names`` (folders or files, links kept) and its
     pyproject.toml in ``folder``: another checkout of the same code."""
-    import shutil
-
     for name in names:
         source = REPOSITORY / name
         if source.is_dir():
@@ -187,6 +186,14 @@ def demo_output(workdir: Path) -> Path:
     return workdir.with_name(workdir.name + "-output.txt")
 
 
+def copy_of_demo(demo, destination: Path) -> Path:
+    """A copy of the finished demo (files, times and Snakemake's records) at
+    ``destination``, to change or run the workflow in: the demo itself is shared
+    between tests (and pytest-xdist workers) and stays as it is."""
+    shutil.copytree(demo[0], destination, symlinks=True)
+    return destination
+
+
 def _train_demo(workdir: Path) -> tuple[int, float]:
     """Run the offline demo in ``workdir`` as `make demo` runs it: (its exit status,
     the seconds it took); what it printed goes to demo_output(workdir)."""
@@ -230,8 +237,6 @@ def demo(tmp_path_factory):
         if not record.is_file():  # the first worker to ask: train it
             workdir = shared / "demo"
             if workdir.exists():  # left by a worker that died while training it
-                import shutil
-
                 shutil.rmtree(workdir)
             workdir.mkdir()
             returncode, seconds = _train_demo(workdir)

@@ -5,13 +5,12 @@ untouched. And one checkout per runs folder (smoothbench.pipeline.ownership)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_RESULTS, REPOSITORY, demo_command
+from conftest import DEMO_RESULTS, REPOSITORY, copy_of_demo, demo_command
 
 from smoothbench.pipeline import ownership
 from smoothbench.study import load_study
@@ -347,9 +346,7 @@ def test_a_second_checkout_is_refused_a_runs_folder_and_may_take_it_over(tmp_pat
 
 @pytest.mark.workflow
 def test_retired_demo_runs_are_trained_again_and_nothing_else(demo, tmp_path):
-    workdir, _ = demo
-    copy = tmp_path / "demo"
-    shutil.copytree(workdir, copy, symlinks=True)
+    copy = copy_of_demo(demo, tmp_path / "demo")
     runs = copy / DEMO_RESULTS / "runs"
     before = {path: path.read_bytes() for path in runs.rglob("metrics.json")}
     process = subprocess.run(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import yaml
 from conftest import (
     DEMO_RESULTS,
     REPOSITORY,
+    copy_of_demo,
     demo_command,
     workflow_command,
 )
@@ -59,14 +59,6 @@ def planned_rules(workdir: Path, *arguments: str) -> list[str]:
     assert process.returncode == 0, process.stdout + process.stderr
     rules = re.findall(r"^(?:local)?rule (\w+):", process.stdout, re.MULTILINE)
     return sorted(rule for rule in rules if rule != "all")
-
-
-def copy_of(demo, tmp_path) -> Path:
-    """A copy of the finished demo (files, times and Snakemake's records) to change freely."""
-    workdir, _ = demo
-    copy = tmp_path / "demo"
-    shutil.copytree(workdir, copy, symlinks=True)
-    return copy
 
 
 def test_the_demo_ends_in_tables_and_plots_traced_to_its_runs(demo):
@@ -229,7 +221,7 @@ def test_the_demo_report_holds_every_table_and_plot(demo):
 
 
 def test_tables_and_plots_regenerate_without_training(demo, tmp_path):
-    workdir = copy_of(demo, tmp_path)
+    workdir = copy_of_demo(demo, tmp_path / "demo")
     assert planned_rules(workdir) == []  # touching nothing plans nothing
     table = workdir / DEMO_RESULTS / "tables" / "table1.md"
     before = (workdir / DEMO_RESULTS / "tables" / "table2.md").read_text()
@@ -250,7 +242,7 @@ def test_tables_and_plots_regenerate_without_training(demo, tmp_path):
 
 
 def test_a_malformed_run_file_stops_collect_runs_with_its_name(demo, tmp_path):
-    workdir = copy_of(demo, tmp_path)
+    workdir = copy_of_demo(demo, tmp_path / "demo")
     metrics = (
         workdir
         / DEMO_RESULTS

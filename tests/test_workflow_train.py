@@ -18,6 +18,7 @@ from conftest import (
     FASHION_MNIST_DIR,
     REPOSITORY,
     SNAKEMAKE,
+    copy_of_demo,
     run_workflow,
 )
 
@@ -129,8 +130,7 @@ def _planned(workdir: Path, config: dict) -> list[str]:
 def test_only_settings_that_change_a_result_retrain(demo, tmp_path):
     # A copy: its dry runs write the config and Snakemake's records, and the demo is
     # shared with tests that may be reading it at the same time (pytest-xdist).
-    workdir = tmp_path / "demo"
-    shutil.copytree(demo[0], workdir, symlinks=True)
+    workdir = copy_of_demo(demo, tmp_path / "demo")
     config = yaml.safe_load((REPOSITORY / "config" / "demo.yaml").read_text())
     # The demo ran from config/demo.yaml; this re-serialised copy lists its keys in
     # another (sorted) order, which must not count as a change.
@@ -168,7 +168,6 @@ def test_only_settings_that_change_a_result_retrain(demo, tmp_path):
 
 def _copy_checkout(destination: Path) -> Path:
     """The files a user's checkout holds (what git tracks), copied with their links."""
-    import shutil
 
     destination.mkdir(parents=True)
     for name in (
@@ -222,12 +221,8 @@ def _plan(checkout: Path, workdir: Path, *arguments: str) -> list[str]:
 def test_nothing_done_to_the_checkout_replans_a_finished_run(demo, tmp_path):
     """Touching, pulling, editing comments or preparing the same data again retrains
     nothing, with or without a profile; only other settings or other data do."""
-    import shutil
-
-    finished, _ = demo
     checkout = _copy_checkout(tmp_path / "checkout")
-    workdir = tmp_path / "work"
-    shutil.copytree(finished, workdir, symlinks=True)
+    workdir = copy_of_demo(demo, tmp_path / "work")
     # A copy of the checkout is another checkout: it may not train into the demo's runs
     # folder until it takes the folder over on purpose, by deleting the mark.
     marker = workdir / DEMO_RESULTS / "runs" / OWNER_FILE
