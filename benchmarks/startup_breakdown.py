@@ -3,9 +3,11 @@
 Runs, in fresh processes (``--repeats``, default 3), the start of a training job as
 ``workflow/scripts/train.py`` makes it, timing each part: the interpreter, the import of
 Snakemake's script module (its preamble), the adapter's smoothbench imports, loading the
-study, TensorFlow's import (after the backend, threads and oneDNN are set as a job sets
-them), and Keras' import with the model's build and compile (``set_up_session`` less the
-TensorFlow import). The first step's trace and compile are read from the epochs of a
+study, TensorFlow's and Keras' import as the job does it (after the backend, threads and
+oneDNN are set; :func:`smoothbench.compute.backends.import_keras`), and the model's build
+and compile (``set_up_session`` less the import). Each repeat also times, in another
+child started right after, the same import with nothing held back (how the job imported
+before ``import_keras``). The first step's trace and compile are read from the epochs of a
 finished run's log (``--log``): the first epoch's time less the median of the others.
 
     python benchmarks/startup_breakdown.py --configfile config/demo.yaml \\
@@ -60,12 +62,16 @@ mark("loading the study and opening the data")
 early = decisions.decide(compute)
 backends.select_backend(early.backend)
 onednn.set_environment(early.onednn, early.backend)
-import tensorflow
-mark("TensorFlow's import")
+held_back = "--import-everything" not in sys.argv
+if held_back:
+    backends.import_keras()  # as the job imports it (configure_backend)
+else:
+    import tensorflow, keras  # with every optional package TensorFlow and Keras find
+mark("TensorFlow's and Keras' import" + ("" if held_back else " (nothing held back)"))
 session = session_module.set_up_session(
     settings, compute, np.asarray(arrays["mean"]), lambda line: None
 )
-mark("Keras' import, the model's build and compile")
+mark("the model's build and compile")
 print("MARKS " + json.dumps(marks))
 """
 
@@ -101,39 +107,60 @@ def main() -> int:
         print(f"{prepared}: not prepared; run the study (make demo) first")
         return 2
     parts: dict[str, list[float]] = {}
+    # Each repeat also starts a child that imports TensorFlow and Keras with every
+    # optional package they find (as the job did before backends.import_keras), right
+    # after the job's way: the two import times side by side, under the same load.
+    everything: list[float] = []
     for _ in range(arguments.repeats):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         parts.setdefault("the interpreter (python -c pass)", []).append(
             time.perf_counter() - started
         )
-        process = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                child_source(),
-                arguments.configfile,
-                arguments.experiment,
-                str(arguments.threads),
-                str(prepared),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        found = [
-            line for line in process.stdout.splitlines() if line.startswith("MARKS ")
-        ]
-        if process.returncode != 0 or not found:
-            print(process.stdout[-2000:] + process.stderr[-3000:], file=sys.stderr)
-            return 1
-        marks = json.loads(found[0][len("MARKS ") :])
-        for (_, before), (name, after) in zip(marks, marks[1:]):
-            parts.setdefault(name, []).append(after - before)
+        for how in ("as the job does", "--import-everything"):
+            process = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    child_source(),
+                    arguments.configfile,
+                    arguments.experiment,
+                    str(arguments.threads),
+                    str(prepared),
+                    how,
+                ],
+                capture_output=True,
+                text=True,
+            )
+            found = [
+                line
+                for line in process.stdout.splitlines()
+                if line.startswith("MARKS ")
+            ]
+            if process.returncode != 0 or not found:
+                print(process.stdout[-2000:] + process.stderr[-3000:], file=sys.stderr)
+                return 1
+            marks = json.loads(found[0][len("MARKS ") :])
+            steps = [
+                (name, after - before)
+                for (_, before), (name, after) in zip(marks, marks[1:])
+            ]
+            if how == "as the job does":
+                for name, seconds in steps:
+                    parts.setdefault(name, []).append(seconds)
+            else:
+                everything += [
+                    seconds for name, seconds in steps if "nothing held back" in name
+                ]
     total = 0.0
     for name, seconds in parts.items():
         median = statistics.median(seconds)
         total += median
         print(f"{name:52s} {median:6.2f} s  ({', '.join(f'{s:.2f}' for s in seconds)})")
+    print(
+        f"{'  (the same import, nothing held back':52s} "
+        f"{statistics.median(everything):6.2f} s  ({', '.join(f'{s:.2f}' for s in everything)}))"
+    )
     if arguments.log:
         epochs = first_step_seconds(arguments.log)
         if epochs:

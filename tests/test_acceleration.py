@@ -311,3 +311,64 @@ def test_set_tf32_is_what_tensorflow_reports():
             assert backends.tf32_enabled() is enabled
     finally:
         tf.config.experimental.enable_tensor_float_32_execution(before)
+
+
+# A fresh process (this one has Keras imported): the job's import of Keras, with the
+# packages Keras and TensorFlow would import for features the job never uses either held
+# back (``held``) or already imported (``preloaded``); then 3 steps of ResNet-8 on digits.
+IMPORT_AND_TRAIN = """
+import hashlib, json, sys
+mode, settings, prepared = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+if mode == "preloaded":
+    import jax, matplotlib.pyplot, pandas, sklearn
+from smoothbench.compute import backends
+backends.select_backend("tensorflow")
+backends.configure_backend(1, deterministic=True)
+imported = [name for name in backends.OPTIONAL_AT_IMPORT if name in sys.modules]
+import keras, numpy as np
+from smoothbench.data import array_store
+from smoothbench.data.batches import ArrayBatches
+from smoothbench.settings import RunSettings
+from smoothbench.train import network
+_, arrays = array_store.open_prepared(prepared)
+settings = RunSettings.from_dict(settings)
+_, model, _ = network.build_for_training(settings, np.asarray(arrays["mean"]), "float32", False)
+rows = np.arange(3 * settings.batch_size)
+model.fit(ArrayBatches(arrays["train_images"], arrays["train_labels"], settings.batch_size, order=rows), epochs=1, verbose=0, shuffle=False)
+digest = hashlib.sha256()
+for variable in model.variables + model.optimizer.variables:
+    digest.update(keras.ops.convert_to_numpy(variable).tobytes())
+import pandas  # held back at Keras' import only: it imports as usual afterwards
+print(json.dumps({"imported": imported, "variables": digest.hexdigest()}))
+"""
+
+
+def test_the_job_imports_keras_without_the_packages_it_never_uses_and_computes_the_same(
+    tmp_path,
+):
+    """TensorFlow and Keras import scikit-learn, pandas, matplotlib and JAX whenever
+    they are installed (a third of a training job's TensorFlow import); the job's
+    import holds them back, and a step computes the very same variables either way."""
+    import json
+    import subprocess
+
+    from test_training import TINY, _settings
+
+    from smoothbench.data.preparation import prepare
+
+    study = load_study(TINY)
+    prepared = tmp_path / "digits"
+    prepare(study.data_settings("digits"), prepared)
+    settings = json.dumps(_settings(study, gamma="0.9"))
+    seen = {}
+    for mode in ("held", "preloaded"):
+        process = subprocess.run(
+            [sys.executable, "-c", IMPORT_AND_TRAIN, mode, settings, str(prepared)],
+            capture_output=True,
+            text=True,
+        )
+        assert process.returncode == 0, process.stderr[-3000:]
+        seen[mode] = json.loads(process.stdout.splitlines()[-1])
+    assert seen["held"]["imported"] == [], seen
+    assert seen["preloaded"]["imported"] == list(backends.OPTIONAL_AT_IMPORT), seen
+    assert seen["held"]["variables"] == seen["preloaded"]["variables"]

@@ -318,16 +318,53 @@ def agree_xla_determinism(
     return None
 
 
+# Packages that TensorFlow and Keras import at their own import whenever they are
+# installed, each inside ``try: ... except ImportError``, for features a training job
+# never uses: Keras' scikit-learn wrappers, pandas inputs and matplotlib image galleries,
+# TensorFlow Lite's JAX conversion. This environment has them all (scikit-learn brings
+# the demo's digits, pandas and matplotlib make the tables and plots, JAX is a backend),
+# and they were a third of a training job's TensorFlow import (docs/speed.md).
+OPTIONAL_AT_IMPORT = ("sklearn", "pandas", "matplotlib", "jax")
+
+
+def import_keras():
+    """Import Keras, and with it its backend, without :data:`OPTIONAL_AT_IMPORT`
+    (except the backend itself: JAX under ``KERAS_BACKEND=jax``); returns the module.
+
+    While Keras is imported those packages read as not installed, so the imports that
+    only offer features around them skip them; afterwards they import as usual, for
+    whatever asks for them later. Nothing the job computes with is among them, so a
+    step computes the same either way (tests/test_backends.py). A package already
+    imported stays as it is."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    held_back = [
+        name
+        for name in OPTIONAL_AT_IMPORT
+        if name != backend and name not in sys.modules
+    ]
+    for name in held_back:
+        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        import keras
+    finally:
+        for name in held_back:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return keras
+
+
 def configure_backend(
     threads: int, deterministic: bool, grow_memory: bool = False
 ) -> str:
     """Thread pools and determinism of the Keras backend in use, and with
     ``grow_memory`` (several runs per GPU) TensorFlow's memory growth; returns the
-    backend's name.
+    backend's name. Imports Keras (:func:`import_keras`) if nothing did before.
 
     Must run before the backend has built anything (a fresh process, as Snakemake's).
     """
-    import keras
+    keras = import_keras()
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
