@@ -502,7 +502,8 @@ def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
             )
             time.sleep(0.5)
             if log.exists():
-                found = re.search(r"SLURM job (\d+)", log.read_text()[:500])
+                # a whole first line only: "SLURM job 3" may be half of "SLURM job 36"
+                found = re.search(r"SLURM job (\d+)\n", log.read_text()[:500])
                 if found and found.group(1) not in jobs:
                     jobs.append(found.group(1))
             if len(jobs) >= 2 and state_file.exists():
