@@ -9,7 +9,7 @@ FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 # Quick gates (docs/testing.md):
 #   make check      formatting, lint, types (mypy) and a dry run of the paper's plan
 #                   (under a minute; .pre-commit-config.yaml runs the same before a commit)
-#   make test-fast  every test that starts neither the workflow nor SLURM (about 7 minutes)
+#   make test-fast  every test that starts neither the workflow nor SLURM (6 to 7 minutes)
 PYTHON_SOURCES := src workflow/scripts benchmarks tests requirements
 RULE_SOURCES := Snakefile workflow/Snakefile workflow/rules/
 
