@@ -76,6 +76,17 @@ def through_slurm(
     return subprocess.run(command, capture_output=True, text=True, **options)
 
 
+def _sacct(jobs: str, fields: str, *flags: str) -> str:
+    """sacct's ``fields`` (comma-separated) of ``jobs`` (comma-separated ids) of this
+    session, a line per job, '|'-separated; ``flags``: sacct's own, such as -D."""
+    return subprocess.run(
+        ["sacct", "-S", SINCE, "-n", "-X", *flags, "-P", "-o", fields, "-j", jobs],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 @pytest.fixture(scope="module")
 def slurm_demo(tmp_path_factory):
     """Four of the demo's runs through the SLURM profile (seed 0: gammas 0.9 and 1.0, alpha,
@@ -146,23 +157,7 @@ def test_the_demo_through_the_slurm_profile_matches_a_local_run(slurm_demo, requ
         logs / "plots" / "summary.log",
     ]:
         assert "not a SLURM job" in local.read_text().splitlines()[0], local
-    accounted = subprocess.run(
-        [
-            "sacct",
-            "-S",
-            SINCE,
-            "-n",
-            "-X",
-            "-P",
-            "-o",
-            "JobID,State",
-            "-j",
-            ",".join(sorted(job_ids)),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    accounted = _sacct(",".join(sorted(job_ids)), "JobID,State").split()
     assert sorted(accounted) == sorted(f"{job}|COMPLETED" for job in job_ids)
     # Table 2 lists one line per run: the SLURM study's lines are the local demo's seed-0 lines.
     ours = pd.read_csv(workdir / DEMO_RESULTS / "tables" / "table2.csv").drop(
@@ -275,11 +270,7 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes(tmp_path):
     assert re.search(
         r"resuming from .*checkpoint/state.npz: \d+ of 10 epochs done", log.read_text()
     )
-    state = subprocess.run(
-        ["sacct", "-S", SINCE, "-n", "-X", "-P", "-o", "State", "-j", first_job],
-        capture_output=True,
-        text=True,
-    ).stdout
+    state = _sacct(first_job, "State")
     assert state.startswith("CANCELLED"), state
 
 
@@ -364,41 +355,8 @@ def test_a_preempted_training_job_is_requeued_by_slurm_and_resumes_from_its_chec
         -5000:
     ]
     assert len(re.findall(r"rule train:", snakemake_output)) == 1
-    states = subprocess.run(
-        [
-            "sacct",
-            "-S",
-            SINCE,
-            "-n",
-            "-X",
-            "-D",
-            "-P",
-            "-o",
-            "JobID,State,Start,End",
-            "-j",
-            job,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    urgent_state = subprocess.run(
-        [
-            "sacct",
-            "-S",
-            SINCE,
-            "-n",
-            "-X",
-            "-P",
-            "-o",
-            "State,Start,End",
-            "-j",
-            urgent_job,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    states = _sacct(job, "JobID,State,Start,End", "-D").split()
+    urgent_state = _sacct(urgent_job, "State,Start,End")
     print(
         f"training job {job}, sacct -D: {states}; urgent job {urgent_job}: {urgent_state}; attempts started at {starts}"
     )
@@ -428,15 +386,6 @@ def _demo_speed(demo) -> tuple[float, float]:
         overheads.append(wall - sum(row["seconds"] for row in history))
     assert epochs and overheads, f"no demo runs under {runs}"
     return statistics.median(epochs), statistics.median(overheads)
-
-
-def _sacct(job: str, fields: str) -> str:
-    """sacct's ``fields`` (comma-separated) of one job of this session, '|'-separated."""
-    return subprocess.run(
-        ["sacct", "-S", SINCE, "-n", "-X", "-P", "-o", fields, "-j", job],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def test_a_training_job_stopped_by_its_time_limit_resumes_in_the_next_attempt(
@@ -622,23 +571,7 @@ def test_runs_share_one_gpu_through_slurms_shard_gres(tmp_path):
             job_ids.append(re.search(r"SLURM job (\d+)", text).group(1))
             # every job was given the one GPU, by SLURM, through its shard
             assert "GPUs chosen by SLURM: CUDA_VISIBLE_DEVICES='0'" in text, text[:2000]
-        accounted = subprocess.run(
-            [
-                "sacct",
-                "-S",
-                SINCE,
-                "-n",
-                "-X",
-                "-P",
-                "-o",
-                "JobID,AllocTRES,State,Start,End",
-                "-j",
-                ",".join(job_ids),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
+        accounted = _sacct(",".join(job_ids), "JobID,AllocTRES,State,Start,End").split()
         rows = [line.split("|") for line in accounted]
         assert sorted(row[0] for row in rows) == sorted(job_ids), accounted
         for job, tres, state, _start, _end in rows:
