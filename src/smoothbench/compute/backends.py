@@ -334,7 +334,7 @@ def import_keras():
     While Keras is imported those packages read as not installed, so the imports that
     only offer features around them skip them; afterwards they import as usual, for
     whatever asks for them later. Nothing the job computes with is among them, so a
-    step computes the same either way (tests/test_backends.py). A package already
+    step computes the same either way (tests/test_acceleration.py). A package already
     imported stays as it is."""
     if "keras" in sys.modules:
         return sys.modules["keras"]
